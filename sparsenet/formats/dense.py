@@ -1,0 +1,75 @@
+"""Dense weights: a plain C-contiguous [M, K] array; products go to BLAS through NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .base import WeightFormat, check_float_dtype
+
+__all__ = ["Dense"]
+
+
+class Dense(WeightFormat):
+    """A dense weight matrix.
+
+    >>> w = Dense(np.eye(3, dtype=np.float32))
+    >>> (w @ np.ones(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    format_name = "dense"
+
+    def __init__(self, data):
+        data = np.asarray(data)
+        check_float_dtype(data.dtype, "Dense weight")
+        if data.ndim != 2:
+            raise ShapeError(f"Dense weight: expected a 2-D array, found shape {data.shape}")
+        self.data = np.ascontiguousarray(data)
+        self.shape = (int(data.shape[0]), int(data.shape[1]))
+
+    @classmethod
+    def from_dense(cls, w, dtype=None) -> "Dense":
+        w = np.asarray(w)
+        return cls(w.astype(dtype or (w.dtype if w.dtype.kind == "f" else np.float32), copy=True))
+
+    def to_dense(self) -> np.ndarray:
+        return self.data.copy()
+
+    def to_scipy(self):
+        import scipy.sparse as sp
+        return sp.csr_array(self.data)
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries (all of them: a dense matrix stores its zeros)."""
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def count_nonzero(self) -> int:
+        return int(np.count_nonzero(self.data))
+
+    def with_data(self, data) -> "Dense":
+        return Dense(data)
+
+    def astype(self, dtype) -> "Dense":
+        return Dense(self.data.astype(check_float_dtype(dtype, "Dense.astype")))
+
+    def matmul(self, x) -> np.ndarray:
+        x = self._as_input(x, self.shape[1], "Dense.matmul x")
+        return self.data @ x
+
+    def tmatmul(self, dy) -> np.ndarray:
+        dy = self._as_input(dy, self.shape[0], "Dense.tmatmul dy")
+        return np.ascontiguousarray(self.data.T @ dy)
+
+    def sampled_grad(self, dy, x) -> np.ndarray:
+        dy = self._as_input(dy, self.shape[0], "Dense.sampled_grad dy")
+        x = self._as_input(x, self.shape[1], "Dense.sampled_grad x")
+        return dy @ x.T
+
+    def __repr__(self) -> str:
+        return f"Dense(shape={self.shape}, dtype={self.dtype}, nbytes={self.nbytes})"

@@ -1,0 +1,26 @@
+"""Numba kernels, named ``<format>_<op>``: pure functions over arrays, outputs allocated by the caller.
+
+Importing this package sets Numba's threading-layer priority to omp > workqueue > tbb (measured:
+tbb was slower here and workqueue has a high per-call cost) unless NUMBA_THREADING_LAYER is set.
+"""
+
+import os
+
+import numba
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
+from ._jit import PARALLEL_MIN_WORK  # noqa: E402
+from .bsr import (  # noqa: E402
+    bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_serial, bsr_spmm_t, bsr_spmm_t_serial,
+)
+from .csr import (  # noqa: E402
+    csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_serial, csr_spmm_t, csr_spmm_t_serial,
+)
+
+__all__ = [
+    "PARALLEL_MIN_WORK",
+    "csr_spmm", "csr_spmm_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
+    "bsr_spmm", "bsr_spmm_serial", "bsr_spmm_t", "bsr_spmm_t_serial", "bsr_sddmm", "bsr_sddmm_serial",
+]

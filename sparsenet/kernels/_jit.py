@@ -1,0 +1,35 @@
+"""How kernels are compiled: one Python function, a serial and a parallel dispatcher.
+
+Numba's on-disk cache names its files after the function's qualified name, and the parallel flag
+is not part of the cache key: two dispatchers built from the same function would overwrite each
+other's cache. `serial_and_parallel` therefore compiles two renamed copies of the function.
+"""
+
+import os
+import types
+
+import numba
+
+__all__ = ["serial_and_parallel", "PARALLEL_MIN_WORK"]
+
+# Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up costs
+# more than it saves on small layers. Tunable with SPARSENET_PARALLEL_MIN_WORK.
+PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 16))
+
+_OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
+
+
+def _renamed(fn, suffix):
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                              fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__doc__ = fn.__doc__
+    copy.__module__ = fn.__module__
+    return copy
+
+
+def serial_and_parallel(fn):
+    """Return (serial, parallel) Numba dispatchers compiled from `fn` (which uses numba.prange)."""
+    serial = numba.njit(**_OPTIONS)(_renamed(fn, "_serial"))
+    parallel = numba.njit(parallel=True, **_OPTIONS)(_renamed(fn, "_parallel"))
+    return serial, parallel

@@ -1,0 +1,102 @@
+"""BSR kernels: W (M x K) stored as dense R x C blocks.
+
+data: [nblocks, R, C], indices: [nblocks] block-column of each block, indptr: [ceil(M/R) + 1].
+When M or K is not a multiple of the block shape, the last block row / column is partial: its
+entries beyond the logical shape are stored (as zeros) but never read or written here.
+Activations are feature-major ([K, B], batch contiguous); callers allocate outputs; inputs must have
+been validated (`sparsenet.formats.BSR.check`): these kernels do not bounds-check.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import serial_and_parallel
+
+__all__ = [
+    "bsr_spmm", "bsr_spmm_serial",
+    "bsr_spmm_t", "bsr_spmm_t_serial",
+    "bsr_sddmm", "bsr_sddmm_serial",
+]
+
+_T_CHUNK = 64
+
+
+def _bsr_spmm(data, indices, indptr, x, out):
+    """out[M, B] = W @ x[K, B]. O(nblocks * R * C * B); parallel over block rows.
+
+    One loaded row of x serves the R rows of a block.
+    """
+    m = out.shape[0]
+    k_total = x.shape[0]
+    nb = out.shape[1]
+    r = data.shape[1]
+    c = data.shape[2]
+    mb = indptr.shape[0] - 1
+    for bi in prange(mb):
+        r0 = bi * r
+        nr = min(r, m - r0)
+        for rr in range(nr):
+            for b in range(nb):
+                out[r0 + rr, b] = 0
+        for jj in range(indptr[bi], indptr[bi + 1]):
+            c0 = np.intp(indices[jj]) * c
+            nc = min(c, k_total - c0)
+            for cc in range(nc):
+                for rr in range(nr):
+                    w = data[jj, rr, cc]
+                    for b in range(nb):
+                        out[r0 + rr, b] += w * x[c0 + cc, b]
+
+
+def _bsr_spmm_t(data, indices, indptr, dy, out):
+    """out[K, B] = W.T @ dy[M, B]. Parallel over slices of the batch (no write conflicts)."""
+    m = dy.shape[0]
+    k_total = out.shape[0]
+    nb = out.shape[1]
+    r = data.shape[1]
+    c = data.shape[2]
+    mb = indptr.shape[0] - 1
+    out[:, :] = 0
+    nchunks = (nb + _T_CHUNK - 1) // _T_CHUNK
+    for ch in prange(nchunks):
+        b0 = ch * _T_CHUNK
+        b1 = min(nb, b0 + _T_CHUNK)
+        for bi in range(mb):
+            r0 = bi * r
+            nr = min(r, m - r0)
+            for jj in range(indptr[bi], indptr[bi + 1]):
+                c0 = np.intp(indices[jj]) * c
+                nc = min(c, k_total - c0)
+                for rr in range(nr):
+                    for cc in range(nc):
+                        w = data[jj, rr, cc]
+                        for b in range(b0, b1):
+                            out[c0 + cc, b] += w * dy[r0 + rr, b]
+
+
+def _bsr_sddmm(indices, indptr, dy, x, out):
+    """out[jj, rr, cc] = dot(dy[bi*R + rr, :], x[bj*C + cc, :]) for every stored block jj = (bi, bj);
+    entries beyond the logical shape are set to 0. out: [nblocks, R, C]. Parallel over block rows.
+    """
+    m = dy.shape[0]
+    k_total = x.shape[0]
+    nb = dy.shape[1]
+    r = out.shape[1]
+    c = out.shape[2]
+    mb = indptr.shape[0] - 1
+    for bi in prange(mb):
+        r0 = bi * r
+        for jj in range(indptr[bi], indptr[bi + 1]):
+            c0 = np.intp(indices[jj]) * c
+            for rr in range(r):
+                for cc in range(c):
+                    acc = 0.0
+                    if r0 + rr < m and c0 + cc < k_total:
+                        for b in range(nb):
+                            acc += dy[r0 + rr, b] * x[c0 + cc, b]
+                    out[jj, rr, cc] = acc
+
+
+bsr_spmm_serial, bsr_spmm = serial_and_parallel(_bsr_spmm)
+bsr_spmm_t_serial, bsr_spmm_t = serial_and_parallel(_bsr_spmm_t)
+bsr_sddmm_serial, bsr_sddmm = serial_and_parallel(_bsr_sddmm)
