@@ -76,7 +76,8 @@ def _as_features(x: np.ndarray, name: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: {name} must have shape (N, features...), found shape {x.shape}")
     if x.shape[0] == 0:
         raise DataError(f"{where}: {name} has no samples (shape {x.shape})")
-    out = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below
+        out = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(out).all():
         n_nan = int(np.isnan(out).sum())
         n_inf = int(np.isinf(out).sum())

@@ -1,0 +1,68 @@
+"""What Linear and Conv2d share: a 2-D weight in any format plus an optional bias."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..formats import Dense, WeightFormat
+from ..formats.base import check_float_dtype
+from .init import kaiming_uniform, uniform_bias
+from .module import Module, Parameter
+
+__all__ = ["WeightedLayer"]
+
+
+class WeightedLayer(Module):
+    """A layer whose weight is a [out, fan_in] matrix in any format (Dense, CSR, BSR)."""
+
+    weight_shape: tuple[int, int]
+
+    def _init_params(self, seed, fan_in, dtype, has_bias, weight=None, bias_value=None) -> None:
+        """Seeded He initialisation, unless explicit `weight` / `bias_value` are given."""
+        dtype = check_float_dtype(dtype, f"{self.name} dtype")
+        rng = np.random.default_rng(seed)
+        if weight is None:
+            weight = kaiming_uniform(rng, self.weight_shape, fan_in, dtype)
+        elif not isinstance(weight, WeightFormat):
+            weight = np.asarray(weight, dtype=dtype)
+        self.weight = weight
+        if not has_bias:
+            self.bias = None
+            return
+        if bias_value is None:
+            bias_value = uniform_bias(rng, self.weight_shape[0], fan_in, self.weight.dtype)
+        bias_value = np.asarray(bias_value)
+        if bias_value.shape != (self.weight_shape[0],):
+            raise ShapeError(f"{self.name}: expected a bias of shape ({self.weight_shape[0]},), "
+                             f"found {bias_value.shape}")
+        self.bias = Parameter(np.ascontiguousarray(bias_value, dtype=self.weight.dtype))
+
+    @property
+    def weight(self) -> WeightFormat:
+        return self._weight
+
+    @weight.setter
+    def weight(self, fmt) -> None:
+        """Replace the weight (any format of the right shape); its values become the trainable data."""
+        if not isinstance(fmt, WeightFormat):
+            fmt = Dense(np.array(fmt))
+        if tuple(fmt.shape) != tuple(self.weight_shape):
+            raise ShapeError(f"{self.name}: expected a weight of shape {self.weight_shape}, found {fmt.shape}")
+        self._weight = fmt
+        self.weight_param = Parameter(fmt.data)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._weight.dtype
+
+    def own_parameters(self) -> dict[str, Parameter]:
+        params = {"weight": self.weight_param}
+        if self.bias is not None:
+            params["bias"] = self.bias
+        return params
+
+    def _format_repr(self) -> str:
+        w = self._weight
+        fmt = w.format_name if w.format_name != "bsr" else f"bsr{w.blocksize[0]}x{w.blocksize[1]}"
+        return f"{fmt}, density={w.density:.3f}"

@@ -1,0 +1,99 @@
+"""Element-wise activations and Softmax; each backward beside its forward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"]
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+class ReLU(Module):
+    def forward(self, x):
+        self._mask = x > 0
+        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        return grad * self._mask
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        self._mask = x > 0
+        return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, grad):
+        return np.where(self._mask, grad, grad * grad.dtype.type(self.negative_slope))
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        # numerically stable: exp of a non-positive number only
+        e = np.exp(-np.abs(x))
+        self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self._y
+
+    def backward(self, grad):
+        return grad * self._y * (1 - self._y)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        self._y = np.tanh(x)
+        return self._y
+
+    def backward(self, grad):
+        return grad * (1 - self._y * self._y)
+
+
+class GELU(Module):
+    """GELU with the tanh approximation (as `approximate='tanh'` in PyTorch)."""
+
+    _C = np.sqrt(2 / np.pi)
+
+    def forward(self, x):
+        self._x = x
+        self._t = np.tanh(self._C * (x + 0.044715 * x ** 3))
+        return (0.5 * x * (1 + self._t)).astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        x, t = self._x, self._t
+        dt = (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
+        return (grad * (0.5 * (1 + t) + 0.5 * x * dt)).astype(grad.dtype, copy=False)
+
+
+class Softmax(Module):
+    """Softmax along `axis` (stable: the max is subtracted). For training a classifier, use
+    `SoftmaxCrossEntropy` on logits instead; this layer is for models that output probabilities."""
+
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = int(axis)
+
+    def forward(self, x):
+        z = np.exp(x - x.max(axis=self.axis, keepdims=True))
+        self._y = z / z.sum(axis=self.axis, keepdims=True)
+        return self._y
+
+    def backward(self, grad):
+        y = self._y
+        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"

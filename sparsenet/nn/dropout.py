@@ -1,0 +1,37 @@
+"""Inverted dropout with its own seeded generator (active in training mode only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SparsenetError
+from .module import Module
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Module):
+    def __init__(self, p: float = 0.5, *, seed: int = 0):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise SparsenetError(f"Dropout: expected 0 <= p < 1, found {p}")
+        self.p = float(p)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.p
+        self._mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * self._mask
+
+    def backward(self, grad):
+        return grad if self._mask is None else grad * self._mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

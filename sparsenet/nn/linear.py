@@ -1,0 +1,53 @@
+"""Linear layer: y = x @ W.T + b with W [out, in] in any format."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import check_input
+from ._weighted import WeightedLayer
+
+__all__ = ["Linear"]
+
+
+class Linear(WeightedLayer):
+    """Fully connected layer. Input [B, in] -> output [B, out].
+
+    Internally the product runs feature-major (W @ x.T, batch contiguous); the output is returned as
+    the transposed view of that [out, B] array, so that a following Linear gets its feature-major
+    input for free.
+
+    >>> layer = Linear(3, 2, seed=0)
+    >>> layer(np.ones((4, 3), dtype=np.float32)).shape
+    (4, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed: int = 0,
+                 dtype=np.float32, weight=None, bias_value=None):
+        """`weight` (a [out, in] array or WeightFormat) and `bias_value` replace the seeded
+        random initialisation when given."""
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight_shape = (self.out_features, self.in_features)
+        self._init_params(seed, self.in_features, dtype, bias, weight, bias_value)
+        self._xt = None
+
+    def forward(self, x):
+        x = check_input(self, x, 2, 1, self.in_features)
+        xt = np.ascontiguousarray(x.T, dtype=self.dtype)  # free when x is a previous layer's output
+        out = self.weight.matmul(xt)  # [out, B]
+        if self.bias is not None:
+            out += self.bias.data[:, None]
+        self._xt = xt
+        return out.T
+
+    def backward(self, grad):
+        grad = check_input(self, grad, 2, 1, self.out_features, what="gradient")
+        gt = np.ascontiguousarray(grad.T, dtype=self.dtype)  # [out, B]
+        self.weight_param.grad += self.weight.sampled_grad(gt, self._xt)
+        if self.bias is not None:
+            self.bias.grad += gt.sum(axis=1)
+        return self.weight.tmatmul(gt).T
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, {self._format_repr()}, bias={self.bias is not None}"

@@ -1,0 +1,115 @@
+"""`Parameter` and `Module`: the two small abstractions every layer is built from.
+
+A layer computes ``forward(x)`` and, after it, ``backward(grad_out) -> grad_in``; backward adds the
+gradients of its parameters into ``Parameter.grad`` (so gradients accumulate until `zero_grad`).
+Each layer's backward sits beside its forward in the layer's file.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Parameter", "Module"]
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    ``data`` is updated *in place* by optimisers; for a sparse weight it is the format's value array,
+    so updates touch stored entries only and the sparsity pattern never changes. An optional boolean
+    ``mask`` of the same shape pins masked-out entries to zero (pruning before compilation).
+    """
+
+    __slots__ = ("data", "grad", "mask")
+
+    def __init__(self, data: np.ndarray):
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.mask: np.ndarray | None = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def apply_mask(self) -> None:
+        """Zero the masked-out entries of data and grad (no-op without a mask)."""
+        if self.mask is not None:
+            self.data *= self.mask
+            self.grad *= self.mask
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers and containers."""
+
+    def __init__(self):
+        self.training = True
+        self.name = type(self).__name__
+
+    # -- to override --------------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def own_parameters(self) -> dict[str, Parameter]:
+        """This module's own parameters by name (not its children's)."""
+        return {}
+
+    def children(self) -> list[tuple[str, "Module"]]:
+        return []
+
+    def extra_repr(self) -> str:
+        return ""
+
+    # -- shared -------------------------------------------------------------------------------------
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self.children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod.own_parameters().items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def train(self, mode: bool = True) -> "Module":
+        for _, m in self.named_modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def check_input(layer: Module, x, ndim: int, axis: int | None = None, size: int | None = None,
+                what: str = "input") -> np.ndarray:
+    """Return `x` as an ndarray after checking ndim (and x.shape[axis] == size); errors name the layer."""
+    from ..errors import DTypeError, ShapeError
+
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise DTypeError(f"{layer.name}: expected a real numeric {what}, found dtype {x.dtype}")
+    if x.ndim != ndim:
+        raise ShapeError(f"{layer.name}: expected a {ndim}-D {what}, found shape {x.shape}")
+    if axis is not None and x.shape[axis] != size:
+        raise ShapeError(f"{layer.name}: expected {what} axis {axis} of size {size}, found shape {x.shape}")
+    return x

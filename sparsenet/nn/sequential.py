@@ -1,0 +1,51 @@
+"""Sequential: layers applied in order; backward runs them in reverse."""
+
+from __future__ import annotations
+
+from .module import Module
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Module):
+    """A chain of modules.
+
+    >>> from sparsenet.nn import Linear, ReLU
+    >>> Sequential(Linear(4, 8), ReLU(), Linear(8, 2))(np.ones((3, 4), np.float32)).shape
+    (3, 2)
+    """
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Module):
+                from ..errors import SparsenetError
+                raise SparsenetError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
+            layer.name = f"layer {i} ({type(layer).__name__})"
+
+    def children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad):
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def __repr__(self) -> str:
+        lines = [f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"

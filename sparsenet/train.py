@@ -1,0 +1,141 @@
+"""Training and evaluation loops: Python outside (epochs, batches, progress), kernels inside."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import DataError, DTypeError, ShapeError
+from .losses import SoftmaxCrossEntropy
+from .nn.module import Module
+from .optim import Adam, Optimizer
+
+__all__ = ["History", "fit", "evaluate", "predict", "check_features", "check_labels"]
+
+
+@dataclass
+class History:
+    """Per-epoch figures of a `fit` run (lists indexed by epoch)."""
+
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def check_features(x, what: str = "x") -> np.ndarray:
+    """Validate model input: a real numeric array with a batch axis and only finite values."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise DTypeError(f"{what}: expected a real numeric array, found dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ShapeError(f"{what}: expected [batch, features...], found shape {x.shape}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise DataError(f"{what}: expected finite values, found {bad} NaN/inf entries")
+    return x
+
+
+def check_labels(y, n: int, what: str = "y") -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{what}: expected integer class labels, found dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ShapeError(f"{what}: expected {n} labels (one per sample), found shape {y.shape}")
+    if n and y.min() < 0:
+        raise DataError(f"{what}: expected non-negative labels, found {int(y.min())}")
+    return y.astype(np.int64, copy=False)
+
+
+def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for `x` in evaluation mode, in batches (the model's mode is restored)."""
+    x = check_features(x)
+    was_training = model.training
+    model.eval()
+    try:
+        outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    if not outs:
+        out = model.forward(x)  # empty batch: let the model define the output shape
+        return np.ascontiguousarray(out)
+    return np.ascontiguousarray(np.concatenate(outs, axis=0))
+
+
+def evaluate(model: Module, x, y, batch_size: int = 256, loss=None) -> dict:
+    """Loss and accuracy of `model` on (x, y)."""
+    logits = predict(model, x, batch_size)
+    y = check_labels(y, len(logits))
+    loss = loss or SoftmaxCrossEntropy()
+    return {"loss": loss(logits, y), "accuracy": float(np.mean(logits.argmax(axis=1) == y)) if len(y) else 0.0}
+
+
+def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimizer: Optimizer | None = None,
+        lr: float = 1e-3, loss=None, seed: int = 0, x_val=None, y_val=None, quiet: bool = False,
+        after_backward: Callable[[Module], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> History:
+    """Train `model` with minibatches; returns a `History`.
+
+    Shuffling uses ``np.random.default_rng(seed)``: the same seed, model and data give the same bits.
+    Hooks: `after_backward(model)` runs after each backward (e.g. a penalty's gradient),
+    `on_step(step)` after each optimiser step (e.g. a pruning schedule), `on_epoch_end(epoch, logs)`.
+
+    >>> from sparsenet.nn import Sequential, Linear
+    >>> m = Sequential(Linear(2, 2))
+    >>> h = fit(m, np.eye(2, dtype=np.float32), np.array([0, 1]), epochs=2, quiet=True)
+    >>> len(h.loss)
+    2
+    """
+    from tqdm.auto import tqdm
+
+    x = check_features(x)
+    y = check_labels(y, len(x))
+    if epochs < 0 or batch_size < 1:
+        raise DataError(f"fit: expected epochs >= 0 and batch_size >= 1, found {epochs} and {batch_size}")
+    loss = loss or SoftmaxCrossEntropy()
+    optimizer = optimizer or Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    history = History()
+    n, step = len(x), 0
+    bar = tqdm(range(epochs), disable=quiet, desc="train", unit="epoch", leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(n)
+        total_loss, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            optimizer.zero_grad()
+            out = model.forward(xb)
+            total_loss += loss(out, yb) * len(idx)
+            correct += int(np.sum(np.argmax(out, axis=1) == yb))
+            model.backward(loss.backward())
+            if after_backward is not None:
+                after_backward(model)
+            optimizer.step()
+            step += 1
+            if on_step is not None:
+                on_step(step)
+        history.loss.append(total_loss / max(n, 1))
+        history.accuracy.append(correct / max(n, 1))
+        logs = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
+        if x_val is not None:
+            val = evaluate(model, x_val, y_val, loss=loss)
+            history.val_loss.append(val["loss"])
+            history.val_accuracy.append(val["accuracy"])
+            logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        history.seconds.append(time.perf_counter() - t0)
+        bar.set_postfix({k: round(v, 4) for k, v in logs.items()})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    model.eval()
+    return history
