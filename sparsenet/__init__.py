@@ -6,6 +6,7 @@ Layers store weights as Dense, CSR or BSR matrices; sparse weights run through N
 from . import formats, kernels, metrics, nn
 from .errors import DataError, DTypeError, FormatError, ModelFileError, ShapeError, SparsenetError
 from .formats import BSR, CSR, Dense, as_format
+from .io import load_model, save_model
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW
 from .train import History, evaluate, fit, predict
@@ -21,5 +22,5 @@ __all__ = [
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "Adam", "AdamW",
     "History", "fit", "evaluate", "predict",
-    "build_model",
+    "build_model", "save_model", "load_model",
 ]

@@ -18,6 +18,8 @@ class Sequential(Module):
     def __init__(self, *layers: Module):
         super().__init__()
         self.layers = list(layers)
+        self.input_shape: tuple | None = None  # one sample's shape, when known (zoo, files)
+        self.meta: dict = {}  # JSON-serialisable facts saved with the model
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Module):
                 from ..errors import SparsenetError

@@ -1,0 +1,59 @@
+"""The command line: subcommands, --json output, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sparsenet as sn
+from sparsenet.cli import main
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "m.npz"
+    m = sn.build_model("lenet300", seed=0)
+    w = m.layers[1].weight.to_dense()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
+    m.layers[1].weight = sn.CSR.from_dense(w)
+    sn.save_model(m, path)
+    return path, m
+
+
+def test_info_json_reports_true_bytes(small_model_file, capsys):
+    path, model = small_model_file
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    layer = info["layers"][1]
+    assert layer["format"] == "csr" and layer["shape"] == [300, 64]
+    w, b = model.layers[1].weight, model.layers[1].bias.data
+    assert layer["nnz"] == w.count_nonzero() + np.count_nonzero(b)
+    assert layer["bytes"] == w.data.nbytes + w.indices.nbytes + w.indptr.nbytes + b.nbytes
+    assert w.indices.dtype == np.uint16
+    assert info["params"] == 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert info["total_bytes"] < info["dense_bytes"]
+    assert set(info) >= {"params", "nonzero_params", "total_bytes", "dense_bytes"}
+
+
+def test_bad_file_exits_1_with_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    r = subprocess.run([sys.executable, "-m", "sparsenet", "info", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "not a sparsenet model" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_error_exits_2():
+    r = subprocess.run([sys.executable, "-m", "sparsenet", "train", "--model", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_demo_quick_writes_figures(tmp_path, capsys):
+    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    figures = json.loads((tmp_path / "demo.json").read_text())
+    assert figures["lenet300"]["test_accuracy"] > 0.9
+    assert (tmp_path / "lenet300.npz").exists()

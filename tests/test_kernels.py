@@ -1,0 +1,213 @@
+"""The raw Numba kernels (serial and parallel variants) against the NumPy references, and the
+serial/parallel dispatch of the formats (forced with PARALLEL_MIN_WORK)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import assert_close, check_format_against_reference
+from sparsenet import kernels
+from sparsenet.formats import BSR, CSR, Dense
+from sparsenet.kernels import reference
+from strategies import (
+    BATCH_SIZES, DTYPES, SETTINGS, BlockCase, SparseCase, activations, batch_sizes,
+    block_sparse_matrices, bsr_arrays, csr_arrays, index_dtypes, sparse_matrices,
+)
+
+OPS = ("spmm", "spmm_t", "sddmm")
+
+
+def _variants(fmt_name, op):
+    """[(name, kernel)] for the serial and the parallel build of `<fmt_name>_<op>`."""
+    name = f"{fmt_name}_{op}"
+    return [(name + "_serial", getattr(kernels, name + "_serial")), (name, getattr(kernels, name))]
+
+
+def _garbage(shape, dtype):
+    """An output buffer full of NaN: any entry a kernel forgets to write fails the comparison."""
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32):
+    dtype = case.w.dtype
+    (m, k), batch = case.w.shape, x.shape[1]
+    data, indices, indptr = csr_arrays(case, index_dtype, pointer_dtype)
+    inputs = [a.copy() for a in (data, indices, indptr, x, dy)]
+    w64, x64, dy64 = case.w.astype(np.float64), x.astype(np.float64), dy.astype(np.float64)
+    expected = {
+        "spmm": (reference.spmm_ref(w64, x64), reference.spmm_ref(abs(w64), abs(x64)), k),
+        "spmm_t": (reference.spmm_t_ref(w64, dy64), reference.spmm_t_ref(abs(w64), abs(dy64)), m),
+        "sddmm": (reference.csr_sddmm_ref(indices, indptr, dy64, x64),
+                  reference.csr_sddmm_ref(indices, indptr, abs(dy64), abs(x64)), batch),
+    }
+    for op in OPS:
+        ref, mag, n = expected[op]
+        for name, kern in _variants("csr", op):
+            out = _garbage(ref.shape, dtype)
+            if op == "sddmm":
+                kern(indices, indptr, dy, x, out)
+            else:
+                kern(data, indices, indptr, x if op == "spmm" else dy, out)
+            assert_close(out, ref, mag, n, dtype, f"{name} (shape {case.w.shape}, batch {batch})")
+    for before, after in zip(inputs, (data, indices, indptr, x, dy)):
+        np.testing.assert_array_equal(before, after, err_msg="a kernel wrote to an input")
+
+
+def _run_bsr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32, dirty_overhang=False):
+    dtype = case.w.dtype
+    (m, k), batch = case.w.shape, x.shape[1]
+    data, indices, indptr = bsr_arrays(case, index_dtype, pointer_dtype)
+    if dirty_overhang:  # the kernels must never read the entries of edge blocks beyond the shape
+        r, c = case.blocksize
+        rows = np.repeat(np.arange(case.block_mask.shape[0]), np.diff(indptr))
+        data[rows == case.block_mask.shape[0] - 1, m % r if m % r else r:, :] = np.nan
+        data[indices == case.block_mask.shape[1] - 1, :, k % c if k % c else c:] = np.nan
+    w64, x64, dy64 = case.w.astype(np.float64), x.astype(np.float64), dy.astype(np.float64)
+    expected = {
+        "spmm": (reference.spmm_ref(w64, x64), reference.spmm_ref(abs(w64), abs(x64)), k),
+        "spmm_t": (reference.spmm_t_ref(w64, dy64), reference.spmm_t_ref(abs(w64), abs(dy64)), m),
+        "sddmm": (reference.bsr_sddmm_ref(indices, indptr, dy64, x64, case.blocksize),
+                  reference.bsr_sddmm_ref(indices, indptr, abs(dy64), abs(x64), case.blocksize), batch),
+    }
+    for op in OPS:
+        ref, mag, n = expected[op]
+        for name, kern in _variants("bsr", op):
+            out = _garbage(ref.shape, dtype)
+            if op == "sddmm":
+                kern(indices, indptr, dy, x, out)
+            else:
+                kern(data, indices, indptr, x if op == "spmm" else dy, out)
+            what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
+            assert_close(out, ref, mag, n, dtype, what)
+
+
+# -- raw kernels, random cases ------------------------------------------------------------------
+
+@SETTINGS
+@given(case=sparse_matrices(), batch=batch_sizes, idx=index_dtypes, data=st.data())
+def test_csr_kernels_match_reference(case, batch, idx, data):
+    (m, k), dtype = case.w.shape, case.w.dtype
+    x, dy = data.draw(activations(k, batch, dtype)), data.draw(activations(m, batch, dtype))
+    _run_csr_kernels(case, x, dy, *idx)
+
+
+@SETTINGS
+@given(case=block_sparse_matrices(), batch=batch_sizes, idx=index_dtypes, data=st.data())
+def test_bsr_kernels_match_reference(case, batch, idx, data):
+    (m, k), dtype = case.w.shape, case.w.dtype
+    x, dy = data.draw(activations(k, batch, dtype)), data.draw(activations(m, batch, dtype))
+    _run_bsr_kernels(case, x, dy, *idx)
+
+
+@SETTINGS
+@given(case=block_sparse_matrices(), batch=batch_sizes, data=st.data())
+def test_bsr_kernels_never_read_overhang(case, batch, data):
+    (m, k), dtype = case.w.shape, case.w.dtype
+    x, dy = data.draw(activations(k, batch, dtype)), data.draw(activations(m, batch, dtype))
+    _run_bsr_kernels(case, x, dy, dirty_overhang=True)
+
+
+# -- raw kernels, every edge combination once ---------------------------------------------------
+
+EDGE_SHAPES = [(0, 0), (0, 3), (3, 0), (1, 1), (1, 40), (40, 1), (7, 9)]
+
+
+def _edge_case(shape, density, dtype):
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) < density
+    return SparseCase(np.where(mask, rng.standard_normal(shape), 0).astype(dtype), mask)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("density", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=str)
+def test_kernels_edge_shapes_every_batch(shape, density, dtype):
+    case = _edge_case(shape, density, dtype)
+    rng = np.random.default_rng(1)
+    for batch in BATCH_SIZES:
+        x = rng.standard_normal((shape[1], batch)).astype(dtype)
+        dy = rng.standard_normal((shape[0], batch)).astype(dtype)
+        _run_csr_kernels(case, x, dy)
+        for blocksize in [(1, 1), (2, 3), (5, 5)]:
+            mb, nbc = -(-shape[0] // blocksize[0]), -(-shape[1] // blocksize[1])
+            block_mask = np.ones((mb, nbc), dtype=bool)
+            _run_bsr_kernels(BlockCase(case.w, block_mask, blocksize), x, dy, dirty_overhang=True)
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_kernels_tiny_nojit(batch):
+    """Tiny case, also run with NUMBA_DISABLE_JIT=1 (kernels as plain Python)."""
+    w = np.array([[0, 1.5, 0, -2], [0, 0, 0, 0], [3, 0, 0.5, 0]], dtype=np.float64)
+    rng = np.random.default_rng(batch)
+    x, dy = rng.standard_normal((4, batch)), rng.standard_normal((3, batch))
+    _run_csr_kernels(SparseCase(w, w != 0), x, dy)
+    _run_bsr_kernels(BlockCase(w, np.array([[True, True], [True, False]]), (2, 3)), x, dy,
+                     dirty_overhang=True)
+
+
+# -- the formats' serial / parallel dispatch ---------------------------------------------------
+
+KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for op in OPS]
+
+
+def _spy_on_kernels(mp):
+    """Replace every kernel in `sparsenet.kernels` by a wrapper that records its name."""
+    calls = []
+    for base in KERNEL_NAMES:
+        for name in (base, base + "_serial"):
+            def spy(*args, _fn=getattr(kernels, name), _name=name):
+                calls.append(_name)
+                return _fn(*args)
+            mp.setattr(kernels, name, spy)
+    return calls
+
+
+def _format_cases():
+    """(format, dense) pairs: CSR with its stored pattern, or BSR with its block mask."""
+    csr = sparse_matrices().map(lambda c: (CSR.from_mask(c.w, c.mask), c.w))
+    bsr = block_sparse_matrices().map(
+        lambda c: (BSR.from_block_mask(c.w, c.block_mask, c.blocksize), c.w))
+    return st.one_of(csr, bsr)
+
+
+@SETTINGS
+@given(fmt_w=_format_cases(), batch=batch_sizes, data=st.data())
+def test_formats_forced_parallel_and_forced_serial(fmt_w, batch, data):
+    fmt, w = fmt_w
+    (m, k), dtype = fmt.shape, fmt.dtype
+    x, dy = data.draw(activations(k, batch, dtype)), data.draw(activations(m, batch, dtype))
+    for threshold, parallel in ((0, True), (2**62, False)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(kernels, "PARALLEL_MIN_WORK", threshold)
+            calls = _spy_on_kernels(mp)
+            check_format_against_reference(fmt, w, x, dy)
+        assert calls, "no kernel was called"
+        wrong = [c for c in calls if c.endswith("_serial") == parallel]
+        assert not wrong, f"PARALLEL_MIN_WORK={threshold}: expected only " \
+                          f"{'parallel' if parallel else 'serial'} kernels, found calls to {wrong}"
+
+
+@pytest.mark.parametrize("fmt_name", ["csr", "bsr"])
+def test_parallel_threshold_is_nnz_times_batch(fmt_name):
+    w = np.ones((2, 5), dtype=np.float32)  # CSR: nnz 10; BSR (2, 5) blocks: nnz 10
+    fmt = CSR.from_dense(w) if fmt_name == "csr" else BSR.from_dense(w, (2, 5))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "PARALLEL_MIN_WORK", 100)
+        calls = _spy_on_kernels(mp)
+        for batch, parallel in ((9, False), (10, True), (0, False)):
+            calls.clear()
+            x, dy = np.ones((5, batch), np.float32), np.ones((2, batch), np.float32)
+            fmt @ x, fmt.tmatmul(dy), fmt.sampled_grad(dy, x)
+            suffix = "" if parallel else "_serial"
+            assert calls == [f"{fmt_name}_{op}{suffix}" for op in OPS], (batch, calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_dense_format_matches_reference(dtype):
+    rng = np.random.default_rng(0)
+    for batch in BATCH_SIZES:
+        w = rng.standard_normal((6, 4)).astype(dtype)
+        check_format_against_reference(Dense(w), w, rng.standard_normal((4, batch)),
+                                       rng.standard_normal((6, batch)))
