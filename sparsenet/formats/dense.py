@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import FormatError, ShapeError
 from .base import WeightFormat, check_float_dtype
 
 __all__ = ["Dense"]
@@ -27,6 +27,11 @@ class Dense(WeightFormat):
             raise ShapeError(f"Dense weight: expected a 2-D array, found shape {data.shape}")
         self.data = np.ascontiguousarray(data)
         self.shape = (int(data.shape[0]), int(data.shape[1]))
+
+    def check(self) -> None:
+        """Full validation for data from outside: finite values (shape and dtype are checked always)."""
+        if not np.all(np.isfinite(self.data)):
+            raise FormatError("Dense data: expected finite values, found NaN or inf")
 
     @classmethod
     def from_dense(cls, w, dtype=None) -> "Dense":

@@ -32,7 +32,9 @@ def _decode_weight(spec, arrays, where) -> WeightFormat:
     if fmt == "dense":
         if data.shape != shape:
             raise ModelFileError(f"{where}: dense weight declared shape {shape}, found array {data.shape}")
-        return Dense(data)
+        dense = Dense(data)
+        dense.check()
+        return dense
     if fmt not in ("csr", "bsr"):
         raise ModelFileError(f"{where}: expected weight format dense, csr or bsr, found {fmt!r}")
     indices, indptr = _array(arrays, "indices", where), _array(arrays, "indptr", where)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..formats import Dense, WeightFormat
 from ..formats.base import check_float_dtype
 from .init import kaiming_uniform, uniform_bias
@@ -47,6 +47,10 @@ class WeightedLayer(Module):
         """Replace the weight (any format of the right shape); its values become the trainable data."""
         if not isinstance(fmt, WeightFormat):
             fmt = Dense(np.array(fmt))
+        current = getattr(self, "_weight", None)
+        if current is not None and fmt.dtype != current.dtype:
+            raise DTypeError(f"{self.name}: expected a {current.dtype} weight, found {fmt.dtype} "
+                             f"(convert it with .astype({str(current.dtype)!r}))")
         if tuple(fmt.shape) != tuple(self.weight_shape):
             raise ShapeError(f"{self.name}: expected a weight of shape {self.weight_shape}, found {fmt.shape}")
         self._weight = fmt
