@@ -43,6 +43,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False):
         super().__init__(params, lr)
+        if nesterov and not momentum > 0:
+            raise SparsenetError(f"SGD: Nesterov momentum needs momentum > 0, found {momentum}")
         self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
 
     def _update(self, p, st):

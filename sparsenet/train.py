@@ -60,12 +60,11 @@ def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
     was_training = model.training
     model.eval()
     try:
+        if len(x) == 0:  # let the model define the output shape
+            return np.ascontiguousarray(model.forward(x))
         outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
-    if not outs:
-        out = model.forward(x)  # empty batch: let the model define the output shape
-        return np.ascontiguousarray(out)
     return np.ascontiguousarray(np.concatenate(outs, axis=0))
 
 

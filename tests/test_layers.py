@@ -135,11 +135,12 @@ def test_conv2d(fmt, blocksize, stride, padding):
                           reference=conv_ref(w, layer.bias.data.copy(), 2, kernel, stride, padding))
 
 
-def test_conv2d_square_kernel_no_bias_uneven_stride():
-    layer = Conv2d(3, 2, 3, stride=2, padding=1, bias=False, dtype=F64, seed=1)
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (1, 2, 2), ((1, 4), 3, 0)])
+def test_conv2d_more_geometries_no_bias(kernel, stride, padding):
+    layer = Conv2d(3, 2, kernel, stride=stride, padding=padding, bias=False, dtype=F64, seed=1)
     w = layer.weight.to_dense()
-    x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))  # (6 + 2 - 3) / 2 leaves a remainder
-    check_layer_gradients(layer, x, reference=conv_ref(w, None, 3, (3, 3), 2, 1))
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))  # strides leave remainders
+    check_layer_gradients(layer, x, reference=conv_ref(w, None, 3, layer.kernel_size, stride, padding))
 
 
 # -- pooling, flatten --------------------------------------------------------------------------------
@@ -149,6 +150,7 @@ POOLS = [  # kernel, stride, padding
     ((3, 3), (2, 2), 1),  # overlapping, padded
     ((2, 3), (1, 2), 1),  # overlapping, rectangular, padded
     ((3, 2), (2, 1), 0),  # windows that do not cover the last row
+    ((2, 2), (3, 3), 1),  # stride past the window: some inputs get no gradient
 ]
 
 
@@ -365,6 +367,77 @@ def test_mse_gradient():
     target = rng.standard_normal((4, 3))
     check_layer_gradients(LossAsLayer(MSELoss(), target), rng.standard_normal((4, 3)),
                           reference=lambda z: np.mean((z - target) ** 2))
+
+
+# -- integer input: layers accept it (check_input allows kinds "fiub", so do fit and predict) ------------
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: Linear(3, 2), (4, 3)),
+    (lambda: Conv2d(2, 2, 3, padding=1), (2, 2, 4, 4)),
+    (lambda: MaxPool2d(2), (2, 2, 4, 4)),
+    (lambda: MaxPool2d(3, 2, 1), (2, 2, 4, 4)),
+    (lambda: AvgPool2d(3, 1, 1), (2, 2, 4, 4)),
+    (lambda: GlobalAvgPool2d(), (2, 2, 4, 4)),
+    (lambda: Flatten(), (2, 2, 4, 4)),
+    (lambda: ReLU(), (4, 3)),
+    (lambda: LeakyReLU(0.1), (4, 3)),
+    (lambda: Sigmoid(), (4, 3)),
+    (lambda: Tanh(), (4, 3)),
+    (lambda: GELU(), (4, 3)),
+    (lambda: Softmax(), (4, 3)),
+    (lambda: Identity(), (4, 3)),
+    (lambda: Dropout(0.5, seed=0), (4, 3)),
+    (lambda: BatchNorm1d(3), (4, 3)),
+    (lambda: BatchNorm2d(2), (2, 2, 4, 4)),
+])
+def test_integer_input_gives_the_float_result(make, shape):
+    """Integer input must either be rejected with a SparsenetError or give the float answer."""
+    x = np.random.default_rng(0).integers(-5, 6, size=shape)
+    want = np.asarray(make().forward(x.astype(F64)), dtype=F64)
+    try:
+        with np.errstate(all="ignore"):
+            got = make().forward(x)
+    except sparsenet.SparsenetError:
+        return
+    np.testing.assert_allclose(np.asarray(got, dtype=F64), want, rtol=1e-5, atol=1e-5)
+
+
+# -- the helper itself catches what it should -----------------------------------------------------------
+
+class _Broken(Module):
+    """x * w with a configurable defect."""
+
+    def __init__(self, defect):
+        super().__init__()
+        self.defect = defect
+        self.w = sparsenet.nn.Parameter(np.array([1.5, -2.0, 0.5]))
+
+    def own_parameters(self):
+        return {"w": self.w}
+
+    def forward(self, x):
+        self._x = x.copy()
+        return x * self.w.data
+
+    def backward(self, grad):
+        self.w.grad += (grad * self._x).sum(axis=0) * (1.01 if self.defect == "param-grad" else 1.0)
+        if self.defect == "mutates-grad":
+            grad += 1e-3
+        dx = grad * self.w.data
+        return dx * 1.01 if self.defect == "input-grad" else dx
+
+
+@pytest.mark.parametrize("defect", ["input-grad", "param-grad", "mutates-grad", "reference"])
+def test_helper_detects_defects(defect):
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    ref = (lambda v: v * 1.5) if defect == "reference" else None
+    with pytest.raises(AssertionError):
+        check_layer_gradients(_Broken(defect), x, reference=ref)
+
+
+def test_helper_passes_the_correct_layer():
+    check_layer_gradients(_Broken(None), np.random.default_rng(0).standard_normal((4, 3)),
+                          reference=lambda v: v * np.array([1.5, -2.0, 0.5]))
 
 
 # -- the same weights in every format give the same numbers ------------------------------------------

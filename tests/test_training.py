@@ -8,7 +8,7 @@ import pytest
 
 from sparsenet import SGD, Adam, AdamW, as_format, fit, predict
 from sparsenet.errors import DataError, DTypeError, ShapeError, SparsenetError
-from sparsenet.nn import Conv2d, Flatten, Linear, Module, Parameter, ReLU, Sequential
+from sparsenet.nn import BatchNorm1d, Conv2d, Flatten, Linear, Module, Parameter, ReLU, Sequential
 
 F64 = np.float64
 
@@ -229,6 +229,17 @@ def test_fit_rejects_bad_input(case):
     assert isinstance(info.value, SparsenetError)
     for a, b in zip(before, _weights(model)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_predict_empty_batch_leaves_batchnorm_statistics_alone():
+    model = Sequential(Linear(4, 3), BatchNorm1d(3), Linear(3, 2))
+    bn = model[1]
+    mean, var = bn.running_mean.copy(), bn.running_var.copy()
+    out = predict(model, np.zeros((0, 4), np.float32))
+    assert out.shape == (0, 2)
+    np.testing.assert_array_equal(bn.running_mean, mean)
+    np.testing.assert_array_equal(bn.running_var, var)
 
 
 @pytest.mark.parametrize("case", ["nan", "inf", "wrong-features", "complex"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module
+from .module import Module, as_float
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"]
 
@@ -19,6 +19,7 @@ class Identity(Module):
 
 class ReLU(Module):
     def forward(self, x):
+        x = as_float(x)
         self._mask = x > 0
         return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
 
@@ -32,6 +33,7 @@ class LeakyReLU(Module):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x):
+        x = as_float(x)
         self._mask = x > 0
         return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
 
@@ -44,6 +46,7 @@ class LeakyReLU(Module):
 
 class Sigmoid(Module):
     def forward(self, x):
+        x = as_float(x)
         # numerically stable: exp of a non-positive number only
         e = np.exp(-np.abs(x))
         self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -55,7 +58,7 @@ class Sigmoid(Module):
 
 class Tanh(Module):
     def forward(self, x):
-        self._y = np.tanh(x)
+        self._y = np.tanh(as_float(x))
         return self._y
 
     def backward(self, grad):
@@ -68,6 +71,7 @@ class GELU(Module):
     _C = np.sqrt(2 / np.pi)
 
     def forward(self, x):
+        x = as_float(x)
         self._x = x
         self._t = np.tanh(self._C * (x + 0.044715 * x ** 3))
         return (0.5 * x * (1 + self._t)).astype(x.dtype, copy=False)
@@ -87,6 +91,7 @@ class Softmax(Module):
         self.axis = int(axis)
 
     def forward(self, x):
+        x = as_float(x)
         z = np.exp(x - x.max(axis=self.axis, keepdims=True))
         self._y = z / z.sum(axis=self.axis, keepdims=True)
         return self._y

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, Parameter, check_input
+from .module import Module, Parameter, as_float, check_input
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -29,7 +29,7 @@ class _BatchNorm(Module):
         return v.reshape((1, -1) + (1,) * (self._ndim - 2))
 
     def forward(self, x):
-        x = check_input(self, x, self._ndim, 1, self.num_features)
+        x = as_float(check_input(self, x, self._ndim, 1, self.num_features))
         if self.training:
             mean = x.mean(axis=self._axes)
             var = x.var(axis=self._axes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SparsenetError
-from .module import Module
+from .module import Module, as_float
 
 __all__ = ["Dropout"]
 
@@ -23,6 +23,7 @@ class Dropout(Module):
         self.rng = np.random.default_rng(seed)
 
     def forward(self, x):
+        x = as_float(x)
         if not self.training or self.p == 0:
             self._mask = None
             return x

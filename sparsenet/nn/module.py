@@ -100,6 +100,12 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+def as_float(x) -> np.ndarray:
+    """`x` as a floating-point array: float arrays unchanged, integers and bools as float32."""
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float32)
+
+
 def check_input(layer: Module, x, ndim: int, axis: int | None = None, size: int | None = None,
                 what: str = "input") -> np.ndarray:
     """Return `x` as an ndarray after checking ndim (and x.shape[axis] == size); errors name the layer."""

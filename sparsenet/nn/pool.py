@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
-from .module import Module, check_input
+from .module import Module, as_float, check_input
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
 
@@ -24,7 +24,7 @@ class _Pool2d(Module):
             raise ShapeError(f"{self.name}: padding {padding} must be at most half the kernel {self.kernel_size}")
 
     def _windows(self, x, fill):
-        x = check_input(self, x, 4)
+        x = as_float(check_input(self, x, 4))
         p = self.padding
         if p:
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)

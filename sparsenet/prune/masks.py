@@ -1,0 +1,98 @@
+"""Masks: the hand-over between selection (which weights go) and application (what the model becomes).
+
+A mask is a boolean array of a layer's logical weight shape [out, fan_in]: True = kept. Applying
+masks keeps the weight Dense, zeroes the pruned entries and pins them with ``Parameter.mask`` so that
+fine-tuning cannot bring them back; `compile_model` later stores each layer in a real format, and
+structured pruning physically removes whole units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError, SparsenetError
+from ..formats import Dense
+from ..nn import BatchNorm1d, BatchNorm2d, Sequential
+from ..nn._weighted import WeightedLayer
+
+__all__ = ["prunable_layers", "layer_mask", "apply_masks", "unit_followers", "sparsity_of"]
+
+
+def prunable_layers(model: Sequential, exclude=()) -> dict[str, WeightedLayer]:
+    """Weighted layers (Linear, Conv2d) by name (their index in the Sequential), minus `exclude`.
+
+    `exclude` holds names or the keywords 'first' / 'last' (the first / last weighted layer).
+    """
+    if not isinstance(model, Sequential):
+        raise SparsenetError(f"pruning expects a Sequential model, found {type(model).__name__}")
+    layers = {str(i): l for i, l in enumerate(model.layers) if isinstance(l, WeightedLayer)}
+    names = list(layers)
+    drop = set()
+    for e in exclude or ():
+        e = str(e)
+        if e == "last" and names:
+            drop.add(names[-1])
+        elif e == "first" and names:
+            drop.add(names[0])
+        elif e in layers:
+            drop.add(e)
+        else:
+            raise SparsenetError(f"exclude: {e!r} is not a weighted layer; expected one of {names} or 'first'/'last'")
+    return {n: l for n, l in layers.items() if n not in drop}
+
+
+def layer_mask(layer: WeightedLayer) -> np.ndarray:
+    """The layer's current pattern as a [out, fan_in] bool array: its Parameter mask if set, else the
+    stored entries of a sparse format, else everything."""
+    if layer.weight_param.mask is not None and isinstance(layer.weight, Dense):
+        return layer.weight_param.mask.copy()
+    if hasattr(layer.weight, "mask"):
+        return layer.weight.mask()
+    return np.ones(layer.weight.shape, dtype=bool)
+
+
+def sparsity_of(mask: np.ndarray) -> float:
+    return 1.0 - float(mask.sum()) / mask.size if mask.size else 0.0
+
+
+def unit_followers(model: Sequential, name: str) -> list:
+    """Layers after weighted layer `name` that carry its output units unchanged until the next
+    weighted layer: BatchNorm (whose per-unit parameters must be pruned with the unit) and the
+    element-wise / pooling / flatten layers in between. The consumer is the next WeightedLayer."""
+    i = int(name)
+    out = []
+    for layer in model.layers[i + 1:]:
+        if isinstance(layer, WeightedLayer):
+            break
+        out.append(layer)
+    return out
+
+
+def apply_masks(model: Sequential, masks: dict[str, np.ndarray], *, remove_units: bool = False) -> None:
+    """Zero pruned weights in place and pin them (weights become Dense with a Parameter mask).
+
+    With `remove_units` (structured pruning), rows that a mask empties entirely are whole units: their
+    bias and the gamma/beta of a BatchNorm that follows are zeroed and pinned too, so the unit outputs
+    exactly zero and can be removed physically later without changing what the model computes.
+    """
+    for name, mask in masks.items():
+        layer = model.layers[int(name)]
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != tuple(layer.weight.shape):
+            raise ShapeError(f"mask for layer {name}: expected shape {layer.weight.shape}, found {mask.shape}")
+        w = layer.weight.to_dense() * mask
+        layer.weight = Dense(w)
+        layer.weight_param.mask = mask.copy()
+        dead = ~mask.any(axis=1)
+        if not remove_units or not dead.any():
+            continue
+        alive = (~dead).astype(layer.dtype)
+        if layer.bias is not None:
+            layer.bias.data *= alive
+            layer.bias.mask = alive.astype(bool)
+        for follower in unit_followers(model, name):
+            if isinstance(follower, (BatchNorm1d, BatchNorm2d)):
+                for p in (follower.weight, follower.bias):
+                    p.data *= alive.astype(p.data.dtype)
+                    p.mask = alive.astype(bool)
+                break
