@@ -33,10 +33,12 @@ def assert_close(got, ref, magnitude, n_terms: int, dtype, what: str) -> None:
                              f"found {got[i]!r}, expected {ref[i]!r} (tolerance {tol[i]:.3g})")
 
 
-def _check_product(got, shape, dtype, what):
+def _check_product(got, shape, dtype, what, contiguous=True):
     assert isinstance(got, np.ndarray), f"{what}: expected an ndarray, found {type(got).__name__}"
     assert got.shape == shape, f"{what}: expected shape {shape}, found {got.shape}"
     assert got.dtype == dtype, f"{what}: expected dtype {dtype}, found {got.dtype}"
+    # feature-major activations: the next layer reads the batch as the contiguous axis
+    assert not contiguous or got.flags.c_contiguous, f"{what}: expected a C-contiguous result"
 
 
 def _stored_pattern(fmt) -> np.ndarray:
@@ -97,7 +99,7 @@ def check_format_against_reference(fmt, w_dense, x, dy) -> None:
     # -- Y = W @ X --------------------------------------------------------------------------------
     ref, mag = reference.spmm_ref(w64, x64), reference.spmm_ref(np.abs(w64), np.abs(x64))
     for what, got in (("fmt @ x", fmt @ x), ("fmt.matmul(x)", fmt.matmul(x)), ("scipy @ x", s @ xd)):
-        _check_product(np.asarray(got), (m, batch), dtype, what)
+        _check_product(np.asarray(got), (m, batch), dtype, what, contiguous=what != "scipy @ x")
         assert_close(got, ref, mag, k, dtype, what)
     if batch:
         got = fmt @ np.asarray(x)[:, 0]
@@ -107,7 +109,7 @@ def check_format_against_reference(fmt, w_dense, x, dy) -> None:
     # -- dX = W.T @ dY ----------------------------------------------------------------------------
     ref, mag = reference.spmm_t_ref(w64, dy64), reference.spmm_t_ref(np.abs(w64), np.abs(dy64))
     for what, got in (("tmatmul(dy)", fmt.tmatmul(dy)), ("scipy.T @ dy", s.T @ dyd)):
-        _check_product(np.asarray(got), (k, batch), dtype, what)
+        _check_product(np.asarray(got), (k, batch), dtype, what, contiguous=what != "scipy.T @ dy")
         assert_close(got, ref, mag, m, dtype, what)
 
     # -- dW = (dY @ X.T) at the stored pattern ----------------------------------------------------

@@ -9,6 +9,7 @@ going through sparsenet, for the kernel tests.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,8 @@ INDEX_DTYPES = (
 )
 
 # deadline=None: the first example of a test may pay for a Numba compilation.
-SETTINGS = settings(max_examples=50, deadline=None,
+# SPARSENET_TEST_EXAMPLES=1000 runs a deeper search (the default keeps the files to a few seconds).
+SETTINGS = settings(max_examples=int(os.environ.get("SPARSENET_TEST_EXAMPLES", "50")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 dtypes = st.sampled_from(DTYPES)

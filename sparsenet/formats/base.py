@@ -71,6 +71,8 @@ class WeightFormat:
         """``W @ x`` for x of shape [K] or [K, B]; computed in the weight's dtype."""
         x = np.asarray(x)
         if x.ndim == 1:
+            if x.shape[0] != self.shape[1]:
+                raise ShapeError(f"{type(self).__name__} @ x: expected x of shape ({self.shape[1]},), found {x.shape}")
             return self.matmul(x.reshape(-1, 1))[:, 0]
         if x.ndim != 2:
             raise ShapeError(f"{type(self).__name__} @ x: expected x of shape ({self.shape[1]},) or "

@@ -58,6 +58,9 @@ class Dense(WeightFormat):
         return int(np.count_nonzero(self.data))
 
     def with_data(self, data) -> "Dense":
+        data = np.asarray(data)
+        if data.shape != self.data.shape:
+            raise ShapeError(f"Dense.with_data: expected {self.data.shape}, found {data.shape}")
         return Dense(data)
 
     def astype(self, dtype) -> "Dense":
@@ -74,6 +77,8 @@ class Dense(WeightFormat):
     def sampled_grad(self, dy, x) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], "Dense.sampled_grad dy")
         x = self._as_input(x, self.shape[1], "Dense.sampled_grad x")
+        if dy.shape[1] != x.shape[1]:
+            raise ShapeError(f"Dense.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
         return dy @ x.T
 
     def __repr__(self) -> str:
