@@ -22,6 +22,7 @@ def _every_layer_model():
     m = Sequential(conv, BatchNorm2d(6), LeakyReLU(0.2), MaxPool2d(2), Flatten(), lin, BatchNorm1d(20), Tanh(),
                    Dropout(0.1, seed=5), Linear(20, 10, bias=False, seed=3), Sigmoid(), GELU(), Softmax())
     m.input_shape = (1, 8, 8)
+    lin.weight_param.mask = lin.weight.data != 0  # a pinned pruning mask travels with the file
     x = np.random.default_rng(0).random((32, 1, 8, 8), dtype=np.float32)
     m.train().forward(x)  # move BatchNorm running statistics away from their defaults
     return m.eval(), x
@@ -46,6 +47,19 @@ def test_roundtrip_is_bit_exact(build, tmp_path):
     assert np.array_equal(sn.predict(model, x), sn.predict(loaded, x))
     assert loaded.meta["note"] == "hello" and loaded.input_shape == model.input_shape
     assert loaded[0].weight.format_name == model[0].weight.format_name
+
+
+def test_pruning_masks_survive_a_round_trip(tmp_path):
+    from sparsenet.prune import prune
+
+    model = sn.build_model("lenet300", seed=0)
+    prune(model, sparsity=0.5)
+    sn.save_model(model, tmp_path / "m.npz")
+    loaded = sn.load_model(tmp_path / "m.npz")
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        assert (a.mask is None) == (b.mask is None)
+        if a.mask is not None:
+            assert np.array_equal(a.mask, b.mask) and a.mask.mean() == 0.5
 
 
 def test_weight_of_other_dtype_is_refused():
@@ -121,6 +135,7 @@ CORRUPTIONS = {
     "bool as int": (_edit_manifest(lambda m: m["layers"][5].update(in_features=True)), "in_features"),
     "manifest not json": (_set("__manifest__", lambda a: np.frombuffer(b"{nope", dtype=np.uint8)), "JSON"),
     "manifest missing": (lambda arrays: arrays.pop("__manifest__"), "__manifest__"),
+    "mask dtype": (_set("layers.5.weight.mask", lambda a: a.astype(np.uint8)), "mask should be bool"),
 }
 
 

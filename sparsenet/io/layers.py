@@ -182,6 +182,9 @@ def encode_layer(layer) -> tuple[dict, dict]:
     if kind not in LAYER_KINDS or type(layer) is not LAYER_KINDS[kind][0]:
         raise SparsenetError(f"cannot save layer {layer.name}: kind {kind} has no file codec")
     spec, arrays = LAYER_KINDS[kind][1](layer)
+    for pname, p in layer.own_parameters().items():  # pruning masks pinned for fine-tuning
+        if p.mask is not None:
+            arrays[f"{pname}.mask"] = p.mask
     return dict(spec, kind=kind), arrays
 
 
@@ -190,9 +193,20 @@ def decode_layer(spec, arrays, where: str):
     kind = _field(spec, "kind", str, where)
     if kind not in LAYER_KINDS:
         raise ModelFileError(f"{where}: unknown layer kind {kind!r}")
+    where = f"{where} ({kind})"
     try:
-        return LAYER_KINDS[kind][2](spec, arrays, f"{where} ({kind})")
+        layer = LAYER_KINDS[kind][2](spec, arrays, where)
     except ModelFileError:
         raise
     except SparsenetError as e:  # a format or shape check failed on file data
-        raise ModelFileError(f"{where} ({kind}): {e}") from None
+        raise ModelFileError(f"{where}: {e}") from None
+    for pname, p in layer.own_parameters().items():
+        mask = arrays.get(f"{pname}.mask")
+        if mask is None:
+            continue
+        if mask.dtype != np.bool_ or mask.shape != p.data.shape:
+            raise ModelFileError(f"{where}: {pname}.mask should be bool of shape {p.data.shape}, "
+                                 f"found {mask.dtype} {mask.shape}")
+        p.mask = mask.copy()
+        p.apply_mask()
+    return layer

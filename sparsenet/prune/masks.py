@@ -44,8 +44,12 @@ def prunable_layers(model: Sequential, exclude=()) -> dict[str, WeightedLayer]:
 def layer_mask(layer: WeightedLayer) -> np.ndarray:
     """The layer's current pattern as a [out, fan_in] bool array: its Parameter mask if set, else the
     stored entries of a sparse format, else everything."""
-    if layer.weight_param.mask is not None and isinstance(layer.weight, Dense):
-        return layer.weight_param.mask.copy()
+    mask = layer.weight_param.mask
+    if mask is not None:
+        if mask.shape == tuple(layer.weight.shape) and isinstance(layer.weight, Dense):
+            return mask.copy()
+        # a mask shaped like a sparse format's values (e.g. partly kept BSR blocks)
+        return layer.weight.with_data(mask.astype(layer.dtype)).to_dense() != 0
     if hasattr(layer.weight, "mask"):
         return layer.weight.mask()
     return np.ones(layer.weight.shape, dtype=bool)

@@ -1,0 +1,21 @@
+"""Pruning in four parts: importance (layer -> scores), selection (scores, target -> mask),
+application (mask -> smaller model / real formats) and schedule (step -> target sparsity)."""
+
+from .api import PruneResult, compile, prune, prune_step
+from .granularity import NM, Block, Granularity, Unstructured, Units, make_granularity
+from .importance import (CRITERIA, OBD, SNIP, ActivationAware, BNScale, Importance, Magnitude, Movement,
+                         RandomScore, SynFlow, Taylor, make_importance, slimming_penalty)
+from .lottery import lottery_ticket, reinitialize
+from .masks import apply_masks, layer_mask, prunable_layers
+from .schedule import iterative_targets, polynomial_sparsity
+from .selection import select_masks
+from .trace import trace_shapes
+
+__all__ = [
+    "prune", "prune_step", "compile", "PruneResult", "lottery_ticket", "reinitialize",
+    "Importance", "Magnitude", "RandomScore", "Taylor", "SNIP", "SynFlow", "Movement", "OBD", "BNScale",
+    "ActivationAware", "CRITERIA", "make_importance", "slimming_penalty",
+    "Granularity", "Unstructured", "Block", "NM", "Units", "make_granularity",
+    "select_masks", "apply_masks", "layer_mask", "prunable_layers",
+    "iterative_targets", "polynomial_sparsity", "trace_shapes",
+]

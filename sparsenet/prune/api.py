@@ -1,0 +1,191 @@
+"""`prune`: importance -> selection -> application, driven by a schedule; `compile`: masks -> formats.
+
+>>> import sparsenet as sn
+>>> model = sn.build_model("lenet300", seed=0)
+>>> result = sn.prune(model, method="magnitude", sparsity=0.9, scope="global")
+>>> round(result.sparsity, 3)
+0.9
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import SparsenetError
+from ..train import evaluate, fit
+from .granularity import make_granularity
+from .importance import Movement, make_importance
+from .masks import apply_masks, layer_mask, prunable_layers, sparsity_of
+from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
+from .selection import select_masks
+
+__all__ = ["PruneResult", "prune", "prune_step", "compile"]
+
+
+@dataclass
+class PruneResult:
+    """What a pruning run did: the masks, per-layer targets and reached sparsities, and a history."""
+
+    method: str
+    granularity: str
+    scope: str
+    schedule: str
+    target: object
+    masks: dict = field(repr=False)
+    layers: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+    @property
+    def sparsity(self) -> float:
+        """Reached sparsity over all pruned layers' weights."""
+        total = sum(m.size for m in self.masks.values())
+        return 1.0 - sum(int(m.sum()) for m in self.masks.values()) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("masks")
+        d["sparsity"] = self.sparsity
+        return d
+
+
+def prune_step(model, importance, granularity, sparsity, *, scope="layer", normalize="none", exclude=(),
+               data=None) -> dict:
+    """One importance -> selection -> application pass. Already-pruned weights stay pruned.
+    Returns the masks applied."""
+    layers = prunable_layers(model, exclude)
+    if importance.structured_only and not granularity.structured:
+        raise SparsenetError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
+    if granularity.structured:
+        last = list(prunable_layers(model))[-1]
+        if last in layers:  # a model's outputs cannot be removed
+            layers.pop(last)
+    if not layers:
+        raise SparsenetError("no layer left to prune (all excluded)")
+    scores = importance(model, layers, data)
+    prior = {n: layer_mask(l) for n, l in layers.items()}
+    masks = select_masks(scores, granularity, sparsity, scope=scope, normalize=normalize, prior=prior)
+    apply_masks(model, masks, remove_units=granularity.structured)
+    return masks
+
+
+def _finetune(model, train_data, epochs, lr, batch_size, seed, quiet, hook=None, on_step=None):
+    if train_data is None or epochs <= 0:
+        return None
+    x, y = train_data
+    return fit(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, quiet=quiet,
+               after_backward=hook, on_step=on_step)
+
+
+def prune(model, *, method="magnitude", granularity="unstructured", scope="layer", sparsity=0.5,
+          schedule="oneshot", exclude=(), data=None, train_data=None, val_data=None, finetune_epochs=0,
+          rounds=3, lr=1e-3, batch_size=32, normalize="mean", seed=0, gradual_frequency=None,
+          quiet=True) -> PruneResult:
+    """Prune `model` in place: weights stay Dense with pinned masks until `compile`.
+
+    method: a criterion name (see `sparsenet.prune.CRITERIA`) or an Importance object.
+    granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units).
+    scope: 'layer' or 'global'; sparsity: a fraction, or {layer name: fraction} for per-layer targets.
+    normalize: how global scope compares layers: 'mean' (default: each layer's scores divided by their
+    mean, so that layers with smaller weights are not pruned away), 'l2', 'size' or 'none' (raw scores).
+    schedule: 'oneshot' (prune, then fine-tune `finetune_epochs`), 'iterative' (`rounds` prune ->
+    fine-tune rounds), 'gradual' (cubic ramp during `finetune_epochs` of training, Zhu & Gupta).
+    Lottery tickets are `sparsenet.prune.lottery_ticket`.
+    data: calibration (x, y) for data-driven criteria (defaults to train_data); train_data: (x, y)
+    for fine-tuning; val_data: (x, y) to record accuracy in the history.
+    """
+    importance = make_importance(method, seed)
+    gran = make_granularity(granularity)
+    if schedule not in SCHEDULES or schedule == "lottery":
+        raise SparsenetError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
+                             f"(lottery tickets: sparsenet.prune.lottery_ticket)")
+    if gran.local:
+        target = gran.sparsity
+    else:
+        target = sparsity
+    data = data if data is not None else train_data
+    if importance.needs_data and data is None and not (isinstance(importance, Movement) and importance.scores):
+        raise SparsenetError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
+    history = []
+
+    def record(stage, **extra):
+        entry = {"stage": stage, "sparsity": _model_sparsity(model, exclude), **extra}
+        if val_data is not None:
+            entry["val_accuracy"] = evaluate(model, *val_data)["accuracy"]
+        history.append(entry)
+
+    if schedule == "oneshot":
+        masks = prune_step(model, importance, gran, target, scope=scope, normalize=normalize, exclude=exclude,
+                           data=data)
+        record("pruned")
+        if _finetune(model, train_data, finetune_epochs, lr, batch_size, seed, quiet):
+            record("fine-tuned")
+    elif schedule == "iterative":
+        targets = [target] if gran.local else _round_targets(target, rounds)
+        for r, t in enumerate(targets):
+            masks = prune_step(model, importance, gran, t, scope=scope, normalize=normalize, exclude=exclude,
+                               data=data)
+            record(f"round {r + 1} pruned", target=t if not isinstance(t, dict) else None)
+            if _finetune(model, train_data, finetune_epochs, lr, batch_size, seed + r, quiet):
+                record(f"round {r + 1} fine-tuned")
+    else:  # gradual
+        if train_data is None or finetune_epochs < 1:
+            raise SparsenetError("gradual schedule needs train_data=(x, y) and finetune_epochs >= 1")
+        if isinstance(target, dict):
+            raise SparsenetError("gradual schedule takes one sparsity, not per-layer targets")
+        steps_per_epoch = -(-len(train_data[0]) // batch_size)
+        total = steps_per_epoch * finetune_epochs
+        begin = 0
+        end = max(int(total * 0.75), 1)  # ramp over the first 3/4 of training, then recover
+        freq = gradual_frequency or max(steps_per_epoch // 2, 1)
+        n_steps = max(end // freq, 1)
+        tracker = importance.observe_layers(prunable_layers(model, exclude)) if isinstance(importance, Movement) else None
+        state = {"masks": None}
+
+        def on_step(step):
+            if step % freq == 0 and step <= begin + n_steps * freq:
+                s = polynomial_sparsity(step, initial=0.0, final=target, begin=begin, steps=n_steps, frequency=freq)
+                state["masks"] = prune_step(model, importance, gran, s, scope=scope, normalize=normalize,
+                                            exclude=exclude, data=None if tracker else data)
+                history.append({"stage": f"step {step}", "target": s, "sparsity": _model_sparsity(model, exclude)})
+
+        _finetune(model, train_data, finetune_epochs, lr, batch_size, seed, quiet,
+                  hook=tracker.observe if tracker else None, on_step=on_step)
+        if state["masks"] is None or _model_sparsity(model, exclude) < target - 1e-9:
+            state["masks"] = prune_step(model, importance, gran, target, scope=scope, normalize=normalize,
+                                        exclude=exclude, data=None if tracker else data)
+        masks = state["masks"]
+        record("final")
+    result = PruneResult(method=importance.name, granularity=gran.name, scope=scope, schedule=schedule,
+                         target=target, masks=masks, history=history)
+    result.layers = {n: {"target": float(target[n] if isinstance(target, dict) else target),
+                         "reached": sparsity_of(m)} for n, m in masks.items()}
+    model.meta["pruning"] = result.to_dict()
+    return result
+
+
+def _round_targets(target, rounds):
+    if isinstance(target, dict):
+        per = {n: iterative_targets(float(t), rounds) for n, t in target.items()}
+        return [{n: v[r] for n, v in per.items()} for r in range(rounds)]
+    return iterative_targets(float(target), rounds)
+
+
+def _model_sparsity(model, exclude=()) -> float:
+    masks = [layer_mask(l) for l in prunable_layers(model, exclude).values()]
+    total = sum(m.size for m in masks)
+    return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0
+
+
+def compile(model, formats="auto", *, batch_size: int = 64, **options):
+    """Turn a pruned (masked) model into a really smaller one: physically remove dead units
+    (structured pruning), then store every weighted layer in a format (`compile_model`). Returns a
+    new model; `model` is left as it was."""
+    from .compiler import compile_model
+    from .surgery import remove_dead_units
+
+    compiled, removed = remove_dead_units(model)
+    compile_model(compiled, formats, batch_size=batch_size, **options)
+    compiled.meta["compile"]["removed_units"] = removed
+    return compiled

@@ -1,0 +1,285 @@
+"""Compilation: store every pruned layer in a real format (Dense, CSR or BSR), chosen or measured.
+
+Pruning leaves Dense weights pinned by ``Parameter.mask``; `compile_model` turns each layer's
+pattern into the storage it names, so that a pruned model really is smaller and faster. With
+``formats="auto"`` each layer's forward is timed on this CPU with every plausible format and the
+fastest is kept: dense is always a candidate, so compiling never makes a layer slower than dense
+(within measurement noise).
+
+Format specs are strings: ``"dense"``, ``"csr"``, ``"bsrRxC"`` (e.g. ``"bsr4x4"``, ``"bsr16x1"``),
+and ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+
+from ..errors import SparsenetError
+from ..formats import BSR, CSR, Dense, WeightFormat
+from ..nn import Sequential
+from ..nn._weighted import WeightedLayer
+from .masks import prunable_layers
+from .trace import trace_shapes
+
+__all__ = ["compile_model", "parse_format_spec", "format_spec_of"]
+
+DEFAULT_BLOCKSIZES = ((4, 4), (8, 1), (16, 1), (1, 4))
+# A format that stores more than this fraction of the matrix cannot beat dense (it moves more bytes
+# for indices and runs a less regular loop), so "auto" does not time it.
+_MAX_SPARSE_DENSITY = 0.7
+# A block shape that stores more than this many times the kept entries wastes most of its work.
+_MAX_BLOCK_FILL = 1.5
+
+_BSR_RE = re.compile(r"bsr(\d+)x(\d+)")
+_VALID_SPECS = "'auto', 'dense', 'csr' or 'bsrRxC' with R, C >= 1 (e.g. 'bsr4x4', 'bsr16x1')"
+
+
+# -- specs ----------------------------------------------------------------------------------------
+def parse_format_spec(spec) -> tuple[str, tuple[int, int] | None]:
+    """Split a format spec into (name, blocksize): name is 'auto', 'dense', 'csr' or 'bsr'; the
+    blocksize (R, C) is given for 'bsr' only. Case and surrounding spaces are ignored.
+
+    >>> parse_format_spec("bsr16x1"), parse_format_spec("csr")
+    (('bsr', (16, 1)), ('csr', None))
+    """
+    if not isinstance(spec, str):
+        raise SparsenetError(f"format spec: expected a string, one of {_VALID_SPECS}; found {spec!r}")
+    s = spec.strip().lower()
+    if s in ("auto", "dense", "csr"):
+        return s, None
+    m = _BSR_RE.fullmatch(s)
+    if m and int(m.group(1)) >= 1 and int(m.group(2)) >= 1:
+        return "bsr", (int(m.group(1)), int(m.group(2)))
+    raise SparsenetError(f"format spec: expected {_VALID_SPECS}; found {spec!r}")
+
+
+def _spec(name: str, blocksize) -> str:
+    return f"bsr{blocksize[0]}x{blocksize[1]}" if name == "bsr" else name
+
+
+def format_spec_of(weight: WeightFormat) -> str:
+    """The spec naming a weight's storage: 'dense', 'csr' or 'bsrRxC'."""
+    return _spec(weight.format_name, getattr(weight, "blocksize", None))
+
+
+def _check_blocksizes(blocksizes) -> tuple[tuple[int, int], ...]:
+    out = []
+    for b in blocksizes:
+        try:
+            r, c = (int(v) for v in b)
+        except (TypeError, ValueError):
+            raise SparsenetError(f"compile_model blocksizes: expected (rows, cols) pairs, found {b!r}") from None
+        if r < 1 or c < 1:
+            raise SparsenetError(f"compile_model blocksizes: expected positive block dimensions, found {b!r}")
+        out.append((r, c))
+    return tuple(dict.fromkeys(out))
+
+
+def _layer_specs(formats, names: list[str]) -> dict[str, str]:
+    """{layer name: normalised spec} for the layers to convert (a dict leaves the others alone)."""
+    if isinstance(formats, dict):
+        specs = {}
+        for key, spec in formats.items():
+            name = str(key)
+            if name not in names:
+                raise SparsenetError(f"compile_model formats: {key!r} is not a weighted layer; "
+                                     f"expected one of {names}")
+            specs[name] = _spec(*parse_format_spec(spec))
+        return specs
+    spec = _spec(*parse_format_spec(formats))
+    return {name: spec for name in names}
+
+
+# -- patterns and conversion -----------------------------------------------------------------------
+def _pattern(layer: WeightedLayer) -> np.ndarray:
+    """Kept entries as a [out, fan_in] bool array: the Parameter mask if set (shaped like the weight's
+    stored values: [out, fan_in] for Dense, [nnz] for CSR, [nblocks, R, C] for BSR), else the nonzeros."""
+    w, mask = layer.weight, layer.weight_param.mask
+    if mask is None:
+        return w.to_dense() != 0
+    if np.shape(mask) != w.data.shape:
+        raise SparsenetError(f"{layer.name}: expected a weight mask of shape {w.data.shape} (the stored "
+                             f"values'), found {np.shape(mask)}")
+    return w.with_data(np.asarray(mask, dtype=bool).astype(w.dtype)).to_dense() != 0
+
+
+def _density(pattern: np.ndarray) -> float:
+    return round(float(pattern.sum()) / pattern.size, 6) if pattern.size else 0.0
+
+
+def _block_mask(pattern: np.ndarray, blocksize) -> np.ndarray:
+    """[ceil(M/R), ceil(K/C)] bool: blocks holding at least one kept entry."""
+    r, c = blocksize
+    m, k = pattern.shape
+    mb, nbc = -(-m // r), -(-k // c)
+    padded = np.zeros((mb * r, nbc * c), dtype=bool)
+    padded[:m, :k] = pattern
+    return padded.reshape(mb, r, nbc, c).any(axis=(1, 3))
+
+
+def _convert(values: np.ndarray, pattern: np.ndarray, name: str, blocksize):
+    """(weight, mask or None) storing exactly the kept entries of `values` ([out, fan_in], zero off
+    the pattern). The mask has the shape of the weight's data and pins pruned entries that the
+    format stores anyway (a Dense weight, or BSR blocks only partly kept)."""
+    if name == "dense":
+        return Dense(values), (None if pattern.all() else pattern.copy())
+    if name == "csr":
+        return CSR.from_mask(values, pattern), None
+    bmask = _block_mask(pattern, blocksize)
+    weight = BSR.from_block_mask(values, bmask, blocksize)
+    kept = BSR.from_block_mask(pattern.astype(values.dtype), bmask, blocksize).data != 0
+    # Edge entries beyond the logical shape are False here and zero in data, as BSR requires.
+    inside = BSR.from_block_mask(np.ones(pattern.shape, dtype=values.dtype), bmask, blocksize).data != 0
+    return weight, (None if np.array_equal(kept, inside) else kept)
+
+
+# -- timing -----------------------------------------------------------------------------------------
+def _time_forward(layer: WeightedLayer, x: np.ndarray, repeats: int, min_time: float) -> float:
+    """Median seconds of one ``layer.forward(x)`` with the layer's current weight.
+
+    One warm-up call (it also compiles the Numba kernel) and a calibration run that sets how many
+    calls make one sample last at least `min_time`; then `repeats` samples.
+    """
+    layer.forward(x)
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            layer.forward(x)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time or n >= 1 << 20:
+            break
+        n = min(1 << 20, max(2 * n, int(n * 1.2 * min_time / max(elapsed, 1e-9))))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            layer.forward(x)
+        samples.append((time.perf_counter() - t0) / n)
+    return float(np.median(samples))
+
+
+def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.ndarray:
+    """A [batch_size, *in_shape] input as the layer gets it in a model: a 2-D input is the transposed
+    view of a feature-major array (what a preceding Linear returns), so that no copy is timed."""
+    if len(in_shape) == 1:
+        return rng.standard_normal((in_shape[0], batch_size)).astype(layer.dtype).T
+    return rng.standard_normal((batch_size, *in_shape)).astype(layer.dtype)
+
+
+def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]:
+    """[(format name, blocksize)] worth timing: dense always, CSR and the BSR shapes that are not hopeless."""
+    size = pattern.size
+    density = _density(pattern)
+    out = [("dense", None)]
+    if density < _MAX_SPARSE_DENSITY:
+        out.append(("csr", None))
+    for bs in blocksizes:
+        stored = float(_block_mask(pattern, bs).sum()) * bs[0] * bs[1] / size if size else 0.0
+        if stored <= _MAX_BLOCK_FILL * density and stored < _MAX_SPARSE_DENSITY:
+            out.append(("bsr", bs))
+    return out
+
+
+def _choose(layer, values, pattern, x, blocksizes, repeats, min_time):
+    """Time every candidate in `layer` and return (spec, weight, mask, {spec: microseconds}).
+    Candidates are built one at a time and only the best is kept (a large layer has several)."""
+    best, timings = None, {}
+    original, original_mask = layer.weight, layer.weight_param.mask
+    try:
+        for name, bs in _candidates(pattern, blocksizes):
+            weight, mask = _convert(values, pattern, name, bs)
+            layer.weight = weight
+            seconds = float(_time_forward(layer, x, repeats, min_time))
+            timings[_spec(name, bs)] = round(seconds * 1e6, 3)
+            key = (seconds, weight.nbytes)  # ties: the smaller weight
+            if best is None or key < best[0]:
+                best = (key, _spec(name, bs), weight, mask)
+    except BaseException:
+        layer.weight, layer.weight_param.mask = original, original_mask
+        raise
+    return best[1], best[2], best[3], timings
+
+
+# -- the pass ---------------------------------------------------------------------------------------
+def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
+                  blocksizes=DEFAULT_BLOCKSIZES, repeats: int = 5, min_time: float = 2e-3,
+                  input_shape=None, seed: int = 0) -> dict:
+    """Store every weighted layer of `model` in a real format, in place; return the record.
+
+    `formats`: ``"auto"`` (measure), one spec for every layer (``"dense"``, ``"csr"``,
+    ``"bsrRxC"``), or ``{layer name: spec}`` (names are indices in the Sequential; layers not named
+    stay as they are). A layer's pattern is its ``Parameter.mask`` if set, else its nonzeros; the new
+    weight stores exactly the kept entries (BSR: every block holding one). Where the format also stores
+    pruned entries (Dense with zeros, BSR blocks only partly kept), ``weight_param.mask`` (shaped like
+    the stored values) pins them to zero during fine-tuning; otherwise the mask is cleared. Dtype,
+    bias and shapes are unchanged. Build optimisers after compiling: weights get new Parameters.
+
+    "auto" times ``layer.forward`` on a random [batch_size, *input] batch (shapes from `trace_shapes`;
+    `input_shape` defaults to ``model.input_shape``) for dense, CSR (density < 0.7) and each BSR block
+    shape in `blocksizes` storing at most 1.5x the kept entries and < 0.7 of the matrix: the median of
+    `repeats` samples of at least `min_time` seconds each, after a warm-up. The fastest wins; ties go
+    to the smaller ``nbytes``. Cost: about (repeats + 3) * min_time per candidate, plus JIT loading.
+
+    Returns ``{name: {"format", "density", "bytes", "converted"[, "timings_us"]}}`` ("density": kept
+    fraction; "bytes": the weight's nbytes; "timings_us": median microseconds per candidate, for
+    layers measured). The same record is stored in ``model.meta["compile"]["layers"]``.
+
+    >>> from sparsenet.nn import Linear, ReLU
+    >>> m = Sequential(Linear(8, 8), ReLU(), Linear(8, 2))
+    >>> compile_model(m, "csr")["0"]["format"], m[0].weight.format_name
+    ('csr', 'csr')
+    """
+    layers = prunable_layers(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise SparsenetError(f"compile_model: expected an integer batch_size >= 1, found {batch_size!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise SparsenetError(f"compile_model: expected an integer repeats >= 1, found {repeats!r}")
+    if not min_time >= 0:
+        raise SparsenetError(f"compile_model: expected min_time >= 0 seconds, found {min_time!r}")
+    blocksizes = _check_blocksizes(blocksizes)
+    specs = _layer_specs(formats, list(layers))
+
+    shapes = None
+    if "auto" in specs.values():
+        try:
+            shapes = trace_shapes(model, input_shape)
+        except SparsenetError as e:
+            raise SparsenetError(f"compile_model with 'auto' formats needs the layers' input shapes: {e}") from e
+    rng = np.random.default_rng(seed)
+
+    record = {}
+    for name, layer in layers.items():
+        spec = specs.get(name)
+        if spec is None:
+            w = layer.weight
+            record[name] = {"format": format_spec_of(w), "density": _density(_pattern(layer)),
+                            "bytes": int(w.nbytes), "converted": False}
+            continue
+        pattern = _pattern(layer)
+        values = layer.weight.to_dense() * pattern
+        entry = {}
+        if spec == "auto":
+            x = _random_input(layer, shapes[int(name)][0], int(batch_size), rng)
+            spec, weight, mask, entry["timings_us"] = _choose(layer, values, pattern, x, blocksizes,
+                                                               int(repeats), float(min_time))
+        else:
+            fmt, bs = parse_format_spec(spec)
+            weight, mask = _convert(values, pattern, fmt, bs)
+        layer.weight = weight
+        layer.weight_param.mask = mask
+        record[name] = {"format": spec, "density": _density(pattern),
+                        "bytes": int(weight.nbytes), "converted": True, **entry}
+
+    import numba  # already imported by the kernels; here only to report the thread count
+
+    model.meta["compile"] = {
+        "batch_size": int(batch_size),
+        "formats": dict(specs) if isinstance(formats, dict) else _spec(*parse_format_spec(formats)),
+        "layers": record,
+        "threads": int(numba.get_num_threads()),
+    }
+    return record

@@ -1,0 +1,394 @@
+"""`compile_model`: fixed specs keep what the masked model computes, BSR stores exactly the kept blocks,
+pruned entries stay zero during fine-tuning, "auto" picks the fastest measured candidate (ties by
+bytes; the timer is monkeypatched to check the choice logic, never real speed), spec and input errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from sparsenet import SGD, SoftmaxCrossEntropy
+from sparsenet.errors import SparsenetError
+from sparsenet.formats import BSR, CSR, Dense
+from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
+from sparsenet.prune.compiler import compile_model, format_spec_of, parse_format_spec
+from sparsenet.prune.masks import apply_masks
+
+compile_mod = importlib.import_module("sparsenet.prune.compiler")
+
+FIXED_SPECS = ["dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1", "bsr1x4", "bsr2x3"]
+FAST = dict(repeats=1, min_time=0.0)  # real timings in tests: as short as possible
+
+
+# -- models and patterns ------------------------------------------------------------------------------
+
+def _mlp(dtype=np.float32, seed=0):
+    m = Sequential(Linear(24, 32, seed=seed, dtype=dtype), ReLU(), Linear(32, 10, seed=seed + 1, dtype=dtype))
+    m.input_shape = (24,)
+    return m
+
+
+def _cnn(dtype=np.float32, seed=0):
+    m = Sequential(Conv2d(2, 8, 3, padding=1, seed=seed, dtype=dtype), BatchNorm2d(8), ReLU(),
+                   Conv2d(8, 6, 3, stride=2, seed=seed + 1, dtype=dtype), Flatten(),
+                   Linear(6 * 3 * 3, 5, seed=seed + 2, dtype=dtype))
+    m.input_shape = (2, 7, 7)
+    return m
+
+
+def _weighted(model):
+    return {str(i): l for i, l in enumerate(model.layers) if hasattr(l, "weight_param")}
+
+
+def _random_masks(model, keep=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {n: rng.random(l.weight.shape) < keep for n, l in _weighted(model).items()}
+
+
+def _block_pattern(shape, blocksize, keep=0.3, seed=0):
+    """[M, K] pattern made of whole R x C blocks (edge blocks cut at the shape) and its block grid."""
+    r, c = blocksize
+    grid = (-(-shape[0] // r), -(-shape[1] // c))
+    bmask = np.random.default_rng(seed).random(grid) < keep
+    bmask.flat[0] = True
+    return np.kron(bmask, np.ones((r, c), dtype=bool))[: shape[0], : shape[1]], bmask
+
+
+def _input(model, batch=5, seed=1):
+    return np.random.default_rng(seed).standard_normal((batch, *model.input_shape)).astype(np.float32)
+
+
+def _logits(model, x):
+    model.eval()
+    y = np.array(model(x))
+    model.train()
+    return y
+
+
+def _fine_tune(model, x, steps=3, seed=2):
+    labels = np.random.default_rng(seed).integers(0, 5, size=x.shape[0])
+    opt, loss = SGD(model.parameters(), lr=0.1, momentum=0.9), SoftmaxCrossEntropy()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(model(x), labels)
+        model.backward(loss.backward())
+        opt.step()
+
+
+def _fake_timer(times, calls=None):
+    """A `_time_forward` stand-in: seconds from `times` by the layer's current format spec."""
+    def timer(layer, x, repeats, min_time):
+        spec = format_spec_of(layer.weight)
+        if calls is not None:
+            calls.append(dict(spec=spec, nbytes=layer.weight.nbytes, shape=x.shape, dtype=x.dtype,
+                              repeats=repeats, min_time=min_time))
+        return times(spec) if callable(times) else times[spec]
+    return timer
+
+
+# -- specs --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec,expected", [
+    ("auto", ("auto", None)), ("dense", ("dense", None)), ("csr", ("csr", None)),
+    ("bsr4x4", ("bsr", (4, 4))), ("bsr16x1", ("bsr", (16, 1))), (" BSR1x4 ", ("bsr", (1, 4))),
+])
+def test_parse_format_spec(spec, expected):
+    assert parse_format_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["coo", "bsr", "bsr4", "bsr0x4", "bsr4x0", "bsr-1x4", "bsr4x4x4", "", 4, None])
+def test_bad_spec_raises_with_the_valid_specs(spec):
+    with pytest.raises(SparsenetError, match="bsrRxC"):
+        parse_format_spec(spec)
+    model = _mlp()
+    before = [l.weight for l in _weighted(model).values()]
+    with pytest.raises(SparsenetError, match="bsrRxC"):
+        compile_model(model, spec)
+    with pytest.raises(SparsenetError, match="bsrRxC"):
+        compile_model(model, {"0": spec})
+    assert [l.weight for l in _weighted(model).values()] == before  # validated before anything changed
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=-3), "batch_size"),
+    (dict(batch_size=2.5), "batch_size"), (dict(batch_size=True), "batch_size"),
+    (dict(repeats=0), "repeats"), (dict(min_time=-1.0), "min_time"),
+    (dict(blocksizes=((4, 0),)), "blocksizes"), (dict(blocksizes=(4,)), "blocksizes"),
+    (dict(formats={"1": "csr"}), "not a weighted layer"), (dict(formats={"7": "csr"}), "not a weighted layer"),
+])
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(SparsenetError, match=match):
+        compile_model(_mlp(), **{"formats": "csr", **kwargs})
+
+
+def test_auto_without_input_shape_raises():
+    model = _mlp()
+    model.input_shape = None
+    with pytest.raises(SparsenetError, match="input_shape"):
+        compile_model(model, "auto", **FAST)
+    compile_model(model, "csr")  # fixed specs need no shapes
+    compile_model(model, "auto", input_shape=(24,), **FAST)
+
+
+def test_not_a_sequential_raises():
+    with pytest.raises(SparsenetError, match="Sequential"):
+        compile_model(Linear(3, 2), "csr")
+
+
+# -- fixed specs --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", FIXED_SPECS)
+@pytest.mark.parametrize("build", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_fixed_spec_converts_every_layer_and_keeps_outputs(build, spec):
+    model = build()
+    masks = _random_masks(model)
+    apply_masks(model, masks)
+    x = _input(model)
+    expected = _logits(model, x)
+    biases = {n: l.bias.data.copy() for n, l in _weighted(model).items()}
+
+    record = compile_model(model, spec)
+
+    name, bs = parse_format_spec(spec)
+    for n, layer in _weighted(model).items():
+        w = layer.weight
+        assert w.format_name == name and getattr(w, "blocksize", None) == bs
+        assert w.dtype == np.float32 and w.shape == masks[n].shape
+        assert np.array_equal(layer.bias.data, biases[n])
+        assert np.all(w.to_dense()[~masks[n]] == 0)
+        stored = w.mask() if name != "dense" else np.ones(w.shape, dtype=bool)
+        assert np.all(stored[masks[n]])  # every kept entry is stored
+        if name == "csr":
+            assert np.array_equal(w.mask(), masks[n])  # exactly the kept entries
+        assert record[n] == {"format": spec, "density": round(float(masks[n].mean()), 6),
+                             "bytes": w.nbytes, "converted": True}
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+    assert model.meta["compile"]["layers"] == record and model.meta["compile"]["formats"] == spec
+    json.dumps(model.meta)
+
+
+def test_fixed_spec_keeps_float64_and_uses_nonzeros_without_a_mask():
+    model = _mlp(np.float64)
+    w0 = model[0].weight.to_dense()
+    w0[:, ::2] = 0  # zeros but no Parameter mask: the pattern is the nonzeros
+    model[0].weight = w0
+    x = _input(model)
+    expected = _logits(model, x)
+    compile_model(model, "csr")
+    assert model[0].weight.dtype == np.float64 and model[0].weight.nnz == np.count_nonzero(w0)
+    assert model[2].weight.nnz == model[2].weight.size  # no zeros: all stored
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-12)
+
+
+def test_block_pattern_to_bsr_stores_exactly_the_kept_blocks():
+    model = Sequential(Linear(22, 30, seed=3))  # neither 30 nor 22 is a multiple of 4: edge blocks
+    pattern, bmask = _block_pattern((30, 22), (4, 4))
+    apply_masks(model, {"0": pattern})
+    compile_model(model, "bsr4x4")
+    w = model[0].weight
+    assert isinstance(w, BSR) and w.blocksize == (4, 4)
+    assert np.array_equal(w.block_mask(), bmask) and w.nblocks == bmask.sum()
+    assert np.array_equal(w.mask(), pattern)
+    assert model[0].weight_param.mask is None  # the blocks hold the pattern: nothing to pin
+    w.check()  # full validation, including zeros beyond the logical shape
+
+
+def test_dense_spec_pins_the_pattern_only_when_something_is_pruned():
+    model = _mlp()
+    masks = _random_masks(model)
+    apply_masks(model, {"0": masks["0"]})
+    compile_model(model, "dense")
+    assert np.array_equal(model[0].weight_param.mask, masks["0"])
+    assert model[2].weight_param.mask is None
+
+
+@pytest.mark.parametrize("spec", ["dense", "csr", "bsr4x4", "bsr16x1"])
+def test_pruned_entries_stay_zero_during_fine_tuning(spec):
+    model = _mlp()
+    masks = _random_masks(model, keep=0.2)
+    apply_masks(model, masks)
+    compile_model(model, spec)
+    if spec.startswith("bsr"):  # an unstructured pattern in blocks: the stored pruned entries are pinned
+        mask = model[0].weight_param.mask
+        assert mask is not None and mask.shape == model[0].weight.data.shape and mask.dtype == bool
+        assert not mask.all()
+    before = {n: l.weight.to_dense() for n, l in _weighted(model).items()}
+    _fine_tune(model, _input(model, batch=16))
+    for n, layer in _weighted(model).items():
+        after = layer.weight.to_dense()
+        assert np.all(after[~masks[n]] == 0), f"layer {n}: pruned entries came back"
+        assert not np.array_equal(after[masks[n]], before[n][masks[n]]), f"layer {n}: nothing was trained"
+        assert format_spec_of(layer.weight) == spec
+
+
+def test_recompiling_a_bsr_layer_keeps_its_unstructured_pattern():
+    model = _mlp()
+    masks = _random_masks(model)
+    apply_masks(model, masks)
+    x = _input(model)
+    expected = _logits(model, x)
+    compile_model(model, "bsr4x4")
+    compile_model(model, "csr")  # the pattern comes from the BSR-shaped mask, not the whole blocks
+    for n, layer in _weighted(model).items():
+        assert np.array_equal(layer.weight.mask(), masks[n]) and layer.weight_param.mask is None
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", FIXED_SPECS + ["auto"])
+def test_fully_pruned_layer_compiles(spec):
+    model = _mlp()
+    apply_masks(model, {"0": np.zeros((32, 24), dtype=bool)})
+    x = _input(model)
+    expected = _logits(model, x)
+    record = compile_model(model, spec, **FAST)
+    assert record["0"]["density"] == 0.0
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dict_formats_leave_unnamed_layers_alone():
+    model = _mlp()
+    apply_masks(model, _random_masks(model))
+    kept = model[2].weight
+    record = compile_model(model, {0: "bsr8x1"})
+    assert format_spec_of(model[0].weight) == "bsr8x1" and record["0"]["converted"]
+    assert model[2].weight is kept and model[2].weight_param.mask is not None
+    assert record["2"]["format"] == "dense" and not record["2"]["converted"]
+    assert model.meta["compile"]["formats"] == {"0": "bsr8x1"}
+    json.dumps(model.meta)
+
+
+# -- auto ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_auto_with_real_timer_picks_a_timed_candidate(build):
+    model = build()
+    masks = _random_masks(model, keep=0.1)
+    apply_masks(model, masks)
+    x = _input(model)
+    expected = _logits(model, x)
+
+    record = compile_model(model, "auto", batch_size=4, **FAST)
+
+    json.dumps(model.meta)
+    meta = model.meta["compile"]
+    assert meta["layers"] == record and meta["batch_size"] == 4 and meta["formats"] == "auto"
+    assert isinstance(meta["threads"], int) and meta["threads"] >= 1
+    for n, layer in _weighted(model).items():
+        entry = record[n]
+        assert {"dense", "csr"} <= set(entry["timings_us"])  # density 0.1: both are candidates
+        assert entry["format"] in entry["timings_us"] and entry["format"] == format_spec_of(layer.weight)
+        assert all(t > 0 for t in entry["timings_us"].values())
+        assert entry["bytes"] == layer.weight.nbytes
+        assert np.all(layer.weight.to_dense()[~masks[n]] == 0)
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_on_an_unpruned_layer_keeps_it_dense():
+    model = _mlp()  # no zeros at all: only dense is worth timing
+    x = _input(model)
+    expected = _logits(model, x)
+    record = compile_model(model, **FAST)
+    for n, layer in _weighted(model).items():
+        assert record[n]["format"] == "dense" and list(record[n]["timings_us"]) == ["dense"]
+        assert isinstance(layer.weight, Dense) and layer.weight_param.mask is None
+        assert record[n]["density"] == 1.0
+    np.testing.assert_array_equal(_logits(model, x), expected)
+
+
+def test_auto_picks_the_fastest_candidate(monkeypatch):
+    model = Sequential(Linear(32, 48, seed=0))
+    model.input_shape = (32,)
+    pattern, _ = _block_pattern((48, 32), (16, 4), keep=0.3)  # whole 16x4 blocks: every shape fits
+    apply_masks(model, {"0": pattern})
+    times = {"dense": 5e-6, "csr": 4e-6, "bsr4x4": 3e-6, "bsr8x1": 1e-6, "bsr16x1": 2e-6, "bsr1x4": 6e-6}
+    calls = []
+    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(times, calls))
+
+    record = compile_model(model, batch_size=7, repeats=3, min_time=1e-3)
+
+    assert [c["spec"] for c in calls] == list(times)  # all of them were timed, each once
+    assert all(c["shape"] == (7, 32) and c["dtype"] == np.float32 for c in calls)
+    assert all(c["repeats"] == 3 and c["min_time"] == 1e-3 for c in calls)
+    assert record["0"]["format"] == "bsr8x1" and format_spec_of(model[0].weight) == "bsr8x1"
+    assert record["0"]["timings_us"] == pytest.approx({k: v * 1e6 for k, v in times.items()})
+    assert np.array_equal(model[0].weight.mask(), pattern) and model[0].weight_param.mask is None
+
+
+def test_auto_breaks_ties_by_bytes(monkeypatch):
+    model = Sequential(Linear(32, 48, seed=0))
+    model.input_shape = (32,)
+    pattern, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
+    apply_masks(model, {"0": pattern})
+    calls = []
+    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda spec: 1e-3, calls))
+    record = compile_model(model)
+    smallest = min(calls, key=lambda c: c["nbytes"])
+    assert sum(c["nbytes"] == smallest["nbytes"] for c in calls) == 1  # the test means something
+    assert record["0"]["format"] == smallest["spec"] and record["0"]["bytes"] == smallest["nbytes"]
+
+    # a slower candidate never wins on bytes: dense is bigger but faster
+    model2 = Sequential(Linear(32, 48, seed=0))
+    apply_masks(model2, {"0": pattern})
+    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda s: 1e-3 if s == "dense" else 2e-3))
+    assert compile_model(model2, input_shape=(32,))["0"]["format"] == "dense"
+
+
+def test_auto_skips_hopeless_candidates(monkeypatch):
+    model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1), ReLU(), Linear(16, 8, seed=2))
+    model.input_shape = (32,)
+    scattered = np.zeros((48, 32), dtype=bool)
+    scattered[np.arange(48), (np.arange(48) * 7) % 32] = True  # one entry per row: blocks would be mostly zeros
+    rows, _ = _block_pattern((16, 48), (1, 4), keep=0.4)  # 1x4 blocks: 4x4 / 8x1 / 16x1 store too much
+    apply_masks(model, {"0": scattered, "2": rows, "4": np.ones((8, 16), dtype=bool)})
+    seen = {}
+    monkeypatch.setattr(compile_mod, "_time_forward",
+                        lambda layer, x, r, t: seen.setdefault(layer.name, []).append(format_spec_of(layer.weight)) or 1.0)
+    record = compile_model(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)))
+    assert seen[model[0].name] == ["dense", "csr"]
+    assert seen[model[2].name] == ["dense", "csr", "bsr1x4"]
+    assert seen[model[4].name] == ["dense"]  # unpruned: CSR and blocks would only add bytes
+    assert {n: set(e["timings_us"]) for n, e in record.items()} == {
+        "0": {"dense", "csr"}, "2": {"dense", "csr", "bsr1x4"}, "4": {"dense"}}
+
+
+def test_auto_times_conv_layers_on_their_traced_input(monkeypatch):
+    model = _cnn()
+    masks = _random_masks(model, keep=0.15)
+    apply_masks(model, masks)
+    x = _input(model)
+    expected = _logits(model, x)
+    calls = []
+    monkeypatch.setattr(compile_mod, "_time_forward",
+                        _fake_timer(lambda spec: 1e-6 if spec == "csr" else 1e-5, calls))
+    record = compile_model(model, batch_size=3)
+    assert {c["shape"] for c in calls} == {(3, 2, 7, 7), (3, 8, 7, 7), (3, 54)}
+    assert all(record[n]["format"] == "csr" for n in masks)
+    for n, layer in _weighted(model).items():
+        assert isinstance(layer.weight, CSR) and np.array_equal(layer.weight.mask(), masks[n])
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_real_timer_returns_a_positive_median():
+    layer = Linear(8, 4, seed=0)
+    x = np.ones((3, 8), dtype=np.float32)
+    assert compile_mod._time_forward(layer, x, 3, 1e-4) > 0
+    assert compile_mod._time_forward(layer, x, 1, 0.0) > 0
+
+
+def test_package_compile_function_survives_importing_the_compile_module():
+    import sparsenet.prune
+
+    assert callable(sparsenet.prune.compile)
+
+
+def test_layer_mask_of_a_compiled_bsr_layer_is_its_kept_pattern():
+    from sparsenet.prune.masks import layer_mask
+
+    model = _mlp()
+    masks = _random_masks(model)
+    apply_masks(model, masks)
+    compile_model(model, "bsr4x4")
+    assert np.array_equal(layer_mask(model[0]), masks["0"])
