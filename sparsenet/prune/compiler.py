@@ -13,7 +13,6 @@ and ``"auto"``.
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from ..errors import SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
 from ..nn import Sequential
 from ..nn._weighted import WeightedLayer
+from ..timing import median_time
 from .masks import prunable_layers
 from .trace import trace_shapes
 
@@ -138,28 +138,8 @@ def _convert(values: np.ndarray, pattern: np.ndarray, name: str, blocksize):
 
 # -- timing -----------------------------------------------------------------------------------------
 def _time_forward(layer: WeightedLayer, x: np.ndarray, repeats: int, min_time: float) -> float:
-    """Median seconds of one ``layer.forward(x)`` with the layer's current weight.
-
-    One warm-up call (it also compiles the Numba kernel) and a calibration run that sets how many
-    calls make one sample last at least `min_time`; then `repeats` samples.
-    """
-    layer.forward(x)
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            layer.forward(x)
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time or n >= 1 << 20:
-            break
-        n = min(1 << 20, max(2 * n, int(n * 1.2 * min_time / max(elapsed, 1e-9))))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            layer.forward(x)
-        samples.append((time.perf_counter() - t0) / n)
-    return float(np.median(samples))
+    """Median seconds of one ``layer.forward(x)`` with the layer's current weight (tests patch this)."""
+    return median_time(lambda: layer.forward(x), repeats, min_time)
 
 
 def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.ndarray:

@@ -247,7 +247,8 @@ class BNScale(Importance):
     def __call__(self, model, layers, data=None):
         scores = {}
         for n, l in layers.items():
-            bn = next((f for f in unit_followers(model, n) if isinstance(f, (BatchNorm1d, BatchNorm2d))), None)
+            bn = next((f for f in unit_followers(model, n) if isinstance(f, (BatchNorm1d, BatchNorm2d))
+                       and f.num_features == l.weight.shape[0]), None)
             if bn is None:
                 raise SparsenetError(f"slimming: layer {n} ({type(l).__name__}) has no BatchNorm after it; "
                                      f"exclude it or use another criterion")

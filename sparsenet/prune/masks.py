@@ -96,6 +96,8 @@ def apply_masks(model: Sequential, masks: dict[str, np.ndarray], *, remove_units
             layer.bias.mask = alive.astype(bool)
         for follower in unit_followers(model, name):
             if isinstance(follower, (BatchNorm1d, BatchNorm2d)):
+                if follower.num_features != len(alive):  # e.g. BatchNorm1d after a Flatten: not per unit
+                    break
                 for p in (follower.weight, follower.bias):
                     p.data *= alive.astype(p.data.dtype)
                     p.mask = alive.astype(bool)
