@@ -79,6 +79,60 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _parse_sparsity(text: str):
+    """'0.9' -> 0.9; '1=0.8,3=0.9' -> per-layer targets."""
+    if "=" not in text:
+        try:
+            return float(text)
+        except ValueError:
+            raise SparsenetError(f"--sparsity: expected a fraction or NAME=FRACTION,..., found {text!r}") from None
+    targets = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            targets[name.strip()] = float(value)
+        except ValueError:
+            raise SparsenetError(f"--sparsity: expected NAME=FRACTION, found {part!r}") from None
+    return targets
+
+
+def cmd_prune(args) -> int:
+    import copy
+
+    from .data import load_dataset
+    from .io import load_model, save_model
+    from .prune import compile as compile_model, prune
+    from .prune.report import format_report, pruning_report
+    from .train import evaluate
+
+    model = load_model(args.model)
+    before = copy.deepcopy(model)
+    ds = load_dataset(args.dataset, seed=args.seed) if args.dataset else None
+    if args.finetune_epochs and ds is None:
+        raise SparsenetError("--finetune-epochs needs --dataset to fine-tune on")
+    train = (ds.x_train, ds.y_train) if ds is not None else None
+    result = prune(model, method=args.method, granularity=args.granularity, scope=args.scope,
+                   sparsity=_parse_sparsity(args.sparsity), schedule=args.schedule, rounds=args.rounds,
+                   exclude=args.exclude or (), normalize=args.normalize, train_data=train,
+                   data=(ds.x_train[: args.calibration], ds.y_train[: args.calibration]) if ds is not None else None,
+                   finetune_epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
+                   quiet=args.quiet or args.json)
+    compiled = compile_model(model, args.format, batch_size=args.batch_size)
+    report = pruning_report(before, compiled)
+    payload = {"pruning": result.to_dict(), "report": report, "format": args.format}
+    if ds is not None:
+        payload["accuracy_before"] = evaluate(before, ds.x_test, ds.y_test)["accuracy"]
+        payload["accuracy_after"] = evaluate(compiled, ds.x_test, ds.y_test)["accuracy"]
+        compiled.meta["test_accuracy"] = payload["accuracy_after"]
+    save_model(compiled, args.output)
+    payload["output"] = args.output
+    text = format_report(report)
+    if ds is not None:
+        text += f"\ntest accuracy {payload['accuracy_before']:.4f} -> {payload['accuracy_after']:.4f}"
+    _emit(args, payload, text + f"\nsaved to {args.output}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     import os
 
@@ -131,6 +185,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("prune", help="prune a model file, compile it to real formats and save it",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  sparsenet prune lenet.npz -o lenet90.npz --sparsity 0.9 --scope global --finetune-epochs 40 --dataset digits
+  sparsenet prune cnn.npz -o cnn-half.npz --granularity filter --sparsity 0.5 --format dense
+  sparsenet prune lenet.npz -o lenet24.npz --granularity 2:4 --method wanda --dataset digits
+  sparsenet prune lenet.npz -o lenet-b.npz --granularity block4x4 --sparsity 0.8 --format bsr4x4""")
+    pr.add_argument("model", help="model file")
+    pr.add_argument("-o", "--output", required=True, help="pruned model file to write")
+    pr.add_argument("--method", default="magnitude", help="magnitude, l2, random, taylor, snip, synflow, movement, "
+                                                           "obd, slimming, wanda (default: magnitude)")
+    pr.add_argument("--granularity", default="unstructured",
+                    help="unstructured, neuron/filter, blockRxC (e.g. block4x4), N:M (e.g. 2:4)")
+    pr.add_argument("--scope", default="layer", choices=["layer", "global"])
+    pr.add_argument("--normalize", default="mean", choices=["none", "mean", "l2", "size"],
+                    help="how the global scope compares layers (default: mean)")
+    pr.add_argument("--sparsity", default="0.5", help="a fraction, or per-layer NAME=FRACTION,... (default 0.5)")
+    pr.add_argument("--schedule", default="oneshot", choices=["oneshot", "iterative", "gradual"])
+    pr.add_argument("--rounds", type=int, default=3, help="rounds of the iterative schedule")
+    pr.add_argument("--exclude", nargs="*", help="layer names (or first/last) not to prune")
+    pr.add_argument("--finetune-epochs", type=int, default=0)
+    pr.add_argument("--dataset", help="'digits' or .npz: fine-tuning, calibration and accuracy")
+    pr.add_argument("--calibration", type=int, default=512, help="calibration samples for data-driven methods")
+    pr.add_argument("--format", default="auto", help="auto (measured on this CPU), dense, csr or bsrRxC")
+    pr.add_argument("--batch-size", type=int, default=64, help="batch size the automatic format choice times")
+    pr.add_argument("--lr", type=float, default=1e-3)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_prune)
 
     i = sub.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
                        epilog="example: sparsenet info lenet.npz --json")

@@ -57,3 +57,31 @@ def test_demo_quick_writes_figures(tmp_path, capsys):
     figures = json.loads((tmp_path / "demo.json").read_text())
     assert figures["lenet300"]["test_accuracy"] > 0.9
     assert (tmp_path / "lenet300.npz").exists()
+
+
+def test_prune_cli_reports_and_saves(small_model_file, tmp_path, capsys):
+    path, _ = small_model_file
+    out = tmp_path / "p.npz"
+    assert main(["prune", str(path), "-o", str(out), "--sparsity", "0.8", "--scope", "global",
+                 "--format", "csr", "--dataset", "digits", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["pruning"]["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    assert 0 <= payload["accuracy_after"] <= 1 and 0 <= payload["accuracy_before"] <= 1
+    rows = payload["report"]["layers"]
+    assert [r["format"] for r in rows] == ["csr", "csr", "csr"]
+    assert payload["report"]["totals"]["bytes_after"] < payload["report"]["totals"]["bytes_before"]
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["total_bytes"] == payload["report"]["totals"]["bytes_after"]
+
+
+def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, capsys):
+    path, _ = small_model_file
+    out = tmp_path / "p.npz"
+    assert main(["prune", str(path), "-o", str(out), "--sparsity", "1=0.5,3=0.75", "--format", "dense",
+                 "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["pruning"]["layers"]
+    assert layers["1"]["reached"] == pytest.approx(0.5) and layers["3"]["reached"] == pytest.approx(0.75)
+    assert main(["prune", str(path), "-o", str(out), "--method", "taylor"]) == 1
+    assert "needs data" in capsys.readouterr().err
+    assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1

@@ -33,6 +33,8 @@ _MAX_SPARSE_DENSITY = 0.7
 # A block shape that stores more than this many times the kept entries wastes most of its work.
 _MAX_BLOCK_FILL = 1.5
 
+# Candidates within this fraction of the fastest count as equally fast; the smallest of them wins.
+_NOISE = 0.03
 _BSR_RE = re.compile(r"bsr(\d+)x(\d+)")
 _VALID_SPECS = "'auto', 'dense', 'csr' or 'bsrRxC' with R, C >= 1 (e.g. 'bsr4x4', 'bsr16x1')"
 
@@ -166,22 +168,26 @@ def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]
 
 def _choose(layer, values, pattern, x, blocksizes, repeats, min_time):
     """Time every candidate in `layer` and return (spec, weight, mask, {spec: microseconds}).
-    Candidates are built one at a time and only the best is kept (a large layer has several)."""
-    best, timings = None, {}
+
+    The candidates are timed in interleaved rounds (one sample of each per round, `repeats` rounds),
+    so that a burst of load on a shared machine hits all of them alike; each gets its median. The
+    fastest wins, except that a candidate within `_NOISE` of it and holding fewer bytes is preferred.
+    """
     original, original_mask = layer.weight, layer.weight_param.mask
+    candidates = [(_spec(name, bs), *_convert(values, pattern, name, bs)) for name, bs in _candidates(pattern, blocksizes)]
+    samples = {spec: [] for spec, _, _ in candidates}
     try:
-        for name, bs in _candidates(pattern, blocksizes):
-            weight, mask = _convert(values, pattern, name, bs)
-            layer.weight = weight
-            seconds = float(_time_forward(layer, x, repeats, min_time))
-            timings[_spec(name, bs)] = round(seconds * 1e6, 3)
-            key = (seconds, weight.nbytes)  # ties: the smaller weight
-            if best is None or key < best[0]:
-                best = (key, _spec(name, bs), weight, mask)
-    except BaseException:
+        for _ in range(repeats):
+            for spec, weight, _ in candidates:
+                layer.weight = weight
+                samples[spec].append(float(_time_forward(layer, x, 1, min_time)))
+    finally:
         layer.weight, layer.weight_param.mask = original, original_mask
-        raise
-    return best[1], best[2], best[3], timings
+    medians = {spec: float(np.median(v)) for spec, v in samples.items()}
+    fastest = min(medians.values())
+    near = [c for c in candidates if medians[c[0]] <= fastest * (1 + _NOISE)]
+    spec, weight, mask = min(near, key=lambda c: (c[1].nbytes, medians[c[0]]))
+    return spec, weight, mask, {k: round(v * 1e6, 3) for k, v in medians.items()}
 
 
 # -- the pass ---------------------------------------------------------------------------------------
