@@ -88,7 +88,7 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units).
     scope: 'layer' or 'global'; sparsity: a fraction, or {layer name: fraction} for per-layer targets.
     normalize: how global scope compares layers: 'mean' (default: each layer's scores divided by their
-    mean, so that layers with smaller weights are not pruned away), 'l2', 'size' or 'none' (raw scores).
+    mean, so that layers with smaller weights are not pruned away), 'l2' or 'none' (raw scores).
     schedule: 'oneshot' (prune, then fine-tune `finetune_epochs`), 'iterative' (`rounds` prune ->
     fine-tune rounds), 'gradual' (cubic ramp during `finetune_epochs` of training, Zhu & Gupta).
     Lottery tickets are `sparsenet.prune.lottery_ticket`.

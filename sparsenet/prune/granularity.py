@@ -1,8 +1,8 @@
 """Granularities: which weights are pruned together.
 
 A granularity maps a [out, fan_in] weight to groups: ``group_ids(shape)`` gives each entry's group,
-and a group's score is the sum of its entries' scores (so Magnitude(p=1) gives a block's or a row's
-L1 norm). N:M is different: it keeps the best N of every M consecutive inputs, locally.
+and a group's score is the mean of its entries' scores (so Magnitude(p=1) ranks blocks or rows by
+their L1 norm per weight). N:M is different: it keeps the best N of every M consecutive inputs, locally.
 """
 
 from __future__ import annotations

@@ -84,8 +84,11 @@ def apply_masks(model: Sequential, masks: dict[str, np.ndarray], *, remove_units
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tuple(layer.weight.shape):
             raise ShapeError(f"mask for layer {name}: expected shape {layer.weight.shape}, found {mask.shape}")
-        w = layer.weight.to_dense() * mask
-        layer.weight = Dense(w)
+        if isinstance(layer.weight, Dense):
+            # in place: an optimiser that holds this Parameter (pruning during training) keeps working
+            layer.weight.data *= mask
+        else:
+            layer.weight = Dense(layer.weight.to_dense() * mask)
         layer.weight_param.mask = mask.copy()
         dead = ~mask.any(axis=1)
         if not remove_units or not dead.any():

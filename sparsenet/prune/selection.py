@@ -1,6 +1,8 @@
 """Selection: scores and a target -> masks, with an exact count and deterministic tie-breaking.
 
-Targets are fractions of a layer's weights to prune. The number of weights pruned in a layer (or in
+A group's score is the mean of its entries' scores, so that groups of different sizes (the edge
+blocks of a shape that is not a multiple of the block) compete fairly. Targets are fractions of a
+layer's weights to prune. The number of weights pruned in a layer (or in
 all layers, for the global scope) is round(sparsity * weights) exactly for unstructured pruning; for
 blocks and units, whole groups are pruned, so the count is the nearest reachable one. Ties are
 broken by position: among equal scores the earlier layer, then the lower group index, goes first.
@@ -16,15 +18,16 @@ from .granularity import Granularity
 
 __all__ = ["select_masks", "NORMALIZATIONS"]
 
-NORMALIZATIONS = ("none", "mean", "l2", "size")
+NORMALIZATIONS = ("none", "mean", "l2")
 
 
 def _groups(scores, granularity, prior):
     """(ids, group scores, group sizes, groups already pruned) for one layer."""
     ids = granularity.group_ids(scores.shape)
     n = int(ids.max()) + 1 if ids.size else 0
-    gs = np.bincount(ids.ravel(), weights=scores.ravel(), minlength=n)
     sizes = np.bincount(ids.ravel(), minlength=n)
+    # mean score per weight: groups of different sizes (edge blocks) compete fairly
+    gs = np.bincount(ids.ravel(), weights=scores.ravel(), minlength=n) / np.maximum(sizes, 1)
     dead = np.zeros(n, dtype=bool)
     if prior is not None:
         dead = np.bincount(ids.ravel(), weights=(~prior).ravel(), minlength=n) >= sizes
@@ -39,8 +42,6 @@ def _normalize(gs, sizes, dead, how):
         d = np.abs(live).mean()
     elif how == "l2":
         d = np.sqrt(np.sum(live ** 2))
-    elif how == "size":
-        return gs / np.maximum(sizes, 1)
     else:
         raise SparsenetError(f"unknown normalisation {how!r}: expected one of {NORMALIZATIONS}")
     return gs / d if d > 0 else gs
