@@ -55,8 +55,16 @@ def test_usage_error_exits_2():
 def test_demo_quick_writes_figures(tmp_path, capsys):
     assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
     figures = json.loads((tmp_path / "demo.json").read_text())
-    assert figures["lenet300"]["test_accuracy"] > 0.9
-    assert (tmp_path / "lenet300.npz").exists()
+    assert figures["dense"]["lenet300"]["accuracy"] > 0.9
+    assert (tmp_path / "lenet300-dense.npz").exists()
+    pruned = figures["pruned"]
+    assert len(pruned) == 2
+    for row in pruned.values():
+        assert row["accuracy"] > 0.85 and row["bytes"] < row["bytes_before"]
+        assert set(row["measured_speedup"]) == {"batch1", "batch64"}
+        assert all(v > 0 for v in row["measured_speedup"].values())
+    neurons = pruned["neurons 50% (structured)"]
+    assert [r["shape_after"] for r in neurons["layers"]] == [[150, 64], [50, 150], [10, 50]]
 
 
 def test_prune_cli_reports_and_saves(small_model_file, tmp_path, capsys):

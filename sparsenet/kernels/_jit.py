@@ -12,9 +12,10 @@ import numba
 
 __all__ = ["serial_and_parallel", "PARALLEL_MIN_WORK"]
 
-# Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up costs
-# more than it saves on small layers. Tunable with SPARSENET_PARALLEL_MIN_WORK.
-PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 16))
+# Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
+# synchronisation cost more than they save on small layers, and a parallel kernel stalls badly when
+# another process holds a core. Tunable with SPARSENET_PARALLEL_MIN_WORK.
+PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 20))
 
 _OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
 

@@ -9,6 +9,7 @@ from .lottery import lottery_ticket, reinitialize
 from .masks import apply_masks, layer_mask, prunable_layers
 from .schedule import iterative_targets, polynomial_sparsity
 from .selection import select_masks
+from .sensitivity import allocate, sensitivity_scan
 from .trace import trace_shapes
 
 __all__ = [
@@ -17,5 +18,5 @@ __all__ = [
     "ActivationAware", "CRITERIA", "make_importance", "slimming_penalty",
     "Granularity", "Unstructured", "Block", "NM", "Units", "make_granularity",
     "select_masks", "apply_masks", "layer_mask", "prunable_layers",
-    "iterative_targets", "polynomial_sparsity", "trace_shapes",
+    "iterative_targets", "polynomial_sparsity", "trace_shapes", "sensitivity_scan", "allocate",
 ]
