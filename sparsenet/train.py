@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import DataError, DTypeError, ShapeError
 from .losses import SoftmaxCrossEntropy
-from .nn.module import Module
+from .nn.module import Module, no_grad
 from .optim import Adam, Optimizer
 
 __all__ = ["History", "fit", "evaluate", "predict", "check_features", "check_labels"]
@@ -60,11 +60,16 @@ def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
     was_training = model.training
     model.eval()
     try:
-        if len(x) == 0:  # let the model define the output shape
-            return np.ascontiguousarray(model.forward(x))
-        outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+        with no_grad():
+            return _predict_batches(model, x, batch_size)
     finally:
         model.train(was_training)
+
+
+def _predict_batches(model, x, batch_size):
+    if len(x) == 0:  # let the model define the output shape
+        return np.ascontiguousarray(model.forward(x))
+    outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.ascontiguousarray(np.concatenate(outs, axis=0))
 
 

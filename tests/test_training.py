@@ -315,3 +315,36 @@ def test_every_layer_has_a_repr():
                 "BatchNorm1d": (3,), "BatchNorm2d": (3,)}.get(name, ())
         text = repr(cls(*args))
         assert text.startswith(name + "(") and text.endswith(")"), text
+
+
+def test_no_grad_stores_nothing_and_predict_is_thread_safe():
+    import threading
+
+    from sparsenet import build_model
+    from sparsenet.nn import no_grad
+
+    model = build_model("cnn", seed=0).eval()
+    x = np.random.default_rng(0).random((64, 1, 8, 8), dtype=np.float32)
+    with no_grad():
+        model.forward(x[:2])
+    assert all(getattr(layer, name, None) is None for layer in model.layers
+               for name in ("_xt", "_cols", "_mask", "_arg", "_xhat", "_shape"))
+    expected = predict(model, x, batch_size=7)
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results.setdefault(i, []).append(predict(model, x, batch_size=7 + i))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for outs in results.values():
+        for out in outs:
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

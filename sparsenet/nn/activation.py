@@ -20,8 +20,9 @@ class Identity(Module):
 class ReLU(Module):
     def forward(self, x):
         x = as_float(x)
-        self._mask = x > 0
-        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+        mask = x > 0
+        self._save(_mask=mask)
+        return np.where(mask, x, 0).astype(x.dtype, copy=False)
 
     def backward(self, grad):
         return grad * self._mask
@@ -34,8 +35,9 @@ class LeakyReLU(Module):
 
     def forward(self, x):
         x = as_float(x)
-        self._mask = x > 0
-        return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
+        mask = x > 0
+        self._save(_mask=mask)
+        return np.where(mask, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, grad):
         return np.where(self._mask, grad, grad * grad.dtype.type(self.negative_slope))
@@ -49,8 +51,9 @@ class Sigmoid(Module):
         x = as_float(x)
         # numerically stable: exp of a non-positive number only
         e = np.exp(-np.abs(x))
-        self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        return self._y
+        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        self._save(_y=y)
+        return y
 
     def backward(self, grad):
         return grad * self._y * (1 - self._y)
@@ -58,8 +61,9 @@ class Sigmoid(Module):
 
 class Tanh(Module):
     def forward(self, x):
-        self._y = np.tanh(as_float(x))
-        return self._y
+        y = np.tanh(as_float(x))
+        self._save(_y=y)
+        return y
 
     def backward(self, grad):
         return grad * (1 - self._y * self._y)
@@ -72,9 +76,9 @@ class GELU(Module):
 
     def forward(self, x):
         x = as_float(x)
-        self._x = x
-        self._t = np.tanh(self._C * (x + 0.044715 * x ** 3))
-        return (0.5 * x * (1 + self._t)).astype(x.dtype, copy=False)
+        t = np.tanh(self._C * (x + 0.044715 * x ** 3))
+        self._save(_x=x, _t=t)
+        return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
 
     def backward(self, grad):
         x, t = self._x, self._t
@@ -93,8 +97,9 @@ class Softmax(Module):
     def forward(self, x):
         x = as_float(x)
         z = np.exp(x - x.max(axis=self.axis, keepdims=True))
-        self._y = z / z.sum(axis=self.axis, keepdims=True)
-        return self._y
+        y = z / z.sum(axis=self.axis, keepdims=True)
+        self._save(_y=y)
+        return y
 
     def backward(self, grad):
         y = self._y

@@ -41,7 +41,7 @@ class _BatchNorm(Module):
             mean, var = self.running_mean, self.running_var
         inv_std = 1.0 / np.sqrt(var + self.eps)
         xhat = (x - self._shape(mean)) * self._shape(inv_std)
-        self._xhat, self._inv_std = xhat, inv_std
+        self._save(_xhat=xhat, _inv_std=inv_std)
         return (xhat * self._shape(self.weight.data) + self._shape(self.bias.data)).astype(x.dtype, copy=False)
 
     def backward(self, grad):

@@ -56,7 +56,7 @@ class Conv2d(WeightedLayer):
         out = self.weight.matmul(cols)  # [out, B*oh*ow]
         if self.bias is not None:
             out += self.bias.data[:, None]
-        self._cols, self._x_shape = cols, x.shape
+        self._save(_cols=cols, _x_shape=x.shape)
         return out.reshape(self.out_channels, b, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, grad):

@@ -25,11 +25,12 @@ class Dropout(Module):
     def forward(self, x):
         x = as_float(x)
         if not self.training or self.p == 0:
-            self._mask = None
+            self._save(_mask=None)
             return x
         keep = 1.0 - self.p
-        self._mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        return x * self._mask
+        mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        self._save(_mask=mask)
+        return x * mask
 
     def backward(self, grad):
         return grad if self._mask is None else grad * self._mask

@@ -9,8 +9,8 @@ __all__ = ["Flatten"]
 
 class Flatten(Module):
     def forward(self, x):
-        self._shape = np.shape(x)
-        return np.reshape(x, (self._shape[0], -1))
+        self._save(_shape=np.shape(x))
+        return np.reshape(x, (np.shape(x)[0], -1))
 
     def backward(self, grad):
         return np.reshape(grad, self._shape)

@@ -38,7 +38,7 @@ class Linear(WeightedLayer):
         out = self.weight.matmul(xt)  # [out, B]
         if self.bias is not None:
             out += self.bias.data[:, None]
-        self._xt = xt
+        self._save(_xt=xt)
         return out.T
 
     def backward(self, grad):

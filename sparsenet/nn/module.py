@@ -7,11 +7,36 @@ Each layer's backward sits beside its forward in the layer's file.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module"]
+__all__ = ["Parameter", "Module", "no_grad", "grad_enabled"]
+
+_local = threading.local()
+
+
+def grad_enabled() -> bool:
+    """Whether layers keep what backward needs (the default). Per thread."""
+    return getattr(_local, "grad", True)
+
+
+@contextmanager
+def no_grad():
+    """Inside this block (in this thread) forward passes store nothing on the layers: inference
+    needs no backward, uses less memory, and several threads can share one model safely.
+
+    >>> with no_grad():
+    ...     pass
+    """
+    previous = grad_enabled()
+    _local.grad = False
+    try:
+        yield
+    finally:
+        _local.grad = previous
 
 
 class Parameter:
@@ -70,6 +95,11 @@ class Module:
     # -- shared -------------------------------------------------------------------------------------
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
+
+    def _save(self, **state) -> None:
+        """Keep what backward needs, unless gradients are off (`no_grad`)."""
+        if grad_enabled():
+            self.__dict__.update(state)
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         yield prefix, self

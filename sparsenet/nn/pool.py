@@ -56,9 +56,9 @@ class MaxPool2d(_Pool2d):
         win = self._windows(x, -np.inf)
         b, c, oh, ow, kh, kw = win.shape
         flat = win.reshape(b, c, oh, ow, kh * kw)
-        self._arg = flat.argmax(axis=-1)
-        self._x_shape = np.shape(x)
-        return np.take_along_axis(flat, self._arg[..., None], axis=-1)[..., 0]
+        arg = flat.argmax(axis=-1)
+        self._save(_arg=arg, _x_shape=np.shape(x))
+        return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
 
     def backward(self, grad):
         b, c, oh, ow = self._arg.shape
@@ -73,7 +73,7 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         win = self._windows(x, 0)
-        self._x_shape = np.shape(x)
+        self._save(_x_shape=np.shape(x))
         return win.mean(axis=(-2, -1))
 
     def backward(self, grad):
@@ -87,7 +87,7 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, x):
         x = check_input(self, x, 4)
-        self._x_shape = x.shape
+        self._save(_x_shape=x.shape)
         return x.mean(axis=(2, 3))
 
     def backward(self, grad):
