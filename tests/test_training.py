@@ -328,7 +328,7 @@ def test_no_grad_stores_nothing_and_predict_is_thread_safe():
     with no_grad():
         model.forward(x[:2])
     assert all(getattr(layer, name, None) is None for layer in model.layers
-               for name in ("_xt", "_cols", "_mask", "_arg", "_xhat", "_shape"))
+               for name in ("_xt", "_cols", "_mask", "_arg", "_xhat", "_x_shape"))
     expected = predict(model, x, batch_size=7)
     results, errors = {}, []
 
