@@ -29,6 +29,19 @@ def _garbage(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+def _run_spmv(fmt_name, data, indices, indptr, w, x):
+    """The batch-1 kernels (1-D input and output) on the first column of x."""
+    if x.shape[1] == 0:
+        return
+    x1 = np.ascontiguousarray(x[:, 0])
+    w64, x64 = w.astype(np.float64), x1.astype(np.float64)
+    ref, mag = w64 @ x64, abs(w64) @ abs(x64)
+    for name, kern in _variants(fmt_name, "spmv"):
+        out = _garbage(ref.shape, w.dtype)
+        kern(data, indices, indptr, x1, out)
+        assert_close(out, ref, mag, w.shape[1], w.dtype, f"{name} (shape {w.shape})")
+
+
 def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32):
     dtype = case.w.dtype
     (m, k), batch = case.w.shape, x.shape[1]
@@ -50,6 +63,7 @@ def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32)
             else:
                 kern(data, indices, indptr, x if op == "spmm" else dy, out)
             assert_close(out, ref, mag, n, dtype, f"{name} (shape {case.w.shape}, batch {batch})")
+    _run_spmv("csr", data, indices, indptr, case.w, x)
     for before, after in zip(inputs, (data, indices, indptr, x, dy)):
         np.testing.assert_array_equal(before, after, err_msg="a kernel wrote to an input")
 
@@ -80,6 +94,7 @@ def _run_bsr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32,
                 kern(data, indices, indptr, x if op == "spmm" else dy, out)
             what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
             assert_close(out, ref, mag, n, dtype, what)
+    _run_spmv("bsr", data, indices, indptr, case.w, x)
 
 
 # -- raw kernels, random cases ------------------------------------------------------------------
@@ -149,7 +164,7 @@ def test_kernels_tiny_nojit(batch):
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------
 
-KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for op in OPS]
+KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for op in OPS + ("spmv",)]
 
 
 def _spy_on_kernels(mp):

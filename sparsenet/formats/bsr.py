@@ -246,8 +246,13 @@ class BSR(WeightFormat):
     def matmul(self, x) -> np.ndarray:
         x = self._as_input(x, self.shape[1], "BSR.matmul x")
         out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        kern = kernels.bsr_spmm if self._parallel(x.shape[1]) else kernels.bsr_spmm_serial
-        kern(self.data, self.indices, self.indptr, x, out)
+        parallel = self._parallel(x.shape[1])
+        if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
+            kern = kernels.bsr_spmv if parallel else kernels.bsr_spmv_serial
+            kern(self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
+        else:
+            kern = kernels.bsr_spmm if parallel else kernels.bsr_spmm_serial
+            kern(self.data, self.indices, self.indptr, x, out)
         return out
 
     def tmatmul(self, dy) -> np.ndarray:

@@ -187,8 +187,13 @@ class CSR(WeightFormat):
     def matmul(self, x) -> np.ndarray:
         x = self._as_input(x, self.shape[1], "CSR.matmul x")
         out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        kern = kernels.csr_spmm if self._parallel(x.shape[1]) else kernels.csr_spmm_serial
-        kern(self.data, self.indices, self.indptr, x, out)
+        parallel = self._parallel(x.shape[1])
+        if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
+            kern = kernels.csr_spmv if parallel else kernels.csr_spmv_serial
+            kern(self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
+        else:
+            kern = kernels.csr_spmm if parallel else kernels.csr_spmm_serial
+            kern(self.data, self.indices, self.indptr, x, out)
         return out
 
     def tmatmul(self, dy) -> np.ndarray:

@@ -13,18 +13,43 @@ from numba import prange
 from ._jit import serial_and_parallel
 
 __all__ = [
+    "bsr_spmv", "bsr_spmv_serial",
     "bsr_spmm", "bsr_spmm_serial",
     "bsr_spmm_t", "bsr_spmm_t_serial",
     "bsr_sddmm", "bsr_sddmm_serial",
 ]
 
 _T_CHUNK = 64
+_TILE = 64
+
+
+def _bsr_spmv(data, indices, indptr, x, out):
+    """out[M] = W @ x[K] (batch 1). Parallel over block rows; one loaded x value serves the R rows
+    of a block (for R x 1 blocks the R products are one vector operation)."""
+    m = out.shape[0]
+    k_total = x.shape[0]
+    r = data.shape[1]
+    c = data.shape[2]
+    mb = indptr.shape[0] - 1
+    for bi in prange(mb):
+        r0 = bi * r
+        nr = min(r, m - r0)
+        for rr in range(nr):
+            out[r0 + rr] = 0
+        for jj in range(np.uintp(indptr[bi]), np.uintp(indptr[bi + 1])):
+            c0 = np.intp(indices[jj]) * c
+            nc = min(c, k_total - c0)
+            for cc in range(nc):
+                xv = x[c0 + cc]
+                for rr in range(nr):
+                    out[r0 + rr] += data[jj, rr, cc] * xv
 
 
 def _bsr_spmm(data, indices, indptr, x, out):
     """out[M, B] = W @ x[K, B]. O(nblocks * R * C * B); parallel over block rows.
 
-    One loaded row of x serves the R rows of a block.
+    One loaded row of x serves the R rows of a block; the innermost loop runs along the batch in
+    tiles of 64 columns (see csr_spmm for the never-taken break).
     """
     m = out.shape[0]
     k_total = x.shape[0]
@@ -35,17 +60,25 @@ def _bsr_spmm(data, indices, indptr, x, out):
     for bi in prange(mb):
         r0 = bi * r
         nr = min(r, m - r0)
-        for rr in range(nr):
-            for b in range(nb):
-                out[r0 + rr, b] = 0
-        for jj in range(indptr[bi], indptr[bi + 1]):
-            c0 = np.intp(indices[jj]) * c
-            nc = min(c, k_total - c0)
-            for cc in range(nc):
-                for rr in range(nr):
-                    w = data[jj, rr, cc]
-                    for b in range(nb):
-                        out[r0 + rr, b] += w * x[c0 + cc, b]
+        start = np.uintp(indptr[bi])
+        end = np.uintp(indptr[bi + 1])
+        for b0 in range(0, nb, _TILE):
+            b1 = min(nb, b0 + _TILE)
+            for rr in range(nr):
+                for b in range(b0, b1):
+                    out[r0 + rr, b] = 0
+            for jj in range(start, end):
+                c0 = np.intp(indices[jj]) * c
+                if c0 >= k_total:  # never taken: indices are validated
+                    break
+                nc = min(c, k_total - c0)
+                for cc in range(nc):
+                    xrow = x[c0 + cc]
+                    for rr in range(nr):
+                        w = data[jj, rr, cc]
+                        orow = out[r0 + rr]
+                        for b in range(b0, b1):
+                            orow[b] += w * xrow[b]
 
 
 def _bsr_spmm_t(data, indices, indptr, dy, out):
@@ -97,6 +130,7 @@ def _bsr_sddmm(indices, indptr, dy, x, out):
                     out[jj, rr, cc] = acc
 
 
+bsr_spmv_serial, bsr_spmv = serial_and_parallel(_bsr_spmv)
 bsr_spmm_serial, bsr_spmm = serial_and_parallel(_bsr_spmm)
 bsr_spmm_t_serial, bsr_spmm_t = serial_and_parallel(_bsr_spmm_t)
 bsr_sddmm_serial, bsr_sddmm = serial_and_parallel(_bsr_sddmm)
