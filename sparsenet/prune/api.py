@@ -100,10 +100,10 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     if schedule not in SCHEDULES or schedule == "lottery":
         raise SparsenetError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
                              f"(lottery tickets: sparsenet.prune.lottery_ticket)")
-    if gran.local:
-        target = gran.sparsity
-    else:
-        target = sparsity
+    for t in (sparsity.values() if isinstance(sparsity, dict) else [sparsity]):
+        if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
+            raise SparsenetError(f"sparsity: expected fractions in [0, 1], found {t!r}")
+    target = gran.sparsity if gran.local else sparsity  # N:M fixes its own sparsity
     data = data if data is not None else train_data
     if importance.needs_data and data is None and not (isinstance(importance, Movement) and importance.scores):
         raise SparsenetError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")

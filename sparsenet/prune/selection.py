@@ -61,10 +61,10 @@ def _prune_order(entries):
 def _take(sizes_in_order, target):
     """How many groups (a prefix) to prune so that their total size is nearest to `target`."""
     if target <= 0 or len(sizes_in_order) == 0:
-        return 0
+        return 0  # (halves round down: the nearer count wins, the smaller one on a tie)
     cum = np.cumsum(sizes_in_order)
     k = int(np.searchsorted(cum, target, side="right"))  # cum[k-1] <= target < cum[k]
-    if k < len(cum) and (k == 0 or cum[k] - target < target - cum[k - 1]):
+    if k < len(cum) and cum[k] - target < target - (cum[k - 1] if k else 0):
         k += 1
     return k
 
@@ -78,10 +78,12 @@ def select_masks(scores: dict, granularity: Granularity, sparsity, *, scope: str
     normalised group scores). prior: current masks; entries already pruned stay pruned.
     """
     prior = prior or {}
-    if granularity.local:  # N:M: fixed pattern per group, no threshold
-        return {n: granularity.select(s, None if prior.get(n) is None else ~prior[n]) for n, s in scores.items()}
     if scope not in ("layer", "global"):
         raise SparsenetError(f"unknown scope {scope!r}: expected 'layer' or 'global'")
+    if normalize not in NORMALIZATIONS:
+        raise SparsenetError(f"unknown normalisation {normalize!r}: expected one of {NORMALIZATIONS}")
+    if granularity.local:  # N:M: fixed pattern per group, no threshold
+        return {n: granularity.select(s, None if prior.get(n) is None else ~prior[n]) for n, s in scores.items()}
     targets = sparsity if isinstance(sparsity, dict) else {n: sparsity for n in scores}
     if scope == "global" and isinstance(sparsity, dict):
         raise SparsenetError("global scope takes one sparsity for all layers, not per-layer targets")
@@ -92,14 +94,15 @@ def select_masks(scores: dict, granularity: Granularity, sparsity, *, scope: str
             raise SparsenetError(f"sparsity for layer {n}: expected a fraction in [0, 1], found {t}")
     names = [n for n in scores if n in targets]
     info = {n: _groups(np.asarray(scores[n], dtype=np.float64), granularity, prior.get(n)) for n in names}
-    if np.any([~np.isfinite(i[1][~i[3]]).any() for i in info.values()]):
+    if any((~np.isfinite(i[1][~i[3]])).any() for i in info.values()):
         raise SparsenetError("importance scores contain NaN or inf")
     masks = {}
     if scope == "layer":
         for n in names:
             ids, gs, sizes, dead = info[n]
             lay, grp = _prune_order([(gs, dead)])
-            k = min(_take(sizes[grp], float(targets[n]) * ids.size), max(len(gs) - 1, 0))
+            k = max(_take(sizes[grp], float(targets[n]) * ids.size), int(dead.sum()))  # pruned stay pruned
+            k = min(k, max(len(gs) - 1, 0))
             keep = np.ones(len(gs), dtype=bool)
             keep[grp[:k]] = False
             masks[n] = keep[ids]
@@ -108,7 +111,7 @@ def select_masks(scores: dict, granularity: Granularity, sparsity, *, scope: str
     lay, grp = _prune_order(entries)
     sizes = np.array([info[names[l]][2][g] for l, g in zip(lay, grp)])
     total = sum(info[n][0].size for n in names)
-    k = _take(sizes, float(sparsity) * total)
+    k = max(_take(sizes, float(sparsity) * total), sum(int(info[n][3].sum()) for n in names))
     keeps = [np.ones(len(info[n][1]), dtype=bool) for n in names]
     for l, g in zip(lay[:k], grp[:k]):
         keeps[l][g] = False
