@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_prune)
 
+    from .quantize import add_quantize_parser
+
+    add_quantize_parser(sub)
+
     i = sub.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
                        epilog="example: sparsenet info lenet.npz --json")
     i.add_argument("model", help="model file")

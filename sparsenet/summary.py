@@ -16,8 +16,7 @@ def _layer_row(name: str, layer: Module) -> dict:
     for pname, p in layer.own_parameters().items():
         if pname == "weight" and isinstance(layer, WeightedLayer):
             w = layer.weight
-            fmt = w.format_name + (f"{w.blocksize[0]}x{w.blocksize[1]}" if w.format_name == "bsr" else "")
-            row.update(format=fmt, shape=list(w.shape))
+            row.update(format=w.spec, shape=list(w.shape))
             row["params"] += w.size
             row["stored"] += w.nnz
             row["nnz"] += w.count_nonzero()

@@ -86,10 +86,11 @@ def test_prune_cli_reports_and_saves(small_model_file, tmp_path, capsys):
 def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, capsys):
     path, _ = small_model_file
     out = tmp_path / "p.npz"
-    assert main(["prune", str(path), "-o", str(out), "--sparsity", "1=0.5,3=0.75", "--format", "dense",
+    assert main(["prune", str(path), "-o", str(out), "--sparsity", "3=0.5,5=0.75", "--format", "dense",
                  "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["pruning"]["layers"]
-    assert layers["1"]["reached"] == pytest.approx(0.5) and layers["3"]["reached"] == pytest.approx(0.75)
+    assert layers["3"]["reached"] == pytest.approx(0.5) and layers["5"]["reached"] == pytest.approx(0.75)
+    assert "1" not in layers  # not targeted: left as it was
     assert main(["prune", str(path), "-o", str(out), "--method", "taylor"]) == 1
     assert "needs data" in capsys.readouterr().err
     assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1

@@ -40,6 +40,12 @@ class WeightFormat:
         return self.data.dtype
 
     @property
+    def spec(self) -> str:
+        """The format's name with its block shape: 'dense', 'csr', 'bsr4x4', 'qbsr8x1'..."""
+        bs = getattr(self, "blocksize", None)
+        return self.format_name + (f"{bs[0]}x{bs[1]}" if bs else "")
+
+    @property
     def size(self) -> int:
         """Number of logical entries M * K."""
         return int(self.shape[0]) * int(self.shape[1])

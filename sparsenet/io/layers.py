@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ModelFileError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
+from ..formats.quantized import QBSR, QCSR, QDense, QuantizedFormat
 from .. import nn
 
 __all__ = ["encode_layer", "decode_layer", "LAYER_KINDS"]
@@ -18,6 +19,12 @@ __all__ = ["encode_layer", "decode_layer", "LAYER_KINDS"]
 # -- weights ---------------------------------------------------------------------------------------
 def _encode_weight(w: WeightFormat):
     spec = {"format": w.format_name, "shape": list(w.shape), "dtype": str(w.dtype)}
+    if isinstance(w, QuantizedFormat):  # int8 values + float32 per-row scales
+        if isinstance(w, QBSR):
+            spec["blocksize"] = list(w.blocksize)
+        if isinstance(w, QDense):
+            return spec, {"data": w.data, "scales": w.scales}
+        return spec, {"data": w.data, "indices": w.indices, "indptr": w.indptr, "scales": w.scales}
     if isinstance(w, Dense):
         return spec, {"data": w.data}
     if isinstance(w, BSR):
@@ -29,20 +36,27 @@ def _decode_weight(spec, arrays, where) -> WeightFormat:
     fmt = _field(spec, "format", str, where)
     shape = tuple(_int_list(spec, "shape", 2, where))
     data = _array(arrays, "data", where)
-    if fmt == "dense":
+    if fmt in ("dense", "qdense"):
         if data.shape != shape:
             raise ModelFileError(f"{where}: dense weight declared shape {shape}, found array {data.shape}")
+        if fmt == "qdense":
+            return QDense(data, _array(arrays, "scales", where), check=True)
         dense = Dense(data)
         dense.check()
         return dense
-    if fmt not in ("csr", "bsr"):
-        raise ModelFileError(f"{where}: expected weight format dense, csr or bsr, found {fmt!r}")
+    if fmt not in ("csr", "bsr", "qcsr", "qbsr"):
+        raise ModelFileError(f"{where}: expected weight format dense, csr, bsr, qdense, qcsr or qbsr, "
+                             f"found {fmt!r}")
     indices, indptr = _array(arrays, "indices", where), _array(arrays, "indptr", where)
-    if fmt == "bsr":
+    if fmt in ("bsr", "qbsr"):
         blocksize = tuple(_int_list(spec, "blocksize", 2, where))
         if data.ndim != 3 or data.shape[1:] != blocksize:
             raise ModelFileError(f"{where}: BSR blocks declared {blocksize}, found data shape {data.shape}")
+        if fmt == "qbsr":
+            return QBSR(data, indices, indptr, _array(arrays, "scales", where), shape, check=True)
         return BSR(data, indices, indptr, shape, check=True)
+    if fmt == "qcsr":
+        return QCSR(data, indices, indptr, _array(arrays, "scales", where), shape, check=True)
     return CSR(data, indices, indptr, shape, check=True)
 
 

@@ -16,6 +16,9 @@ from .bsr import (  # noqa: E402
     bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_serial, bsr_spmm_t, bsr_spmm_t_serial, bsr_spmv,
     bsr_spmv_serial,
 )
+from .int8 import (  # noqa: E402
+    bsr_i8_spmm, bsr_i8_spmm_serial, csr_i8_spmm, csr_i8_spmm_serial, dense_i8_spmm, dense_i8_spmm_serial,
+)
 from .csr import (  # noqa: E402
     csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_serial, csr_spmm_t, csr_spmm_t_serial, csr_spmv,
     csr_spmv_serial,
@@ -25,5 +28,6 @@ __all__ = [
     "PARALLEL_MIN_WORK",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
     "csr_spmm", "csr_spmm_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
-    "bsr_spmm", "bsr_spmm_serial", "bsr_spmm_t", "bsr_spmm_t_serial", "bsr_sddmm", "bsr_sddmm_serial",
+    "bsr_spmm", "bsr_spmm_serial",
+    "dense_i8_spmm", "dense_i8_spmm_serial", "csr_i8_spmm", "csr_i8_spmm_serial", "bsr_i8_spmm", "bsr_i8_spmm_serial", "bsr_spmm_t", "bsr_spmm_t_serial", "bsr_sddmm", "bsr_sddmm_serial",
 ]

@@ -53,7 +53,8 @@ def _bsr_spmm(data, indices, indptr, x, out):
     """
     m = out.shape[0]
     k_total = x.shape[0]
-    nb = out.shape[1]
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
     r = data.shape[1]
     c = data.shape[2]
     mb = indptr.shape[0] - 1
@@ -62,8 +63,8 @@ def _bsr_spmm(data, indices, indptr, x, out):
         nr = min(r, m - r0)
         start = np.uintp(indptr[bi])
         end = np.uintp(indptr[bi + 1])
-        for b0 in range(0, nb, _TILE):
-            b1 = min(nb, b0 + _TILE)
+        for b0 in range(np.uintp(0), nb, tile):  # unsigned bounds: signed ones block vectorisation
+            b1 = min(nb, b0 + tile)
             for rr in range(nr):
                 for b in range(b0, b1):
                     out[r0 + rr, b] = 0

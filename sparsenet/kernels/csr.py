@@ -52,14 +52,15 @@ def _csr_spmm(data, indices, indptr, x, out):
     element at a time) so that it vectorises the batch loop instead (PERF-NOTES, trick 5).
     """
     m = out.shape[0]
-    nb = out.shape[1]
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
     k_total = np.uintp(x.shape[0])
     for i in prange(m):
         start = np.uintp(indptr[i])
         end = np.uintp(indptr[i + 1])
         orow = out[i]
-        for b0 in range(0, nb, _TILE):
-            b1 = min(nb, b0 + _TILE)
+        for b0 in range(np.uintp(0), nb, tile):  # unsigned bounds: signed ones block vectorisation
+            b1 = min(nb, b0 + tile)
             for b in range(b0, b1):
                 orow[b] = 0
             for jj in range(start, end):

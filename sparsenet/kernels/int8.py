@@ -25,60 +25,83 @@ __all__ = [
 ]
 
 
+# Batch columns whose partial sums one pass over a row keeps hot (as in csr_spmm / bsr_spmm).
+# Batch indices are unsigned (np.uintp) like the column indices: with signed batch bounds LLVM kept
+# the negative-index wrap-around in the innermost loop and did not vectorise it (measured: batch 64
+# CSR ~6x slower, dense ~9x; PERF-NOTES trick 1 applies to every index of the inner loop).
+_TILE = 64
+
+
 def _dense_i8_spmm(q, scales, x, out):
     """out[M, B] = diag(scales) @ q @ x.
 
     q: [M, K] int8, scales: [M] float32, x: [K, B] float32, out: [M, B] float32.
-    O(M * K * B) multiply-adds; parallel over rows.
+    O(M * K * B) multiply-adds; parallel over rows; batch tiles of 64 columns, batch innermost.
     """
     m = out.shape[0]
     k_total = q.shape[1]
-    nb = out.shape[1]
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
     for i in prange(m):
         s = scales[i]
+        qrow = q[i]
+        orow = out[i]
         if nb == 1:
             acc = np.float32(0.0)
             for k in range(k_total):
-                acc += np.float32(q[i, k]) * x[k, 0]
-            out[i, 0] = acc * s
-        else:
-            for b in range(nb):
-                out[i, b] = 0
+                acc += np.float32(qrow[k]) * x[k, 0]
+            orow[0] = acc * s
+            continue
+        for b0 in range(np.uintp(0), nb, tile):
+            b1 = min(nb, b0 + tile)
+            for b in range(b0, b1):
+                orow[b] = 0
             for k in range(k_total):
-                w = np.float32(q[i, k])
-                for b in range(nb):
-                    out[i, b] += w * x[k, b]
-            for b in range(nb):
-                out[i, b] *= s
+                w = np.float32(qrow[k])
+                xrow = x[k]
+                for b in range(b0, b1):
+                    orow[b] += w * xrow[b]
+            for b in range(b0, b1):
+                orow[b] *= s
 
 
 def _csr_i8_spmm(data, indices, indptr, scales, x, out):
     """out[M, B] = diag(scales) @ Q @ x with Q in CSR.
 
     data: [nnz] int8, indices: [nnz] (column of each value), indptr: [M + 1], scales: [M] float32,
-    x: [K, B] float32, out: [M, B] float32. O(nnz * B); parallel over rows.
+    x: [K, B] float32, out: [M, B] float32. O(nnz * B); parallel over rows. As in csr_spmv /
+    csr_spmm: unsigned indices, batch tiles of 64, and a never-taken `break` so that LLVM vectorises
+    the batch loop rather than the loop over nonzeros (PERF-NOTES, tricks 1, 4 and 5).
     """
     m = out.shape[0]
-    nb = out.shape[1]
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
+    k_total = np.uintp(x.shape[0])
     for i in prange(m):
-        start = indptr[i]
-        end = indptr[i + 1]
+        start = np.uintp(indptr[i])
+        end = np.uintp(indptr[i + 1])
         s = scales[i]
+        orow = out[i]
         if nb == 1:
             acc = np.float32(0.0)
             for jj in range(start, end):
-                acc += np.float32(data[jj]) * x[np.intp(indices[jj]), 0]
-            out[i, 0] = acc * s
-        else:
-            for b in range(nb):
-                out[i, b] = 0
+                acc += np.float32(data[jj]) * x[np.uintp(indices[jj]), 0]
+            orow[0] = acc * s
+            continue
+        for b0 in range(np.uintp(0), nb, tile):
+            b1 = min(nb, b0 + tile)
+            for b in range(b0, b1):
+                orow[b] = 0
             for jj in range(start, end):
+                k = np.uintp(indices[jj])
+                if k >= k_total:  # never taken: indices are validated
+                    break
                 w = np.float32(data[jj])
-                k = np.intp(indices[jj])
-                for b in range(nb):
-                    out[i, b] += w * x[k, b]
-            for b in range(nb):
-                out[i, b] *= s
+                xrow = x[k]
+                for b in range(b0, b1):
+                    orow[b] += w * xrow[b]
+            for b in range(b0, b1):
+                orow[b] *= s
 
 
 def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
@@ -87,32 +110,56 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
     data: [nblocks, R, C] int8, indices: [nblocks] block columns, indptr: [ceil(M/R) + 1],
     scales: [M] float32 (per row, not per block row), x: [K, B] float32, out: [M, B] float32.
     Entries of edge blocks beyond the logical shape are never read. O(nblocks * R * C * B);
-    parallel over block rows.
+    parallel over block rows; one loaded row of x serves the R rows of a block.
     """
     m = out.shape[0]
     k_total = x.shape[0]
-    nb = out.shape[1]
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
     r = data.shape[1]
     c = data.shape[2]
     mb = indptr.shape[0] - 1
     for bi in prange(mb):
         r0 = bi * r
         nr = min(r, m - r0)
-        for rr in range(nr):
-            for b in range(nb):
-                out[r0 + rr, b] = 0
-        for jj in range(indptr[bi], indptr[bi + 1]):
-            c0 = np.intp(indices[jj]) * c
-            nc = min(c, k_total - c0)
-            for cc in range(nc):
-                for rr in range(nr):
-                    w = np.float32(data[jj, rr, cc])
-                    for b in range(nb):
-                        out[r0 + rr, b] += w * x[c0 + cc, b]
-        for rr in range(nr):
-            s = scales[r0 + rr]
-            for b in range(nb):
-                out[r0 + rr, b] *= s
+        start = np.uintp(indptr[bi])
+        end = np.uintp(indptr[bi + 1])
+        if nb == 1:  # batch 1: one loaded x value serves the R rows of a block
+            for rr in range(nr):
+                out[r0 + rr, 0] = 0
+            for jj in range(start, end):
+                c0 = np.intp(indices[jj]) * c
+                nc = min(c, k_total - c0)
+                for cc in range(nc):
+                    xv = x[c0 + cc, 0]
+                    for rr in range(nr):
+                        out[r0 + rr, 0] += np.float32(data[jj, rr, cc]) * xv
+            for rr in range(nr):
+                out[r0 + rr, 0] *= scales[r0 + rr]
+            continue
+        for b0 in range(np.uintp(0), nb, tile):
+            b1 = min(nb, b0 + tile)
+            for rr in range(nr):
+                orow = out[r0 + rr]
+                for b in range(b0, b1):
+                    orow[b] = 0
+            for jj in range(start, end):
+                c0 = np.intp(indices[jj]) * c
+                if c0 >= k_total:  # never taken: indices are validated
+                    break
+                nc = min(c, k_total - c0)
+                for cc in range(nc):
+                    xrow = x[c0 + cc]
+                    for rr in range(nr):
+                        w = np.float32(data[jj, rr, cc])
+                        orow = out[r0 + rr]
+                        for b in range(b0, b1):
+                            orow[b] += w * xrow[b]
+            for rr in range(nr):
+                s = scales[r0 + rr]
+                orow = out[r0 + rr]
+                for b in range(b0, b1):
+                    orow[b] *= s
 
 
 dense_i8_spmm_serial, dense_i8_spmm = serial_and_parallel(_dense_i8_spmm)

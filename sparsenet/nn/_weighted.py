@@ -68,5 +68,5 @@ class WeightedLayer(Module):
 
     def _format_repr(self) -> str:
         w = self._weight
-        fmt = w.format_name if w.format_name != "bsr" else f"bsr{w.blocksize[0]}x{w.blocksize[1]}"
+        fmt = w.spec
         return f"{fmt}, density={w.density:.3f}"

@@ -1,0 +1,159 @@
+"""Post-training int8 weight quantisation of whole models, the compression table, and the CLI command.
+
+Every weighted layer's weight becomes QDense / QCSR / QBSR (int8 values, one float32 scale per
+output channel, the same sparsity pattern); biases and BatchNorm stay float32. Pruning then
+quantising is the Deep Compression pipeline (Han et al. 2016) minus weight sharing and Huffman
+coding: `compression_summary` reports accuracy, memory and file bytes for each stage.
+
+Example:
+    >>> import sparsenet as sn
+    >>> q = quantize_model(sn.build_model("lenet300"))
+    >>> q[1].weight.format_name, q[1].weight.data.dtype, q[1].bias.data.dtype
+    ('qdense', dtype('int8'), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+import numpy as np
+
+from .errors import DTypeError, SparsenetError
+from .formats.quantized import QuantizedFormat, quantize_weight
+from .nn import Sequential
+from .nn._weighted import WeightedLayer
+
+__all__ = ["quantize_model", "compression_summary", "format_compression_table", "cmd_quantize",
+           "add_quantize_parser", "SCHEME"]
+
+SCHEME = "int8 symmetric per output channel"
+
+
+def quantize_model(model: Sequential) -> Sequential:
+    """A deep copy of `model` with every weighted layer's weight quantised to int8 (see module doc).
+
+    Layers already quantised are left as they are. ``meta["quantization"]`` records the scheme and,
+    per layer, the format and the largest absolute rounding error (at most half the row's scale).
+    The copy is for inference: training it raises (fine-tune before quantising).
+    """
+    if not isinstance(model, Sequential):
+        raise SparsenetError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
+    out = copy.deepcopy(model)
+    layers = {}
+    for name, layer in out.named_modules():
+        if not isinstance(layer, WeightedLayer) or isinstance(layer.weight, QuantizedFormat):
+            continue
+        w = layer.weight
+        if w.dtype != np.float32:
+            raise DTypeError(f"quantize_model: layer {name} ({layer.name}) computes in {w.dtype}; int8 weights "
+                             f"compute in float32 (convert the model to float32 first)")
+        q = quantize_weight(w)
+        layer.weight = q
+        err = float(np.max(np.abs(w.to_dense() - q.to_dense()))) if w.size else 0.0
+        layers[name] = {"format": q.format_name, "float_format": w.format_name, "max_abs_error": err,
+                        "bytes_before": int(w.nbytes), "bytes_after": int(q.nbytes)}
+    out.meta = dict(getattr(model, "meta", {}) or {})
+    out.meta["quantization"] = {"scheme": SCHEME, "weight_dtype": "int8", "scale_dtype": "float32",
+                                "range": [-127, 127], "layers": layers}
+    return out.eval()
+
+
+def _file_name(i: int, name: str) -> str:
+    return f"{i:02d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or 'stage'}.npz"
+
+
+def compression_summary(stages: dict, x_test, y_test, tmp_dir) -> dict:
+    """Deep-Compression-style table: for each stage {name: model} (e.g. "dense fp32", "pruned",
+    "pruned + int8"), test accuracy, in-memory bytes (`summarize` totals) and file bytes (the model
+    saved with `save_model` into `tmp_dir`, where the files are left).
+
+    Returns ``{name: {"accuracy", "bytes", "file_bytes", "path", "memory_ratio", "file_ratio"}}`` in
+    the order given; the ratios are the first stage's bytes over this stage's (e.g. 12.3 = 12.3x
+    smaller).
+
+    >>> import tempfile, sparsenet as sn
+    >>> from sparsenet.data import load_dataset
+    >>> ds, m = load_dataset("digits"), sn.build_model("lenet300")
+    >>> t = compression_summary({"fp32": m, "int8": quantize_model(m)}, ds.x_test, ds.y_test, tempfile.mkdtemp())
+    >>> round(t["int8"]["memory_ratio"], 1)  # 4 bytes -> 1 per weight, plus scales and float32 biases
+    3.8
+    """
+    from .io import save_model
+    from .summary import summarize
+    from .train import evaluate
+
+    if not isinstance(stages, dict) or not stages:
+        raise SparsenetError("compression_summary: expected a non-empty dict {stage name: model}")
+    os.makedirs(tmp_dir, exist_ok=True)
+    rows, first = {}, None
+    for i, (name, model) in enumerate(stages.items()):
+        path = os.path.join(os.fspath(tmp_dir), _file_name(i, str(name)))
+        save_model(model, path)
+        row = {"accuracy": evaluate(model, x_test, y_test)["accuracy"],
+               "bytes": int(summarize(model)["totals"]["total_bytes"]),
+               "file_bytes": int(os.path.getsize(path)), "path": path}
+        first = first or row
+        row["memory_ratio"] = first["bytes"] / max(row["bytes"], 1)
+        row["file_ratio"] = first["file_bytes"] / max(row["file_bytes"], 1)
+        rows[name] = row
+    return rows
+
+
+def format_compression_table(table: dict) -> str:
+    """The `compression_summary` result as aligned text, one line per stage."""
+    width = max([len(str(n)) for n in table] + [5])
+    lines = [f"{'stage':<{width}}  {'accuracy':>8}  {'bytes':>10}  {'ratio':>6}  {'file bytes':>10}  {'ratio':>6}"]
+    for name, r in table.items():
+        lines.append(f"{str(name):<{width}}  {r['accuracy']:>8.4f}  {r['bytes']:>10}  {r['memory_ratio']:>5.1f}x  "
+                     f"{r['file_bytes']:>10}  {r['file_ratio']:>5.1f}x")
+    return "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def cmd_quantize(args) -> int:
+    """`sparsenet quantize MODEL -o OUT [--dataset NAME] [--json]`: load, quantise, save, report."""
+    from .cli import _emit
+    from .data import load_dataset
+    from .io import load_model, save_model
+    from .summary import summarize
+    from .train import evaluate
+
+    model = load_model(args.model)
+    ds = load_dataset(args.dataset, seed=getattr(args, "seed", 0)) if getattr(args, "dataset", None) else None
+    quantized = quantize_model(model)
+    payload = {"input": args.model, "output": args.output, "scheme": SCHEME,
+               "bytes_before": summarize(model)["totals"]["total_bytes"],
+               "bytes_after": summarize(quantized)["totals"]["total_bytes"],
+               "layers": quantized.meta["quantization"]["layers"]}
+    if ds is not None:
+        payload["dataset"] = ds.name
+        payload["accuracy_before"] = evaluate(model, ds.x_test, ds.y_test)["accuracy"]
+        payload["accuracy_after"] = evaluate(quantized, ds.x_test, ds.y_test)["accuracy"]
+        quantized.meta["test_accuracy"] = payload["accuracy_after"]
+    save_model(quantized, args.output)
+    payload["file_bytes_before"] = os.path.getsize(args.model)
+    payload["file_bytes_after"] = os.path.getsize(args.output)
+    b0, b1 = payload["bytes_before"], payload["bytes_after"]
+    text = [f"quantized {len(payload['layers'])} layers ({SCHEME})",
+            f"bytes {b0} -> {b1} ({b0 / max(b1, 1):.2f}x smaller); file {payload['file_bytes_before']} -> "
+            f"{payload['file_bytes_after']} bytes"]
+    if ds is not None:
+        text.append(f"test accuracy on {ds.name} {payload['accuracy_before']:.4f} -> {payload['accuracy_after']:.4f}")
+    text.append(f"saved to {args.output}")
+    _emit(args, payload, "\n".join(text))
+    return 0
+
+
+def add_quantize_parser(subparsers):
+    """Add the `quantize` sub-command to an argparse sub-parser collection; returns its parser."""
+    q = subparsers.add_parser("quantize", help="int8 weights (symmetric, per output channel) for inference",
+                              epilog="example: sparsenet quantize lenet90.npz -o lenet90-int8.npz --dataset digits")
+    q.add_argument("model", help="model file")
+    q.add_argument("-o", "--output", required=True, help="quantized model file to write")
+    q.add_argument("--dataset", help="'digits' or .npz: report test accuracy before and after")
+    q.add_argument("--seed", type=int, default=0, help="seed of the dataset's train/test split")
+    q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    q.set_defaults(func=cmd_quantize)
+    return q
