@@ -197,9 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_prune)
 
+    from .onnx import add_onnx_parsers
     from .quantize import add_quantize_parser
 
     add_quantize_parser(sub)
+    add_onnx_parsers(sub)
 
     i = sub.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
                        epilog="example: sparsenet info lenet.npz --json")

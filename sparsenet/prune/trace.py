@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SparsenetError
-from ..nn import Sequential
+from ..nn import Sequential, no_grad
 
 __all__ = ["trace_shapes"]
 
@@ -24,10 +24,11 @@ def trace_shapes(model: Sequential, input_shape=None) -> list[tuple[tuple, tuple
     model.eval()
     shapes = []
     try:
-        for layer in model.layers:
-            y = layer.forward(x)
-            shapes.append((tuple(x.shape[1:]), tuple(np.shape(y)[1:])))
-            x = y
+        with no_grad():  # nothing is kept on the layers
+            for layer in model.layers:
+                y = layer.forward(x)
+                shapes.append((tuple(x.shape[1:]), tuple(np.shape(y)[1:])))
+                x = y
     finally:
         model.train(was_training)
     return shapes

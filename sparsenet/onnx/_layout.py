@@ -1,0 +1,151 @@
+"""Layout ops: global pooling, flatten, reshape, squeeze and transpose, as far as a chain of
+sparsenet layers can express them.
+
+A GlobalAveragePool's [N, C, 1, 1] output becomes GlobalAvgPool2d's [N, C] when a flatten follows
+(which is then dropped), and an AvgPool2d over the whole map otherwise. tf2onnx's NHWC flatten
+(Transpose [0, 2, 3, 1] then a flatten) becomes a plain Flatten whose column order is folded into
+the next MatMul/Gemm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+from ._state import State, check_attrs, const_input, need_rank
+
+__all__ = ["LAYOUT_OPS"]
+
+
+def _start_global_pool(st, keepdims: bool) -> None:
+    st.settle()
+    need_rank(st, 4, "[N, C, H, W]")
+    st.emit(nn.GlobalAvgPool2d())
+    if keepdims:
+        st.gap = (len(st.layers) - 1, tuple(st.shape[1:]), st.where)
+        st.shape = (st.shape[0], 1, 1)
+    else:
+        st.shape = (st.shape[0],)
+
+
+def _global_average_pool(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs)
+    _start_global_pool(st, True)
+
+
+def _reduce_mean(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "axes", "keepdims", "noop_with_empty_axes")
+    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
+    r = len(st.shape) + 1
+    if axes is None or r != 4 or sorted(int(a) % r for a in np.ravel(axes)) != [2, 3]:
+        st.fail("ReduceMean is supported only over axes [2, 3] of [N, C, H, W] (global average pooling)")
+    _start_global_pool(st, bool(attrs.get("keepdims", 1)))
+
+
+def _to_flat(st: State) -> None:
+    """The current value becomes [N, features]."""
+    if st.gap is not None:  # GlobalAvgPool2d already gives [N, C]
+        st.gap = None
+        st.shape = st.shape[:1]
+        return
+    if st.nhwc is not None:
+        h, w, c = st.shape
+        if not st.static:
+            st.fail(f"flattening the NHWC Transpose {st.nhwc} needs static sizes")
+        perm = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).ravel()
+        st.col_perm, st.nhwc = (perm, st.nhwc), None
+    st.emit(nn.Flatten())
+    st.shape = (int(np.prod(st.shape)) if st.static else None,)
+
+
+def _flatten(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "axis")
+    r = len(st.shape) + 1
+    axis = int(attrs.get("axis", 1))
+    if (axis + r if axis < 0 else axis) != 1:
+        st.fail(f"axis={axis} is not supported: sparsenet flattens to [N, features] (axis 1)")
+    _to_flat(st)
+
+
+def _reshape_result(full, target, allowzero):
+    """ONNX Reshape's output shape for static `full`, or None if `target` is invalid for it."""
+    out = list(target)
+    for k, t in enumerate(out):
+        if t == 0 and not allowzero:
+            if k >= len(full):
+                return None
+            out[k] = full[k]
+    total = int(np.prod(full))
+    if out.count(-1) > 1 or any(t < -1 for t in out):
+        return None
+    if -1 in out:
+        known = int(np.prod([t for t in out if t != -1]))
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    return tuple(out) if int(np.prod(out)) == total else None
+
+
+def _layout_change(st: State, out, what: str) -> None:
+    """A reshape-like op giving full shape `out`: nothing, a flatten, or unsupported."""
+    full = (st.batch, *st.shape)
+    if out == full:
+        return
+    if out is not None and len(out) == 2 and out[0] == st.batch and (not st.static or out[1] == np.prod(st.shape)):
+        _to_flat(st)
+        return
+    st.fail(f"{what} is not supported: only a flatten to [N, features] or a no-op")
+
+
+def _reshape(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "allowzero")
+    if slot != 0:
+        st.fail("the data must be the first input")
+    target = [int(t) for t in const_input(st, inputs, 1, "shape", ndim=1)]
+    allowzero = int(attrs.get("allowzero", 0))
+    full = (st.batch, *st.shape)
+    if st.static:
+        out = _reshape_result(full, target, allowzero)
+    elif len(target) == 2 and ((target[0] == 0 and not allowzero) or target[0] == st.batch) and target[1] == -1:
+        out = (st.batch, None)
+    elif len(target) == 2 and target[0] == -1 and target[1] > 0:
+        out = (st.batch, target[1])
+    else:
+        out = None
+    _layout_change(st, out, f"Reshape to {target}")
+
+
+def _squeeze(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "axes")
+    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
+    full = (st.batch, *st.shape)
+    if axes is None:
+        if not st.static:
+            st.fail("Squeeze without axes needs static sizes")
+        axes = [k for k, d in enumerate(full) if d == 1]
+    axes = sorted({int(a) % len(full) for a in np.ravel(axes)})
+    if 0 in axes:
+        st.fail("squeezing the batch axis is not supported")
+    if any(full[a] != 1 for a in axes):
+        st.fail(f"axes {axes} are not all of size 1 in [N, {', '.join(map(str, st.shape))}]")
+    _layout_change(st, tuple(d for k, d in enumerate(full) if k not in axes), f"Squeeze of axes {axes}")
+
+
+def _transpose(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "perm")
+    r = len(st.shape) + 1
+    perm = [int(p) for p in attrs.get("perm", range(r - 1, -1, -1))]
+    if perm == list(range(r)):
+        return
+    if perm == [0, 2, 3, 1] and r == 4:
+        st.settle()
+        st.nhwc = st.where
+        st.shape = (st.shape[1], st.shape[2], st.shape[0])
+        return
+    hint = (" (tf2onnx: convert with --inputs-as-nchw so that the model takes NCHW input)"
+            if perm == [0, 3, 1, 2] else "")
+    st.fail(f"perm={perm} is not supported{hint}")
+
+
+LAYOUT_OPS = {"GlobalAveragePool": _global_average_pool, "ReduceMean": _reduce_mean, "Flatten": _flatten,
+              "Reshape": _reshape, "Squeeze": _squeeze, "Transpose": _transpose}

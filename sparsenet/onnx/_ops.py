@@ -1,0 +1,267 @@
+"""ONNX ops -> sparsenet layers: one small handler per op, all working on one `State`.
+
+A handler gets (state, node, attributes, data slot, inputs) and either emits a layer, folds the op
+into the Linear/Conv2d before it (BatchNormalization, a bias Add, a per-channel Mul...), or records
+a layout step (`_layout`) that a later op resolves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+from ..errors import SparsenetError
+from ._layout import LAYOUT_OPS
+from ._proto import FLOAT_TYPES
+from ._state import (State, as_floats, check_attrs, const_input, need_rank, one_int, out_size, per_channel,
+                     symmetric_pad)
+
+__all__ = ["OPS"]
+
+
+# -- element-wise ----------------------------------------------------------------------------------
+def _simple(cls):
+    def handler(st, node, attrs, slot, inputs):
+        check_attrs(st, attrs)
+        st.emit(cls())
+    return handler
+
+
+def _leaky_relu(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "alpha")
+    st.emit(nn.LeakyReLU(float(attrs.get("alpha", 0.01))))
+
+
+def _gelu(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "approximate")
+    if attrs.get("approximate", "none") != "tanh":
+        st.fail("approximate='none' (the exact erf GELU) is not supported: sparsenet's GELU is the tanh "
+                "approximation (PyTorch: nn.GELU(approximate='tanh'), exported at opset 20)")
+    st.emit(nn.GELU())
+
+
+def _dropout(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "seed", "ratio", "is_test")
+    ratio = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("ratio", 0.5)
+    if len(inputs) > 2 and inputs[2] is not None and bool(np.asarray(inputs[2])):
+        st.fail("training_mode=True is not supported (export the model in eval mode)")
+    p = float(str(np.asarray(ratio, dtype=np.float32)))  # float32 in the graph: 0.25, not 0.2500000x
+    if not 0 <= p < 1:
+        st.fail(f"ratio={p} is not supported (expected 0 <= ratio < 1)")
+    st.emit(nn.Dropout(p))
+
+
+def _identity(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs)
+
+
+def _cast(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "to", "saturate", "round_mode")
+    if FLOAT_TYPES.get(attrs.get("to")) != st.dtype:
+        st.fail(f"a Cast to element type {attrs.get('to')} is not supported (the model computes in {st.dtype})")
+
+
+ELEMENTWISE = {"Relu": _simple(nn.ReLU), "Sigmoid": _simple(nn.Sigmoid), "Tanh": _simple(nn.Tanh),
+               "LeakyRelu": _leaky_relu, "Gelu": _gelu, "Dropout": _dropout, "Identity": _identity, "Cast": _cast}
+
+
+def _softmax(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "axis")
+    st.settle()
+    r = len(st.shape) + 1
+    axis = int(attrs.get("axis", -1 if st.graph.opset >= 13 else 1))
+    if not -r <= axis < r:
+        st.fail(f"axis={axis} is out of range for a {r}-D input")
+    axis %= r
+    if st.graph.opset < 13 and r != 2:
+        st.fail("Softmax before opset 13 works on the input coerced to 2-D; only 2-D inputs are supported")
+    if axis == 0:
+        st.fail("a Softmax over the batch axis is not supported")
+    st.emit(nn.Softmax(-1 if axis == r - 1 else axis))
+
+
+# -- weighted layers and what folds into them ------------------------------------------------------
+def _linear(st: State, w, pattern, bias) -> None:
+    """A [out, in] float64 weight applied to [N, in] data: a Linear (pending folds)."""
+    st.settle(keep_perm=True)
+    if len(st.shape) != 1:
+        st.fail(f"expected a 2-D input [N, features], found [N, {', '.join(map(str, st.shape))}]; "
+                f"flatten it first")
+    if st.col_perm is not None:  # the data was flattened in NHWC order: reorder the weight's columns
+        perm, origin = st.col_perm
+        if perm.size != w.shape[1]:
+            st.fail(f"expects {w.shape[1]} input features, but the NHWC flatten of {origin} gives {perm.size}")
+        w = w[:, perm]
+        pattern = None if pattern is None else pattern[:, perm]
+        st.col_perm = None
+    if st.shape[0] is not None and st.shape[0] != w.shape[1]:
+        st.fail(f"expects {w.shape[1]} input features, found {st.shape[0]}")
+    st.open_affine(w, pattern, bias)
+    st.shape = (w.shape[0],)
+
+
+def _gemm(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "alpha", "beta", "transA", "transB", "broadcast")
+    if slot != 0:
+        st.fail("the data must be input A (a constant times the data is not a layer)")
+    if attrs.get("transA", 0):
+        st.fail("transA=1 is not supported: the data must be [N, features]")
+    b = as_floats(st, const_input(st, inputs, 1, "weight B", ndim=2), "weight B")
+    pattern = st.graph.patterns.get(node.input[1])
+    trans_b = bool(attrs.get("transB", 0))
+    w = b if trans_b else b.T
+    if pattern is not None and not trans_b:
+        pattern = pattern.T
+    w = float(attrs.get("alpha", 1.0)) * w
+    bias = None
+    if len(inputs) > 2 and inputs[2] is not None:
+        bias = float(attrs.get("beta", 1.0)) * per_channel(st, inputs[2], w.shape[0], 2, "bias C")
+    _linear(st, np.ascontiguousarray(w), pattern, bias)
+
+
+def _matmul(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs)
+    if slot != 0:
+        st.fail("the data must be the first input (a constant times the data is not a layer)")
+    b = as_floats(st, const_input(st, inputs, 1, "weight", ndim=2), "weight")
+    pattern = st.graph.patterns.get(node.input[1])
+    _linear(st, np.ascontiguousarray(b.T), None if pattern is None else pattern.T, None)
+
+
+def _conv(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+    st.settle()
+    if slot != 0:
+        st.fail("the data must be input X")
+    w = as_floats(st, const_input(st, inputs, 1, "weight W"), "weight W")
+    if w.ndim != 4:
+        st.fail(f"only 2-D convolutions are supported (weight of shape {w.shape})")
+    need_rank(st, 4, "[N, C, H, W]")
+    out, cin, kh, kw = w.shape
+    if int(attrs.get("group", 1)) != 1:
+        st.fail(f"group={attrs['group']} (grouped or depthwise convolution) is not supported")
+    if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
+        st.fail(f"dilations={list(attrs['dilations'])} are not supported (only 1)")
+    if tuple(int(k) for k in attrs.get("kernel_shape", (kh, kw))) != (kh, kw):
+        st.fail(f"kernel_shape={list(attrs['kernel_shape'])} does not match the weight {w.shape}")
+    if st.shape[0] is not None and st.shape[0] != cin:
+        st.fail(f"expects {cin} input channels, found {st.shape[0]}")
+    stride = one_int(st, attrs.get("strides", [1, 1]), "strides")
+    pad = symmetric_pad(st, attrs, (kh, kw), (stride, stride))
+    bias = None
+    if len(inputs) > 2 and inputs[2] is not None:
+        bias = as_floats(st, const_input(st, inputs, 2, "bias B", ndim=1), "bias B")
+        if bias.shape != (out,):
+            st.fail(f"expected a bias of shape ({out},), found {bias.shape}")
+    pattern = st.graph.patterns.get(node.input[1])
+    conv = {"in_channels": cin, "kernel_size": (kh, kw), "stride": stride, "padding": pad}
+    st.open_affine(w.reshape(out, -1), None if pattern is None else pattern.reshape(out, -1), bias, conv)
+    st.shape = (out, out_size(st, st.shape[1], kh, stride, pad), out_size(st, st.shape[2], kw, stride, pad))
+
+
+def _arith(st, node, attrs, slot, inputs):
+    """Add/Sub/Mul/Div by a per-channel constant, folded into the Linear/Conv2d just before."""
+    check_attrs(st, attrs)
+    op = node.op_type
+    target = st.affine_target()
+    if target is None:
+        st.fail(f"{op} with a constant is supported only directly after MatMul/Gemm/Conv (folded into "
+                f"their weight and bias)")
+    if slot != 0 and op in ("Sub", "Div"):
+        st.fail(f"{op} with the data as second input is not supported")
+    out = target.weight.shape[0]
+    v = per_channel(st, inputs[1 - slot], out, len(st.shape) + 1, f"{op} constant")
+    bias = np.zeros(out) if target.bias is None else target.bias
+    if op == "Add":
+        target.bias = bias + v
+    elif op == "Sub":
+        target.bias = bias - v
+    else:
+        if op == "Div":
+            if np.any(v == 0):
+                st.fail("division by zero")
+            v = 1.0 / v
+        target.weight = target.weight * v[:, None]
+        target.bias = None if target.bias is None else target.bias * v
+    st.folded.append(st.where)
+
+
+def _batchnorm(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "epsilon", "momentum", "training_mode", "spatial", "is_test", "consumed_inputs")
+    if attrs.get("training_mode", 0):
+        st.fail("training_mode=1 is not supported (export the model in eval mode)")
+    if attrs.get("spatial", 1) != 1:
+        st.fail("spatial=0 is not supported")
+    if slot != 0:
+        st.fail("the data must be input X")
+    scale, beta, mean, var = (as_floats(st, const_input(st, inputs, k, what, ndim=1), what)
+                              for k, what in enumerate(("scale", "B", "input_mean", "input_var"), start=1))
+    eps = float(attrs.get("epsilon", 1e-5))
+    if np.any(var + eps <= 0):
+        st.fail("input_var + epsilon must be positive")
+    target = st.affine_target()
+    if st.fold and target is not None:
+        n = target.weight.shape[0]
+        if any(v.shape != (n,) for v in (scale, beta, mean, var)):
+            st.fail(f"expected parameters of shape ({n},)")
+        s = scale / np.sqrt(var + eps)
+        target.weight = target.weight * s[:, None]
+        target.bias = ((0.0 if target.bias is None else target.bias) - mean) * s + beta
+        st.folded.append(st.where)
+        return
+    st.settle()
+    rank = len(st.shape) + 1
+    if rank not in (2, 4):
+        st.fail(f"expected a 2-D or 4-D input, found {rank}-D")
+    n = scale.shape[0]
+    if st.shape[0] is not None and st.shape[0] != n or any(v.shape != (n,) for v in (beta, mean, var)):
+        st.fail(f"parameters of shape ({n},) do not fit {st.shape[0]} channels")
+    cls = nn.BatchNorm1d if rank == 2 else nn.BatchNorm2d
+    # ONNX's momentum is the share of the old statistic kept, sparsenet's the share of the new one taken
+    momentum = float(str(np.float32(min(max(1.0 - float(attrs.get("momentum", 0.9)), 0.0), 1.0))))
+    layer = cls(n, eps=eps, momentum=momentum, dtype=st.dtype)
+    layer.weight.data[:], layer.bias.data[:] = scale, beta
+    layer.running_mean[:], layer.running_var[:] = mean, var
+    st.emit(layer)
+
+
+# -- pooling ---------------------------------------------------------------------------------------
+def _pool(st, node, attrs, slot, inputs):
+    is_max = node.op_type == "MaxPool"
+    extra = ("storage_order",) if is_max else ("count_include_pad",)
+    check_attrs(st, attrs, "auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides", *extra)
+    st.settle()
+    need_rank(st, 4, "[N, C, H, W]")
+    kernel = tuple(int(k) for k in attrs.get("kernel_shape", ()))
+    if len(kernel) != 2:
+        st.fail(f"kernel_shape={list(kernel)}: only 2-D pooling is supported")
+    strides = tuple(int(s) for s in attrs.get("strides", (1, 1)))
+    if len(strides) != 2:
+        st.fail(f"strides={list(strides)}: expected 2 values")
+    if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
+        st.fail(f"dilations={list(attrs['dilations'])} are not supported (only 1)")
+    pad = symmetric_pad(st, attrs, kernel, strides)
+    if not is_max and pad and not attrs.get("count_include_pad", 0):
+        st.fail("count_include_pad=0 with padding is not supported (sparsenet's AvgPool2d counts the padding)")
+    sizes = [out_size(st, n, k, s, pad) for n, k, s in zip(st.shape[1:], kernel, strides)]
+    if attrs.get("ceil_mode", 0):
+        for n, k, s, o in zip(st.shape[1:], kernel, strides, sizes):
+            if n is None or -(-(n + 2 * pad - k) // s) + 1 != o:
+                st.fail("ceil_mode=1 is supported only where it gives the same output size as ceil_mode=0")
+    try:
+        layer = (nn.MaxPool2d if is_max else nn.AvgPool2d)(kernel, strides, pad)
+    except SparsenetError as e:
+        st.fail(str(e))
+    st.emit(layer)
+    st.shape = (st.shape[0], *sizes)
+
+
+OPS = {
+    **ELEMENTWISE,
+    "Softmax": _softmax,
+    "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
+    "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
+    "BatchNormalization": _batchnorm,
+    "MaxPool": _pool, "AveragePool": _pool,
+    **LAYOUT_OPS,
+}

@@ -1,0 +1,190 @@
+"""Lowering state: the layers built so far, a Linear/Conv2d still open to folds, pending layout
+steps, and the checks every op handler shares (attributes, constants, per-channel vectors, pads).
+
+`State.shape` follows one sample's shape as ONNX sees it (ints, None where not static).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import nn
+from ..formats import CSR, Dense
+from ..nn._im2col import conv_output_size
+from ._proto import OnnxImportError
+
+__all__ = ["State", "BATCH_PLACEHOLDER", "check_attrs", "const_input", "as_floats", "per_channel", "one_int",
+           "symmetric_pad", "out_size", "need_rank"]
+
+# Stands for a symbolic batch size in evaluated shapes (``x.view(x.size(0), -1)`` exports read it).
+BATCH_PLACEHOLDER = 1_000_003
+
+
+@dataclass
+class _Affine:
+    """A Linear or Conv2d not built yet. Folds land here, in float64, before the one cast to the
+    model's dtype, so that folding BatchNorm is exact arithmetic rounded once."""
+
+    weight: np.ndarray           # float64 [out, fan_in]
+    pattern: np.ndarray | None   # stored entries (from a sparse initializer), None for dense
+    bias: np.ndarray | None      # float64 [out]
+    origin: str
+    conv: dict | None = None     # in_channels, kernel_size, stride, padding
+
+    def build(self, dtype):
+        w = self.weight.astype(dtype)
+        fmt = Dense(w) if self.pattern is None else CSR.from_mask(w, self.pattern, dtype)
+        bias = None if self.bias is None else self.bias.astype(dtype)
+        out, fan_in = self.weight.shape
+        if self.conv is None:
+            return nn.Linear(fan_in, out, bias is not None, weight=fmt, bias_value=bias, dtype=dtype)
+        c = self.conv
+        return nn.Conv2d(c["in_channels"], out, c["kernel_size"], c["stride"], c["padding"], bias is not None,
+                         weight=fmt, bias_value=bias, dtype=dtype)
+
+
+class State:
+    """What lowering a chain accumulates: layers (with the node each came from) and pending steps."""
+
+    def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool):
+        self.graph, self.dtype = graph, dtype
+        self.shape = tuple(shape)   # one sample, as ONNX sees it
+        self.batch = batch          # batch size that evaluated shapes use (declared, or the placeholder)
+        self.fold = fold_batchnorm
+        self.layers, self.origins, self.folded = [], [], []
+        self.affine: _Affine | None = None
+        self.gap = None        # (layer index, (h, w), origin): GlobalAvgPool2d whose [N, C, 1, 1] awaits a flatten
+        self.nhwc = None       # origin of a Transpose to NHWC that awaits its flatten
+        self.col_perm = None   # (column permutation, origin) for the next MatMul/Gemm
+        self.where = "input"   # label of the node being lowered
+
+    @property
+    def static(self) -> bool:
+        return all(d is not None for d in self.shape)
+
+    def fail(self, message: str):
+        raise OnnxImportError(f"{self.where}: {message}")
+
+    def flush(self) -> None:
+        if self.affine is not None:
+            a, self.affine = self.affine, None
+            self._append(a.build(self.dtype), a.origin)
+
+    def open_affine(self, weight, pattern, bias, conv=None) -> None:
+        """Start a Linear (conv None) or Conv2d from the current node; later folds may change it."""
+        self.flush()
+        self.affine = _Affine(weight, pattern, bias, self.where, conv)
+
+    def emit(self, layer) -> None:
+        self.flush()
+        self._append(layer, self.where)
+
+    def _append(self, layer, origin) -> None:
+        layer.eval()
+        self.layers.append(layer)
+        self.origins.append(origin)
+
+    def settle(self, keep_perm: bool = False) -> None:
+        """Before an op that is not element-wise: an unflattened global pool becomes an AvgPool2d over
+        the whole map (its output keeps the 1x1 dims), and an NHWC transpose must have been consumed."""
+        if self.gap is not None:
+            idx, (h, w), origin = self.gap
+            if h is None or w is None:
+                self.fail(f"the [N, C, 1, 1] output of {origin} must be flattened first (its input size is not "
+                          f"static, so it cannot become an AvgPool2d)")
+            self.layers[idx] = nn.AvgPool2d((h, w), (h, w)).eval()
+            self.gap = None
+        pending = self.nhwc or (None if keep_perm or self.col_perm is None else self.col_perm[1])
+        if pending:
+            self.fail(f"the NHWC Transpose {pending} is supported only when a flatten and then MatMul/Gemm "
+                      f"follow it (tf2onnx's layout)")
+
+    def affine_target(self) -> _Affine | None:
+        """The Linear/Conv2d a fold may modify: the one that directly produced the current value."""
+        plain = self.gap is None and self.nhwc is None and self.col_perm is None
+        return self.affine if plain else None
+
+
+# -- checks shared by the handlers ---------------------------------------------------------------
+def check_attrs(st: State, attrs: dict, *allowed: str) -> None:
+    for k in attrs:
+        if k not in allowed:
+            st.fail(f"attribute {k!r} is not supported")
+
+
+def const_input(st: State, inputs, k: int, what: str, ndim=None) -> np.ndarray:
+    v = inputs[k] if k < len(inputs) else None
+    if v is None:
+        st.fail(f"missing constant input {k} ({what})")
+    v = np.asarray(v)
+    if ndim is not None and v.ndim != ndim:
+        st.fail(f"expected a {ndim}-D {what}, found shape {v.shape}")
+    return v
+
+
+def as_floats(st: State, v: np.ndarray, what: str) -> np.ndarray:
+    if v.dtype.kind not in "fiu":
+        st.fail(f"{what}: expected numbers, found dtype {v.dtype}")
+    v = v.astype(np.float64)
+    if not np.all(np.isfinite(v)):
+        st.fail(f"{what}: holds NaN or inf")
+    return v
+
+
+def per_channel(st: State, c, n: int, rank: int, what: str) -> np.ndarray:
+    """A constant that broadcasts against [N, n, 1, ...] (rank dims) as one value per channel, as [n]."""
+    c = as_floats(st, np.asarray(c), what)
+    if c.ndim > rank:
+        st.fail(f"{what} of shape {c.shape} has more dims than the data")
+    cs = (1,) * (rank - c.ndim) + c.shape
+    if cs[0] != 1 or cs[1] not in (1, n) or any(d != 1 for d in cs[2:]):
+        st.fail(f"{what} of shape {c.shape} is not one value per channel of {n}")
+    return np.broadcast_to(c.reshape(cs[1]), (n,)).copy()
+
+
+def one_int(st: State, values, what: str) -> int:
+    values = [int(v) for v in values]
+    if len(values) != 2 or values[0] != values[1]:
+        st.fail(f"{what}={values} is not supported: sparsenet uses one value for height and width")
+    return values[0]
+
+
+def symmetric_pad(st: State, attrs: dict, kernel, strides) -> int:
+    """The one symmetric padding of a Conv/pool from pads or auto_pad."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto == "NOTSET":
+        pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    elif auto == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        same = []
+        for size, k, s in zip(st.shape[1:], kernel, strides):
+            if size is None:
+                st.fail(f"auto_pad={auto} needs static input sizes")
+            total = max((-(-size // s) - 1) * s + k - size, 0)
+            if total % 2:
+                st.fail(f"auto_pad={auto} pads {total} rows/columns, which is not symmetric")
+            same.append(total // 2)
+        pads = same + same
+    else:
+        st.fail(f"auto_pad={auto!r} is not supported")
+    if len(pads) != 4 or len(set(pads)) != 1:
+        st.fail(f"pads={pads} are not supported: sparsenet pads every side by the same amount")
+    return pads[0]
+
+
+def out_size(st: State, size, k: int, s: int, p: int):
+    if size is None:
+        return None
+    out = conv_output_size(size, k, s, p)
+    if out < 1:
+        st.fail(f"input size {size} is smaller than kernel {k} with padding {p}")
+    return out
+
+
+def need_rank(st: State, want: int, layout: str) -> None:
+    if len(st.shape) + 1 != want:
+        dims = ", ".join(map(str, st.shape))
+        st.fail(f"expected a {want}-D input {layout}, found {len(st.shape) + 1}-D [N, {dims}]")

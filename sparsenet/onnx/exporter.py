@@ -1,0 +1,226 @@
+"""`export_onnx`: a `Sequential` -> an ONNX model that onnxruntime runs with sparsenet's outputs.
+
+Each layer becomes one or a few standard ops (default domain, opset 13 or later): Linear -> Gemm
+(transB=1), Conv2d -> Conv, BatchNorm1d/2d -> BatchNormalization, pools -> MaxPool / AveragePool
+(count_include_pad=1) / GlobalAveragePool + Flatten, activations -> their op (GELU -> Gelu with
+approximate='tanh' from opset 20, its tanh formula in Mul/Add/Tanh nodes before), Dropout -> Dropout
+(identity at inference), Identity -> Identity.
+
+Weights are dense initializers by default. With ``sparse_initializers=True``, CSR and BSR weights are
+written as SparseTensorProto (linear int64 indices of the stored entries): a smaller file when the
+density is below about 1/3. onnxruntime runs such models (it densifies them when loading, so they
+are not faster); onnx's strict shape inference (``check_model(full_check=True)``) rejects sparse
+tensors as Gemm/Conv inputs, so those files are checked with the structural checker only.
+
+float64 models export as DOUBLE graphs; onnxruntime's CPU provider runs Gemm in double but has no
+double Conv or pooling kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .. import nn
+from ..errors import SparsenetError
+from ..formats import Dense
+from ..nn import Sequential, no_grad
+from ._proto import ELEM_TYPE_OF, require_onnx, sparse_from_pattern
+
+__all__ = ["export_onnx", "MIN_OPSET"]
+
+MIN_OPSET = 13  # Softmax over one axis, Dropout's ratio input, Squeeze/Unsqueeze axes inputs
+
+
+class _Builder:
+    """Nodes and initializers of the graph being written."""
+
+    def __init__(self, dtype, sparse: bool, opset: int):
+        self.dtype, self.sparse, self.opset = np.dtype(dtype), sparse, opset
+        self.nodes, self.initializers, self.sparse_initializers = [], [], []
+
+    def const(self, name: str, value, weight=None) -> str:
+        """Add an initializer; `weight` (a WeightFormat) also gets a sparse version when asked and CSR/BSR."""
+        from onnx import numpy_helper
+
+        value = np.array(value, dtype=self.dtype, order="C")  # keeps 0-d scalars 0-d
+        self.initializers.append(numpy_helper.from_array(value, name))
+        if self.sparse and weight is not None and not isinstance(weight, Dense):
+            pattern = weight.mask().reshape(value.shape)
+            self.sparse_initializers.append(sparse_from_pattern(name, value, pattern))
+        return name
+
+    def node(self, op: str, inputs, name: str, **attrs) -> str:
+        from onnx import helper
+
+        out = f"{name}.out"
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
+        return out
+
+
+def _gelu(b: _Builder, x: str, name: str) -> str:
+    if b.opset >= 20:
+        return b.node("Gelu", [x], name, approximate="tanh")
+    c = {k: b.const(f"{name}.{k}", v) for k, v in
+         (("cubic", 0.044715), ("scale", np.sqrt(2 / np.pi)), ("half", 0.5), ("one", 1.0))}
+    x3 = b.node("Mul", [b.node("Mul", [x, x], f"{name}.x2"), x], f"{name}.x3")
+    inner = b.node("Add", [x, b.node("Mul", [x3, c["cubic"]], f"{name}.cx3")], f"{name}.inner")
+    t = b.node("Tanh", [b.node("Mul", [inner, c["scale"]], f"{name}.scaled")], f"{name}.tanh")
+    half_x = b.node("Mul", [x, c["half"]], f"{name}.halfx")
+    return b.node("Mul", [half_x, b.node("Add", [t, c["one"]], f"{name}.onept")], name)
+
+
+def _layer(b: _Builder, i: int, layer, x: str) -> str:
+    """Append the nodes of model layer `i`; returns the name of its output value."""
+    name = f"{i}.{type(layer).__name__}"
+    kind = type(layer)
+    if kind is nn.Linear:
+        inputs = [x, b.const(f"{i}.weight", layer.weight.to_dense(), layer.weight)]
+        if layer.bias is not None:
+            inputs.append(b.const(f"{i}.bias", layer.bias.data))
+        return b.node("Gemm", inputs, name, transB=1)
+    if kind is nn.Conv2d:
+        kh, kw = layer.kernel_size
+        w = layer.weight.to_dense().reshape(layer.out_channels, layer.in_channels, kh, kw)
+        inputs = [x, b.const(f"{i}.weight", w, layer.weight)]
+        if layer.bias is not None:
+            inputs.append(b.const(f"{i}.bias", layer.bias.data))
+        p, s = layer.padding, layer.stride
+        return b.node("Conv", inputs, name, kernel_shape=[kh, kw], strides=[s, s], pads=[p] * 4)
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
+        inputs = [x] + [b.const(f"{i}.{k}", v) for k, v in (
+            ("weight", layer.weight.data), ("bias", layer.bias.data),
+            ("running_mean", layer.running_mean), ("running_var", layer.running_var))]
+        return b.node("BatchNormalization", inputs, name, epsilon=layer.eps, momentum=1.0 - layer.momentum)
+    if kind in (nn.MaxPool2d, nn.AvgPool2d):
+        attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride), "pads": [layer.padding] * 4}
+        if kind is nn.AvgPool2d:
+            return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)
+        return b.node("MaxPool", [x], name, **attrs)
+    if kind is nn.GlobalAvgPool2d:
+        return b.node("Flatten", [b.node("GlobalAveragePool", [x], f"{name}.pool")], name, axis=1)
+    if kind is nn.Flatten:
+        return b.node("Flatten", [x], name, axis=1)
+    if kind in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity):
+        return b.node({nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh", nn.Identity: "Identity"}[kind],
+                      [x], name)
+    if kind is nn.LeakyReLU:
+        return b.node("LeakyRelu", [x], name, alpha=layer.negative_slope)
+    if kind is nn.GELU:
+        return _gelu(b, x, name)
+    if kind is nn.Softmax:
+        return b.node("Softmax", [x], name, axis=layer.axis)
+    if kind is nn.Dropout:  # identity at inference; the ratio is kept for a round trip
+        return b.node("Dropout", [x, b.const(f"{i}.ratio", np.array(layer.p))], name)
+    raise SparsenetError(f"export_onnx: layer {layer.name} of kind {kind.__name__} has no ONNX mapping")
+
+
+def _model_dtype(model: Sequential):
+    dtypes = {np.dtype(l.dtype) for l in model.layers if hasattr(l, "dtype")}
+    dtypes |= {l.weight.data.dtype for l in model.layers if isinstance(l, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    if len(dtypes) > 1:
+        raise SparsenetError(f"export_onnx: expected one dtype for all layers, found {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+    if dtype not in ELEM_TYPE_OF:
+        raise SparsenetError(f"export_onnx: expected float32 or float64 weights, found {dtype}")
+    return dtype
+
+
+def _input_shape(model: Sequential, input_shape):
+    """One sample's input shape: given, the model's, or the first weighted layer's (symbolic H, W)."""
+    shape = input_shape if input_shape is not None else model.input_shape
+    if shape is not None:  # None or a name: a symbolic dimension
+        return tuple(f"dim{k + 1}" if s is None else s if isinstance(s, str) else int(s) for k, s in enumerate(shape))
+    first = model.layers[0] if len(model.layers) else None
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+    if isinstance(first, nn.Conv2d):
+        return (first.in_channels, "height", "width")
+    raise SparsenetError("export_onnx: the model has no input_shape; pass input_shape=(...) (one sample)")
+
+
+def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = False, opset: int = 17,
+                input_shape=None):
+    """Write `model` as an ONNX file at `path` (atomically; None: do not write) and return the ModelProto.
+
+    The graph has one input "input" of shape ["batch", *input_shape] (`input_shape` defaults to
+    ``model.input_shape``) and one output "output"; ``model.meta`` is kept in the metadata property
+    "sparsenet.meta" (`import_onnx` restores it). See the module docstring for the op mapping and for
+    `sparse_initializers`. The result passes ``onnx.checker``.
+
+    >>> import sparsenet as sn
+    >>> proto = export_onnx(sn.build_model("mlp"), None)  # doctest: +SKIP
+    >>> [n.op_type for n in proto.graph.node]  # doctest: +SKIP
+    ['Flatten', 'Gemm', 'Relu', 'Gemm', 'Relu', 'Gemm']
+    """
+    onnx = require_onnx()
+    from onnx import helper
+
+    from .. import __version__
+    from ..prune.trace import trace_shapes
+
+    if not isinstance(model, Sequential):
+        raise SparsenetError(f"export_onnx: expected a Sequential, found {type(model).__name__}")
+    top = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= top:
+        raise SparsenetError(f"export_onnx: expected an opset from {MIN_OPSET} to {top}, found {opset!r}")
+    dtype = _model_dtype(model)
+    shape = _input_shape(model, input_shape)
+    out_shape = None
+    if all(isinstance(s, int) for s in shape) and len(model.layers):
+        with no_grad():  # nothing cached on the model's layers
+            out_shape = list(trace_shapes(model, shape)[-1][1])
+    b = _Builder(dtype, sparse_initializers, int(opset))
+    value = "input"
+    for i, layer in enumerate(model.layers):
+        value = _layer(b, i, layer, value)
+    if value == "input":
+        value = b.node("Identity", ["input"], "identity")
+    b.nodes[-1].output[0] = "output"  # the last node writes the graph output
+    elem = ELEM_TYPE_OF[dtype]
+    graph = helper.make_graph(
+        b.nodes, "sparsenet",
+        [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
+        [helper.make_tensor_value_info("output", elem, None if out_shape is None else ["batch", *out_shape])],
+        initializer=b.initializers)
+    opsets = [helper.make_opsetid("", int(opset))]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="sparsenet",
+                              producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets))
+    if out_shape is None:  # symbolic sizes: let onnx infer the output's shape
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        proto.graph.output[0].CopyFrom(inferred.graph.output[0])
+    try:
+        meta = json.dumps(getattr(model, "meta", {}) or {}, allow_nan=False)
+    except (TypeError, ValueError):
+        meta = None
+    if meta is not None:
+        helper.set_model_props(proto, {"sparsenet.meta": meta})
+    onnx.checker.check_model(proto, full_check=True)  # with dense weights: types and shapes too
+    if b.sparse_initializers:
+        sparse = {t.values.name for t in b.sparse_initializers}
+        dense = [t for t in proto.graph.initializer if t.name not in sparse]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(dense)
+        proto.graph.sparse_initializer.extend(b.sparse_initializers)
+        onnx.checker.check_model(proto)  # strict shape inference does not take sparse Gemm/Conv inputs
+    if path is not None:
+        _write(proto.SerializeToString(), os.fspath(path))
+    return proto
+
+
+def _write(blob: bytes, path: str) -> None:
+    """Temporary file in the target directory, then rename: a failed write leaves any old file intact."""
+    fd, tmp = tempfile.mkstemp(prefix=".sparsenet-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

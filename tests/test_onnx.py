@@ -1,0 +1,569 @@
+"""ONNX import and export, checked against onnxruntime: every supported op and attribute variant,
+zoo models (dense, pruned and compiled), PyTorch exports, and errors that name the node."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sparsenet as sn
+from sparsenet import nn
+from sparsenet.errors import ModelFileError, SparsenetError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from sparsenet.onnx import OnnxImportError, add_onnx_parsers, export_onnx, import_onnx  # noqa: E402
+
+FLOAT = TensorProto.FLOAT
+_rng = np.random.default_rng(0)
+
+
+def _rand(*shape, low=None):
+    a = _rng.standard_normal(shape) if low is None else _rng.uniform(low, 2.0, shape)
+    return a.astype(np.float32)
+
+
+def _model(nodes, inits, in_shape, *, opset=17, sparse=(), elem=FLOAT, outputs=None):
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info("x", elem, list(in_shape))],
+        outputs or [helper.make_tensor_value_info("y", elem, None)],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+        sparse_initializer=list(sparse))
+    ops = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops))
+    if outputs is None:  # the checker wants the output's shape: let onnx infer it
+        proto.graph.output[0].CopyFrom(onnx.shape_inference.infer_shapes(proto).graph.output[0])
+    return proto
+
+
+def _chain(steps, inits=None, in_shape=("N", 8), **kw):
+    """x -> steps[0] -> ... -> y; each step (op, constant inputs after the data, attributes)."""
+    nodes, prev = [], "x"
+    for k, (op, extra, attrs) in enumerate(steps):
+        out = "y" if k == len(steps) - 1 else f"v{k}"
+        nodes.append(helper.make_node(op, [prev, *extra], [out], name=f"{op.lower()}{k}", **attrs))
+        prev = out
+    return _model(nodes, inits or {}, in_shape, **kw)
+
+
+def _ort(proto, x):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    s = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+def _same(proto, x, **kw):
+    """Import `proto` and check sparsenet's predict against onnxruntime's output."""
+    m = import_onnx(proto, **kw)
+    np.testing.assert_allclose(sn.predict(m, x), _ort(proto, x), rtol=1e-5, atol=1e-6)
+    return m
+
+
+def _kinds(m):
+    return [type(layer).__name__ for layer in m.layers]
+
+
+# -- import: MLP ops -------------------------------------------------------------------------------
+W, B, S = _rand(6, 8), _rand(6), _rand(6, low=0.5)
+BN6 = {"g": _rand(6, low=0.5), "be": _rand(6), "mu": _rand(6), "var": _rand(6, low=0.5)}
+MLP_CASES = {
+    "gemm-transB": ([("Gemm", ["W", "B"], {"transB": 1})], {"W": W, "B": B}, ["Linear"]),
+    "gemm-alpha-beta-C2d": ([("Gemm", ["Wt", "B2"], {"alpha": 0.5, "beta": 2.0})], {"Wt": W.T.copy(), "B2": B[None]},
+                            ["Linear"]),
+    "gemm-scalar-C": ([("Gemm", ["W", "c"], {"transB": 1})], {"W": W, "c": np.float32(0.3)}, ["Linear"]),
+    "gemm-no-C": ([("Gemm", ["W"], {"transB": 1}), ("Relu", [], {})], {"W": W}, ["Linear", "ReLU"]),
+    "matmul-add": ([("MatMul", ["Wt"], {}), ("Add", ["B"], {})], {"Wt": W.T.copy(), "B": B}, ["Linear"]),
+    "matmul-affine-folds": ([("MatMul", ["Wt"], {}), ("Add", ["B"], {}), ("Mul", ["S"], {}), ("Sub", ["B"], {}),
+                             ("Div", ["S"], {})], {"Wt": W.T.copy(), "B": B, "S": S}, ["Linear"]),
+    "gemm-bn-folded": ([("Gemm", ["W", "B"], {"transB": 1}), ("BatchNormalization", ["g", "be", "mu", "var"], {})],
+                       {"W": W, "B": B, **BN6}, ["Linear"]),
+    "bn1d-after-relu": ([("Gemm", ["W", "B"], {"transB": 1}), ("Relu", [], {}),
+                         ("BatchNormalization", ["g", "be", "mu", "var"], {"epsilon": 1e-3})],
+                        {"W": W, "B": B, **BN6}, ["Linear", "ReLU", "BatchNorm1d"]),
+    "activations": ([("LeakyRelu", [], {"alpha": 0.2}), ("Sigmoid", [], {}), ("Tanh", [], {}), ("Relu", [], {})],
+                    {}, ["LeakyReLU", "Sigmoid", "Tanh", "ReLU"]),
+    "softmax-axis1": ([("Gemm", ["W", "B"], {"transB": 1}), ("Softmax", [], {"axis": 1})], {"W": W, "B": B},
+                      ["Linear", "Softmax"]),
+    "softmax-default": ([("Softmax", [], {})], {}, ["Softmax"]),
+    "dropout-identity-cast-transpose": ([("Dropout", ["r"], {}), ("Identity", [], {}), ("Cast", [], {"to": FLOAT}),
+                                         ("Transpose", [], {"perm": [0, 1]}), ("Gemm", ["W"], {"transB": 1})],
+                                        {"r": np.float32(0.25), "W": W}, ["Dropout", "Linear"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MLP_CASES))
+def test_import_mlp_ops_match_onnxruntime(case):
+    steps, inits, kinds = MLP_CASES[case]
+    m = _same(_chain(steps, inits), _rand(5, 8))
+    assert _kinds(m) == kinds
+    assert m.input_shape == (8,) and not m.training
+
+
+def test_import_old_opset_softmax_and_dropout_ratio_attribute():
+    proto = _chain([("Dropout", [], {"ratio": 0.1}), ("Softmax", [], {})], opset=11)
+    m = _same(proto, _rand(4, 8))
+    assert _kinds(m) == ["Dropout", "Softmax"] and m[0].p == 0.1
+
+
+def test_import_gelu_tanh_opset20():
+    m = _same(_chain([("Gelu", [], {"approximate": "tanh"})], opset=20), _rand(4, 8) * 3)
+    assert _kinds(m) == ["GELU"]
+
+
+def test_import_float64_graph_gives_float64_layers():
+    proto = _chain([("Gemm", ["W", "B"], {"transB": 1}), ("Tanh", [], {})],
+                   {"W": W.astype(np.float64), "B": B.astype(np.float64)}, elem=TensorProto.DOUBLE)
+    m = _same(proto, _rand(3, 8).astype(np.float64))
+    assert m[0].dtype == np.float64
+
+
+def test_batchnorm_fold_is_float64_exact_and_optional():
+    proto = _chain([("Gemm", ["W", "B"], {"transB": 1}), ("BatchNormalization", ["g", "be", "mu", "var"], {})],
+                   {"W": W, "B": B, **BN6})
+    folded = import_onnx(proto)
+    s = BN6["g"].astype(np.float64) / np.sqrt(BN6["var"].astype(np.float64) + np.float64(np.float32(1e-5)))
+    np.testing.assert_array_equal(folded[0].weight.to_dense(), (W.astype(np.float64) * s[:, None]).astype(np.float32))
+    assert folded.meta["onnx"]["folded"] == ["node 1 'batchnormalization1' (BatchNormalization)"]
+    kept = _same(proto, _rand(4, 8), fold_batchnorm=False)
+    assert _kinds(kept) == ["Linear", "BatchNorm1d"] and kept[1].eps == 1e-5 and kept[1].momentum == pytest.approx(0.1)
+
+
+# -- import: CNN ops -------------------------------------------------------------------------------
+WC, BC = _rand(4, 3, 3, 3), _rand(4)
+BN4 = {"g": _rand(4, low=0.5), "be": _rand(4), "mu": _rand(4), "var": _rand(4, low=0.5)}
+FLAT = [("Flatten", [], {})]
+CNN_CASES = {
+    "conv-pad1-bias": ([("Conv", ["W", "B"], {"pads": [1, 1, 1, 1]})], ["Conv2d"]),
+    "conv-stride2-nobias": ([("Conv", ["W"], {"strides": [2, 2], "kernel_shape": [3, 3]})], ["Conv2d"]),
+    "conv-same-upper": ([("Conv", ["W", "B"], {"auto_pad": "SAME_UPPER"})], ["Conv2d"]),
+    "conv-valid": ([("Conv", ["W", "B"], {"auto_pad": "VALID", "dilations": [1, 1], "group": 1})], ["Conv2d"]),
+    "conv-rect-kernel": ([("Conv", ["W31"], {})], ["Conv2d"]),
+    "conv-bn-folded": ([("Conv", ["W", "B"], {}), ("BatchNormalization", ["g", "be", "mu", "var"], {})], ["Conv2d"]),
+    "conv-relu-bn2d": ([("Conv", ["W"], {}), ("Relu", [], {}), ("BatchNormalization", ["g", "be", "mu", "var"], {})],
+                       ["Conv2d", "ReLU", "BatchNorm2d"]),
+    "conv-add-mul-folded": ([("Conv", ["W"], {}), ("Add", ["Bc4"], {}), ("Mul", ["Sc3"], {})], ["Conv2d"]),
+    "maxpool-2": ([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2]})], ["MaxPool2d"]),
+    "maxpool-3-s2-p1": ([("MaxPool", [], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})],
+                        ["MaxPool2d"]),
+    "maxpool-rect-ceil": ([("MaxPool", [], {"kernel_shape": [2, 3], "strides": [1, 2], "ceil_mode": 0})],
+                          ["MaxPool2d"]),
+    "maxpool-ceil-same-size": ([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
+                               ["MaxPool2d"]),
+    "avgpool-include-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                                                  "count_include_pad": 1})], ["AvgPool2d"]),
+    "avgpool-no-pad": ([("AveragePool", [], {"kernel_shape": [2, 2], "strides": [2, 2]})], ["AvgPool2d"]),
+    "gap-flatten": ([("GlobalAveragePool", [], {}), ("Relu", [], {})] + FLAT, ["GlobalAvgPool2d", "ReLU"]),
+    "gap-reshape": ([("GlobalAveragePool", [], {}), ("Reshape", ["shape0m1"], {})], ["GlobalAvgPool2d"]),
+    "gap-squeeze": ([("GlobalAveragePool", [], {}), ("Squeeze", ["axes23"], {})], ["GlobalAvgPool2d"]),
+    "gap-last": ([("GlobalAveragePool", [], {})], ["AvgPool2d"]),
+    "gap-then-conv": ([("GlobalAveragePool", [], {}), ("Conv", ["W11"], {})], ["AvgPool2d", "Conv2d"]),
+    "reducemean-keepdims0": ([("ReduceMean", ["axes23"], {"keepdims": 0})], ["GlobalAvgPool2d"]),
+    "flatten": (FLAT + [("Gemm", ["Wfc"], {"transB": 1})], ["Flatten", "Linear"]),
+    "reshape-minus1-F": ([("Reshape", ["shapeF"], {"allowzero": 1})], ["Flatten"]),
+    "reshape-noop": ([("Reshape", ["shape4d"], {})], []),
+    "nhwc-flatten-tf2onnx": ([("Conv", ["W", "B"], {"pads": [1, 1, 1, 1]}), ("Relu", [], {}),
+                              ("Transpose", [], {"perm": [0, 2, 3, 1]}), ("Reshape", ["shapeF4"], {}),
+                              ("MatMul", ["Wnhwc"], {}), ("Add", ["B5"], {})], ["Conv2d", "ReLU", "Flatten", "Linear"]),
+}
+CNN_INITS = {"W": WC, "B": BC, "W31": _rand(4, 3, 3, 1), "W11": _rand(2, 3, 1, 1), "Bc4": _rand(1, 4, 1, 1),
+             "Sc3": _rand(4, 1, 1, low=0.5), **BN4, "shape0m1": np.array([0, -1], np.int64),
+             "axes23": np.array([2, 3], np.int64), "Wfc": _rand(5, 3 * 8 * 8),
+             "shapeF": np.array([-1, 3 * 8 * 8], np.int64), "shape4d": np.array([-1, 3, 8, 8], np.int64),
+             "shapeF4": np.array([-1, 4 * 8 * 8], np.int64), "Wnhwc": _rand(4 * 8 * 8, 5), "B5": _rand(5)}
+
+
+@pytest.mark.parametrize("case", sorted(CNN_CASES))
+def test_import_cnn_ops_match_onnxruntime(case):
+    steps, kinds = CNN_CASES[case]
+    used = {n for _, extra, _ in steps for n in extra}
+    m = _same(_chain(steps, {k: v for k, v in CNN_INITS.items() if k in used}, ("N", 3, 8, 8), opset=18),
+              _rand(2, 3, 8, 8))
+    assert _kinds(m) == kinds
+    assert m.input_shape == (3, 8, 8)
+
+
+def test_import_reshape_with_fixed_batch_and_symbolic_sizes():
+    m = _same(_chain([("Reshape", ["s"], {})], {"s": np.array([2, -1], np.int64)}, (2, 3, 4, 4)), _rand(2, 3, 4, 4))
+    assert _kinds(m) == ["Flatten"]
+    m = import_onnx(_chain([("Conv", ["W"], {}), ("Reshape", ["s"], {})], {"W": WC, "s": np.array([0, -1], np.int64)},
+                           ("N", 3, "H", "W")))
+    assert m.input_shape is None and _kinds(m) == ["Conv2d", "Flatten"]
+    assert sn.predict(m, _rand(2, 3, 5, 6)).shape == (2, 4 * 3 * 4)
+
+
+def test_import_shape_subgraph_flatten_and_constant_folding():
+    """x.view(x.size(0), -1) as PyTorch's legacy exporter writes it, weights behind Identity and Constant nodes."""
+    n = helper.make_node
+    nodes = [
+        n("Constant", [], ["w_raw"], name="wconst", value=numpy_helper.from_array(WC, "w")),
+        n("Identity", ["w_raw"], ["w"], name="wid"),
+        n("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        n("Shape", ["c"], ["shp"], name="shape"),
+        n("Constant", [], ["zero"], name="zero", value_int=0),
+        n("Gather", ["shp", "zero"], ["batch"], name="gather", axis=0),
+        n("Constant", [], ["ax"], name="ax", value_ints=[0]),
+        n("Unsqueeze", ["batch", "ax"], ["batch1"], name="unsq"),
+        n("Constant", [], ["m1"], name="m1", value_ints=[-1]),
+        n("Concat", ["batch1", "m1"], ["target"], name="concat", axis=0),
+        n("Reshape", ["c", "target"], ["flat"], name="reshape"),
+        n("Gemm", ["flat", "wfc", "bfc"], ["y"], name="fc", transB=1),
+    ]
+    proto = _model(nodes, {"b": BC, "wfc": _rand(5, 4 * 8 * 8), "bfc": _rand(5)}, ("N", 3, 8, 8))
+    m = _same(proto, _rand(3, 3, 8, 8))
+    assert _kinds(m) == ["Conv2d", "Flatten", "Linear"]
+
+
+def test_import_sparse_initializers_give_csr_weights():
+    wfc = _rand(5, 4 * 6 * 6)
+    wfc[_rng.random(wfc.shape) < 0.8] = 0
+    wc = WC.copy()
+    wc[_rng.random(wc.shape) < 0.5] = 0
+
+    def sparse(name, w):
+        idx = np.flatnonzero(w)
+        return helper.make_sparse_tensor(numpy_helper.from_array(w.ravel()[idx], name),
+                                         numpy_helper.from_array(idx.astype(np.int64), name + "_i"), list(w.shape))
+
+    proto = _chain([("Conv", ["W", "B"], {}), ("Relu", [], {})] + FLAT + [("Gemm", ["Wfc"], {"transB": 1})],
+                   {"B": BC}, ("N", 3, 8, 8), sparse=[sparse("W", wc), sparse("Wfc", wfc)],
+                   outputs=[helper.make_tensor_value_info("y", FLOAT, ["N", 5])])
+    m = import_onnx(proto)
+    np.testing.assert_allclose(sn.predict(m, x := _rand(2, 3, 8, 8)),
+                               sn.predict(_dense_twin(m), x), rtol=1e-6, atol=1e-6)
+    assert [m[0].weight.format_name, m[3].weight.format_name] == ["csr", "csr"]
+    assert (m[0].weight.nnz, m[3].weight.nnz) == (np.count_nonzero(wc), np.count_nonzero(wfc))
+    np.testing.assert_array_equal(m[3].weight.to_dense(), wfc)
+
+
+def test_import_sparse_constant_node():
+    w = np.array([[0, 2, 0], [1, 0, 0]], np.float32)
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([2, 1], np.float32), "w"),
+                                       numpy_helper.from_array(np.array([1, 3], np.int64), "wi"), [2, 3])
+    nodes = [helper.make_node("Constant", [], ["W"], name="c", sparse_value=sparse),
+             helper.make_node("Gemm", ["x", "W"], ["y"], name="g", transB=1)]
+    m = _same(_model(nodes, {}, ("N", 3), outputs=[helper.make_tensor_value_info("y", FLOAT, ["N", 2])]),
+              _rand(4, 3))
+    assert m[0].weight.format_name == "csr" and m[0].weight.nnz == 2
+    np.testing.assert_array_equal(m[0].weight.to_dense(), w)
+
+
+def test_import_keras_tf2onnx_style_mlp():
+    """tf2onnx writes Dense as MatMul + Add, a symbolic batch named unk__N, opset 13."""
+    w1, b1, w2, b2 = _rand(8, 16), _rand(16), _rand(16, 4), _rand(4)
+    proto = _chain([("MatMul", ["w1"], {}), ("Add", ["b1"], {}), ("Relu", [], {}), ("MatMul", ["w2"], {}),
+                    ("Add", ["b2"], {}), ("Softmax", [], {"axis": -1})],
+                   {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, ("unk__6", 8), opset=13)
+    m = _same(proto, _rand(5, 8))
+    assert _kinds(m) == ["Linear", "ReLU", "Linear", "Softmax"]
+
+
+def _dense_twin(model):
+    from sparsenet.prune import compile
+    return compile(model, "dense")
+
+
+# -- import: errors name the node ------------------------------------------------------------------
+ERROR_CASES = {
+    "unsupported-op": (_chain([("Gemm", ["W"], {"transB": 1}), ("Sin", [], {})], {"W": W}),
+                       ["node 1 'sin1' (Sin)", "not supported"]),
+    "conv-group": (_chain([("Conv", ["Wg"], {"group": 2})], {"Wg": _rand(4, 2, 3, 3)}, ("N", 4, 8, 8)),
+                   ["node 0 'conv0' (Conv)", "group=2"]),
+    "conv-asymmetric-pads": (_chain([("Conv", ["W"], {"pads": [0, 0, 1, 1]})], {"W": WC}, ("N", 3, 8, 8)),
+                             ["node 0 'conv0' (Conv)", "pads=[0, 0, 1, 1]"]),
+    "conv-dilations": (_chain([("Conv", ["W"], {"dilations": [2, 2]})], {"W": WC}, ("N", 3, 8, 8)),
+                       ["(Conv)", "dilations=[2, 2]"]),
+    "conv-strides-differ": (_chain([("Conv", ["W"], {"strides": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
+                            ["(Conv)", "strides=[1, 2]"]),
+    "gelu-exact": (_chain([("Gelu", [], {})], opset=20), ["node 0 'gelu0' (Gelu)", "approximate='none'"]),
+    "avgpool-exclude-pad": (_chain([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})],
+                                   in_shape=("N", 3, 8, 8)), ["(AveragePool)", "count_include_pad=0"]),
+    "maxpool-ceil-differs": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
+                                    in_shape=("N", 3, 7, 7)), ["(MaxPool)", "ceil_mode=1"]),
+    "flatten-axis2": (_chain([("Flatten", [], {"axis": 2})], in_shape=("N", 3, 8, 8)), ["(Flatten)", "axis=2"]),
+    "reshape-not-flatten": (_chain([("Reshape", ["s"], {})], {"s": np.array([-1, 8], np.int64)}, ("N", 3, 8, 8)),
+                            ["node 0 'reshape0' (Reshape)", "Reshape to [-1, 8]"]),
+    "nchw-transpose": (_chain([("Transpose", [], {"perm": [0, 3, 1, 2]})], in_shape=("N", 8, 8, 3)),
+                       ["(Transpose)", "--inputs-as-nchw"]),
+    "mul-not-after-layer": (_chain([("Relu", [], {}), ("Mul", ["S"], {})], {"S": _rand(8)}),
+                            ["node 1 'mul1' (Mul)", "directly after"]),
+    "gemm-transA": (_chain([("Gemm", ["W"], {"transA": 1})], {"W": W.T.copy()}, (8, 8)), ["(Gemm)", "transA=1"]),
+    "gemm-data-as-B": (_model([helper.make_node("Gemm", ["W", "x"], ["y"], name="g")], {"W": _rand(8, 8)}, ("N", 8)),
+                       ["node 0 'g' (Gemm)", "input A"]),
+    "linear-size-mismatch": (_chain([("Gemm", ["W"], {"transB": 1})], {"W": _rand(6, 5)},
+                                    outputs=[helper.make_tensor_value_info("y", FLOAT, ["N", 6])]),
+                             ["(Gemm)", "5 input features"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_import_errors_name_node_and_op(case):
+    proto, fragments = ERROR_CASES[case]
+    with pytest.raises(SparsenetError) as e:
+        import_onnx(proto)
+    assert isinstance(e.value, OnnxImportError)
+    for fragment in fragments:
+        assert fragment in str(e.value)
+
+
+def test_non_chain_graphs_are_rejected():
+    n = helper.make_node
+    residual = _model([n("Gemm", ["x", "W"], ["h"], name="fc", transB=1), n("Relu", ["h"], ["r"], name="act"),
+                       n("Add", ["r", "x"], ["y"], name="skip")], {"W": _rand(8, 8)}, ("N", 8))
+    with pytest.raises(OnnxImportError, match=r"feeds 2 nodes, node 0 'fc' \(Gemm\), node 2 'skip' \(Add\)"):
+        import_onnx(residual)
+    two_out = _model([n("Relu", ["x"], ["y"], name="a"), n("Sigmoid", ["y"], ["z"], name="b")], {}, ("N", 8),
+                     outputs=[helper.make_tensor_value_info(v, FLOAT, ["N", 8]) for v in ("y", "z")])
+    with pytest.raises(OnnxImportError, match="expected one output"):
+        import_onnx(two_out)
+    tapped = _model([n("Relu", ["x"], ["r"], name="a"), n("Sigmoid", ["r"], ["y"], name="b"),
+                     n("Tanh", ["r"], ["t"], name="c")], {}, ("N", 8))
+    with pytest.raises(OnnxImportError, match=r"node 2 'c' \(Tanh\)"):
+        import_onnx(tapped)
+
+
+def test_invalid_onnx_is_a_model_file_error_naming_the_node():
+    with pytest.raises(ModelFileError, match="foo.*relu0"):
+        import_onnx(_chain([("Relu", [], {"foo": 1})],
+                           outputs=[helper.make_tensor_value_info("y", FLOAT, ["N", 8])]))
+
+
+def test_import_bad_sources(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        import_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"\x00garbage\xff" * 10)
+    with pytest.raises(ModelFileError):
+        import_onnx(tmp_path / "bad.onnx")
+    with pytest.raises(SparsenetError, match="expected a path"):
+        import_onnx(3.5)
+
+
+def test_missing_onnx_package_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(SparsenetError, match=r"pip install 'sparsenet\[onnx\]'"):
+        import_onnx(b"")
+    with pytest.raises(SparsenetError, match=r"pip install 'sparsenet\[onnx\]'"):
+        export_onnx(sn.build_model("mlp"), None)
+
+
+def test_import_sparsenet_does_not_import_onnx():
+    code = "import sys, sparsenet, sparsenet.onnx; assert 'onnx' not in sys.modules, 'onnx imported'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# -- export ----------------------------------------------------------------------------------------
+X8 = _rand(7, 1, 8, 8)
+
+
+def _exported_matches(model, x, **kw):
+    proto = export_onnx(model, None, **kw)
+    onnx.checker.check_model(proto)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    back = import_onnx(proto)
+    np.testing.assert_allclose(sn.predict(back, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    return proto, back
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet300", "cnn"])
+def test_zoo_export_runs_in_onnxruntime_and_round_trips(name):
+    model = sn.build_model(name, seed=1)
+    proto, back = _exported_matches(model, X8)
+    inp = proto.graph.input[0]
+    assert inp.name == "input" and inp.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.graph.output[0].name == "output"
+    assert back.input_shape == (1, 8, 8) and back.meta["architecture"] == name
+
+
+@pytest.mark.parametrize("name,granularity,fmt", [("lenet300", "unstructured", "csr"), ("cnn", "unstructured", "csr"),
+                                                  ("lenet300", "block4x4", "bsr4x4")])
+def test_pruned_compiled_export(name, granularity, fmt):
+    from sparsenet.prune import compile, prune
+
+    model = sn.build_model(name, seed=0)
+    prune(model, sparsity=0.8, granularity=granularity)
+    compiled = compile(model, fmt)
+    weighted = [l for l in compiled.layers if isinstance(l, (nn.Linear, nn.Conv2d))]
+    dense_proto, _ = _exported_matches(compiled, X8)
+    assert not dense_proto.graph.sparse_initializer
+    proto, back = _exported_matches(compiled, X8, sparse_initializers=True)
+    assert len(proto.graph.sparse_initializer) == len(weighted)
+    if fmt == "csr":  # 80% of unstructured zeros: values + int64 indices are smaller than dense
+        assert proto.ByteSize() < dense_proto.ByteSize()
+    back_weighted = [l for l in back.layers if isinstance(l, (nn.Linear, nn.Conv2d))]
+    assert all(l.weight.format_name == "csr" for l in back_weighted)
+    assert [l.weight.nnz for l in back_weighted] == [int(l.weight.mask().sum()) for l in weighted]
+
+
+def _every_layer_model():
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, seed=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1), nn.AvgPool2d(3, 1, 1),
+        nn.Conv2d(4, 4, 3, stride=2, seed=2), nn.Tanh(), nn.MaxPool2d(2, 1), nn.GlobalAvgPool2d(),
+        nn.BatchNorm1d(4), nn.Sigmoid(), nn.Linear(4, 6, seed=3), nn.GELU(), nn.Identity(), nn.Dropout(0.3),
+        nn.Linear(6, 3, seed=4, bias=False), nn.Softmax())
+    for bn in (model[1], model[8]):
+        bn.running_mean[:] = _rand(bn.num_features)
+        bn.running_var[:] = _rand(bn.num_features, low=0.5)
+        bn.weight.data[:] = _rand(bn.num_features, low=0.5)
+        bn.bias.data[:] = _rand(bn.num_features)
+    model.input_shape = (2, 8, 8)
+    return model.eval()
+
+
+def test_every_layer_kind_exports_opset20_and_round_trips():
+    x = _rand(3, 2, 8, 8)
+    proto, back = _exported_matches(_every_layer_model(), x, opset=20)
+    assert "Gelu" in [n.op_type for n in proto.graph.node]
+    assert "BatchNorm2d" not in _kinds(back) and "BatchNorm1d" in _kinds(back)
+
+
+def test_gelu_before_opset20_is_a_formula_that_runs_but_does_not_reimport():
+    model = _every_layer_model()
+    x = _rand(3, 2, 8, 8) * 3
+    proto = export_onnx(model, None, opset=17)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(OnnxImportError, match=r"\(Mul\)"):
+        import_onnx(proto)
+
+
+def test_export_writes_file_and_infers_or_requires_input_shape(tmp_path):
+    lin = nn.Sequential(nn.Linear(8, 3), nn.ReLU())
+    export_onnx(lin, tmp_path / "lin.onnx")
+    assert import_onnx(tmp_path / "lin.onnx").input_shape == (8,)
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    proto = export_onnx(conv, None)
+    np.testing.assert_allclose(_ort(proto, x := _rand(2, 1, 6, 9)), sn.predict(conv, x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(SparsenetError, match="input_shape"):
+        export_onnx(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), None)
+    with pytest.raises(SparsenetError, match="opset"):
+        export_onnx(lin, None, opset=12)
+
+
+def test_cli_export_and_import(tmp_path, capsys):
+    from sparsenet.prune import compile, prune
+
+    parser = argparse.ArgumentParser(prog="sparsenet")
+    add_onnx_parsers(parser.add_subparsers(dest="command", required=True))
+    model = sn.build_model("lenet300", seed=0)
+    prune(model, sparsity=0.9)
+    sn.save_model(compile(model, "csr"), tmp_path / "m.npz")
+
+    def run(*argv):
+        args = parser.parse_args([str(a) for a in argv])
+        assert args.func(args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    out = run("export-onnx", tmp_path / "m.npz", "-o", tmp_path / "m.onnx", "--sparse-initializers", "--json")
+    assert out["sparse_initializers"] == 3 and out["bytes"] > 0
+    out = run("import-onnx", tmp_path / "m.onnx", "-o", tmp_path / "back.npz", "--json")
+    assert out["layers"] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    np.testing.assert_allclose(sn.predict(sn.load_model(tmp_path / "back.npz"), X8),
+                               sn.predict(sn.load_model(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-6)
+
+
+# -- PyTorch exports -------------------------------------------------------------------------------
+def _torch_model(arch):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tnn = torch.nn
+    if arch == "mlp":
+        return tnn.Sequential(tnn.Flatten(), tnn.Linear(64, 32), tnn.ReLU(), tnn.Dropout(0.2),
+                              tnn.Linear(32, 10)).eval()
+    bns = [tnn.BatchNorm2d(8), tnn.BatchNorm2d(12)]
+    for bn in bns:  # non-trivial statistics, so that folding is tested
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-1, 1)
+    return tnn.Sequential(tnn.Conv2d(1, 8, 3, padding=1), bns[0], tnn.ReLU(), tnn.MaxPool2d(2),
+                          tnn.Conv2d(8, 12, 3), bns[1], tnn.ReLU(), tnn.Flatten(), tnn.Linear(12 * 2 * 2, 10)).eval()
+
+
+def _check_torch_import(module, proto):
+    import torch
+
+    x = _rand(5, 1, 8, 8)
+    m = _same(proto, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(sn.predict(m, x), module(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+    return m, x
+
+
+TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_torch_legacy_export_imports_and_prunes(arch, opset, tmp_path):
+    torch = pytest.importorskip("torch")
+
+    module = _torch_model(arch)
+    path = tmp_path / "t.onnx"
+    # no constant folding: BatchNormalization and the Identity nodes on weights stay in the graph
+    torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), str(path), dynamo=False, opset_version=opset,
+                      do_constant_folding=False, input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    m, x = _check_torch_import(module, onnx.load(str(path)))
+    if arch == "cnn":
+        assert _kinds(m)[:3] == ["Conv2d", "ReLU", "MaxPool2d"]  # BatchNorm folded
+        assert len(m.meta["onnx"]["folded"]) == 2
+    from sparsenet.prune import compile, prune
+
+    result = prune(m, sparsity=0.7)
+    assert result.sparsity == pytest.approx(0.7, abs=0.01)
+    compiled = compile(m, "csr")
+    np.testing.assert_allclose(sn.predict(compiled, x), sn.predict(m, x), rtol=1e-5, atol=1e-5)
+    proto = export_onnx(compiled, None, sparse_initializers=True)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(compiled, x), rtol=1e-5, atol=1e-6)
+
+
+@TORCH_WARNINGS
+def test_torch_legacy_view_flatten_and_global_pool():
+    torch = pytest.importorskip("torch")
+
+    import io
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return h.view(h.size(0), -1)  # Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+
+    net = Net().eval()
+    buf = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(2, 1, 8, 8),), buf, dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    assert "Shape" in [n.op_type for n in proto.graph.node]
+    m, _ = _check_torch_import(net, proto)
+    assert _kinds(m) == ["Conv2d", "ReLU", "Flatten"]
+    gap = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 3)).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(gap, (torch.zeros(2, 1, 8, 8),), buf, dynamo=False, opset_version=18,
+                      input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    m, _ = _check_torch_import(gap, onnx.load_from_string(buf.getvalue()))
+    assert _kinds(m) == ["Conv2d", "GlobalAvgPool2d", "Linear"]
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("opset", [17, 18])
+def test_torch_dynamo_export_imports(opset):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    module = _torch_model("cnn")
+    try:
+        program = torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), dynamo=True, opset_version=opset,
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    except Exception as e:  # pragma: no cover - depends on the torch/onnxscript install
+        pytest.skip(f"dynamo exporter unavailable: {type(e).__name__}: {e}")
+    m, _ = _check_torch_import(module, program.model_proto)
+    assert _kinds(m) == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Flatten", "Linear"]
