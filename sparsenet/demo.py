@@ -1,11 +1,16 @@
 """The demo: train a dense model on the embedded digits, prune it several ways, compile each to real
-formats, and report what every method did to accuracy, size and (measured) speed."""
+formats, and report what every method did to accuracy, size and (measured) speed.
+
+Writes to the output directory: ``demo.json`` (every figure), the model files, and, when matplotlib
+is installed (``pip install 'sparsenet[plot]'``), PNG plots and one self-contained ``report.html``.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import platform
 import time
 
 import numpy as np
@@ -13,11 +18,13 @@ import numpy as np
 from .data import load_dataset
 from .io import save_model
 from .metrics import classification_report
+from .prune import Importance, make_importance
 from .prune import compile as compile_model
 from .prune import prune
 from .prune.report import pruning_report
+from .summary import summarize
 from .timing import median_time
-from .train import fit, predict
+from .train import evaluate, fit, predict
 from .zoo import build_model
 
 __all__ = ["run_demo", "RECIPES"]
@@ -34,23 +41,113 @@ RECIPES = {
                                                   exclude=("last",))),
 }
 QUICK = ("unstructured 90% (global magnitude)", "neurons 50% (structured)")
+INT8_BASE = "unstructured 90% (global magnitude)"  # the recipe whose compiled model is quantised
+# One-shot sweeps without fine-tuning (label -> granularity, scope, sparsities, the pattern's sparsity).
+SWEEPS = {
+    "unstructured (global)": ("unstructured", "global", (0.5, 0.7, 0.8, 0.9, 0.95), 0.9),
+    "blocks 4x4": ("block4x4", "layer", (0.5, 0.7, 0.8, 0.9, 0.95), 0.8),
+    "2:4 (N:M)": ("2:4", "layer", (0.5,), 0.5),
+    "neurons": ("neuron", "layer", (0.25, 0.5, 0.7, 0.8, 0.9), 0.5),
+}
+PATTERN_LAYER, HISTOGRAM_LAYER = "3", "1"  # of lenet300: 100x300 (a wide picture) and 300x64 (most weights)
 
 
-def _speed(model, x, repeats):
-    """Median seconds of one forward pass over `x` in eval mode."""
-    model.eval()
-    return median_time(lambda: model.forward(x), repeats=repeats, min_time=5e-3)
+class _Monitored(Importance):
+    """Wraps a criterion and measures accuracy on held-out data each time a schedule calls it, i.e.
+    just before each pruning step: the accuracy-over-training curve of a gradual run."""
+
+    def __init__(self, inner: Importance, val_data):
+        self.inner, self.val_data, self.accuracy = inner, val_data, []
+        self.name, self.needs_data, self.structured_only = inner.name, inner.needs_data, inner.structured_only
+
+    def __call__(self, model, layers, data=None):
+        self.accuracy.append(float(evaluate(model, *self.val_data)["accuracy"]))
+        return self.inner(model, layers, data)
+
+
+def _speedups(dense, compiled, x_test, repeats: int) -> dict:
+    """{"batch1", "batch64"}: median time of the dense model's forward / the compiled one's, the two
+    measured in interleaved rounds so that a burst of load on a shared machine hits both alike."""
+    dense.eval()
+    compiled.eval()
+    out = {}
+    for batch in (1, 64):
+        x = x_test[:batch]
+        td, tc = [], []
+        for _ in range(repeats):
+            td.append(median_time(lambda: dense.forward(x), repeats=1, min_time=5e-3))
+            tc.append(median_time(lambda: compiled.forward(x), repeats=1, min_time=5e-3))
+        out[f"batch{batch}"] = float(np.median(td) / np.median(tc))
+    return out
+
+
+def _bytes_by_format(model, granularity: str) -> dict:
+    """Total true bytes of the pruned `model` stored in each fixed format (no timing)."""
+    specs = ["dense", "csr"] + ([f"bsr{granularity[5:]}"] if granularity.startswith("block") else ["bsr4x4"])
+    return {s: int(summarize(compile_model(model, s))["totals"]["total_bytes"]) for s in specs}
+
+
+def _row(arch, dense, compiled, ds, repeats, sparsity) -> dict:
+    """Everything measured about one compiled model against its dense original."""
+    from .plots import bytes_breakdown_data
+
+    rep = classification_report(ds.y_test, predict(compiled, ds.x_test), num_classes=ds.num_classes)
+    report = pruning_report(dense, compiled)
+    t = report["totals"]
+    return {"model": arch, "accuracy": rep["accuracy"], "macro_precision": rep["macro"]["precision"],
+            "macro_recall": rep["macro"]["recall"], "macro_f1": rep["macro"]["f1"],
+            "sparsity": sparsity,
+            "params": t["params_after"], "params_before": t["params_before"],
+            "bytes": t["bytes_after"], "bytes_before": t["bytes_before"], "flops_speedup": t["flops_speedup"],
+            "measured_speedup": _speedups(dense, compiled, ds.x_test, repeats),
+            "formats": {r["name"]: r["format"] for r in report["layers"]},
+            "bytes_breakdown": bytes_breakdown_data(compiled), "layers": report["layers"]}
+
+
+def _sweeps(dense, ds, seed) -> tuple[dict, dict, dict]:
+    """One-shot pruning of copies of `dense` (no fine-tuning): accuracy curves, the pruned layer's
+    pattern per granularity, and the weights of the unstructured 90% copy."""
+    curves, patterns, oneshot_weights = {}, {}, None
+    for label, (gran, scope, levels, shown) in SWEEPS.items():
+        accs = []
+        for s in levels:
+            model = copy.deepcopy(dense)
+            result = prune(model, method="magnitude", granularity=gran, scope=scope, sparsity=s, seed=seed)
+            accs.append(float(evaluate(model, ds.x_test, ds.y_test)["accuracy"]))
+            if s == shown:
+                mask = result.masks[PATTERN_LAYER].copy()
+                if gran in ("neuron", "structured"):  # inputs from removed units are dead too
+                    mask &= result.masks[HISTOGRAM_LAYER].any(axis=1)[None, :]
+                patterns[f"{label} {result.sparsity:.0%}"] = mask
+                if gran == "unstructured":
+                    oneshot_weights = model.layers[int(HISTOGRAM_LAYER)].weight.to_dense()
+        curves[label] = {"sparsities": list(levels), "accuracy": accs}
+    return curves, patterns, oneshot_weights
+
+
+def _echo_row(echo, name, row) -> None:
+    s = row["measured_speedup"]
+    echo(f"{name:<38}{row['accuracy']:>7.4f}{row['macro_f1']:>7.4f}{row['sparsity']:>9.3f}"
+         f"{row['params']:>9}{row['bytes']:>9}{row['flops_speedup']:>8.2f}{s['batch1']:>7.2f}{s['batch64']:>7.2f}")
 
 
 def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = True, echo=print) -> dict:
-    """Run the demo, write `demo.json` and the model files to `out_dir`, return the figures."""
+    """Run the demo, write `demo.json`, the model files and (with matplotlib) the PNG plots and
+    `report.html` to `out_dir`; return the figures."""
+    import numba
+
+    from . import plots
+    from .prune import sensitivity_scan
+
+    start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     recipes = {k: RECIPES[k] for k in QUICK} if quick else RECIPES
     epochs = {"lenet300": 15 if quick else 40, "cnn": 30}
     finetune = 10 if quick else 30
     repeats = 3 if quick else 7
     datasets = {"lenet300": load_dataset("digits", seed=seed), "cnn": load_dataset("digits", seed=seed)}
-    dense_models, results = {}, {"dense": {}, "pruned": {}}
+    dense_models = {}
+    results = {"dense": {}, "pruned": {}, "dense_bytes_breakdown": {}, "notes": []}
     for arch in sorted({a for a, _ in recipes.values()}):
         ds = datasets[arch]
         model = build_model(arch, seed=seed)
@@ -58,42 +155,101 @@ def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = 
         fit(model, ds.x_train, ds.y_train, epochs=epochs[arch], batch_size=32, seed=seed, quiet=quiet)
         rep = classification_report(ds.y_test, predict(model, ds.x_test), num_classes=ds.num_classes)
         dense_models[arch] = model
+        totals = summarize(model)["totals"]
         results["dense"][arch] = {"accuracy": rep["accuracy"], "macro_f1": rep["macro"]["f1"],
-                                  "train_seconds": round(time.perf_counter() - t0, 2)}
+                                  "train_seconds": round(time.perf_counter() - t0, 2),
+                                  "macro_precision": rep["macro"]["precision"], "macro_recall": rep["macro"]["recall"],
+                                  "params": totals["params"], "bytes": totals["total_bytes"], "epochs": epochs[arch]}
+        results["dense_bytes_breakdown"][arch] = plots.bytes_breakdown_data(model)
         save_model(model, os.path.join(out_dir, f"{arch}-dense.npz"))
         echo(f"dense {arch}: test accuracy {rep['accuracy']:.4f}")
+
+    # teaching figures on the dense MLP: one-shot sweeps, patterns, per-layer sensitivity
+    ds, dense = datasets["lenet300"], dense_models["lenet300"]
+    curves, patterns, oneshot_weights = _sweeps(dense, ds, seed)
+    results["sweep"] = curves
+    results["patterns"] = {"layer": PATTERN_LAYER, "shape": list(dense.layers[int(PATTERN_LAYER)].weight.shape),
+                           "note": "one-shot magnitude pruning of the dense model, before fine-tuning",
+                           "masks": {k: plots.mask_to_rows(m) for k, m in patterns.items()}}
+    results["sensitivity"] = sensitivity_scan(
+        dense, (ds.x_test, ds.y_test), sparsities=(0.0, 0.5, 0.8, 0.9, 0.95) if quick else
+        (0.0, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98), time_layers=True, repeats=3, min_time=1e-3, quiet=quiet)
+
     header = (f"{'method':<38}{'acc':>7}{'F1':>7}{'sparsity':>9}{'params':>9}{'bytes':>9}"
               f"{'FLOPs x':>8}{'b1 x':>7}{'b64 x':>7}")
     echo(header)
+    compiled_models = {}
     for name, (arch, kwargs) in recipes.items():
         ds = datasets[arch]
         model = copy.deepcopy(dense_models[arch])
-        result = prune(model, train_data=(ds.x_train, ds.y_train), finetune_epochs=finetune, seed=seed,
-                       quiet=quiet, **kwargs)
+        monitor = None
+        if kwargs.get("schedule") == "gradual":
+            monitor = _Monitored(make_importance(kwargs["method"], seed), (ds.x_test, ds.y_test))
+            kwargs = dict(kwargs, method=monitor)
+        result = prune(model, train_data=(ds.x_train, ds.y_train), val_data=(ds.x_test, ds.y_test),
+                       finetune_epochs=finetune, seed=seed, quiet=quiet, **kwargs)
         compiled = compile_model(model, "auto", batch_size=64)
-        rep = classification_report(ds.y_test, predict(compiled, ds.x_test), num_classes=ds.num_classes)
-        report = pruning_report(dense_models[arch], compiled)
-        speed = {}
-        for batch in (1, 64):
-            x = ds.x_test[:batch]
-            speed[f"batch{batch}"] = _speed(dense_models[arch], x, repeats) / _speed(compiled, x, repeats)
-        t = report["totals"]
-        row = {"model": arch, "accuracy": rep["accuracy"], "macro_precision": rep["macro"]["precision"],
-               "macro_recall": rep["macro"]["recall"], "macro_f1": rep["macro"]["f1"],
-               "sparsity": result.sparsity, "params": t["params_after"], "params_before": t["params_before"],
-               "bytes": t["bytes_after"], "bytes_before": t["bytes_before"], "flops_speedup": t["flops_speedup"],
-               "measured_speedup": speed, "formats": {r["name"]: r["format"] for r in report["layers"]},
-               "layers": report["layers"]}
+        compiled_models[name] = compiled
+        row = _row(arch, dense_models[arch], compiled, ds, repeats, result.sparsity)
+        row.update(method=result.method, granularity=result.granularity,
+                   schedule=result.schedule, history=result.history,
+                   bytes_by_format=_bytes_by_format(model, result.granularity))
+        if monitor is not None:
+            steps_per_epoch = -(-len(ds.x_train) // 32)
+            steps = [int(e["stage"].split()[1]) for e in result.history if e["stage"].startswith("step ")]
+            row.update(steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * finetune,
+                       accuracy_over_training={"step": steps, "accuracy": monitor.accuracy[:len(steps)],
+                                               "note": "test accuracy just before each pruning step"})
         results["pruned"][name] = row
         save_model(compiled, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}.npz"))
-        echo(f"{name:<38}{rep['accuracy']:>7.4f}{rep['macro']['f1']:>7.4f}{result.sparsity:>9.3f}"
-             f"{t['params_after']:>9}{t['bytes_after']:>9}{t['flops_speedup']:>8.2f}"
-             f"{speed['batch1']:>7.2f}{speed['batch64']:>7.2f}")
+        _echo_row(echo, name, row)
+
+    if not quick and INT8_BASE in compiled_models:
+        try:
+            from .quantize import quantize_model
+        except ImportError:
+            results["notes"].append("int8 row skipped: sparsenet.quantize is not available in this version")
+        else:
+            arch = RECIPES[INT8_BASE][0]
+            quantized = quantize_model(compiled_models[INT8_BASE])
+            base = results["pruned"][INT8_BASE]
+            row = _row(arch, dense_models[arch], quantized, datasets[arch], repeats, base["sparsity"])
+            row.update(method=base["method"], granularity=base["granularity"],
+                       schedule=base["schedule"], quantization=quantized.meta["quantization"]["scheme"])
+            name = f"{INT8_BASE.split(' (')[0]} + int8"
+            results["pruned"][name] = row
+            save_model(quantized, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}-int8.npz"))
+            _echo_row(echo, name, row)
+    elif quick:
+        results["notes"].append("--quick: two methods only (no gradual, block, N:M, CNN or int8 rows); "
+                                "run without --quick for all of them")
+
+    unstructured = compiled_models.get("unstructured 90% (global magnitude)")
+    if unstructured is not None:
+        weights = {"dense": dense.layers[int(HISTOGRAM_LAYER)].weight.to_dense()}
+        if oneshot_weights is not None:
+            weights["pruned 90%, before fine-tuning"] = oneshot_weights
+        weights["pruned 90%, fine-tuned"] = unstructured.layers[int(HISTOGRAM_LAYER)].weight.to_dense()
+        results["histograms"] = plots.weight_histogram_data(weights) | {"layer": HISTOGRAM_LAYER}
+
+    results["machine"] = {"cpu_count": os.cpu_count(), "numba_threads": int(numba.get_num_threads()),
+                          "numpy": np.__version__, "numba": numba.__version__, "python": platform.python_version()}
+    results["settings"] = {"quick": quick, "seed": seed, "epochs": epochs, "finetune_epochs": finetune,
+                           "timing_repeats": repeats}
+    results["seconds"] = round(time.perf_counter() - start, 1)
     path = os.path.join(out_dir, "demo.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(results, f, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
     os.replace(tmp, path)
-    echo(f"speedups are measured on this machine (median of {repeats} runs, dense / pruned, same run); "
+    echo(f"speedups are measured on this machine (median of {repeats} interleaved runs, dense / pruned); "
          f"figures written to {path}")
+    if plots.available():
+        from .html_report import write_report
+
+        pngs = plots.save_all(results, out_dir)
+        report = write_report(results, pngs, os.path.join(out_dir, "report.html"))
+        echo(f"report: {os.path.abspath(report)} (open it in a browser; {len(pngs)} plots also saved as PNG)")
+    else:
+        echo("no plots or HTML report: matplotlib is not installed (pip install 'sparsenet[plot]')")
     return results

@@ -249,17 +249,17 @@ class BSR(WeightFormat):
         parallel = self._parallel(x.shape[1])
         if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
             kern = kernels.bsr_spmv if parallel else kernels.bsr_spmv_serial
-            kern(self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
+            kernels.launch(kern, self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
         else:
             kern = kernels.bsr_spmm if parallel else kernels.bsr_spmm_serial
-            kern(self.data, self.indices, self.indptr, x, out)
+            kernels.launch(kern, self.data, self.indices, self.indptr, x, out)
         return out
 
     def tmatmul(self, dy) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], "BSR.tmatmul dy")
         out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
         kern = kernels.bsr_spmm_t if self._parallel(dy.shape[1]) else kernels.bsr_spmm_t_serial
-        kern(self.data, self.indices, self.indptr, dy, out)
+        kernels.launch(kern, self.data, self.indices, self.indptr, dy, out)
         return out
 
     def sampled_grad(self, dy, x) -> np.ndarray:
@@ -269,7 +269,7 @@ class BSR(WeightFormat):
             raise ShapeError(f"BSR.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
         out = np.empty_like(self.data)
         kern = kernels.bsr_sddmm if self._parallel(x.shape[1]) else kernels.bsr_sddmm_serial
-        kern(self.indices, self.indptr, dy, x, out)
+        kernels.launch(kern, self.indices, self.indptr, dy, x, out)
         return out
 
     def __repr__(self) -> str:

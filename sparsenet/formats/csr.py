@@ -190,17 +190,17 @@ class CSR(WeightFormat):
         parallel = self._parallel(x.shape[1])
         if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
             kern = kernels.csr_spmv if parallel else kernels.csr_spmv_serial
-            kern(self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
+            kernels.launch(kern, self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
         else:
             kern = kernels.csr_spmm if parallel else kernels.csr_spmm_serial
-            kern(self.data, self.indices, self.indptr, x, out)
+            kernels.launch(kern, self.data, self.indices, self.indptr, x, out)
         return out
 
     def tmatmul(self, dy) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], "CSR.tmatmul dy")
         out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
         kern = kernels.csr_spmm_t if self._parallel(dy.shape[1]) else kernels.csr_spmm_t_serial
-        kern(self.data, self.indices, self.indptr, dy, out)
+        kernels.launch(kern, self.data, self.indices, self.indptr, dy, out)
         return out
 
     def sampled_grad(self, dy, x) -> np.ndarray:
@@ -210,5 +210,5 @@ class CSR(WeightFormat):
             raise ShapeError(f"CSR.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
         out = np.empty_like(self.data)
         kern = kernels.csr_sddmm if self._parallel(x.shape[1]) else kernels.csr_sddmm_serial
-        kern(self.indices, self.indptr, dy, x, out)
+        kernels.launch(kern, self.indices, self.indptr, dy, x, out)
         return out

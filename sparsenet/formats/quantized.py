@@ -184,7 +184,7 @@ class QDense(QuantizedFormat):
     def matmul(self, x) -> np.ndarray:
         x, out = self._out(x)
         kern = _i8.dense_i8_spmm if self._parallel(x.shape[1]) else _i8.dense_i8_spmm_serial
-        kern(self.data, self.scales, x, out)
+        kernels.launch(kern, self.data, self.scales, x, out)
         return out
 
     def __repr__(self) -> str:
@@ -253,7 +253,7 @@ class QCSR(QuantizedFormat):
     def matmul(self, x) -> np.ndarray:
         x, out = self._out(x)
         kern = _i8.csr_i8_spmm if self._parallel(x.shape[1]) else _i8.csr_i8_spmm_serial
-        kern(self.data, self.indices, self.indptr, self.scales, x, out)
+        kernels.launch(kern, self.data, self.indices, self.indptr, self.scales, x, out)
         return out
 
 
@@ -342,7 +342,7 @@ class QBSR(QuantizedFormat):
     def matmul(self, x) -> np.ndarray:
         x, out = self._out(x)
         kern = _i8.bsr_i8_spmm if self._parallel(x.shape[1]) else _i8.bsr_i8_spmm_serial
-        kern(self.data, self.indices, self.indptr, self.scales, x, out)
+        kernels.launch(kern, self.data, self.indices, self.indptr, self.scales, x, out)
         return out
 
     def __repr__(self) -> str:

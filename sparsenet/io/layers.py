@@ -65,8 +65,10 @@ def _field(spec, key, typ, where):
     if not isinstance(spec, dict) or key not in spec:
         raise ModelFileError(f"{where}: missing field {key!r}")
     value = spec[key]
-    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        raise ModelFileError(f"{where}: field {key!r} should be {typ.__name__}, found {type(value).__name__}")
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise ModelFileError(f"{where}: field {key!r} should be {expected}, found {type(value).__name__}")
     return value
 
 
@@ -130,6 +132,8 @@ def _dec_conv(spec, arrays, where):
     args = (_field(spec, "in_channels", int, where), _field(spec, "out_channels", int, where),
             tuple(_int_list(spec, "kernel_size", 2, where)))
     stride, padding = _field(spec, "stride", int, where), _field(spec, "padding", int, where)
+    if padding > max(args[2]):  # more padding than kernel computes only zeros, and can request gigabytes
+        raise ModelFileError(f"{where}: padding {padding} should be at most the kernel size {args[2]}")
     return _dec_weighted(lambda w, b, hb: nn.Conv2d(*args, stride=stride, padding=padding, bias=hb, weight=w,
                                                     bias_value=b, dtype=w.dtype), spec, arrays, where)
 

@@ -1,7 +1,8 @@
 """Numba kernels, named ``<format>_<op>``: pure functions over arrays, outputs allocated by the caller.
 
-Importing this package sets Numba's threading-layer priority to omp > workqueue > tbb (measured:
-tbb was slower here and workqueue has a high per-call cost) unless NUMBA_THREADING_LAYER is set.
+Importing this package sets Numba's threading-layer priority to omp > tbb > workqueue (measured:
+tbb was slower than omp here; workqueue has a high per-call cost and is not thread-safe, so under
+it `launch` serialises kernel launches) unless NUMBA_THREADING_LAYER is set.
 """
 
 import os
@@ -9,9 +10,9 @@ import os
 import numba
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
-from ._jit import PARALLEL_MIN_WORK  # noqa: E402
+from ._jit import PARALLEL_MIN_WORK, launch  # noqa: E402
 from .bsr import (  # noqa: E402
     bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_serial, bsr_spmm_t, bsr_spmm_t_serial, bsr_spmv,
     bsr_spmv_serial,
@@ -25,7 +26,7 @@ from .csr import (  # noqa: E402
 )
 
 __all__ = [
-    "PARALLEL_MIN_WORK",
+    "PARALLEL_MIN_WORK", "launch",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
     "csr_spmm", "csr_spmm_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
     "bsr_spmm", "bsr_spmm_serial",

@@ -6,11 +6,12 @@ other's cache. `serial_and_parallel` therefore compiles two renamed copies of th
 """
 
 import os
+import threading
 import types
 
 import numba
 
-__all__ = ["serial_and_parallel", "PARALLEL_MIN_WORK"]
+__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
 # synchronisation cost more than they save on small layers, and a parallel kernel stalls badly when
@@ -34,3 +35,26 @@ def serial_and_parallel(fn):
     serial = numba.njit(**_OPTIONS)(_renamed(fn, "_serial"))
     parallel = numba.njit(parallel=True, **_OPTIONS)(_renamed(fn, "_parallel"))
     return serial, parallel
+
+
+_LOCK = threading.Lock()
+_LAYER = []
+
+
+def _needs_lock() -> bool:
+    """True under Numba's workqueue threading layer, which aborts when two threads launch parallel
+    kernels at once (or before any parallel kernel has run and the layer is not known yet)."""
+    if not _LAYER:
+        try:
+            _LAYER.append(numba.threading_layer())
+        except ValueError:
+            return True
+    return _LAYER[0] == "workqueue"
+
+
+def launch(kernel, *args):
+    """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time."""
+    if _needs_lock():
+        with _LOCK:
+            return kernel(*args)
+    return kernel(*args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from .module import Module, as_float
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"]
@@ -96,6 +97,8 @@ class Softmax(Module):
 
     def forward(self, x):
         x = as_float(x)
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ShapeError(f"{self.name}: axis {self.axis} is out of range for input of shape {x.shape}")
         z = np.exp(x - x.max(axis=self.axis, keepdims=True))
         y = z / z.sum(axis=self.axis, keepdims=True)
         self._save(_y=y)

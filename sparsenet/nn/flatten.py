@@ -9,8 +9,9 @@ __all__ = ["Flatten"]
 
 class Flatten(Module):
     def forward(self, x):
-        self._save(_shape=np.shape(x))
-        return np.reshape(x, (np.shape(x)[0], -1))
+        shape = np.shape(x)
+        self._save(_shape=shape)
+        return np.reshape(x, (shape[0], int(np.prod(shape[1:]))))  # explicit: -1 fails on empty batches
 
     def backward(self, grad):
         return np.reshape(grad, self._shape)

@@ -1,0 +1,261 @@
+"""Inference runtime: load a validated model file, predict with checked input, choose thread counts,
+and the ``sparsenet predict`` command.
+
+`predict` runs under `no_grad`, so layers store nothing and several threads may share one model in
+evaluation mode (as `load` returns it). Thread counts: Numba's kernels use `numba.set_num_threads`
+(at most ``NUMBA_NUM_THREADS``, fixed at start-up; the setting is per calling thread, as in Numba:
+a new thread starts with the full pool); dense products use BLAS, limited process-wide through
+threadpoolctl when it is installed.
+
+>>> import numpy as np, sparsenet as sn
+>>> model = sn.build_model("mlp", seed=0)
+>>> predict(model, np.zeros((1, 8, 8), dtype=np.float32)).shape   # one sample: no batch axis
+(10,)
+>>> predict(model, np.zeros((4, 1, 8, 8))).shape
+(4, 10)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from .errors import DataError, DTypeError, ShapeError
+from .io import load_model
+from .nn.module import no_grad
+
+__all__ = ["load", "predict", "set_num_threads", "get_num_threads", "add_predict_parser", "cmd_predict"]
+
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+# Numba's workqueue threading layer aborts the process when two threads launch parallel kernels at
+# once; under it forward passes take this lock (omp and tbb are thread-safe: no lock).
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _needs_lock() -> bool:
+    import numba
+
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # no parallel kernel has run yet: choose the layer now, as the first one would
+        pass
+    try:
+        from numba.np.ufunc.parallel import _launch_threads
+
+        _launch_threads()
+        return numba.threading_layer() == "workqueue"
+    except Exception:  # a Numba without this private hook: stay on the safe side
+        return True
+
+
+def load(path):
+    """A model file loaded with every check of `sparsenet.load_model` (in evaluation mode)."""
+    return load_model(path)
+
+
+def _model_dtype(model) -> np.dtype:
+    return np.dtype(next((l.dtype for _, l in model.named_modules() if hasattr(l, "dtype")), np.float32))
+
+
+def _check_input(model, x) -> tuple[np.ndarray, bool]:
+    """(x as [N, *input_shape] in the model's dtype, whether a single sample was given)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DTypeError(f"predict: expected a real numeric input, found dtype {x.dtype}")
+    shape = getattr(model, "input_shape", None)
+    single = False
+    if shape is not None:
+        shape = tuple(shape)
+        if x.shape == shape:
+            x, single = x[None], True
+        elif x.shape[1:] != shape:
+            raise ShapeError(f"predict: expected input of shape [N, {', '.join(map(str, shape))}] or one sample "
+                             f"{list(shape)}, found {list(x.shape)}")
+    elif x.ndim < 2:
+        raise ShapeError(f"predict: expected [batch, features...] (the model declares no input shape), "
+                         f"found shape {list(x.shape)}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise DataError(f"predict: expected finite values, found {bad} NaN/inf entries")
+    dtype = _model_dtype(model)
+    with np.errstate(over="ignore"):
+        cast = np.ascontiguousarray(x, dtype=dtype)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(cast)):
+        raise DataError(f"predict: values overflow the model's dtype {dtype} "
+                        f"(largest magnitude {np.max(np.abs(x.astype(np.float64)))})")
+    return cast, single
+
+
+def _forward(model, x):
+    if _needs_lock():
+        with _WORKQUEUE_LOCK:
+            return model.forward(x)
+    return model.forward(x)
+
+
+def predict(model, x, batch_size: int = 256) -> np.ndarray:
+    """Outputs of `model` for `x`, in batches of `batch_size`, without storing anything on the layers.
+
+    x: [N, *model.input_shape], or one sample [*model.input_shape] (then the result has no batch
+    axis either); any real numeric dtype, converted to the model's dtype. NaN/inf or values that
+    overflow that dtype raise DataError, a wrong shape ShapeError (naming expected and found), a
+    complex/object/string dtype DTypeError. Thread-safe for a model in evaluation mode, whatever
+    Numba's threading layer (under "workqueue", which is not thread-safe, forward passes are
+    serialised); a model in training mode is switched to evaluation for the call and back (that
+    switch is not thread-safe).
+
+    >>> import numpy as np, sparsenet as sn
+    >>> predict(sn.build_model("mlp", seed=0), np.ones((2, 1, 8, 8))).dtype
+    dtype('float32')
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataError(f"predict: expected a batch_size >= 1, found {batch_size!r}")
+    x, single = _check_input(model, x)
+    training = [m for _, m in model.named_modules() if m.training]
+    if training:
+        model.eval()
+    try:
+        with no_grad():
+            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
+                out = np.asarray(_forward(model, np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
+            else:
+                out = np.concatenate([np.asarray(_forward(model, x[i:i + batch_size]))
+                                      for i in range(0, len(x), int(batch_size))], axis=0)
+    finally:
+        for m in training:
+            m.training = True
+    out = np.ascontiguousarray(out)
+    return out[0] if single else out
+
+
+# -- threads ---------------------------------------------------------------------------------------
+def _blas_threads():
+    """The BLAS thread count (the largest over loaded BLAS libraries), or None if unknown."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def get_num_threads() -> dict:
+    """{"numba": threads of the sparse kernels (this thread), "blas": BLAS threads or None if unknown}."""
+    import numba
+
+    return {"numba": numba.get_num_threads(), "blas": _blas_threads()}
+
+
+def set_num_threads(n: int, *, blas: int | None = None) -> dict:
+    """Use `n` threads for the Numba kernels and `blas` (default `n`) for BLAS; returns the previous
+    values as `get_num_threads` does, so that ``set_num_threads(p["numba"], blas=p["blas"])`` restores them.
+
+    Numba cannot exceed the pool size fixed at start-up (``NUMBA_NUM_THREADS``, default: the CPU
+    count); larger values are clamped to it. Without threadpoolctl the BLAS count cannot change in
+    this process: it is exported as OPENBLAS/OMP/MKL/BLIS_NUM_THREADS for child processes, with a warning.
+
+    >>> previous = set_num_threads(1)
+    >>> get_num_threads()["numba"]
+    1
+    >>> _ = set_num_threads(previous["numba"], blas=previous["blas"])
+    """
+    import numba
+
+    for name, value in (("n", n), ("blas", blas)):
+        if (value is not None or name == "n") and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                                   or value < 1):
+            raise DataError(f"set_num_threads: expected {name} >= 1, found {value!r}")
+    previous = get_num_threads()
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    blas = int(n if blas is None else blas)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        for var in _BLAS_ENV:
+            os.environ[var] = str(blas)
+        warnings.warn("threadpoolctl is not installed: the BLAS thread count applies to child processes only "
+                      "(set through OPENBLAS_NUM_THREADS and friends)", RuntimeWarning, stacklevel=2)
+    else:
+        threadpool_limits(limits=blas, user_api="blas")  # stays in force: the object is not used as a context
+    return previous
+
+
+# -- the `sparsenet predict` command ---------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
+def add_predict_parser(subparsers):
+    """Add ``predict`` to a `argparse` sub-parsers object (``parser.add_subparsers()``); returns it."""
+    p = subparsers.add_parser("predict", help="run a model file on a .npy array and save the outputs",
+                              epilog="example: sparsenet predict lenet90.npz --input x.npy --output y.npy --json")
+    p.add_argument("model", help="model file")
+    p.add_argument("--input", required=True, help=".npy array: [N, *input_shape] or one sample")
+    p.add_argument("--output", required=True, help=".npy file to write (atomically)")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="default: %(default)s")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads for kernels and BLAS")
+    p.add_argument("--json", action="store_true", help="print shapes, seconds and the output path as JSON")
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def _read_input(path: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except OSError:
+        raise
+    except Exception as e:  # not a .npy, pickled objects, truncated data...
+        raise DataError(f"--input {path!r}: cannot be read as a .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise DataError(f"--input {path!r}: expected a .npy file holding one array, found an .npz archive")
+    return arr
+
+
+def _save_atomic(path: str, arr: np.ndarray) -> None:
+    """Write `arr` as .npy to exactly `path` (no suffix added) via a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".sparsenet-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_predict(args) -> int:
+    """``sparsenet predict MODEL --input X.npy --output Y.npy [--batch-size N] [--threads N] [--json]``."""
+    if args.threads is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            set_num_threads(args.threads)
+    model = load(args.model)
+    x = _read_input(args.input)
+    t0 = time.perf_counter()
+    y = predict(model, x, batch_size=args.batch_size)
+    seconds = time.perf_counter() - t0
+    _save_atomic(args.output, y)
+    payload = {"input_shape": list(x.shape), "output_shape": list(y.shape), "seconds": round(seconds, 6),
+               "output": args.output}
+    text = (f"predicted {list(x.shape)} -> {list(y.shape)} in {seconds:.3f} s; saved to {args.output}")
+    print(json.dumps(payload) if getattr(args, "json", False) else text)
+    return 0

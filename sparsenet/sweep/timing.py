@@ -1,0 +1,78 @@
+"""The latency phase: after every point's accuracy is in, measure dense vs compiled latency one point
+at a time, in the driver process, with no sweep task running.
+
+Timing inside the tasks would be polluted by the other tasks sharing the cores; here the cluster is
+closed (or, with a remote scheduler, the driver's machine runs no sweep task) and each measurement
+has the machine to itself. The figures are those of the driver's machine, with its thread settings,
+and are stored apart from the points (``timings/<key>.json``) because they are not deterministic:
+re-running a sweep does not re-time points already timed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from ..timing import median_time
+from .task import _dataset
+
+__all__ = ["measure_point", "timing_phase"]
+
+
+def _latency(model, x, repeats: int, min_time: float) -> float:
+    model.eval()
+    return median_time(lambda: model.forward(x), repeats=repeats, min_time=min_time)
+
+
+def measure_point(dense, compiled, x, *, batch_sizes=(1, 64), repeats: int = 5, min_time: float = 5e-3) -> dict:
+    """{batch size: {"dense_s", "compiled_s", "speedup"}}: median seconds of one forward pass of the
+    first `batch size` rows of `x` (fewer if `x` is shorter), dense and compiled timed alternately
+    (one median each per round, the best of two rounds) so that a burst of load hits both alike."""
+    from ..nn.module import no_grad
+
+    out = {}
+    with no_grad():
+        for b in batch_sizes:
+            xb = x[:b]
+            rounds = [(_latency(dense, xb, repeats, min_time), _latency(compiled, xb, repeats, min_time))
+                      for _ in range(2)]
+            d = min(r[0] for r in rounds)
+            c = min(r[1] for r in rounds)
+            out[int(b)] = {"batch": int(len(xb)), "dense_s": d, "compiled_s": c, "speedup": d / c if c > 0 else None}
+    return out
+
+
+def timing_phase(store, records, timing: dict, *, progress: bool = True, echo=None) -> int:
+    """Time every record (a finished point) that has no timing yet; returns how many were timed.
+
+    Each result is written as soon as it is measured, so an interrupted phase resumes where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    import numba
+
+    from .task import model_from_bytes
+
+    todo = [r for r in records if store.timing(r["key"]) is None and os.path.exists(store.model_path(r["key"]))
+            and os.path.exists(store.model_path(r["dense_key"]))]
+    if not todo:
+        return 0
+    if echo:
+        echo(f"timing {len(todo)} point(s) serially in the driver (batch sizes {timing['batch_sizes']})")
+    todo.sort(key=lambda r: r["dense_key"])  # points of one baseline together: one dense model in memory
+    dense_cache = {}
+    for rec in tqdm(todo, disable=not progress, desc="timing", unit="point"):
+        p = rec["point"]
+        if rec["dense_key"] not in dense_cache:
+            dense_cache.clear()
+            with open(store.model_path(rec["dense_key"]), "rb") as f:
+                dense_cache[rec["dense_key"]] = model_from_bytes(f.read())
+        with open(store.model_path(rec["key"]), "rb") as f:
+            compiled = model_from_bytes(f.read())
+        x = _dataset(p["dataset"], p["split_seed"], p["test_fraction"]).x_test
+        batches = measure_point(dense_cache[rec["dense_key"]], compiled, x, batch_sizes=timing["batch_sizes"],
+                                repeats=timing["repeats"], min_time=timing["min_time"])
+        store.write_timing({"key": rec["key"], "batches": batches, "threads": int(numba.get_num_threads()),
+                            "host": socket.gethostname(), "measured_at": time.time()})
+    return len(todo)
