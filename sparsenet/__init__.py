@@ -7,6 +7,7 @@ from . import formats, kernels, metrics, nn
 from .errors import DataError, DTypeError, FormatError, ModelFileError, ShapeError, SparsenetError
 from .formats import BSR, CSR, Dense, as_format
 from .io import load_model, save_model
+from .runtime import get_num_threads, load, set_num_threads
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW
 from .train import History, evaluate, fit, predict
@@ -22,5 +23,5 @@ __all__ = [
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "Adam", "AdamW",
     "History", "fit", "evaluate", "predict",
-    "build_model", "save_model", "load_model",
+    "build_model", "save_model", "load_model", "load", "set_num_threads", "get_num_threads",
 ]

@@ -200,11 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .onnx import add_onnx_parsers
     from .quantize import add_quantize_parser
 
+    from .bench import add_bench_parser
     from .runtime import add_predict_parser
 
     add_quantize_parser(sub)
     add_onnx_parsers(sub)
     add_predict_parser(sub)
+    add_bench_parser(sub)
 
     i = sub.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
                        epilog="example: sparsenet info lenet.npz --json")

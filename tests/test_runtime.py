@@ -383,3 +383,35 @@ def test_cli_predict_through_python_m(model_file, tmp_path):
 
 def test_training_predict_accepts_an_empty_batch(model):
     assert sn.predict(model, np.zeros((0, 1, 8, 8), np.float32)).shape == (0, 10)
+
+
+def test_bench_command_compares_with_the_dense_equivalent(tmp_path, capsys):
+    import json
+
+    from sparsenet.bench import dense_equivalent
+    from sparsenet.cli import main
+    from sparsenet.prune import compile as compile_model
+    from sparsenet.prune import prune
+
+    model = sn.build_model("lenet300", seed=0)
+    prune(model, sparsity=0.9)
+    small = compile_model(model, "csr")
+    dense = dense_equivalent(small)
+    assert all(type(l.weight).__name__ == "Dense" for l in dense.layers if hasattr(l, "weight"))
+    x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(sn.predict(dense, x), sn.predict(small, x), rtol=1e-5, atol=1e-6)
+    path = tmp_path / "m.npz"
+    sn.save_model(small, path)
+    assert main(["bench", str(path), "--batch", "1,3", "--repeats", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["batch"] for r in out["batches"]] == [1, 3]
+    assert all(r["model_ms"] > 0 and r["dense_ms"] > 0 for r in out["batches"])
+    assert main(["bench", str(path), "--batch", "0"]) == 1
+
+
+def test_model_predict_method_validates_against_input_shape():
+    model = sn.build_model("lenet300", seed=0)
+    assert model.predict(np.zeros((2, 1, 8, 8))).shape == (2, 10)
+    assert model.predict(np.zeros((1, 8, 8))).shape == (10,)
+    with pytest.raises(sn.ShapeError):
+        model.predict(np.zeros((2, 64)))

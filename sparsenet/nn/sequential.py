@@ -38,6 +38,13 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self.layers)
 
+    def predict(self, x, batch_size: int = 256):
+        """Outputs for `x` ([N, *input_shape] or one sample), validated against `input_shape`, in
+        evaluation mode and without keeping anything for backward (thread-safe)."""
+        from ..runtime import predict
+
+        return predict(self, x, batch_size=batch_size)
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)

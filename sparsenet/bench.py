@@ -1,0 +1,102 @@
+"""`sparsenet bench MODEL`: this model against its dense equivalent, measured in one run.
+
+The dense equivalent has the same layers with every weight stored dense (pruned entries as zeros):
+what a framework that keeps zeros in dense tensors would run. Figures are medians of repeats in this
+process; the machine's load is recorded (CPU pressure) so a noisy run can be recognised.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+
+from .errors import SparsenetError
+from .formats import Dense
+from .nn import no_grad
+from .nn._weighted import WeightedLayer
+from .timing import median_time
+
+__all__ = ["dense_equivalent", "bench_model", "add_bench_parser", "cmd_bench"]
+
+
+def dense_equivalent(model):
+    """A copy of `model` with every weight stored dense (dequantised, zeros kept)."""
+    dense = copy.deepcopy(model)
+    for layer in dense.layers:
+        if isinstance(layer, WeightedLayer) and not isinstance(layer.weight, Dense):
+            layer.weight = Dense(layer.weight.to_dense())
+    return dense
+
+
+def _pressure():
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5e-3, seed: int = 0) -> dict:
+    """Median forward time of `model` and of its dense equivalent at each batch size, in one run."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise SparsenetError("bench: the model has no input_shape; save it with one (zoo models have it)")
+    dense = dense_equivalent(model).eval()
+    model.eval()
+    rng = np.random.default_rng(seed)
+    rows, before = [], _pressure()
+    for b in batches:
+        x = rng.standard_normal((int(b), *shape)).astype(np.float32)
+
+        def run(m=model):
+            with no_grad():
+                m.forward(x)
+
+        def run_dense(m=dense):
+            with no_grad():
+                m.forward(x)
+
+        t_model, t_dense = [], []
+        for _ in range(2):  # alternate so that load bursts hit both
+            t_dense.append(median_time(run_dense, repeats, min_time))
+            t_model.append(median_time(run, repeats, min_time))
+        tm, td = min(t_model), min(t_dense)
+        rows.append({"batch": int(b), "model_ms": tm * 1e3, "dense_ms": td * 1e3, "speedup": td / tm})
+    return {"batches": rows, "cpu_pressure_before": before, "cpu_pressure_after": _pressure()}
+
+
+def add_bench_parser(sub) -> None:
+    b = sub.add_parser("bench", help="time a model against its dense equivalent in one run",
+                       epilog="example: sparsenet bench lenet90.npz --batch 1,64 --json")
+    b.add_argument("model", help="model file")
+    b.add_argument("--batch", default="1,64", help="comma-separated batch sizes (default: 1,64)")
+    b.add_argument("--repeats", type=int, default=7)
+    b.add_argument("--threads", type=int, default=None, help="numba and BLAS threads")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .cli import _emit
+    from .io import load_model
+
+    try:
+        batches = [int(v) for v in args.batch.split(",") if v.strip()]
+    except ValueError:
+        raise SparsenetError(f"--batch: expected comma-separated integers, found {args.batch!r}") from None
+    if not batches or min(batches) < 1:
+        raise SparsenetError(f"--batch: expected positive batch sizes, found {args.batch!r}")
+    model = load_model(args.model)
+    if args.threads:
+        from .runtime import set_num_threads
+        set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    result = bench_model(model, batches, repeats=args.repeats)
+    result.update(model=args.model, seconds=round(time.perf_counter() - t0, 3))
+    lines = [f"{'batch':>6}{'model ms':>12}{'dense ms':>12}{'speedup':>9}"]
+    lines += [f"{r['batch']:>6}{r['model_ms']:>12.4f}{r['dense_ms']:>12.4f}{r['speedup']:>8.2f}x" for r in result["batches"]]
+    lines.append(f"(medians in one run; CPU pressure {result['cpu_pressure_before']} -> {result['cpu_pressure_after']} %)")
+    _emit(args, result, "\n".join(lines))
+    return 0
