@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 
 from .errors import DataError, DTypeError, ShapeError
 from .io import load_model
+from .io.atomic import atomic_writer
 from .nn.module import no_grad
 
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads", "add_predict_parser", "cmd_predict"]
@@ -228,18 +228,8 @@ def _read_input(path: str) -> np.ndarray:
 
 def _save_atomic(path: str, arr: np.ndarray) -> None:
     """Write `arr` as .npy to exactly `path` (no suffix added) via a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sparsenet-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 def cmd_predict(args) -> int:

@@ -61,7 +61,7 @@ def _ort(proto, x):
 def _same(proto, x, **kw):
     """Import `proto` and check sparsenet's predict against onnxruntime's output."""
     m = import_onnx(proto, **kw)
-    np.testing.assert_allclose(sn.predict(m, x), _ort(proto, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sn.predict(m, x), _ort(proto, x), rtol=1e-5, atol=1e-5)
     return m
 
 
@@ -364,9 +364,9 @@ X8 = _rand(7, 1, 8, 8)
 def _exported_matches(model, x, **kw):
     proto = export_onnx(model, None, **kw)
     onnx.checker.check_model(proto)
-    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-5)
     back = import_onnx(proto)
-    np.testing.assert_allclose(sn.predict(back, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sn.predict(back, x), sn.predict(model, x), rtol=1e-5, atol=1e-5)
     return proto, back
 
 
@@ -426,7 +426,7 @@ def test_gelu_before_opset20_is_a_formula_that_runs_but_does_not_reimport():
     model = _every_layer_model()
     x = _rand(3, 2, 8, 8) * 3
     proto = export_onnx(model, None, opset=17)
-    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-5)
     with pytest.raises(OnnxImportError, match=r"\(Mul\)"):
         import_onnx(proto)
 
@@ -437,7 +437,7 @@ def test_export_writes_file_and_infers_or_requires_input_shape(tmp_path):
     assert import_onnx(tmp_path / "lin.onnx").input_shape == (8,)
     conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
     proto = export_onnx(conv, None)
-    np.testing.assert_allclose(_ort(proto, x := _rand(2, 1, 6, 9)), sn.predict(conv, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_ort(proto, x := _rand(2, 1, 6, 9)), sn.predict(conv, x), rtol=1e-5, atol=1e-5)
     with pytest.raises(SparsenetError, match="input_shape"):
         export_onnx(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), None)
     with pytest.raises(SparsenetError, match="opset"):
@@ -463,7 +463,7 @@ def test_cli_export_and_import(tmp_path, capsys):
     out = run("import-onnx", tmp_path / "m.onnx", "-o", tmp_path / "back.npz", "--json")
     assert out["layers"] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
     np.testing.assert_allclose(sn.predict(sn.load_model(tmp_path / "back.npz"), X8),
-                               sn.predict(sn.load_model(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-6)
+                               sn.predict(sn.load_model(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-5)
 
 
 # -- PyTorch exports -------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def test_torch_legacy_export_imports_and_prunes(arch, opset, tmp_path):
     compiled = compile(m, "csr")
     np.testing.assert_allclose(sn.predict(compiled, x), sn.predict(m, x), rtol=1e-5, atol=1e-5)
     proto = export_onnx(compiled, None, sparse_initializers=True)
-    np.testing.assert_allclose(_ort(proto, x), sn.predict(compiled, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_ort(proto, x), sn.predict(compiled, x), rtol=1e-5, atol=1e-5)
 
 
 @TORCH_WARNINGS

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
 from ..errors import DTypeError, FormatError, ShapeError
 from ._index import index_dtype, pointer_dtype
-from .base import WeightFormat, check_float_dtype
+from .base import check_float_dtype
+from .compressed import CompressedFormat
 from .csr import _check_shape
 
 __all__ = ["BSR"]
@@ -83,7 +83,7 @@ def _validate(data, indices, indptr, shape, blocksize, *, full: bool) -> None:
             raise FormatError(f"BSR data: expected zeros in the part of edge blocks beyond shape {shape}")
 
 
-class BSR(WeightFormat):
+class BSR(CompressedFormat):
     """Block sparse rows with blocks of any shape R x C.
 
     Block row ``bi`` holds blocks ``data[indptr[bi]:indptr[bi+1]]`` (each [R, C]) at block columns
@@ -238,39 +238,6 @@ class BSR(WeightFormat):
 
     def count_nonzero(self) -> int:
         return int(np.count_nonzero(self.data))
-
-    # -- products ---------------------------------------------------------------------------------
-    def _parallel(self, batch: int) -> bool:
-        return self.nnz * max(batch, 1) >= kernels.PARALLEL_MIN_WORK
-
-    def matmul(self, x) -> np.ndarray:
-        x = self._as_input(x, self.shape[1], "BSR.matmul x")
-        out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        parallel = self._parallel(x.shape[1])
-        if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
-            kern = kernels.bsr_spmv if parallel else kernels.bsr_spmv_serial
-            kernels.launch(kern, self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
-        else:
-            kern = kernels.bsr_spmm if parallel else kernels.bsr_spmm_serial
-            kernels.launch(kern, self.data, self.indices, self.indptr, x, out)
-        return out
-
-    def tmatmul(self, dy) -> np.ndarray:
-        dy = self._as_input(dy, self.shape[0], "BSR.tmatmul dy")
-        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        kern = kernels.bsr_spmm_t if self._parallel(dy.shape[1]) else kernels.bsr_spmm_t_serial
-        kernels.launch(kern, self.data, self.indices, self.indptr, dy, out)
-        return out
-
-    def sampled_grad(self, dy, x) -> np.ndarray:
-        dy = self._as_input(dy, self.shape[0], "BSR.sampled_grad dy")
-        x = self._as_input(x, self.shape[1], "BSR.sampled_grad x")
-        if dy.shape[1] != x.shape[1]:
-            raise ShapeError(f"BSR.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
-        out = np.empty_like(self.data)
-        kern = kernels.bsr_sddmm if self._parallel(x.shape[1]) else kernels.bsr_sddmm_serial
-        kernels.launch(kern, self.indices, self.indptr, dy, x, out)
-        return out
 
     def __repr__(self) -> str:
         return (f"BSR(shape={self.shape}, blocksize={self.blocksize}, nblocks={self.nblocks}, "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
 from ..errors import DTypeError, FormatError, ShapeError
 from ._index import index_dtype, pointer_dtype
-from .base import WeightFormat, check_float_dtype
+from .base import check_float_dtype
+from .compressed import CompressedFormat
 
 __all__ = ["CSR"]
 
@@ -62,7 +62,7 @@ def _validate(data, indices, indptr, shape, *, full: bool) -> None:
         raise FormatError("CSR data: expected finite values, found NaN or inf")
 
 
-class CSR(WeightFormat):
+class CSR(CompressedFormat):
     """Compressed sparse rows. Row i holds ``data[indptr[i]:indptr[i+1]]`` at columns ``indices[...]``.
 
     Invariants (checked by `check`): ``indptr`` has M + 1 entries, starts at 0, never decreases and
@@ -179,36 +179,3 @@ class CSR(WeightFormat):
 
     def count_nonzero(self) -> int:
         return int(np.count_nonzero(self.data))
-
-    # -- products ---------------------------------------------------------------------------------
-    def _parallel(self, batch: int) -> bool:
-        return self.nnz * max(batch, 1) >= kernels.PARALLEL_MIN_WORK
-
-    def matmul(self, x) -> np.ndarray:
-        x = self._as_input(x, self.shape[1], "CSR.matmul x")
-        out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        parallel = self._parallel(x.shape[1])
-        if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
-            kern = kernels.csr_spmv if parallel else kernels.csr_spmv_serial
-            kernels.launch(kern, self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
-        else:
-            kern = kernels.csr_spmm if parallel else kernels.csr_spmm_serial
-            kernels.launch(kern, self.data, self.indices, self.indptr, x, out)
-        return out
-
-    def tmatmul(self, dy) -> np.ndarray:
-        dy = self._as_input(dy, self.shape[0], "CSR.tmatmul dy")
-        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        kern = kernels.csr_spmm_t if self._parallel(dy.shape[1]) else kernels.csr_spmm_t_serial
-        kernels.launch(kern, self.data, self.indices, self.indptr, dy, out)
-        return out
-
-    def sampled_grad(self, dy, x) -> np.ndarray:
-        dy = self._as_input(dy, self.shape[0], "CSR.sampled_grad dy")
-        x = self._as_input(x, self.shape[1], "CSR.sampled_grad x")
-        if dy.shape[1] != x.shape[1]:
-            raise ShapeError(f"CSR.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
-        out = np.empty_like(self.data)
-        kern = kernels.csr_sddmm if self._parallel(x.shape[1]) else kernels.csr_sddmm_serial
-        kernels.launch(kern, self.indices, self.indptr, dy, x, out)
-        return out

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 
 import numpy as np
@@ -48,6 +47,7 @@ import numpy as np
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential
 from ..nn.module import no_grad
+from .atomic import atomic_writer
 from .layers import decode_layer, encode_layer
 
 __all__ = ["save_model", "load_model", "read_manifest", "SCHEMA_VERSION", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES",
@@ -98,19 +98,8 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
     except (TypeError, ValueError) as e:
         raise SparsenetError(f"save_model: metadata is not JSON-serialisable: {e}") from None
     arrays[_MANIFEST] = np.frombuffer(blob, dtype=np.uint8)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sparsenet-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays)
 
 
 class _Container:

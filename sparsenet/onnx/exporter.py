@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -213,14 +212,7 @@ def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = Fal
 
 def _write(blob: bytes, path: str) -> None:
     """Temporary file in the target directory, then rename: a failed write leaves any old file intact."""
-    fd, tmp = tempfile.mkstemp(prefix=".sparsenet-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..io.atomic import atomic_writer
+
+    with atomic_writer(path) as f:
+        f.write(blob)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 
 from ..errors import SparsenetError
 from ..train import evaluate, fit

@@ -197,7 +197,7 @@ class OBD(Importance):
         x, y = self._require(data)
         x, y = x[: self.max_samples], y[: self.max_samples]
         fisher = {n: np.zeros(l.weight.shape) for n, l in layers.items()}
-        weights, count = {}, [0]
+        weights = {}
 
         def add(n, w, g):
             fisher[n] += g * g
