@@ -201,12 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .quantize import add_quantize_parser
 
     from .bench import add_bench_parser
+    from .sweep.cli import add_sweep_parser
     from .runtime import add_predict_parser
 
     add_quantize_parser(sub)
     add_onnx_parsers(sub)
     add_predict_parser(sub)
     add_bench_parser(sub)
+    add_sweep_parser(sub)
 
     i = sub.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
                        epilog="example: sparsenet info lenet.npz --json")

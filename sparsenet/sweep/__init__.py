@@ -28,8 +28,8 @@ compiled, batch 1 and 64), so speedups are not polluted by neighbouring tasks. T
 
 Worked example: the same sweep on several machines. Requirements: the same Python and sparsenet
 version on every machine (``pip install 'sparsenet[dist]'``; the driver refuses workers of another
-version), and the dataset readable on every worker (the embedded ``digits`` always is; an ``.npz``
-path must exist on each worker). Workers only return results: only the driver writes, so the results
+version), and the dataset readable on every worker and on the driver, which times the points (the embedded
+``digits`` always is; an ``.npz`` path must exist on each machine). Workers only return results: only the driver writes, so the results
 directory only needs to be on the driver's disk. On host A (10.0.0.1) start a scheduler::
 
     dask scheduler --port 8786
@@ -48,8 +48,11 @@ the finished points on its own machine: run it where latency should be measured,
 that machine (or pass ``--no-timing``, and time later with ``sparsenet sweep study.toml --out
 runs/study --backend processes``: finished points are skipped, only the timing phase runs). If the
 driver dies, run the same command again; if workers die, Dask moves their tasks elsewhere and the
-driver retries what is lost. Behind a firewall, open 8786 (scheduler) and the workers' ports (fix
-them with ``--worker-port 9000:9100 --nanny-port 9100:9200``); the driver must reach the workers too.
+driver retries what is lost. Network: the driver talks only to the scheduler (results come through
+it); the scheduler and the workers must reach each other, so behind a firewall fix the workers'
+ports (``--worker-port 9000:9100 --nanny-port 9100:9200``) and open them and 8786. From outside the
+cluster's network, tunnel the scheduler: ``ssh -N -L 8786:localhost:8786 A`` and use
+``--scheduler tcp://localhost:8786``.
 """
 
 import os as _os

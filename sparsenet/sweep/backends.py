@@ -1,7 +1,11 @@
 """Where the tasks run: Dask (a `LocalCluster` sized to the machine, or any scheduler by address) or a
-plain local process pool. Both offer the same five operations to the runner, so a sweep takes the
-same code path on either: `submit(fn, *args)`, `share(obj)`, `wait_first(futures)`, `result(future)`
-and `close(cancel)`.
+plain local process pool. Both offer the same four operations to the runner, so a sweep takes the
+same code path on either: `submit(fn, *args)`, `wait_first(futures)`, `result(future)` and
+`close(cancel)`.
+
+Arguments travel with each task (a point carries its dense baseline's model file, tens to hundreds
+of kB for the zoo's models) rather than being scattered once: Dask can then re-run a task anywhere
+after losing a worker, where scattered data would be lost with the worker holding it.
 
 A task is always ``task.guarded(fn, *args)``: errors raised by a task come back as data (with the
 traceback formatted on the worker); `result` raises only when the worker itself was lost (a killed
@@ -17,7 +21,16 @@ import uuid
 from ..errors import SparsenetError
 from .task import guarded, worker_info
 
-__all__ = ["make_backend", "DaskBackend", "ProcessBackend", "default_workers", "dask_available"]
+__all__ = ["make_backend", "check_backend", "DaskBackend", "ProcessBackend", "WorkerLost", "default_workers", "dask_available"]
+
+
+class WorkerLost(Exception):
+    """A task's worker died. `charged`: whether the task may have caused it (it had started), so that
+    the attempt counts; tasks that were only queued in a broken pool are resubmitted free."""
+
+    def __init__(self, message: str, charged: bool = True):
+        super().__init__(message)
+        self.charged = charged
 
 
 def default_workers() -> int:
@@ -30,7 +43,7 @@ def default_workers() -> int:
 
 def dask_available() -> bool:
     try:
-        import distributed  # noqa: F401
+        import distributed  # noqa: F401  (only whether it imports)
     except ImportError:
         return False
     return True
@@ -86,17 +99,21 @@ class DaskBackend:
     def submit(self, fn, *args):
         return self.client.submit(guarded, fn, *args, pure=False, key=f"sweep-{fn.__name__}-{uuid.uuid4().hex}")
 
-    def share(self, obj):
-        """Send `obj` to the cluster once; tasks receive it by reference."""
-        return self.client.scatter(obj, hash=False)
-
     def wait_first(self, futures):
         from distributed import wait
+        from distributed.client import FuturesCancelledError
 
-        return wait(list(futures), return_when="FIRST_COMPLETED").done
+        futures = list(futures)
+        try:
+            return wait(futures, return_when="FIRST_COMPLETED").done
+        except FuturesCancelledError:  # `result` reports each cancelled future as lost
+            return {f for f in futures if f.status != "pending"}
 
     def result(self, future):
-        return future.result()
+        try:
+            return future.result()
+        except Exception as e:  # KilledWorker (Dask already moved the bystanders), lost data, cancellation
+            raise WorkerLost(f"{type(e).__name__}: {e}") from e
 
     def close(self, cancel: bool = False) -> None:
         try:
@@ -110,50 +127,83 @@ class DaskBackend:
         return f"dask on {where} ({self.workers} workers)"
 
 
+_STARTED = None  # in a pool worker: the queue on which it announces each task it starts
+
+
+def _init_worker(queue) -> None:
+    global _STARTED
+    _STARTED = queue
+
+
+def _tracked(token: str, fn, *args):
+    if _STARTED is not None:
+        _STARTED.put(token)  # a SimpleQueue writes at once: the token is out before the task can crash
+    return guarded(fn, *args)
+
+
 class ProcessBackend:
-    """Tasks in a `concurrent.futures.ProcessPoolExecutor` of `workers` spawned processes. A worker that
-    dies breaks the pool: the pool is replaced and the tasks it held are handed back to the runner."""
+    """Tasks in a `concurrent.futures.ProcessPoolExecutor` of `workers` spawned processes.
+
+    A worker that dies breaks the whole pool: the pool is replaced, and every task it held is handed
+    back to the runner as `WorkerLost`, charged an attempt only if it had started (workers announce
+    each task they start), or if none had (the pool itself is failing)."""
 
     name = "processes"
 
     def __init__(self, workers=None):
+        import multiprocessing
+
         self.workers = workers or default_workers()
+        # spawn, not fork: the driver may hold Numba's and tqdm's threads, which fork does not copy safely
+        self._ctx = multiprocessing.get_context("spawn")
         self._generation = 0
-        self._futures = {}
+        self._meta = {}  # future -> (pool generation, token)
+        self._started = set()
+        self._any_started = {}  # broken generation -> whether any of its tasks had started
         self._pool = self._new_pool()
 
     def _new_pool(self):
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn, not fork: the driver may hold Numba's and tqdm's threads, which fork does not copy safely
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._queue = self._ctx.SimpleQueue()
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=_init_worker,
+                                   initargs=(self._queue,))
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
+            self._started.add(self._queue.get())
 
     def submit(self, fn, *args):
-        fut = self._pool.submit(guarded, fn, *args)
-        self._futures[fut] = self._generation
+        token = uuid.uuid4().hex
+        fut = self._pool.submit(_tracked, token, fn, *args)
+        self._meta[fut] = (self._generation, token)
         return fut
-
-    def share(self, obj):
-        return obj
 
     def wait_first(self, futures):
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        return wait(list(futures), return_when=FIRST_COMPLETED).done
+        while True:
+            self._drain()  # keeps the announcement pipe from filling up
+            done = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED).done
+            if done:
+                return done
 
     def result(self, future):
         from concurrent.futures.process import BrokenProcessPool
 
-        generation = self._futures.pop(future, None)
+        generation, token = self._meta.pop(future, (None, None))
         try:
             return future.result()
-        except BrokenProcessPool:
+        except BrokenProcessPool as e:
             if generation == self._generation:  # the first of its pool's futures to report: replace the pool
+                self._drain()
+                tokens = {t for g, t in (*self._meta.values(), (generation, token)) if g == generation}
+                self._any_started[generation] = bool(tokens & self._started)
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._generation += 1
                 self._pool = self._new_pool()
-            raise
+            charged = token in self._started or not self._any_started.get(generation, False)
+            raise WorkerLost(f"a worker process died ({e})", charged=charged) from e
 
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=True)
@@ -162,15 +212,25 @@ class ProcessBackend:
         return f"a local process pool ({self.workers} workers)"
 
 
-def make_backend(backend: str = "auto", *, scheduler=None, workers=None):
-    """'dask' (needs Dask), 'processes', or 'auto': Dask when installed or when a scheduler is given,
-    else the process pool."""
+def check_backend(backend: str = "auto", *, scheduler=None, workers=None) -> None:
+    """Refuse settings that cannot work, before anything runs."""
     if backend not in ("auto", "dask", "processes"):
         raise SparsenetError(f"backend: expected 'auto', 'dask' or 'processes', found {backend!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise SparsenetError(f"workers: expected a positive integer, found {workers!r}")
     if scheduler and backend == "processes":
         raise SparsenetError("--scheduler needs the dask backend (a scheduler address means a Dask cluster)")
+    if scheduler and workers is not None:
+        raise SparsenetError("--workers sizes a LocalCluster or the process pool; with --scheduler the "
+                             "cluster's own workers run the tasks: drop one of them")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise SparsenetError(f"scheduler: expected an address such as 'tcp://host:8786', found {scheduler!r}")
+
+
+def make_backend(backend: str = "auto", *, scheduler=None, workers=None):
+    """'dask' (needs Dask), 'processes', or 'auto': Dask when installed or when a scheduler is given,
+    else the process pool."""
+    check_backend(backend, scheduler=scheduler, workers=workers)
     if backend == "dask" or scheduler or (backend == "auto" and dask_available()):
         return DaskBackend(scheduler, workers)
     return ProcessBackend(workers)

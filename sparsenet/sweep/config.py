@@ -44,6 +44,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +257,9 @@ def parse_config(raw: dict, *, source: str | None = None) -> SweepConfig:
                              f"(or measured_speedup_bN for a timed batch size N)")
     name = raw.get("name", Path(source).stem if source else "sweep")
     name = _str("name", name)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise SparsenetError(f"name: expected letters, digits, '.', '_' or '-' (it names the results "
+                             f"directory), found {name!r}")
     return SweepConfig(name=name, base=base, grid=grid, timing=tset, metrics=tuple(metrics) if metrics else None,
                        source=source)
 

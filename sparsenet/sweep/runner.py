@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SparsenetError
 from . import task as _task
-from .backends import make_backend
+from .backends import check_backend, make_backend
 from .config import SweepConfig, dense_key, load_config, point_key
 from .plots import write_plots
 from .store import ResultStore
@@ -67,25 +67,21 @@ def _lost_worker(e: BaseException) -> dict:
 class _Driver:
     """The submit / wait / store loop of one sweep run."""
 
-    def __init__(self, backend, store, todo, *, retries, run_id, bar, echo):
-        self.backend, self.store, self.retries, self.run_id = backend, store, retries, run_id
-        self.bar, self.echo = bar, echo
+    def __init__(self, backend, store, todo, *, retries, run_id, bar):
+        self.backend, self.store, self.retries, self.run_id, self.bar = backend, store, retries, run_id, bar
         self.groups = {}  # dense key -> [(key, point)] waiting for that baseline
         for key, point in todo:
             self.groups.setdefault(dense_key(point), []).append((key, point))
         self.pending = {}  # future -> (kind, key, point, attempt)
-        self.shared = {}  # dense key -> the baseline's model file, shared with the workers
+        self.dense_files = {}  # dense key -> the baseline's model file (bytes), sent with each of its points
         self.computed = self.failed = 0
-
-    def _dense_bytes(self, dkey):
-        with open(self.store.model_path(dkey), "rb") as f:
-            return f.read()
 
     def _submit_point(self, key, point, attempt):
         dkey = dense_key(point)
-        if dkey not in self.shared or attempt > 1:  # re-share on retry: the worker holding it may be gone
-            self.shared[dkey] = self.backend.share(self._dense_bytes(dkey))
-        fut = self.backend.submit(_POINT_TASK, point, self.shared[dkey])
+        if dkey not in self.dense_files:
+            with open(self.store.model_path(dkey), "rb") as f:
+                self.dense_files[dkey] = f.read()
+        fut = self.backend.submit(_POINT_TASK, point, self.dense_files[dkey])
         self.pending[fut] = ("point", key, point, attempt)
 
     def _submit_dense(self, dkey, attempt):
@@ -110,13 +106,21 @@ class _Driver:
         self.bar.update(1)
         self.bar.set_postfix(failed=self.failed)
 
+    def _resubmit(self, kind, key, point, attempt):
+        if kind == "dense":
+            self._submit_dense(key, attempt)
+        else:
+            self._submit_point(key, point, attempt)
+
     def _handle(self, fut):
         kind, key, point, attempt = self.pending.pop(fut)
         try:
             out = self.backend.result(fut)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # the worker itself was lost (killed process, broken pool, cancellation)
+        except Exception as e:  # the worker itself was lost (killed process, broken pool, cancellation)
+            if not getattr(e, "charged", True):  # only queued in a pool that broke: not this task's fault
+                self.store.log("requeue", key, error=str(e))
+                self._resubmit(kind, key, point, attempt)
+                return
             out = _lost_worker(e)
         if out["ok"]:
             value = out["value"]
@@ -134,10 +138,7 @@ class _Driver:
             return
         if out.get("retryable") and attempt <= self.retries:
             self.store.log("retry", key, error=out["error"], attempt=attempt)
-            if kind == "dense":
-                self._submit_dense(key, attempt + 1)
-            else:
-                self._submit_point(key, point, attempt + 1)
+            self._resubmit(kind, key, point, attempt + 1)
             return
         if kind == "dense":
             for k, p in self.groups[key]:
@@ -174,6 +175,7 @@ def run_sweep(config, *, out_dir=None, backend: str = "auto", scheduler: str | N
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise SparsenetError(f"retries: expected an integer >= 0, found {retries!r}")
+    check_backend(backend, scheduler=scheduler, workers=workers)
     say = echo or (lambda msg: None)
     points = cfg.points()
     keys = [point_key(p) for p in points]
@@ -194,7 +196,7 @@ def run_sweep(config, *, out_dir=None, backend: str = "auto", scheduler: str | N
             say(f"running {len(todo)} point(s) on {be.describe()}")
             with tqdm(total=len(points), initial=skipped, disable=not progress, desc=f"sweep {cfg.name}",
                       unit="point") as bar:
-                driver = _Driver(be, store, todo, retries=retries, run_id=run_id, bar=bar, echo=say)
+                driver = _Driver(be, store, todo, retries=retries, run_id=run_id, bar=bar)
                 try:
                     driver.run()
                 finally:

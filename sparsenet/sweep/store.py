@@ -12,7 +12,7 @@ Layout of a results directory::
     lock.json               the driver using the directory (pid, host), removed when it exits
 
 Every file is written to a temporary name in its directory and renamed over its target
-(`os.replace`), so a reader, or a sweep killed at any instant, sees either the whole record or none:
+(`sparsenet.io.atomic.atomic_writer`), so a reader, or a sweep killed at any instant, sees either the whole record or none:
 a killed sweep loses at most the points in flight. Only the driver process writes here; workers
 return records, so the directory only needs to be on storage the driver can write.
 """
@@ -25,6 +25,7 @@ import socket
 import time
 
 from ..errors import SparsenetError
+from ..io.atomic import atomic_writer
 
 __all__ = ["ResultStore"]
 
@@ -42,13 +43,8 @@ def _json_default(obj):
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_json(path: str):

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from ..io.atomic import atomic_writer
 from .config import METRICS, POINT_FIELDS
 from .store import _atomic_write, _json_default
 
@@ -109,9 +110,8 @@ def _parquet(rows, path) -> bool:
         import pyarrow  # noqa: F401  (pandas' Parquet engine)
     except ImportError:
         return False
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        pd.DataFrame(rows).to_parquet(f, index=False)
     return True
 
 
