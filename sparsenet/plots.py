@@ -28,7 +28,7 @@ __all__ = [
     "weight_histogram_data", "mask_to_rows", "rows_to_mask", "bytes_breakdown_data",
     "plot_accuracy_vs_sparsity", "plot_speedup_vs_sparsity", "plot_layer_sparsity",
     "plot_weight_histograms", "plot_sparsity_patterns", "plot_sensitivity", "plot_gradual_schedule",
-    "plot_bytes_breakdown", "plot_latency_vs_sparsity", "plot_accuracy_history",
+    "plot_bytes_breakdown", "plot_latency_vs_sparsity", "plot_accuracy_history", "plot_curves", "plot_roofline",
 ]
 
 _INSTALL = "plots need matplotlib: pip install 'sparsenet[plot]' (or pip install matplotlib)"
@@ -56,11 +56,12 @@ def _figure(width: float, height: float):
 
 
 def save_png(fig, path) -> str:
-    """Write `fig` as a PNG to `path` atomically (a temporary file, then a rename); return the path."""
+    """Write `fig` as a PNG to `path` atomically (`sparsenet.io.atomic.atomic_writer`); return the path."""
+    from .io.atomic import atomic_writer
+
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    fig.savefig(tmp, format="png", dpi=fig.dpi)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=fig.dpi)
     return path
 
 
@@ -83,12 +84,13 @@ def _short(name: str, width: int = 28) -> str:
 
 
 # -- data helpers (NumPy only) ---------------------------------------------------------------------
-def weight_histogram_data(weights: dict, bins: int = 60) -> dict:
+def weight_histogram_data(weights: dict, bins: int = 60, *, symmetric: bool = True) -> dict:
     """Histograms on shared bins of several weight arrays: {label: array} ->
     {"edges": [bins + 1], "counts": {label: [bins]}, "zeros": {label: exact zeros}, "size": {label: n}}.
 
     Exact zeros are counted apart (a pruned weight is exactly 0 and would dwarf the bin around 0),
-    so the histogram shows the surviving weights and the zeros are reported as a number.
+    so the histogram shows the surviving weights and the zeros are reported as a number. The bins
+    span [-max|w|, max|w|] (`symmetric`) or [min, max] of the non-zero values.
 
     >>> d = weight_histogram_data({"a": np.array([0.0, 1.0, -1.0])}, bins=2)
     >>> d["counts"]["a"], d["zeros"]["a"]
@@ -96,8 +98,15 @@ def weight_histogram_data(weights: dict, bins: int = 60) -> dict:
     """
     arrays = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in weights.items()}
     nonzero = [a[a != 0] for a in arrays.values()]
-    top = max([float(np.abs(a).max()) for a in nonzero if a.size] + [1e-12])
-    edges = np.linspace(-top, top, int(bins) + 1)
+    if bins < 1:
+        raise SparsenetError(f"weight_histogram_data: expected bins >= 1, found {bins}")
+    if symmetric:
+        top = max([float(np.abs(a).max()) for a in nonzero if a.size] + [1e-12])
+        lo, hi = -top, top
+    else:
+        lo = min((float(a.min()) for a in nonzero if a.size), default=0.0)
+        hi = max([float(a.max()) for a in nonzero if a.size] + [lo + 1e-12])
+    edges = np.linspace(lo, hi, int(bins) + 1)
     return {"edges": [float(e) for e in edges],
             "counts": {k: np.histogram(a[a != 0], bins=edges)[0].astype(int).tolist() for k, a in arrays.items()},
             "zeros": {k: int(np.count_nonzero(a == 0)) for k, a in arrays.items()},
@@ -159,7 +168,7 @@ def plot_accuracy_vs_sparsity(figures, *, title: str = "Accuracy vs sparsity"):
     for i, (arch, d) in enumerate(sorted(dense.items())):
         ax.axhline(d["accuracy"], color="grey", ls=":" if i else "--", lw=1, label=f"dense {arch}")
     for i, (label, curve) in enumerate((figures.get("sweep") or {}).items()):
-        ax.plot(curve["sparsities"], curve["accuracy"], "-", color=_colour(i), alpha=0.45, lw=1.5,
+        ax.plot(curve["sparsities"], curve["accuracy"], ".-", color=_colour(i), alpha=0.45, lw=1.5, ms=8,
                 label=f"{label} (one-shot, no fine-tuning)")
     for i, (name, r) in enumerate(rows.items()):
         ax.plot([r["sparsity"]], [r["accuracy"]], "o" if r.get("model") != "cnn" else "D", ms=9,
@@ -227,7 +236,8 @@ def plot_layer_sparsity(figures, *, title: str = "Sparsity of each layer"):
     for i, (name, r) in enumerate(rows.items()):
         for layer in r["layers"]:
             x = slots[(r.get("model", ""), layer["name"], layer.get("kind", ""))] + (i - (n - 1) / 2) * width
-            ax.bar(x, layer["sparsity"], width, color=_colour(i), label=_short(name, 40) if layer is r["layers"][0] else None)
+            first = layer is r["layers"][0]
+            ax.bar(x, layer["sparsity"], width, color=_colour(i), label=_short(name, 40) if first else None)
             ax.text(x, layer["sparsity"] + 0.01, layer.get("format", ""), rotation=90, ha="center", va="bottom",
                     fontsize=6)
     ax.set_xticks(range(len(slots)))
@@ -240,7 +250,7 @@ def plot_layer_sparsity(figures, *, title: str = "Sparsity of each layer"):
     return fig
 
 
-def plot_weight_histograms(hist: dict, *, title: str = "Weight magnitudes before and after pruning"):
+def plot_weight_histograms(hist: dict, *, title: str = "Weights before and after pruning"):
     """Overlaid histograms from `weight_histogram_data` (or {label: array}); exact zeros are listed
     in the legend instead of drawn."""
     if "edges" not in hist:
@@ -264,26 +274,32 @@ def plot_weight_histograms(hist: dict, *, title: str = "Weight magnitudes before
 def plot_sparsity_patterns(patterns: dict, *, zoom=(24, 48), title: str = "Which weights survive"):
     """For each {label: mask} (bool [out, in], or `mask_to_rows` strings): the whole layer (black =
     kept) and, beside it, its top-left corner magnified (`zoom` = rows, cols) so that blocks and N:M
-    runs are visible."""
+    runs are visible. Tall layers (more outputs than inputs) are drawn transposed, to fit the page."""
     masks = {k: rows_to_mask(v) for k, v in patterns.items()}
     if not masks:
         raise SparsenetError("plot_sparsity_patterns: expected at least one mask")
+    if any(m.ndim != 2 for m in masks.values()):
+        raise SparsenetError("plot_sparsity_patterns: expected 2-D masks [out, in]")
+    transpose = all(m.shape[0] > m.shape[1] for m in masks.values())
     n = len(masks)
-    shape = next(iter(masks.values())).shape
+    shape = next(iter(masks.values())).shape[::-1] if transpose else next(iter(masks.values())).shape
     aspect = shape[0] / max(shape[1], 1)
     fig = _figure(11, max(1.2, min(2.6, 8 * aspect)) * n + 0.6)
     axes = fig.subplots(n, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 1]})
     for (label, m), (ax_full, ax_zoom) in zip(masks.items(), axes):
         density = m.mean() if m.size else 0.0
-        ax_full.imshow(m, cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1)
+        shown = m.T if transpose else m
+        ax_full.imshow(shown, cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1)
         ax_full.set_title(f"{label}: {m.shape[0]}x{m.shape[1]}, {1 - density:.1%} pruned", fontsize=8, loc="left")
-        zr, zc = min(zoom[0], m.shape[0]), min(zoom[1], m.shape[1])
-        ax_zoom.imshow(m[:zr, :zc], cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1)
+        zr, zc = min(zoom[0], shown.shape[0]), min(zoom[1], shown.shape[1])
+        ax_zoom.imshow(shown[:zr, :zc], cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1)
         ax_zoom.set_title(f"top-left {zr}x{zc}", fontsize=8)
         for ax in (ax_full, ax_zoom):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(title + " (black = kept; rows = output units, columns = inputs)", fontsize=10)
+    axes_text = "rows = inputs, columns = output units (transposed)" if transpose else \
+        "rows = output units, columns = inputs"
+    fig.suptitle(f"{title} (black = kept; {axes_text})", fontsize=10)
     return fig
 
 
@@ -357,7 +373,13 @@ def plot_gradual_schedule(row, *, title: str = "Gradual pruning (Zhu & Gupta): s
     scale = (1.0 / per_epoch) if per_epoch else 1.0
     fig = _figure(8, 4.5)
     ax = fig.subplots()
-    ax.step([s * scale for s in steps], target, where="post", color=_colour(0), label="target sparsity (cubic)")
+    end = max([last, *steps, int(row.get("total_steps") or 0)])
+    if steps and end > steps[-1]:  # the target holds until the end of training
+        steps_line, target_line = steps + [end], target + [target[-1]]
+    else:
+        steps_line, target_line = steps, target
+    ax.step([s * scale for s in steps_line], target_line, where="post", color=_colour(0),
+            label="target sparsity (cubic)")
     ax.plot([s * scale for s in steps], reached, ".", color=_colour(0), ms=5, label="reached sparsity")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("epoch of fine-tuning" if per_epoch else "training step")
@@ -367,6 +389,7 @@ def plot_gradual_schedule(row, *, title: str = "Gradual pruning (Zhu & Gupta): s
     if acc:
         ax2 = ax.twinx()
         ax2.plot([s * scale for s in acc_steps], acc, "o-", color=_colour(1), ms=3, label="test accuracy")
+        ax2.set_ylim(max(0.0, min(acc) - 0.1), 1.0)
         ax2.set_ylabel("accuracy", color=_colour(1))
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
@@ -375,7 +398,7 @@ def plot_gradual_schedule(row, *, title: str = "Gradual pruning (Zhu & Gupta): s
     return fig
 
 
-def plot_bytes_breakdown(figures, *, title: str = "Where the bytes go"):
+def plot_bytes_breakdown(figures, *, title: str = "Where the bytes go (bars: the formats 'auto' chose for speed)"):
     """Stacked bars of true bytes (values / indices / pointers / scales / other) per model: the dense
     baseline(s) ("dense_bytes_breakdown" in a demo result) and every row with a "bytes_breakdown"."""
     bars = {}
@@ -399,6 +422,14 @@ def plot_bytes_breakdown(figures, *, title: str = "Where the bytes go"):
         left += vals
     for i, total in enumerate(left):
         ax.text(total, i, f" {total:.1f} KiB", va="center", fontsize=7)
+    rows, marked = _rows(figures), False
+    for i, k in enumerate(labels):
+        by_format = (rows.get(k) or {}).get("bytes_by_format") or {}
+        if by_format and min(by_format.values()) / 1024 < 0.95 * left[i]:
+            spec = min(by_format, key=by_format.get)
+            ax.plot([by_format[spec] / 1024], [i], "kd", ms=6, label=None if marked else "total in its smallest format")
+            ax.text(by_format[spec] / 1024, i + 0.38, f"{spec}: {by_format[spec] / 1024:.1f}", fontsize=6, ha="center")
+            marked = True
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels([_short(k, 40) for k in labels], fontsize=7)
     ax.invert_yaxis()
@@ -406,6 +437,57 @@ def plot_bytes_breakdown(figures, *, title: str = "Where the bytes go"):
     ax.set_xlim(0, max(left.max() if len(left) else 1, 1) * 1.2)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_curves(x, series: dict, *, xlabel: str, ylabel: str, title: str = "", hline=None, hline_label="",
+                logx: bool = False, logy: bool = False, markers: str = "o-"):
+    """A generic line plot: {label: y values} against `x`, an optional horizontal reference line."""
+    fig = _figure(8, 4.5)
+    ax = fig.subplots()
+    if hline is not None:
+        ax.axhline(hline, color="black", ls="--", lw=1.2, label=hline_label or None)
+    for i, (label, ys) in enumerate(series.items()):
+        ax.plot(x, ys, markers, color=_colour(i), label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_roofline(points: dict, *, peak_gflops: float, bandwidth_gbs, title: str = "Roofline of this CPU"):
+    """The roofline model: attainable GFLOP/s = min(peak, bandwidth x arithmetic intensity), with
+    measured kernels placed on it. `points`: {label: [(flops per byte, measured GFLOP/s), ...]};
+    `bandwidth_gbs`: one bandwidth in GB/s, or {label: GB/s} for several roofs (e.g. cache and RAM)."""
+    roofs = bandwidth_gbs if isinstance(bandwidth_gbs, dict) else {"memory": bandwidth_gbs}
+    if not roofs or min(roofs.values()) <= 0 or peak_gflops <= 0:
+        raise SparsenetError("plot_roofline: expected a positive peak and positive bandwidths")
+    fig = _figure(8, 5)
+    ax = fig.subplots()
+    ridges = [peak_gflops / bw for bw in roofs.values()]
+    all_ai = [p[0] for pts in points.values() for p in pts] + ridges
+    ai = np.geomspace(min(all_ai) / 4, max(all_ai) * 4, 200)
+    for j, (label, bw) in enumerate(roofs.items()):
+        ax.plot(ai, np.minimum(peak_gflops, bw * ai), "k", ls=["-", "--", ":"][j % 3], lw=2,
+                label=f"roof: {label} ({bw:.0f} GB/s)")
+        ax.axvline(peak_gflops / bw, color="grey", ls=":", lw=1)
+    ax.axhline(peak_gflops, color="black", lw=0.5)
+    ax.text(ai[0], peak_gflops * 1.08, f"peak {peak_gflops:.0f} GFLOP/s", fontsize=7)
+    for i, (label, pts) in enumerate(points.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=_colour(i), label=label, ms=5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (useful FLOPs per byte moved)")
+    ax.set_ylabel("GFLOP/s (useful)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     return fig
 
@@ -455,26 +537,39 @@ def plot_accuracy_history(histories: dict, *, title: str = "Accuracy along the r
 
 
 # -- everything a demo result supports -------------------------------------------------------------
+def _patterns(f):
+    return plot_sparsity_patterns(f["patterns"]["masks"],
+                                  title=f"Which weights of layer {f['patterns'].get('layer', '?')} survive")
+
+
+def _histograms(f):
+    layer = f["histograms"].get("layer", "?")
+    return plot_weight_histograms(f["histograms"], title=f"Weights of layer {layer} before and after pruning")
+
+
+def _gradual_row(f):
+    return next((r for r in _rows(f).values() if r.get("schedule") == "gradual" and r.get("history")), None)
+
+
+# name -> (has the figures the data?, draw); the report shows them in this order
+_SAVE_ALL = {
+    "accuracy_vs_sparsity": (lambda f: bool(_rows(f)), plot_accuracy_vs_sparsity),
+    "speedup_vs_sparsity": (lambda f: bool(_rows(f)), plot_speedup_vs_sparsity),
+    "layer_sparsity": (lambda f: bool(_rows(f)), plot_layer_sparsity),
+    "bytes_breakdown": (lambda f: any("bytes_breakdown" in r for r in _rows(f).values()), plot_bytes_breakdown),
+    "sparsity_patterns": (lambda f: bool((f.get("patterns") or {}).get("masks")), _patterns),
+    "weight_histograms": (lambda f: bool(f.get("histograms")), _histograms),
+    "sensitivity": (lambda f: bool(f.get("sensitivity")), lambda f: plot_sensitivity(f["sensitivity"])),
+    "gradual_schedule": (lambda f: _gradual_row(f) is not None, lambda f: plot_gradual_schedule(_gradual_row(f))),
+}
+
+
 def save_all(figures: dict, out_dir) -> dict:
     """Draw every plot the demo result `figures` has data for and save them as PNGs in `out_dir`.
     Returns {name: path} in the report's order; plots without data are skipped."""
-    plans = [
-        ("accuracy_vs_sparsity", lambda f: bool(_rows(f)), plot_accuracy_vs_sparsity),
-        ("speedup_vs_sparsity", lambda f: bool(_rows(f)), plot_speedup_vs_sparsity),
-        ("layer_sparsity", lambda f: bool(_rows(f)), plot_layer_sparsity),
-        ("bytes_breakdown", lambda f: any("bytes_breakdown" in r for r in _rows(f).values()), plot_bytes_breakdown),
-        ("sparsity_patterns", lambda f: bool(f.get("patterns", {}).get("masks")),
-         lambda f: plot_sparsity_patterns(f["patterns"]["masks"],
-                                          title=f"Which weights of layer {f['patterns'].get('layer', '?')} survive")),
-        ("weight_histograms", lambda f: bool(f.get("histograms")), lambda f: plot_weight_histograms(f["histograms"])),
-        ("sensitivity", lambda f: bool(f.get("sensitivity")), lambda f: plot_sensitivity(f["sensitivity"])),
-        ("gradual_schedule", lambda f: any(r.get("history") and r.get("schedule") == "gradual"
-                                           for r in _rows(f).values()),
-         lambda f: plot_gradual_schedule(next(r for r in _rows(f).values() if r.get("schedule") == "gradual"))),
-    ]
     os.makedirs(out_dir, exist_ok=True)
     out = {}
-    for name, has_data, draw in plans:
+    for name, (has_data, draw) in _SAVE_ALL.items():
         if has_data(figures):
             out[name] = save_png(draw(figures), os.path.join(os.fspath(out_dir), f"{name}.png"))
     return out
