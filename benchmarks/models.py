@@ -139,9 +139,9 @@ def sweep(quick=True, log=print):
         for mname, model in models.items():
             for batch in batches:
                 x = np.random.default_rng(0).standard_normal((batch, *model.input_shape)).astype(np.float32)
-                built = variants(model, batch)
                 for t in thread_counts:
                     with threads(t):
+                        built = variants(model, batch)  # 'auto' measures under the same thread count
                         base = _time_model(model, x)
                         for vname, vm in built:
                             r = _time_model(vm, x) if vname != "dense" else base

@@ -19,6 +19,15 @@ from sparsenet.prune.masks import apply_masks
 
 compile_mod = importlib.import_module("sparsenet.prune.compiler")
 
+
+@pytest.fixture(autouse=True)
+def _constant_model_timer(request, monkeypatch):
+    """Whole-model timing is real only where a test asks for it (marker `real_model_timer`): with a
+    constant timer every plan ties and the per-layer choice stands, which is what most tests check."""
+    monkeypatch.setattr(compile_mod, "_settle", lambda: None)
+    if "real_model_timer" not in request.keywords:
+        monkeypatch.setattr(compile_mod, "_time_model", lambda model, x, repeats, min_time: 1e-3)
+
 FIXED_SPECS = ["dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1", "bsr1x4", "bsr2x3"]
 FAST = dict(repeats=1, min_time=0.0)  # real timings in tests: as short as possible
 
@@ -309,8 +318,8 @@ def test_auto_picks_the_fastest_candidate(monkeypatch):
 
     record = compile_model(model, batch_size=7, repeats=3, min_time=1e-3)
 
-    # all of them were timed, in 3 interleaved rounds of one sample each
-    assert [c["spec"] for c in calls] == list(times) * 3
+    # all of them were timed, in 3 interleaved rounds of one sample each, dense (BLAS) last
+    assert [c["spec"] for c in calls] == (list(times)[1:] + ["dense"]) * 3
     assert all(c["shape"] == (7, 32) and c["dtype"] == np.float32 for c in calls)
     assert all(c["repeats"] == 1 and c["min_time"] == 1e-3 for c in calls)
     assert record["0"]["format"] == "bsr8x1" and format_spec_of(model[0].weight) == "bsr8x1"
@@ -350,8 +359,8 @@ def test_auto_skips_hopeless_candidates(monkeypatch):
                         lambda layer, x, r, t: seen.setdefault(layer.name, []).append(format_spec_of(layer.weight)) or 1.0)
     record = compile_model(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)), repeats=2)
     seen = {k: v[: len(v) // 2] for k, v in seen.items()}  # two interleaved rounds: look at the first
-    assert seen[model[0].name] == ["dense", "csr"]
-    assert seen[model[2].name] == ["dense", "csr", "bsr1x4"]
+    assert seen[model[0].name] == ["csr", "dense"]
+    assert seen[model[2].name] == ["csr", "bsr1x4", "dense"]
     assert seen[model[4].name] == ["dense"]  # unpruned: CSR and blocks would only add bytes
     assert {n: set(e["timings_us"]) for n, e in record.items()} == {
         "0": {"dense", "csr"}, "2": {"dense", "csr", "bsr1x4"}, "4": {"dense"}}
@@ -412,3 +421,46 @@ def test_auto_prefers_the_smaller_format_within_measurement_noise(monkeypatch):
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(
         lambda s: {"dense": 1.00e-3, "csr": 1.10e-3}.get(s, 5e-3)))
     assert compile_model(model2, input_shape=(32,))["0"]["format"] == "dense"
+
+
+
+def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower(monkeypatch):
+    model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
+    model.input_shape = (32,)
+    pattern0, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
+    pattern2, _ = _block_pattern((16, 48), (16, 4), keep=0.3)
+    apply_masks(model, {"0": pattern0, "2": pattern2})
+    x = np.random.default_rng(0).random((5, 32), dtype=np.float32)
+    expected = _logits(model, x)
+    # alone, every layer is fastest in CSR; in the model, the all-dense plan is 10 % faster
+    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda s: 1e-3 if s == "csr" else 2e-3))
+
+    def model_timer(m, x, repeats, min_time):
+        return 0.9e-3 if all(l.weight.format_name == "dense" for l in m.layers if hasattr(l, "weight")) else 1e-3
+
+    monkeypatch.setattr(compile_mod, "_time_model", model_timer)
+    record = compile_model(model, batch_size=5)
+    assert model.meta["compile"]["plan"] == "dense"
+    assert set(model.meta["compile"]["model_timings_us"]) == {"chosen", "dense", "sparse"}
+    assert [record[n]["format"] for n in ("0", "2")] == ["dense", "dense"]
+    assert all(l.weight.format_name == "dense" for l in model.layers if hasattr(l, "weight"))
+    np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
+    # a plan within the noise band does not displace the per-layer choice
+    model2 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
+    apply_masks(model2, {"0": pattern0, "2": pattern2})
+    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1e-3 if any(
+        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 0.99e-3)
+    compile_model(model2, batch_size=5, input_shape=(32,))
+    assert model2.meta["compile"]["plan"] == "chosen" and model2[0].weight.format_name == "csr"
+
+
+@pytest.mark.real_model_timer
+def test_auto_with_real_timers_records_the_plan():
+    model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
+    model.input_shape = (32,)
+    pattern0, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
+    apply_masks(model, {"0": pattern0})
+    compile_model(model, batch_size=4, repeats=1, min_time=0.0)
+    assert model.meta["compile"]["plan"] in {"chosen", "dense", "sparse"}
+    import json
+    json.dumps(model.meta)

@@ -13,12 +13,13 @@ and ``"auto"``.
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 
 from ..errors import SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
-from ..nn import Sequential
+from ..nn import Sequential, no_grad
 from ..nn._weighted import WeightedLayer
 from ..timing import median_time
 from .masks import prunable_layers
@@ -178,16 +179,68 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time):
     samples = {spec: [] for spec, _, _ in candidates}
     try:
         for _ in range(repeats):
-            for spec, weight, _ in candidates:
+            for spec, weight, _ in candidates[1:] + candidates[:1]:  # dense (BLAS) last in each round
                 layer.weight = weight
                 samples[spec].append(float(_time_forward(layer, x, 1, min_time)))
+            _settle()
     finally:
         layer.weight, layer.weight_param.mask = original, original_mask
     medians = {spec: float(np.median(v)) for spec, v in samples.items()}
     fastest = min(medians.values())
     near = [c for c in candidates if medians[c[0]] <= fastest * (1 + _NOISE)]
     spec, weight, mask = min(near, key=lambda c: (c[1].nbytes, medians[c[0]]))
-    return spec, weight, mask, {k: round(v * 1e6, 3) for k, v in medians.items()}
+    sparse = [c for c in candidates if c[0] != "dense"]
+    alternatives = {"dense": candidates[0][1:],
+                    "sparse": min(sparse, key=lambda c: medians[c[0]])[1:] if sparse else candidates[0][1:]}
+    return spec, weight, mask, {k: round(v * 1e6, 3) for k, v in medians.items()}, alternatives
+
+
+# OpenBLAS threads keep spinning for a while after a call (about 0.1 s) and slow down a parallel Numba
+# kernel that runs meanwhile (PERF-NOTES, pitfalls): timings of sparse candidates wait that long after
+# a dense one, so that each is measured as it runs in a model of its own kind.
+_BLAS_SETTLE = 0.12
+
+
+def _settle() -> None:
+    """Let BLAS threads that spin after a call go idle (tests patch this out)."""
+    time.sleep(_BLAS_SETTLE)
+
+
+def _time_model(model: Sequential, x: np.ndarray, repeats: int, min_time: float) -> float:
+    """Median seconds of one forward pass of the whole model (tests patch this)."""
+    model.eval()
+
+    def run():
+        with no_grad():
+            model.forward(x)
+
+    return median_time(run, repeats, min_time)
+
+
+def _check_whole_model(model, plans: dict, x, repeats, min_time) -> tuple[str, dict]:
+    """Time the whole model under each plan ({plan: {layer: (weight, mask)}}) in interleaved rounds
+    and keep the per-layer choice ('chosen') unless another plan is faster beyond `_NOISE`.
+
+    Layers timed alone can mislead: in a model, a BLAS call and a parallel Numba kernel in a row
+    compete for the cores (each pool's threads spin after a call), so a mix of dense and sparse
+    layers can be slower than either alone. The all-dense plan is a candidate, so the compiled model
+    is never slower than dense by more than the noise band."""
+    layers = model.layers
+    samples = {plan: [] for plan in plans}
+    for _ in range(repeats):
+        for plan in ("sparse", "chosen", "dense"):  # BLAS-heavy last, then let its threads settle
+            for name, (weight, mask) in plans[plan].items():
+                layers[int(name)].weight = weight
+                layers[int(name)].weight_param.mask = mask
+            samples[plan].append(float(_time_model(model, x, 1, min_time)))
+            _settle()
+    medians = {plan: float(np.median(v)) for plan, v in samples.items()}
+    fastest = min(medians.values())
+    best = "chosen" if medians["chosen"] <= fastest * (1 + _NOISE) else min(medians, key=medians.get)
+    for name, (weight, mask) in plans[best].items():
+        layers[int(name)].weight = weight
+        layers[int(name)].weight_param.mask = mask
+    return best, {plan: round(v * 1e6, 3) for plan, v in medians.items()}
 
 
 # -- the pass ---------------------------------------------------------------------------------------
@@ -208,7 +261,10 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
     `input_shape` defaults to ``model.input_shape``) for dense, CSR (density < 0.7) and each BSR block
     shape in `blocksizes` storing at most 1.5x the kept entries and < 0.7 of the matrix: the median of
     `repeats` samples of at least `min_time` seconds each, after a warm-up. The fastest wins; ties go
-    to the smaller ``nbytes``. Cost: about (repeats + 3) * min_time per candidate, plus JIT loading.
+    to the smaller ``nbytes``. Then the whole model is timed with the per-layer choices, with every
+    measured layer dense, and with every measured layer in its fastest sparse format: the per-layer
+    choice is kept unless another plan is faster beyond the noise band (3 %), so the compiled model is
+    not slower than dense. Cost: about (repeats + 3) * min_time per candidate and per plan.
 
     Returns ``{name: {"format", "density", "bytes", "converted"[, "timings_us"]}}`` ("density": kept
     fraction; "bytes": the weight's nbytes; "timings_us": median microseconds per candidate, for
@@ -237,7 +293,7 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
             raise SparsenetError(f"compile_model with 'auto' formats needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(seed)
 
-    record = {}
+    record, plans = {}, {"chosen": {}, "dense": {}, "sparse": {}}
     for name, layer in layers.items():
         spec = specs.get(name)
         if spec is None:
@@ -250,8 +306,10 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
         entry = {}
         if spec == "auto":
             x = _random_input(layer, shapes[int(name)][0], int(batch_size), rng)
-            spec, weight, mask, entry["timings_us"] = _choose(layer, values, pattern, x, blocksizes,
-                                                               int(repeats), float(min_time))
+            spec, weight, mask, entry["timings_us"], alternatives = _choose(
+                layer, values, pattern, x, blocksizes, int(repeats), float(min_time))
+            plans["chosen"][name] = (weight, mask)
+            plans["dense"][name], plans["sparse"][name] = alternatives["dense"], alternatives["sparse"]
         else:
             fmt, bs = parse_format_spec(spec)
             weight, mask = _convert(values, pattern, fmt, bs)
@@ -268,4 +326,12 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
         "layers": record,
         "threads": int(numba.get_num_threads()),
     }
+    if plans["chosen"]:  # some layers were measured: check the whole model too
+        dtype = next(iter(layers.values())).dtype
+        x = rng.standard_normal((int(batch_size), *shapes[0][0])).astype(dtype)  # as a user passes it
+        plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time))
+        for name in plans[plan]:
+            weight = model.layers[int(name)].weight
+            record[name].update(format=format_spec_of(weight), bytes=int(weight.nbytes))
+        model.meta["compile"].update(plan=plan, model_timings_us=timings)
     return record
