@@ -392,9 +392,9 @@ BSR_ERRORS = {
     "block column too large": (dict(indices=[0, 3, 1]), FormatError,
                                "expected block columns in [0, 3), found 3"),
     "unsorted block row": (dict(indices=[2, 0, 1], data=BSR_OK["data"][[1, 0, 2]]), FormatError,
-                           "expected strictly increasing block columns within each block row, "
-                           "found 0 after 2"),
-    "duplicate block column": (dict(indices=[0, 0, 1]), FormatError, "found 0 after 0"),
+                           "expected strictly increasing block columns within each block row (sorted, no "
+                           "duplicates), found block column 0 after 2 in block row 0"),
+    "duplicate block column": (dict(indices=[0, 0, 1]), FormatError, "found block column 0 after 0"),
     "NaN in data": (dict(data=_bsr_data(0, 0, 0, np.nan)), FormatError, NOT_FINITE),
     "int data": (dict(data=BSR_OK["data"].astype(np.int32)), DTypeError,
                  "BSR data: expected dtype float32 or float64, found int32"),

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import DTypeError, FormatError, ShapeError
 from ._index import index_dtype, pointer_dtype
 from .base import check_float_dtype
-from .compressed import CompressedFormat
+from .compressed import CompressedFormat, check_compressed_structure
 from .csr import _check_shape
 
 __all__ = ["BSR"]
@@ -51,29 +51,13 @@ def _validate(data, indices, indptr, shape, blocksize, *, full: bool) -> None:
                           f"found {int(indptr[0])} .. {int(indptr[-1])}")
     if not full:
         return
-    ptr = indptr.astype(np.int64)
-    steps = np.diff(ptr)
-    if steps.size and steps.min() < 0:
-        row = int(np.argmin(steps))
-        raise FormatError(f"BSR indptr: expected non-decreasing values, found indptr[{row}] = "
-                          f"{ptr[row]} > indptr[{row + 1}] = {ptr[row + 1]}")
-    if indices.size:
-        idx = indices.astype(np.int64)
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= nbc:
-            raise FormatError(f"BSR indices: expected block columns in [0, {nbc}), found {lo if lo < 0 else hi}")
-        row_start = np.zeros(idx.size, dtype=bool)
-        row_start[ptr[:-1][steps > 0]] = True
-        bad = np.flatnonzero((np.diff(idx) <= 0) & ~row_start[1:])
-        if bad.size:
-            j = int(bad[0]) + 1
-            raise FormatError(f"BSR indices: expected strictly increasing block columns within each block "
-                              f"row, found {idx[j]} after {idx[j - 1]}")
+    check_compressed_structure(indices, indptr, nbc, fmt="BSR", col="block columns", cols="block columns",
+                               row="block row", item="block column")
     if not np.all(np.isfinite(data)):
         raise FormatError("BSR data: expected finite values, found NaN or inf")
     m, k = shape
     if data.shape[0] and (m % r or k % c):
-        rows = np.repeat(np.arange(mb), steps)
+        rows = np.repeat(np.arange(mb), np.diff(indptr.astype(np.int64)))
         overhang = np.zeros(data.shape, dtype=bool)
         if m % r:
             overhang[rows == mb - 1, m % r:, :] = True

@@ -7,10 +7,38 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..errors import ShapeError
+from ..errors import FormatError, ShapeError
 from .base import WeightFormat
 
-__all__ = ["CompressedFormat"]
+__all__ = ["CompressedFormat", "check_compressed_structure"]
+
+
+def check_compressed_structure(indices, indptr, n_cols: int, *, fmt: str, col: str, cols: str, row: str,
+                               item: str) -> None:
+    """The O(nnz) part of CSR and BSR validation: pointers never decrease, indices lie in
+    [0, n_cols) and strictly increase within each (block) row. `fmt`, `col`, `cols`, `row` and `item`
+    name things in the messages ("CSR", "column indices", "columns", "row", "column")."""
+    ptr = indptr.astype(np.int64)
+    steps = np.diff(ptr)
+    if steps.size and steps.min() < 0:
+        r = int(np.argmin(steps))
+        raise FormatError(f"{fmt} indptr: expected non-decreasing values, found indptr[{r}] = "
+                          f"{ptr[r]} > indptr[{r + 1}] = {ptr[r + 1]}")
+    if not indices.size:
+        return
+    idx = indices.astype(np.int64)
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= n_cols:
+        raise FormatError(f"{fmt} indices: expected {col} in [0, {n_cols}), found {lo if lo < 0 else hi}")
+    # strictly increasing within each row: compare neighbours that share a row
+    row_start = np.zeros(idx.size, dtype=bool)
+    row_start[ptr[:-1][steps > 0]] = True
+    bad = np.flatnonzero((np.diff(idx) <= 0) & ~row_start[1:])
+    if bad.size:
+        j = int(bad[0]) + 1
+        r = int(np.searchsorted(ptr, j, side="right") - 1)
+        raise FormatError(f"{fmt} indices: expected strictly increasing {cols} within each {row} (sorted, no "
+                          f"duplicates), found {item} {idx[j]} after {idx[j - 1]} in {row} {r}")
 
 
 class CompressedFormat(WeightFormat):

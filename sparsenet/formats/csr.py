@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import DTypeError, FormatError, ShapeError
 from ._index import index_dtype, pointer_dtype
 from .base import check_float_dtype
-from .compressed import CompressedFormat
+from .compressed import CompressedFormat, check_compressed_structure
 
 __all__ = ["CSR"]
 
@@ -38,26 +38,8 @@ def _validate(data, indices, indptr, shape, *, full: bool) -> None:
         raise FormatError(f"CSR indptr: expected indptr[-1] == nnz == {data.shape[0]}, found {int(indptr[-1])}")
     if not full:
         return
-    ptr = indptr.astype(np.int64)
-    steps = np.diff(ptr)
-    if steps.size and steps.min() < 0:
-        row = int(np.argmin(steps))
-        raise FormatError(f"CSR indptr: expected non-decreasing values, found indptr[{row}] = "
-                          f"{ptr[row]} > indptr[{row + 1}] = {ptr[row + 1]}")
-    if indices.size:
-        idx = indices.astype(np.int64)
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= k:
-            raise FormatError(f"CSR indices: expected column indices in [0, {k}), found {lo if lo < 0 else hi}")
-        # strictly increasing within each row: compare neighbours that share a row
-        row_start = np.zeros(idx.size, dtype=bool)
-        row_start[ptr[:-1][steps > 0]] = True
-        bad = np.flatnonzero((np.diff(idx) <= 0) & ~row_start[1:])
-        if bad.size:
-            j = int(bad[0]) + 1
-            row = int(np.searchsorted(ptr, j, side="right") - 1)
-            raise FormatError(f"CSR indices: expected strictly increasing columns within each row "
-                              f"(sorted, no duplicates), found column {idx[j]} after {idx[j - 1]} in row {row}")
+    check_compressed_structure(indices, indptr, k, fmt="CSR", col="column indices", cols="columns", row="row",
+                               item="column")
     if not np.all(np.isfinite(data)):
         raise FormatError("CSR data: expected finite values, found NaN or inf")
 

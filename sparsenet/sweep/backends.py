@@ -131,7 +131,13 @@ _STARTED = None  # in a pool worker: the queue on which it announces each task i
 
 
 def _init_worker(queue) -> None:
+    """Pool worker set-up. Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process
+    group, and only the driver should act on it (stop, keep finished points, exit 130); a worker
+    dying of it first would look like a lost worker to be retried."""
     global _STARTED
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _STARTED = queue
 
 
