@@ -53,11 +53,22 @@ def threads(n: int):
         numba.set_num_threads(previous)
 
 
+SETTLE_SECONDS = 0.15
+
+
+def settle() -> None:
+    """Pause so that thread pools that spin after a call (OpenBLAS, torch, onnxruntime, OpenMP) go
+    idle before the next implementation is timed: otherwise their spinning threads steal the cores
+    from it (PERF-NOTES, pitfalls) and the comparison measures that contention, not the code."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def measure(fn, *, min_sample: float = 2e-3, min_repeats: int = 7, max_repeats: int = 25,
             rel_spread: float = 0.05, budget: float = 3.0) -> dict:
     """Time `fn()` (one call = one operation): warm-up, then samples of n calls each lasting at least
     `min_sample`, repeated until the interquartile spread is below `rel_spread` of the median (or
     `max_repeats` / `budget` seconds). Returns seconds per call: median, min, max, samples, n."""
+    settle()
     fn()
     n, t = 1, 0.0
     while True:

@@ -147,7 +147,10 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
                 s = polynomial_sparsity(step, initial=0.0, final=target, begin=begin, steps=n_steps, frequency=freq)
                 state["masks"] = prune_step(model, importance, gran, s, scope=scope, normalize=normalize,
                                             exclude=exclude, data=None if tracker else data)
-                history.append({"stage": f"step {step}", "target": s, "sparsity": _model_sparsity(model, exclude)})
+                entry = {"stage": f"step {step}", "target": s, "sparsity": _model_sparsity(model, exclude)}
+                if val_data is not None:
+                    entry["val_accuracy"] = evaluate(model, *val_data)["accuracy"]
+                history.append(entry)
 
         _finetune(model, train_data, finetune_epochs, lr, batch_size, seed, quiet,
                   hook=tracker.observe if tracker else None, on_step=on_step)
