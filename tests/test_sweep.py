@@ -346,7 +346,10 @@ _KILL_STUDY = """
 
 def _start_and_stop(cmd, out, sig):
     """Start `cmd` in its own process group, wait for its first finished point, send `sig` to the group."""
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a runner that starts jobs in the background (CI) leaves SIGINT ignored, and a Python started
+    # that way never raises KeyboardInterrupt: give the child the default disposition back
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     points = out / "points"
     while time.monotonic() < deadline and proc.poll() is None:
