@@ -16,7 +16,7 @@ from .base import check_float_dtype
 from .compressed import CompressedFormat, check_compressed_structure
 from .csr import _check_shape
 
-__all__ = ["BSR"]
+__all__ = ["BSR", "BlockPattern"]
 
 
 def _check_blocksize(blocksize):
@@ -67,7 +67,39 @@ def _validate(data, indices, indptr, shape, blocksize, *, full: bool) -> None:
             raise FormatError(f"BSR data: expected zeros in the part of edge blocks beyond shape {shape}")
 
 
-class BSR(CompressedFormat):
+class BlockPattern:
+    """What BSR and its int8 twin QBSR share: the pattern of stored blocks.
+
+    Needs ``shape``, ``blocksize``, ``data`` ([nblocks, R, C]), ``indices`` and ``indptr``."""
+
+    def block_mask(self) -> np.ndarray:
+        """Boolean [ceil(M/R), ceil(K/C)] array, True where a block is stored."""
+        out = np.zeros(_grid(self.shape, self.blocksize), dtype=bool)
+        out[np.repeat(np.arange(out.shape[0]), np.diff(self.indptr)), self.indices] = True
+        return out
+
+    def mask(self) -> np.ndarray:
+        """Boolean [M, K] array, True inside stored blocks (within the logical shape)."""
+        r, c = self.blocksize
+        full = np.kron(self.block_mask(), np.ones((r, c), dtype=bool)).astype(bool)
+        return full[: self.shape[0], : self.shape[1]]
+
+    @property
+    def nblocks(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def nnz(self) -> int:
+        """Stored values: nblocks * R * C (overhanging edge entries included)."""
+        return int(self.data.size)
+
+    @property
+    def density(self) -> float:
+        """Stored entries inside the logical shape / (M * K)."""
+        return int(self.mask().sum()) / self.size if self.size else 0.0
+
+
+class BSR(BlockPattern, CompressedFormat):
     """Block sparse rows with blocks of any shape R x C.
 
     Block row ``bi`` holds blocks ``data[indptr[bi]:indptr[bi+1]]`` (each [R, C]) at block columns
@@ -179,18 +211,6 @@ class BSR(CompressedFormat):
         blocks[rows, self.indices] = self.data
         return blocks.transpose(0, 2, 1, 3).reshape(mb * r, nbc * c)[: self.shape[0], : self.shape[1]].copy()
 
-    def block_mask(self) -> np.ndarray:
-        """Boolean [ceil(M/R), ceil(K/C)] array, True where a block is stored."""
-        out = np.zeros(_grid(self.shape, self.blocksize), dtype=bool)
-        out[np.repeat(np.arange(out.shape[0]), np.diff(self.indptr)), self.indices] = True
-        return out
-
-    def mask(self) -> np.ndarray:
-        """Boolean [M, K] array, True inside stored blocks (within the logical shape)."""
-        r, c = self.blocksize
-        full = np.kron(self.block_mask(), np.ones((r, c), dtype=bool)).astype(bool)
-        return full[: self.shape[0], : self.shape[1]]
-
     def with_data(self, data) -> "BSR":
         data = np.asarray(data)
         if data.shape != self.data.shape:
@@ -200,20 +220,6 @@ class BSR(CompressedFormat):
     def astype(self, dtype) -> "BSR":
         return BSR(self.data.astype(check_float_dtype(dtype, "BSR.astype")), self.indices, self.indptr,
                    self.shape, check=False)
-
-    @property
-    def nblocks(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def nnz(self) -> int:
-        """Stored values: nblocks * R * C (overhanging edge entries included)."""
-        return int(self.data.size)
-
-    @property
-    def density(self) -> float:
-        """Stored entries inside the logical shape / (M * K)."""
-        return int(self.mask().sum()) / self.size if self.size else 0.0
 
     @property
     def nbytes(self) -> int:

@@ -21,7 +21,7 @@ from ..errors import DTypeError, FormatError, ShapeError, SparsenetError
 from ..kernels import int8 as _i8
 from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat
-from .bsr import BSR, _check_blocksize, _grid
+from .bsr import BSR, BlockPattern, _check_blocksize, _grid
 from .bsr import _validate as _validate_bsr
 from .csr import CSR, _check_shape
 from .csr import _validate as _validate_csr
@@ -257,7 +257,7 @@ class QCSR(QuantizedFormat):
         return out
 
 
-class QBSR(QuantizedFormat):
+class QBSR(BlockPattern, QuantizedFormat):
     """BSR with int8 blocks and per-row scales (one per row of the matrix, not per block row).
 
     >>> b = BSR.from_dense(np.kron(np.eye(2), np.ones((2, 2))).astype(np.float32), blocksize=(2, 2))
@@ -311,30 +311,6 @@ class QBSR(QuantizedFormat):
         blocks[np.repeat(np.arange(mb), np.diff(self.indptr)), self.indices] = self.data
         q = blocks.transpose(0, 2, 1, 3).reshape(mb * r, nbc * c)[: self.shape[0], : self.shape[1]]
         return q * self.scales[:, None]
-
-    def block_mask(self) -> np.ndarray:
-        """Boolean [ceil(M/R), ceil(K/C)] array, True where a block is stored."""
-        out = np.zeros(_grid(self.shape, self.blocksize), dtype=bool)
-        out[np.repeat(np.arange(out.shape[0]), np.diff(self.indptr)), self.indices] = True
-        return out
-
-    def mask(self) -> np.ndarray:
-        """Boolean [M, K] array, True inside stored blocks (within the logical shape)."""
-        r, c = self.blocksize
-        return np.kron(self.block_mask(), np.ones((r, c), dtype=bool)).astype(bool)[: self.shape[0], : self.shape[1]]
-
-    @property
-    def nblocks(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def nnz(self) -> int:
-        """Stored values: nblocks * R * C (overhanging edge entries included), as for BSR."""
-        return int(self.data.size)
-
-    @property
-    def density(self) -> float:
-        return int(self.mask().sum()) / self.size if self.size else 0.0
 
     def with_data(self, data) -> "QBSR":
         return QBSR(self._new_data(data), self.indices, self.indptr, self.scales, self.shape, check=False)
