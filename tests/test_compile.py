@@ -446,18 +446,18 @@ def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower(monkeypatc
     assert [record[n]["format"] for n in ("0", "2")] == ["dense", "dense"]
     assert all(l.weight.format_name == "dense" for l in model.layers if hasattr(l, "weight"))
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
-    # a plan within the noise band does not displace the per-layer choice
+    # a sparse plan as fast as dense (within the 3 % noise band) wins: it holds fewer bytes
     model2 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
     apply_masks(model2, {"0": pattern0, "2": pattern2})
-    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1e-3 if any(
-        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1.2e-3)
+    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.02e-3 if any(
+        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
     compile_model(model2, batch_size=5, input_shape=(32,))
-    assert model2.meta["compile"]["plan"] == "chosen" and model2[0].weight.format_name == "csr"
-    # a sparse plan only 2 % faster than all-dense does not replace it
+    assert model2.meta["compile"]["plan"] in {"chosen", "sparse"} and model2[0].weight.format_name == "csr"
+    # a sparse plan 10 % slower than all-dense is out, however small
     model3 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
     apply_masks(model3, {"0": pattern0, "2": pattern2})
-    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1e-3 if any(
-        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1.02e-3)
+    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.1e-3 if any(
+        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
     compile_model(model3, batch_size=5, input_shape=(32,))
     assert model3.meta["compile"]["plan"] == "dense" and model3[0].weight.format_name == "dense"
 
