@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import warnings
 
@@ -28,32 +27,11 @@ import numpy as np
 from .errors import DataError, DTypeError, ShapeError
 from .io import load_model
 from .io.atomic import atomic_writer
-from .nn.module import no_grad
+from .train import run_batches
 
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads", "add_predict_parser", "cmd_predict"]
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
-# Numba's workqueue threading layer aborts the process when two threads launch parallel kernels at
-# once; under it forward passes take this lock (omp and tbb are thread-safe: no lock).
-_WORKQUEUE_LOCK = threading.Lock()
-
-
-def _needs_lock() -> bool:
-    import numba
-
-    try:
-        return numba.threading_layer() == "workqueue"
-    except ValueError:  # no parallel kernel has run yet: choose the layer now, as the first one would
-        pass
-    try:
-        from numba.np.ufunc.parallel import _launch_threads
-
-        _launch_threads()
-        return numba.threading_layer() == "workqueue"
-    except Exception:  # a Numba without this private hook: stay on the safe side
-        return True
-
-
 def load(path):
     """A model file loaded with every check of `sparsenet.load_model` (in evaluation mode)."""
     return load_model(path)
@@ -92,13 +70,6 @@ def _check_input(model, x) -> tuple[np.ndarray, bool]:
     return cast, single
 
 
-def _forward(model, x):
-    if _needs_lock():
-        with _WORKQUEUE_LOCK:
-            return model.forward(x)
-    return model.forward(x)
-
-
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
     """Outputs of `model` for `x`, in batches of `batch_size`, without storing anything on the layers.
 
@@ -106,8 +77,8 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     axis either); any real numeric dtype, converted to the model's dtype. NaN/inf or values that
     overflow that dtype raise DataError, a wrong shape ShapeError (naming expected and found), a
     complex/object/string dtype DTypeError. Thread-safe for a model in evaluation mode, whatever
-    Numba's threading layer (under "workqueue", which is not thread-safe, forward passes are
-    serialised); a model in training mode is switched to evaluation for the call and back (that
+    Numba's threading layer (under "workqueue", which is not thread-safe, `kernels.launch`
+    serialises kernel launches); a model in training mode is switched to evaluation for the call and back (that
     switch is not thread-safe).
 
     >>> import numpy as np, sparsenet as sn
@@ -117,20 +88,7 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"predict: expected a batch_size >= 1, found {batch_size!r}")
     x, single = _check_input(model, x)
-    training = [m for _, m in model.named_modules() if m.training]
-    if training:
-        model.eval()
-    try:
-        with no_grad():
-            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
-                out = np.asarray(_forward(model, np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
-            else:
-                out = np.concatenate([np.asarray(_forward(model, x[i:i + batch_size]))
-                                      for i in range(0, len(x), int(batch_size))], axis=0)
-    finally:
-        for m in training:
-            m.training = True
-    out = np.ascontiguousarray(out)
+    out = run_batches(model, x, int(batch_size))
     return out[0] if single else out
 
 

@@ -13,7 +13,7 @@ from .losses import SoftmaxCrossEntropy
 from .nn.module import Module, no_grad
 from .optim import Adam, Optimizer
 
-__all__ = ["History", "fit", "evaluate", "predict", "check_features", "check_labels"]
+__all__ = ["History", "fit", "evaluate", "predict", "run_batches", "check_features", "check_labels"]
 
 
 @dataclass
@@ -56,21 +56,23 @@ def check_labels(y, n: int, what: str = "y") -> np.ndarray:
 
 def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
     """Model outputs for `x` in evaluation mode, in batches (the model's mode is restored)."""
-    x = check_features(x)
-    was_training = model.training
+    return run_batches(model, check_features(x), batch_size)
+
+
+def run_batches(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Forward passes over an already validated `x` in batches, in evaluation mode and under
+    `no_grad` (nothing is kept on the layers); modules that were training are switched back after."""
+    training = [m for _, m in model.named_modules() if m.training]
     model.eval()
     try:
         with no_grad():
-            return _predict_batches(model, x, batch_size)
+            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
+                return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
+            outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
+            return np.ascontiguousarray(np.concatenate(outs, axis=0))
     finally:
-        model.train(was_training)
-
-
-def _predict_batches(model, x, batch_size):
-    if len(x) == 0:  # let the model define the output shape
-        return np.ascontiguousarray(model.forward(x))
-    outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
-    return np.ascontiguousarray(np.concatenate(outs, axis=0))
+        for m in training:
+            m.training = True
 
 
 def evaluate(model: Module, x, y, batch_size: int = 256, loss=None) -> dict:
