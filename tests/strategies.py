@@ -25,8 +25,10 @@ __all__ = [
 
 MAX_SIDE = 40
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# 65 and 130 cross the 64-wide batch chunk of the transposed kernels (one and two chunk borders).
-BATCH_SIZES = (0, 1, 2, 7, 65, 130)
+# 65 and 130 cross the 64-wide batch chunk of the transposed kernels (one and two chunk borders);
+# 8, 17, 33, 64 and 88 walk the register tiles of the float32 kernels (64, 32, 16 and 8 columns,
+# then scalar columns).
+BATCH_SIZES = (0, 1, 2, 7, 8, 17, 33, 64, 65, 88, 130)
 # (column-index dtype, row-pointer dtype) pairs the formats produce: uint16 / int32 for narrow
 # matrices, int32 indices past 65 536 columns, int64 pointers past 2**31 - 1 stored values.
 INDEX_DTYPES = (
@@ -45,7 +47,9 @@ batch_sizes = st.sampled_from(BATCH_SIZES)
 sides = st.one_of(st.sampled_from([0, 1]), st.integers(0, MAX_SIDE))
 shapes = st.tuples(sides, sides)
 densities = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
-blocksizes = st.tuples(st.integers(1, 5), st.integers(1, 5))
+# R x 1 blocks with R a multiple of 8 and 4 x 4 blocks take dedicated float32 loops.
+blocksizes = st.one_of(st.tuples(st.integers(1, 5), st.integers(1, 5)),
+                       st.sampled_from([(4, 4), (8, 1), (16, 1), (24, 1)]))
 index_dtypes = st.sampled_from(INDEX_DTYPES)
 seeds = st.integers(0, 2**32 - 1)
 

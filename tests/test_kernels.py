@@ -29,6 +29,12 @@ def _garbage(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+def _ops(fmt_name, op, dtype):
+    """`op`, and its register-tiled float32 twin when there is one and dtype is float32."""
+    f32 = op + "_f32"
+    return (op, f32) if dtype == np.float32 and hasattr(kernels, f"{fmt_name}_{f32}") else (op,)
+
+
 def _run_spmv(fmt_name, data, indices, indptr, w, x):
     """The batch-1 kernels (1-D input and output) on the first column of x."""
     if x.shape[1] == 0:
@@ -36,7 +42,7 @@ def _run_spmv(fmt_name, data, indices, indptr, w, x):
     x1 = np.ascontiguousarray(x[:, 0])
     w64, x64 = w.astype(np.float64), x1.astype(np.float64)
     ref, mag = w64 @ x64, abs(w64) @ abs(x64)
-    for name, kern in _variants(fmt_name, "spmv"):
+    for name, kern in [v for op in _ops(fmt_name, "spmv", w.dtype) for v in _variants(fmt_name, op)]:
         out = _garbage(ref.shape, w.dtype)
         kern(data, indices, indptr, x1, out)
         assert_close(out, ref, mag, w.shape[1], w.dtype, f"{name} (shape {w.shape})")
@@ -54,14 +60,14 @@ def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32)
         "sddmm": (reference.csr_sddmm_ref(indices, indptr, dy64, x64),
                   reference.csr_sddmm_ref(indices, indptr, abs(dy64), abs(x64)), batch),
     }
-    for op in OPS:
-        ref, mag, n = expected[op]
+    for op in [o for base in OPS for o in _ops("csr", base, dtype)]:
+        ref, mag, n = expected[op.removesuffix("_f32")]
         for name, kern in _variants("csr", op):
             out = _garbage(ref.shape, dtype)
             if op == "sddmm":
                 kern(indices, indptr, dy, x, out)
             else:
-                kern(data, indices, indptr, x if op == "spmm" else dy, out)
+                kern(data, indices, indptr, dy if op == "spmm_t" else x, out)
             assert_close(out, ref, mag, n, dtype, f"{name} (shape {case.w.shape}, batch {batch})")
     _run_spmv("csr", data, indices, indptr, case.w, x)
     for before, after in zip(inputs, (data, indices, indptr, x, dy)):
@@ -84,14 +90,14 @@ def _run_bsr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32,
         "sddmm": (reference.bsr_sddmm_ref(indices, indptr, dy64, x64, case.blocksize),
                   reference.bsr_sddmm_ref(indices, indptr, abs(dy64), abs(x64), case.blocksize), batch),
     }
-    for op in OPS:
-        ref, mag, n = expected[op]
+    for op in [o for base in OPS for o in _ops("bsr", base, dtype)]:
+        ref, mag, n = expected[op.removesuffix("_f32")]
         for name, kern in _variants("bsr", op):
             out = _garbage(ref.shape, dtype)
             if op == "sddmm":
                 kern(indices, indptr, dy, x, out)
             else:
-                kern(data, indices, indptr, x if op == "spmm" else dy, out)
+                kern(data, indices, indptr, dy if op == "spmm_t" else x, out)
             what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
             assert_close(out, ref, mag, n, dtype, what)
     _run_spmv("bsr", data, indices, indptr, case.w, x)
@@ -151,20 +157,29 @@ def test_kernels_edge_shapes_every_batch(shape, density, dtype):
 
 
 @pytest.mark.nojit
-@pytest.mark.parametrize("batch", [0, 1, 3])
-def test_kernels_tiny_nojit(batch):
-    """Tiny case, also run with NUMBA_DISABLE_JIT=1 (kernels as plain Python)."""
-    w = np.array([[0, 1.5, 0, -2], [0, 0, 0, 0], [3, 0, 0.5, 0]], dtype=np.float64)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("batch", [0, 1, 3, 17, 65])
+def test_kernels_tiny_nojit(batch, dtype):
+    """Tiny cases, also run with NUMBA_DISABLE_JIT=1 (kernels as plain Python). In float32 the
+    batches walk every register tile (64, 16, 8 wide, then scalar columns); the 16 x 5 matrix in
+    8 x 1 blocks takes the batch-1 column-block loop."""
+    w = np.array([[0, 1.5, 0, -2], [0, 0, 0, 0], [3, 0, 0.5, 0]], dtype=dtype)
     rng = np.random.default_rng(batch)
-    x, dy = rng.standard_normal((4, batch)), rng.standard_normal((3, batch))
+    x, dy = rng.standard_normal((4, batch)).astype(dtype), rng.standard_normal((3, batch)).astype(dtype)
     _run_csr_kernels(SparseCase(w, w != 0), x, dy)
     _run_bsr_kernels(BlockCase(w, np.array([[True, True], [True, False]]), (2, 3)), x, dy,
                      dirty_overhang=True)
+    tall = rng.standard_normal((16, 5)).astype(dtype)
+    block_mask = np.array([[True, False, True, True, False], [False, True, True, False, True]])
+    tall *= np.repeat(block_mask, 8, axis=0)
+    x, dy = rng.standard_normal((5, batch)).astype(dtype), rng.standard_normal((16, batch)).astype(dtype)
+    _run_bsr_kernels(BlockCase(tall, block_mask, (8, 1)), x, dy)
 
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------
 
-KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for op in OPS + ("spmv",)]
+KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for base in OPS + ("spmv",)
+                for op in _ops(f, base, np.float32)]
 
 
 def _spy_on_kernels(mp):
@@ -216,7 +231,9 @@ def test_parallel_threshold_is_nnz_times_batch(fmt_name):
             x, dy = np.ones((5, batch), np.float32), np.ones((2, batch), np.float32)
             fmt @ x, fmt.tmatmul(dy), fmt.sampled_grad(dy, x)
             suffix = "" if parallel else "_serial"
-            assert calls == [f"{fmt_name}_{op}{suffix}" for op in OPS], (batch, calls)
+            # a float32 weight takes the register-tiled twin of the forward product
+            ops = ("spmm_f32",) + OPS[1:]
+            assert calls == [f"{fmt_name}_{op}{suffix}" for op in ops], (batch, calls)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -47,8 +47,11 @@ class CompressedFormat(WeightFormat):
     indptr: np.ndarray
 
     def _kernel(self, op: str, batch: int):
-        """The kernel for `op`, parallel when nnz * batch is large enough (looked up at call time)."""
+        """The kernel for `op`, parallel when nnz * batch is large enough (looked up at call time).
+        A float32 weight uses the register-tiled ``<format>_<op>_f32`` kernel where one exists."""
         name = f"{self.format_name}_{op}"
+        if self.dtype == np.float32 and hasattr(kernels, name + "_f32"):
+            name += "_f32"
         parallel = self.nnz * max(batch, 1) >= kernels.PARALLEL_MIN_WORK
         return getattr(kernels, name if parallel else name + "_serial")
 

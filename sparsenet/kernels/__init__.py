@@ -14,21 +14,21 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from ._jit import PARALLEL_MIN_WORK, launch  # noqa: E402
 from .bsr import (  # noqa: E402
-    bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_serial, bsr_spmm_t, bsr_spmm_t_serial, bsr_spmv,
-    bsr_spmv_serial,
+    bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_f32, bsr_spmm_f32_serial, bsr_spmm_serial, bsr_spmm_t,
+    bsr_spmm_t_serial, bsr_spmv, bsr_spmv_f32, bsr_spmv_f32_serial, bsr_spmv_serial,
 )
 from .int8 import (  # noqa: E402
     bsr_i8_spmm, bsr_i8_spmm_serial, csr_i8_spmm, csr_i8_spmm_serial, dense_i8_spmm, dense_i8_spmm_serial,
 )
 from .csr import (  # noqa: E402
-    csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_serial, csr_spmm_t, csr_spmm_t_serial, csr_spmv,
+    csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_f32, csr_spmm_f32_serial, csr_spmm_serial, csr_spmm_t, csr_spmm_t_serial, csr_spmv,
     csr_spmv_serial,
 )
 
 __all__ = [
     "PARALLEL_MIN_WORK", "launch",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
-    "csr_spmm", "csr_spmm_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
-    "bsr_spmm", "bsr_spmm_serial",
+    "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
+    "bsr_spmm", "bsr_spmm_serial", "bsr_spmv_f32", "bsr_spmv_f32_serial", "bsr_spmm_f32", "bsr_spmm_f32_serial",
     "dense_i8_spmm", "dense_i8_spmm_serial", "csr_i8_spmm", "csr_i8_spmm_serial", "bsr_i8_spmm", "bsr_i8_spmm_serial", "bsr_spmm_t", "bsr_spmm_t_serial", "bsr_sddmm", "bsr_sddmm_serial",
 ]

@@ -11,14 +11,15 @@ import types
 
 import numba
 
-__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK"]
+__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
 # synchronisation cost more than they save on small layers, and a parallel kernel stalls badly when
 # another process holds a core. Tunable with SPARSENET_PARALLEL_MIN_WORK.
 PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 20))
 
-_OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
+# Options of every kernel (kernels only ever see validated inputs).
+OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
 
 
 def _renamed(fn, suffix):
@@ -32,8 +33,8 @@ def _renamed(fn, suffix):
 
 def serial_and_parallel(fn):
     """Return (serial, parallel) Numba dispatchers compiled from `fn` (which uses numba.prange)."""
-    serial = numba.njit(**_OPTIONS)(_renamed(fn, "_serial"))
-    parallel = numba.njit(parallel=True, **_OPTIONS)(_renamed(fn, "_parallel"))
+    serial = numba.njit(**OPTIONS)(_renamed(fn, "_serial"))
+    parallel = numba.njit(parallel=True, **OPTIONS)(_renamed(fn, "_parallel"))
     return serial, parallel
 
 

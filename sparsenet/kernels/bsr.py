@@ -7,14 +7,18 @@ Activations are feature-major ([K, B], batch contiguous); callers allocate outpu
 been validated (`sparsenet.formats.BSR.check`): these kernels do not bounds-check.
 """
 
+import numba
 import numpy as np
 from numba import prange
 
-from ._jit import serial_and_parallel
+from ._bsr_tiles import bsr_column_blocks_f32, bsr_rows_f32
+from ._jit import OPTIONS, serial_and_parallel
 
 __all__ = [
     "bsr_spmv", "bsr_spmv_serial",
+    "bsr_spmv_f32", "bsr_spmv_f32_serial",
     "bsr_spmm", "bsr_spmm_serial",
+    "bsr_spmm_f32", "bsr_spmm_f32_serial",
     "bsr_spmm_t", "bsr_spmm_t_serial",
     "bsr_sddmm", "bsr_sddmm_serial",
 ]
@@ -23,26 +27,32 @@ _T_CHUNK = 64
 _TILE = 64
 
 
-def _bsr_spmv(data, indices, indptr, x, out):
-    """out[M] = W @ x[K] (batch 1). Parallel over block rows; one loaded x value serves the R rows
-    of a block (for R x 1 blocks the R products are one vector operation)."""
+@numba.njit(**OPTIONS)
+def _block_row_spmv(data, indices, indptr, x, out, bi):
+    """out[rows of block row bi] = its blocks times x (batch 1, any block shape)."""
     m = out.shape[0]
     k_total = x.shape[0]
     r = data.shape[1]
     c = data.shape[2]
+    r0 = bi * r
+    nr = min(r, m - r0)
+    for rr in range(nr):
+        out[r0 + rr] = 0
+    for jj in range(np.uintp(indptr[bi]), np.uintp(indptr[bi + 1])):
+        c0 = np.intp(indices[jj]) * c
+        nc = min(c, k_total - c0)
+        for cc in range(nc):
+            xv = x[c0 + cc]
+            for rr in range(nr):
+                out[r0 + rr] += data[jj, rr, cc] * xv
+
+
+def _bsr_spmv(data, indices, indptr, x, out):
+    """out[M] = W @ x[K] (batch 1). Parallel over block rows; one loaded x value serves the R rows
+    of a block (for R x 1 blocks the R products are one vector operation)."""
     mb = indptr.shape[0] - 1
     for bi in prange(mb):
-        r0 = bi * r
-        nr = min(r, m - r0)
-        for rr in range(nr):
-            out[r0 + rr] = 0
-        for jj in range(np.uintp(indptr[bi]), np.uintp(indptr[bi + 1])):
-            c0 = np.intp(indices[jj]) * c
-            nc = min(c, k_total - c0)
-            for cc in range(nc):
-                xv = x[c0 + cc]
-                for rr in range(nr):
-                    out[r0 + rr] += data[jj, rr, cc] * xv
+        _block_row_spmv(data, indices, indptr, x, out, bi)
 
 
 def _bsr_spmm(data, indices, indptr, x, out):
@@ -80,6 +90,34 @@ def _bsr_spmm(data, indices, indptr, x, out):
                         orow = out[r0 + rr]
                         for b in range(b0, b1):
                             orow[b] += w * xrow[b]
+
+
+def _bsr_spmv_f32(data, indices, indptr, x, out):
+    """out[M] = W @ x[K] for float32: blocks of R x 1 with R a multiple of 8 update 8 rows per
+    vector (`_bsr_tiles`); other block shapes, and a partial last block row, take `bsr_spmv`'s
+    loops. Parallel over block rows."""
+    m = out.shape[0]
+    k_total = x.shape[0]
+    r = data.shape[1]
+    c = data.shape[2]
+    mb = indptr.shape[0] - 1
+    columns = c == 1 and r % 8 == 0
+    data2 = data.reshape(data.shape[0], r * c)
+    x2 = x.reshape(1, k_total)
+    out2 = out.reshape(1, m)
+    for bi in prange(mb):
+        if columns and min(r, m - bi * r) == r:
+            bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
+        else:
+            _block_row_spmv(data, indices, indptr, x, out, bi)
+
+
+def _bsr_spmm_f32(data, indices, indptr, x, out):
+    """out[M, B] = W @ x[K, B] for float32 x and out: 4 rows x 16 batch columns of sums in
+    registers, each loaded row of x serving the 4 rows (`_bsr_tiles`). Parallel over block rows."""
+    mb = indptr.shape[0] - 1
+    for bi in prange(mb):
+        bsr_rows_f32(data, indices, indptr, x, out, bi)
 
 
 def _bsr_spmm_t(data, indices, indptr, dy, out):
@@ -133,5 +171,7 @@ def _bsr_sddmm(indices, indptr, dy, x, out):
 
 bsr_spmv_serial, bsr_spmv = serial_and_parallel(_bsr_spmv)
 bsr_spmm_serial, bsr_spmm = serial_and_parallel(_bsr_spmm)
+bsr_spmv_f32_serial, bsr_spmv_f32 = serial_and_parallel(_bsr_spmv_f32)
+bsr_spmm_f32_serial, bsr_spmm_f32 = serial_and_parallel(_bsr_spmm_f32)
 bsr_spmm_t_serial, bsr_spmm_t = serial_and_parallel(_bsr_spmm_t)
 bsr_sddmm_serial, bsr_sddmm = serial_and_parallel(_bsr_sddmm)

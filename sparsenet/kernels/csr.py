@@ -12,11 +12,13 @@ product) and ``csr_<op>_serial`` (same code, one thread) for small problems.
 import numpy as np
 from numba import prange
 
+from ._csr_tiles import ROW_CHUNK, csr_rows_f32
 from ._jit import serial_and_parallel
 
 __all__ = [
     "csr_spmv", "csr_spmv_serial",
     "csr_spmm", "csr_spmm_serial",
+    "csr_spmm_f32", "csr_spmm_f32_serial",
     "csr_spmm_t", "csr_spmm_t_serial",
     "csr_sddmm", "csr_sddmm_serial",
 ]
@@ -73,6 +75,19 @@ def _csr_spmm(data, indices, indptr, x, out):
                     orow[b] += w * xrow[b]
 
 
+def _csr_spmm_f32(data, indices, indptr, x, out):
+    """out[M, B] = W @ x[K, B] for float32 x and out (data float32): as `csr_spmm`, with each row's
+    partial sums in registers and x swept in L2-sized panels (see `_csr_tiles`). Parallel over
+    chunks of 64 rows."""
+    m = out.shape[0]
+    nchunks = (m + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nchunks):
+        r0 = c * ROW_CHUNK
+        r1 = min(m, r0 + ROW_CHUNK)
+        cur = np.empty(r1 - r0, np.uintp)
+        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur)
+
+
 def _csr_spmm_t(data, indices, indptr, dy, out):
     """out[K, B] = W.T @ dy[M, B].
 
@@ -113,5 +128,6 @@ def _csr_sddmm(indices, indptr, dy, x, out):
 
 csr_spmv_serial, csr_spmv = serial_and_parallel(_csr_spmv)
 csr_spmm_serial, csr_spmm = serial_and_parallel(_csr_spmm)
+csr_spmm_f32_serial, csr_spmm_f32 = serial_and_parallel(_csr_spmm_f32)
 csr_spmm_t_serial, csr_spmm_t = serial_and_parallel(_csr_spmm_t)
 csr_sddmm_serial, csr_sddmm = serial_and_parallel(_csr_sddmm)

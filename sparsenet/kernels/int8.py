@@ -14,6 +14,8 @@ checks. Each kernel exists as ``<format>_i8_spmm`` (parallel over rows or block 
 import numpy as np
 from numba import prange
 
+from ._bsr_tiles import bsr_column_blocks_f32, bsr_rows_f32
+from ._csr_tiles import ROW_CHUNK, csr_rows_f32
 from ._jit import serial_and_parallel
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
 
@@ -69,39 +71,29 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
     """out[M, B] = diag(scales) @ Q @ x with Q in CSR.
 
     data: [nnz] int8, indices: [nnz] (column of each value), indptr: [M + 1], scales: [M] float32,
-    x: [K, B] float32, out: [M, B] float32. O(nnz * B); parallel over rows. As in csr_spmv /
-    csr_spmm: unsigned indices, batch tiles of 64, and a never-taken `break` so that LLVM vectorises
-    the batch loop rather than the loop over nonzeros (PERF-NOTES, tricks 1, 4 and 5).
+    x: [K, B] float32, out: [M, B] float32. O(nnz * B). Batch 1: parallel over rows, one gathered
+    x value per entry. Larger batches: the register-tiled loops of `csr_spmm_f32` (`_csr_tiles`),
+    parallel over chunks of 64 rows, each int8 value converted once per batch tile.
     """
     m = out.shape[0]
-    nb = np.uintp(out.shape[1])
-    tile = np.uintp(_TILE)
-    k_total = np.uintp(x.shape[0])
-    for i in prange(m):
-        start = np.uintp(indptr[i])
-        end = np.uintp(indptr[i + 1])
-        s = scales[i]
-        orow = out[i]
-        if nb == 1:
+    nb = out.shape[1]
+    if nb == 1:
+        for i in prange(m):
             acc = np.float32(0.0)
-            for jj in range(start, end):
+            for jj in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
                 acc += np.float32(data[jj]) * x[np.uintp(indices[jj]), 0]
-            orow[0] = acc * s
-            continue
-        for b0 in range(np.uintp(0), nb, tile):
-            b1 = min(nb, b0 + tile)
-            for b in range(b0, b1):
-                orow[b] = 0
-            for jj in range(start, end):
-                k = np.uintp(indices[jj])
-                if k >= k_total:  # never taken: indices are validated
-                    break
-                w = np.float32(data[jj])
-                xrow = x[k]
-                for b in range(b0, b1):
-                    orow[b] += w * xrow[b]
-            for b in range(b0, b1):
-                orow[b] *= s
+            out[i, 0] = acc * scales[i]
+        return
+    nchunks = (m + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nchunks):
+        r0 = c * ROW_CHUNK
+        r1 = min(m, r0 + ROW_CHUNK)
+        cur = np.empty(r1 - r0, np.uintp)
+        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur)
+        for i in range(r0, r1):
+            s = scales[i]
+            for b in range(nb):
+                out[i, b] *= s
 
 
 def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
@@ -110,56 +102,40 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
     data: [nblocks, R, C] int8, indices: [nblocks] block columns, indptr: [ceil(M/R) + 1],
     scales: [M] float32 (per row, not per block row), x: [K, B] float32, out: [M, B] float32.
     Entries of edge blocks beyond the logical shape are never read. O(nblocks * R * C * B);
-    parallel over block rows; one loaded row of x serves the R rows of a block.
+    parallel over block rows, with the register-tiled loops of the float32 BSR kernels
+    (`_bsr_tiles`; batch 1 with R x 1 blocks, R a multiple of 8: 8 rows per vector).
     """
     m = out.shape[0]
     k_total = x.shape[0]
-    nb = np.uintp(out.shape[1])
-    tile = np.uintp(_TILE)
+    nb = out.shape[1]
     r = data.shape[1]
     c = data.shape[2]
     mb = indptr.shape[0] - 1
+    columns = nb == 1 and c == 1 and r % 8 == 0
+    data2 = data.reshape(data.shape[0], r * c)
+    x2 = x.reshape(1, k_total * nb)
+    out2 = out.reshape(1, m * nb)
     for bi in prange(mb):
         r0 = bi * r
         nr = min(r, m - r0)
-        start = np.uintp(indptr[bi])
-        end = np.uintp(indptr[bi + 1])
-        if nb == 1:  # batch 1: one loaded x value serves the R rows of a block
+        if nb != 1:
+            bsr_rows_f32(data, indices, indptr, x, out, bi)
+        elif columns and nr == r:
+            bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
+        else:  # batch 1, other block shapes: one loaded x value serves the R rows of a block
             for rr in range(nr):
                 out[r0 + rr, 0] = 0
-            for jj in range(start, end):
+            for jj in range(np.uintp(indptr[bi]), np.uintp(indptr[bi + 1])):
                 c0 = np.intp(indices[jj]) * c
                 nc = min(c, k_total - c0)
                 for cc in range(nc):
                     xv = x[c0 + cc, 0]
                     for rr in range(nr):
                         out[r0 + rr, 0] += np.float32(data[jj, rr, cc]) * xv
-            for rr in range(nr):
-                out[r0 + rr, 0] *= scales[r0 + rr]
-            continue
-        for b0 in range(np.uintp(0), nb, tile):
-            b1 = min(nb, b0 + tile)
-            for rr in range(nr):
-                orow = out[r0 + rr]
-                for b in range(b0, b1):
-                    orow[b] = 0
-            for jj in range(start, end):
-                c0 = np.intp(indices[jj]) * c
-                if c0 >= k_total:  # never taken: indices are validated
-                    break
-                nc = min(c, k_total - c0)
-                for cc in range(nc):
-                    xrow = x[c0 + cc]
-                    for rr in range(nr):
-                        w = np.float32(data[jj, rr, cc])
-                        orow = out[r0 + rr]
-                        for b in range(b0, b1):
-                            orow[b] += w * xrow[b]
-            for rr in range(nr):
-                s = scales[r0 + rr]
-                orow = out[r0 + rr]
-                for b in range(b0, b1):
-                    orow[b] *= s
+        for rr in range(nr):
+            s = scales[r0 + rr]
+            for b in range(nb):
+                out[r0 + rr, b] *= s
 
 
 dense_i8_spmm_serial, dense_i8_spmm = serial_and_parallel(_dense_i8_spmm)

@@ -1,0 +1,158 @@
+"""Register-tiled float32 BSR products: the inner loops of `bsr_spmm_f32`, `bsr_spmv_f32` and the
+int8 BSR kernel.
+
+Batches: for 4 rows of a block row and 16 batch columns, eight sums stay in AVX registers while the
+row's blocks are applied; each loaded row of x (two vectors) serves the 4 rows, so the kernel is
+bound by multiply-adds rather than by loads (PERF-NOTES, trick 4). Rows left over (block rows not a
+multiple of 4, or the partial last block row) take a one-row loop, the last batch columns (fewer
+than 16) 8-wide and then scalar loops.
+
+Batch 1, blocks of R x 1 with R a multiple of 8: the R values of a block are contiguous, so one x
+value times one loaded vector of weights updates 8 rows (16 x 1 blocks keep two sums).
+
+Helpers assume validated inputs, float32 `x` and `out` (C-contiguous), and data of float32 or int8.
+Entries of edge blocks beyond the logical shape are never read: `nc` clips the block's columns and
+the callers clip its rows.
+"""
+
+import numba
+import numpy as np
+
+from ._jit import OPTIONS
+from ._simd import vfma, vload, vstore, vzero
+
+__all__ = ["bsr_rows_f32", "bsr_column_blocks_f32"]
+
+
+@numba.njit(**OPTIONS)
+def _rows4x16(data, indices, x, out, start, end, r0, rr, b0, c, k_total):
+    """out[r0+rr : r0+rr+4, b0:b0+16] = the block row's blocks (rows rr..rr+3 of each) times x."""
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    if c == 1:  # R x 1 blocks: no loop over the block's columns (its overhead was measured ~2x)
+        for jj in range(start, end):
+            k = np.uintp(indices[jj])
+            x0 = vload(x, k, b0)
+            x1 = vload(x, k, b0 + 8)
+            w = data[jj, rr, 0]
+            a0 = vfma(a0, w, x0)
+            a1 = vfma(a1, w, x1)
+            w = data[jj, rr + 1, 0]
+            a2 = vfma(a2, w, x0)
+            a3 = vfma(a3, w, x1)
+            w = data[jj, rr + 2, 0]
+            a4 = vfma(a4, w, x0)
+            a5 = vfma(a5, w, x1)
+            w = data[jj, rr + 3, 0]
+            a6 = vfma(a6, w, x0)
+            a7 = vfma(a7, w, x1)
+    else:
+        for jj in range(start, end):
+            c0 = np.uintp(indices[jj]) * c
+            nc = min(c, k_total - c0)
+            for cc in range(nc):
+                k = c0 + cc
+                x0 = vload(x, k, b0)
+                x1 = vload(x, k, b0 + 8)
+                w = data[jj, rr, cc]
+                a0 = vfma(a0, w, x0)
+                a1 = vfma(a1, w, x1)
+                w = data[jj, rr + 1, cc]
+                a2 = vfma(a2, w, x0)
+                a3 = vfma(a3, w, x1)
+                w = data[jj, rr + 2, cc]
+                a4 = vfma(a4, w, x0)
+                a5 = vfma(a5, w, x1)
+                w = data[jj, rr + 3, cc]
+                a6 = vfma(a6, w, x0)
+                a7 = vfma(a7, w, x1)
+    i = r0 + rr
+    vstore(out, i, b0, a0)
+    vstore(out, i, b0 + 8, a1)
+    vstore(out, i + 1, b0, a2)
+    vstore(out, i + 1, b0 + 8, a3)
+    vstore(out, i + 2, b0, a4)
+    vstore(out, i + 2, b0 + 8, a5)
+    vstore(out, i + 3, b0, a6)
+    vstore(out, i + 3, b0 + 8, a7)
+
+
+@numba.njit(**OPTIONS)
+def _row1x8(data, indices, x, out, start, end, r0, rr, b0, c, k_total):
+    """out[r0+rr, b0:b0+8] = row rr of the block row's blocks times x."""
+    a0 = vzero()
+    for jj in range(start, end):
+        c0 = np.uintp(indices[jj]) * c
+        nc = min(c, k_total - c0)
+        for cc in range(nc):
+            a0 = vfma(a0, data[jj, rr, cc], vload(x, c0 + cc, b0))
+    vstore(out, r0 + rr, b0, a0)
+
+
+@numba.njit(**OPTIONS)
+def bsr_rows_f32(data, indices, indptr, x, out, bi):
+    """out[block row bi] = W[block row bi] @ x for float32 x and out."""
+    m = out.shape[0]
+    nb = out.shape[1]
+    k_total = np.uintp(x.shape[0])
+    r = data.shape[1]
+    c = np.uintp(data.shape[2])
+    r0 = bi * r
+    nr = min(r, m - r0)
+    start = np.uintp(indptr[bi])
+    end = np.uintp(indptr[bi + 1])
+    b0 = 0
+    while nb - b0 >= 16:
+        rr = 0
+        while nr - rr >= 4:
+            _rows4x16(data, indices, x, out, start, end, r0, rr, b0, c, k_total)
+            rr += 4
+        while rr < nr:
+            _row1x8(data, indices, x, out, start, end, r0, rr, b0, c, k_total)
+            _row1x8(data, indices, x, out, start, end, r0, rr, b0 + 8, c, k_total)
+            rr += 1
+        b0 += 16
+    while nb - b0 >= 8:
+        for rr in range(nr):
+            _row1x8(data, indices, x, out, start, end, r0, rr, b0, c, k_total)
+        b0 += 8
+    for rr in range(nr):
+        for b in range(b0, nb):
+            acc = np.float32(0.0)
+            for jj in range(start, end):
+                c0 = np.uintp(indices[jj]) * c
+                nc = min(c, k_total - c0)
+                for cc in range(nc):
+                    acc += np.float32(data[jj, rr, cc]) * x[c0 + cc, b]
+            out[r0 + rr, b] = acc
+
+
+@numba.njit(**OPTIONS)
+def bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r):
+    """Batch 1, full block row bi of R x 1 blocks (R a multiple of 8): out2[0, bi*R : bi*R+R] =
+    blocks times x2[0]. data2 is the blocks viewed as [nblocks, R]; x2 and out2 are [1, K], [1, M]."""
+    start = np.uintp(indptr[bi])
+    end = np.uintp(indptr[bi + 1])
+    r0 = bi * r
+    g = 0
+    while r - g >= 16:
+        a0 = vzero()
+        a1 = vzero()
+        for jj in range(start, end):
+            xv = x2[0, np.uintp(indices[jj])]
+            a0 = vfma(a0, xv, vload(data2, jj, g))
+            a1 = vfma(a1, xv, vload(data2, jj, g + 8))
+        vstore(out2, 0, r0 + g, a0)
+        vstore(out2, 0, r0 + g + 8, a1)
+        g += 16
+    if r - g >= 8:
+        a0 = vzero()
+        for jj in range(start, end):
+            a0 = vfma(a0, x2[0, np.uintp(indices[jj])], vload(data2, jj, g))
+        vstore(out2, 0, r0 + g, a0)

@@ -1,0 +1,154 @@
+"""Eight-lane float32 vectors for kernels whose accumulators must stay in registers.
+
+LLVM keeps a kernel's partial sums in registers only when they are local values: sums written to
+`out[i, b]` are reloaded and stored again for every nonzero (it cannot prove that `out` does not
+alias the input), and a NumPy scratch array is heap memory (PERF-NOTES, trick 4). Numba has no
+vector type and its SLP vectoriser is off, so this module gives kernels one: ``f32x8`` is LLVM's
+``<8 x float>`` (one AVX register), and five intrinsics use it:
+
+- ``vzero()``: eight zeros;
+- ``vload(a, i, j)``: ``a[i, j:j + 8]`` of a C-contiguous 2-D float32 or int8 array, as float32;
+- ``vfma(acc, w, v)``: ``acc + w * v`` for a scalar ``w`` (one fused multiply-add);
+- ``vscale(v, s)``: ``v * s``;
+- ``vstore(a, i, j, v)``: ``a[i, j:j + 8] = v``.
+
+Like every kernel here they do not bounds-check: ``j + 8 <= a.shape[1]`` is the caller's duty.
+With ``NUMBA_DISABLE_JIT=1`` the same names are plain NumPy functions, so kernels still run (slowly)
+as Python and the no-JIT tests cover them.
+"""
+
+import numpy as np
+from numba.core import config
+
+__all__ = ["LANES", "vzero", "vload", "vfma", "vscale", "vstore", "prefetch"]
+
+LANES = 8
+
+if config.DISABLE_JIT:
+
+    def vzero():
+        return np.zeros(LANES, np.float32)
+
+    def vload(a, i, j):
+        return a[i, j:j + LANES].astype(np.float32)
+
+    def vfma(acc, w, v):
+        return acc + np.float32(w) * v
+
+    def vscale(v, s):
+        return v * np.float32(s)
+
+    def vstore(a, i, j, v):
+        a[i, j:j + LANES] = v
+
+    def prefetch(a, i, j):
+        pass
+
+else:
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic, models, register_model
+
+    _VEC = ir.VectorType(ir.FloatType(), LANES)
+
+    class F32x8(types.Type):
+        """LLVM <8 x float>: only the intrinsics of this module create or consume it."""
+
+        def __init__(self):
+            super().__init__(name="f32x8")
+
+    f32x8 = F32x8()
+
+    @register_model(F32x8)
+    class _F32x8Model(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, _VEC)
+
+    _LANE_TYPES = {types.float32: ir.FloatType(), types.int8: ir.IntType(8)}
+
+    def _is_rows(a, dtypes=(types.float32,)):
+        return isinstance(a, types.Array) and a.dtype in dtypes and a.ndim == 2 and a.layout == "C"
+
+    def _pointer(context, builder, aryty, ary, i, j, lane=_VEC):
+        arr = context.make_array(aryty)(context, builder, ary)
+        ptr = cgutils.get_item_pointer2(context, builder, data=arr.data,
+                                        shape=cgutils.unpack_tuple(builder, arr.shape),
+                                        strides=cgutils.unpack_tuple(builder, arr.strides),
+                                        layout=aryty.layout, inds=[i, j], wraparound=False)
+        return builder.bitcast(ptr, lane.as_pointer())
+
+    def _splat(builder, w):
+        undef = ir.Constant(_VEC, ir.Undefined)
+        one = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                              [0] * LANES))
+
+    def _as_f32(context, builder, ty, value):
+        return context.cast(builder, value, ty, types.float32)
+
+    @intrinsic
+    def vzero(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(_VEC, None)
+        return f32x8(), codegen
+
+    @intrinsic
+    def vload(typingctx, a, i, j):
+        if not _is_rows(a, (types.float32, types.int8)):
+            return None
+        lane = ir.VectorType(_LANE_TYPES[a.dtype], LANES)
+
+        def codegen(context, builder, sig, args):
+            ptr = _pointer(context, builder, sig.args[0], args[0], args[1], args[2], lane)
+            v = builder.load(ptr, align=4 if lane == _VEC else 1)
+            return v if lane == _VEC else builder.sitofp(v, _VEC)
+        return f32x8(a, types.intp, types.intp), codegen
+
+    @intrinsic
+    def vstore(typingctx, a, i, j, v):
+        if not (_is_rows(a) and a.mutable and v == f32x8):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = _pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+            builder.store(args[3], ptr, align=4)
+            return context.get_dummy_value()
+        return types.none(a, types.intp, types.intp, f32x8), codegen
+
+    @intrinsic
+    def vfma(typingctx, acc, w, v):
+        if not (acc == f32x8 and v == f32x8 and isinstance(w, (types.Float, types.Integer))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ws = _splat(builder, _as_f32(context, builder, sig.args[1], args[1]))
+            fnty = ir.FunctionType(_VEC, [_VEC, _VEC, _VEC])
+            fma = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v8f32")
+            return builder.call(fma, [ws, args[2], args[0]])
+        return f32x8(f32x8, w, f32x8), codegen
+
+    @intrinsic
+    def vscale(typingctx, v, s):
+        if not (v == f32x8 and isinstance(s, (types.Float, types.Integer))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ss = _splat(builder, _as_f32(context, builder, sig.args[1], args[1]))
+            return builder.fmul(args[0], ss)
+        return f32x8(f32x8, s), codegen
+
+    @intrinsic
+    def prefetch(typingctx, a, i, j):
+        """Hint that the cache line holding a[i, j] will be read soon (never faults)."""
+        if not _is_rows(a):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = _pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.none(a, types.intp, types.intp), codegen
