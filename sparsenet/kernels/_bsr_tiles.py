@@ -25,53 +25,47 @@ __all__ = ["bsr_rows_f32", "bsr_column_blocks_f32"]
 
 
 @numba.njit(**OPTIONS)
+def _column4x16(data, jj, rr, cc, x, k, b0, a0, a1, a2, a3, a4, a5, a6, a7):
+    """Adds column cc of block jj (rows rr..rr+3) times x[k, b0:b0+16] to the eight sums."""
+    x0 = vload(x, k, b0)
+    x1 = vload(x, k, b0 + 8)
+    w = data[jj, rr, cc]
+    a0 = vfma(a0, w, x0)
+    a1 = vfma(a1, w, x1)
+    w = data[jj, rr + 1, cc]
+    a2 = vfma(a2, w, x0)
+    a3 = vfma(a3, w, x1)
+    w = data[jj, rr + 2, cc]
+    a4 = vfma(a4, w, x0)
+    a5 = vfma(a5, w, x1)
+    w = data[jj, rr + 3, cc]
+    a6 = vfma(a6, w, x0)
+    a7 = vfma(a7, w, x1)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@numba.njit(**OPTIONS)
 def _rows4x16(data, indices, x, out, start, end, r0, rr, b0, c, k_total):
-    """out[r0+rr : r0+rr+4, b0:b0+16] = the block row's blocks (rows rr..rr+3 of each) times x."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
-    if c == 1:  # R x 1 blocks: no loop over the block's columns (its overhead was measured ~2x)
+    """out[r0+rr : r0+rr+4, b0:b0+16] = the block row's blocks (rows rr..rr+3 of each) times x.
+
+    R x 1 and 4-column blocks have loops without the per-block loop over columns (its set-up cost
+    about as much as the multiply-adds of a 16 x 1 block)."""
+    acc = (vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero(), vzero())
+    if c == 1:
         for jj in range(start, end):
-            k = np.uintp(indices[jj])
-            x0 = vload(x, k, b0)
-            x1 = vload(x, k, b0 + 8)
-            w = data[jj, rr, 0]
-            a0 = vfma(a0, w, x0)
-            a1 = vfma(a1, w, x1)
-            w = data[jj, rr + 1, 0]
-            a2 = vfma(a2, w, x0)
-            a3 = vfma(a3, w, x1)
-            w = data[jj, rr + 2, 0]
-            a4 = vfma(a4, w, x0)
-            a5 = vfma(a5, w, x1)
-            w = data[jj, rr + 3, 0]
-            a6 = vfma(a6, w, x0)
-            a7 = vfma(a7, w, x1)
+            acc = _column4x16(data, jj, rr, 0, x, np.uintp(indices[jj]), b0, *acc)
     else:
         for jj in range(start, end):
             c0 = np.uintp(indices[jj]) * c
-            nc = min(c, k_total - c0)
-            for cc in range(nc):
-                k = c0 + cc
-                x0 = vload(x, k, b0)
-                x1 = vload(x, k, b0 + 8)
-                w = data[jj, rr, cc]
-                a0 = vfma(a0, w, x0)
-                a1 = vfma(a1, w, x1)
-                w = data[jj, rr + 1, cc]
-                a2 = vfma(a2, w, x0)
-                a3 = vfma(a3, w, x1)
-                w = data[jj, rr + 2, cc]
-                a4 = vfma(a4, w, x0)
-                a5 = vfma(a5, w, x1)
-                w = data[jj, rr + 3, cc]
-                a6 = vfma(a6, w, x0)
-                a7 = vfma(a7, w, x1)
+            if c == 4 and c0 + 4 <= k_total:
+                acc = _column4x16(data, jj, rr, 0, x, c0, b0, *acc)
+                acc = _column4x16(data, jj, rr, 1, x, c0 + 1, b0, *acc)
+                acc = _column4x16(data, jj, rr, 2, x, c0 + 2, b0, *acc)
+                acc = _column4x16(data, jj, rr, 3, x, c0 + 3, b0, *acc)
+            else:
+                for cc in range(min(c, k_total - c0)):
+                    acc = _column4x16(data, jj, rr, cc, x, c0 + cc, b0, *acc)
+    a0, a1, a2, a3, a4, a5, a6, a7 = acc
     i = r0 + rr
     vstore(out, i, b0, a0)
     vstore(out, i, b0 + 8, a1)

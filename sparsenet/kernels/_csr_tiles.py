@@ -22,8 +22,9 @@ __all__ = ["csr_rows_f32", "X_PANEL_BYTES", "ROW_CHUNK"]
 
 # Bytes of x one panel gathers from (kept in the 512 KiB L2 with room for the weights' stream).
 X_PANEL_BYTES = 128 * 1024
-# Rows per parallel task: enough to reuse each x panel many times, few enough to balance 2-4 cores.
-ROW_CHUNK = 64
+# Rows per parallel task: each task streams all of x from L3 once per batch tile, so fewer, larger
+# tasks move less (64 -> 256 rows measured 5-15 % faster at 4096 x 4096, batch 64, 2 threads).
+ROW_CHUNK = 256
 
 _ONE = np.uintp(1)
 

@@ -23,7 +23,11 @@ class ReLU(Module):
         x = as_float(x)
         mask = x > 0
         self._save(_mask=mask)
-        return np.where(mask, x, 0).astype(x.dtype, copy=False)
+        # a ufunc keeps x's memory layout: a Linear returns the transposed view of its feature-major
+        # output, and np.where copied it back to row-major (measured: 1.1 ms per 64 x 4096
+        # activation against 0.13 ms, a quarter of the sparse MLP's time at batch 64). As in
+        # PyTorch, a NaN input stays NaN.
+        return np.maximum(x, x.dtype.type(0))
 
     def backward(self, grad):
         return grad * self._mask
@@ -38,7 +42,8 @@ class LeakyReLU(Module):
         x = as_float(x)
         mask = x > 0
         self._save(_mask=mask)
-        return np.where(mask, x, x * x.dtype.type(self.negative_slope))
+        zero = x.dtype.type(0)  # ufuncs keep x's layout (see ReLU)
+        return np.maximum(x, zero) + x.dtype.type(self.negative_slope) * np.minimum(x, zero)
 
     def backward(self, grad):
         return np.where(self._mask, grad, grad * grad.dtype.type(self.negative_slope))
