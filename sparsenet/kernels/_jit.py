@@ -14,9 +14,13 @@ import numba
 __all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
-# synchronisation cost more than they save on small layers, and a parallel kernel stalls badly when
-# another process holds a core. Tunable with SPARSENET_PARALLEL_MIN_WORK.
-PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 20))
+# synchronisation cost more than they save on small layers. Measured with
+# benchmarks/parallel_threshold.py (2 threads, omp layer): the crossover lies between 15 000 and
+# 50 000 depending on the batch and on whether the pool's threads are awake; from ~100 000 the
+# parallel kernel is 1.6-2.3x ahead (the earlier default, 2**20, left a 4096 x 1024 layer at 90 %
+# serial at batch 1: 133 us instead of 74 us).
+# Tunable with SPARSENET_PARALLEL_MIN_WORK.
+PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 16))
 
 # Options of every kernel (kernels only ever see validated inputs).
 OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
