@@ -4,12 +4,11 @@ LLVM keeps a kernel's partial sums in registers only when they are local values:
 `out[i, b]` are reloaded and stored again for every nonzero (it cannot prove that `out` does not
 alias the input), and a NumPy scratch array is heap memory (PERF-NOTES, trick 4). Numba has no
 vector type and its SLP vectoriser is off, so this module gives kernels one: ``f32x8`` is LLVM's
-``<8 x float>`` (one AVX register), and five intrinsics use it:
+``<8 x float>`` (one AVX register), and four intrinsics use it:
 
 - ``vzero()``: eight zeros;
 - ``vload(a, i, j)``: ``a[i, j:j + 8]`` of a C-contiguous 2-D float32 or int8 array, as float32;
 - ``vfma(acc, w, v)``: ``acc + w * v`` for a scalar ``w`` (one fused multiply-add);
-- ``vscale(v, s)``: ``v * s``;
 - ``vstore(a, i, j, v)``: ``a[i, j:j + 8] = v``.
 
 Like every kernel here they do not bounds-check: ``j + 8 <= a.shape[1]`` is the caller's duty.
@@ -20,7 +19,7 @@ as Python and the no-JIT tests cover them.
 import numpy as np
 from numba.core import config
 
-__all__ = ["LANES", "vzero", "vload", "vfma", "vscale", "vstore", "prefetch"]
+__all__ = ["LANES", "vzero", "vload", "vfma", "vstore"]
 
 LANES = 8
 
@@ -35,14 +34,8 @@ if config.DISABLE_JIT:
     def vfma(acc, w, v):
         return acc + np.float32(w) * v
 
-    def vscale(v, s):
-        return v * np.float32(s)
-
     def vstore(a, i, j, v):
         a[i, j:j + LANES] = v
-
-    def prefetch(a, i, j):
-        pass
 
 else:
     from llvmlite import ir
@@ -126,29 +119,3 @@ else:
             fma = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v8f32")
             return builder.call(fma, [ws, args[2], args[0]])
         return f32x8(f32x8, w, f32x8), codegen
-
-    @intrinsic
-    def vscale(typingctx, v, s):
-        if not (v == f32x8 and isinstance(s, (types.Float, types.Integer))):
-            return None
-
-        def codegen(context, builder, sig, args):
-            ss = _splat(builder, _as_f32(context, builder, sig.args[1], args[1]))
-            return builder.fmul(args[0], ss)
-        return f32x8(f32x8, s), codegen
-
-    @intrinsic
-    def prefetch(typingctx, a, i, j):
-        """Hint that the cache line holding a[i, j] will be read soon (never faults)."""
-        if not _is_rows(a):
-            return None
-
-        def codegen(context, builder, sig, args):
-            ptr = _pointer(context, builder, sig.args[0], args[0], args[1], args[2])
-            i8p = ir.IntType(8).as_pointer()
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-        return types.none(a, types.intp, types.intp), codegen
