@@ -4,9 +4,11 @@ For a chunk of rows and a tile of batch columns, the partial sums of one row sta
 (`_simd`) while every stored entry of the row multiplies a gathered row of x (PERF-NOTES, trick 4):
 one fused multiply-add per loaded vector. x is swept in panels of columns of W (rows of x) so that
 the slice of x a panel gathers from (about 128 KiB) stays in L2 while the chunk's rows use it; each
-row remembers where its entries for the next panel start (`cur`). Without panels every gathered row
-of a 4096-row x came from L3 (measured at batch 64: 4.4 ms per 4096² product at 90 %, against
-3.6 ms with panels; the previous kernel, sums in `out`, took 8.6 ms).
+row remembers where its entries for the next panel start (`cur`). `benchmarks/csr_tiling.py`
+measures the choice (4096 x 4096 at 90 %, batch 64, 2 threads): the shipped sizes ran 4.0-4.2 ms;
+no panels 8-13 % slower; L1-sized panels (16-32 KiB) 1.4-2.4x slower (each row then has only a few
+entries per panel, and the per-row-and-panel overhead dominates); the kernel without register tiles
+(`csr_spmm`, sums kept in `out`) 2.2x slower.
 
 Helpers assume validated inputs, float32 `x` and `out` (C-contiguous), and data of float32 or int8
 (an int8 value is converted when it is broadcast).
@@ -111,16 +113,17 @@ def _panel8(data, indices, x, out, i, b0, jj, end, kend):
 
 
 @numba.njit(**OPTIONS)
-def csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur):
+def csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, panel_bytes):
     """out[r0:r1, :] = W[r0:r1] @ x for float32 x and out; `cur` is scratch of at least r1 - r0
-    unsigned integers. Batch tiles of 64, 32 and 8 columns in registers; the last columns (fewer
-    than 8) by a scalar loop."""
+    unsigned integers; each panel of x spans about `panel_bytes` of a batch tile (X_PANEL_BYTES in
+    the kernels). Batch tiles of 64, 32 and 8 columns in registers; the last columns (fewer than 8)
+    by a scalar loop."""
     nb = out.shape[1]
     k_total = x.shape[0]
     b0 = 0
     while nb - b0 >= 8:
         width = 64 if nb - b0 >= 64 else (32 if nb - b0 >= 32 else 8)
-        panel = max(X_PANEL_BYTES // (width * 4), 16)
+        panel = max(panel_bytes // (width * 4), 16)
         for i in range(r0, r1):
             cur[i - r0] = np.uintp(indptr[i])
             for b in range(b0, b0 + width):

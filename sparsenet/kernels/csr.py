@@ -12,7 +12,7 @@ product) and ``csr_<op>_serial`` (same code, one thread) for small problems.
 import numpy as np
 from numba import prange
 
-from ._csr_tiles import ROW_CHUNK, csr_rows_f32
+from ._csr_tiles import ROW_CHUNK, X_PANEL_BYTES, csr_rows_f32
 from ._jit import serial_and_parallel
 
 __all__ = [
@@ -85,7 +85,7 @@ def _csr_spmm_f32(data, indices, indptr, x, out):
         r0 = c * ROW_CHUNK
         r1 = min(m, r0 + ROW_CHUNK)
         cur = np.empty(r1 - r0, np.uintp)
-        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur)
+        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
 
 
 def _csr_spmm_t(data, indices, indptr, dy, out):

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._bsr_tiles import bsr_column_blocks_f32, bsr_rows_f32
-from ._csr_tiles import ROW_CHUNK, csr_rows_f32
+from ._csr_tiles import ROW_CHUNK, X_PANEL_BYTES, csr_rows_f32
 from ._jit import serial_and_parallel
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
 
@@ -89,7 +89,7 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
         r0 = c * ROW_CHUNK
         r1 = min(m, r0 + ROW_CHUNK)
         cur = np.empty(r1 - r0, np.uintp)
-        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur)
+        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
         for i in range(r0, r1):
             s = scales[i]
             for b in range(nb):
