@@ -162,7 +162,7 @@ def test_kernels_edge_shapes_every_batch(shape, density, dtype):
 def test_kernels_tiny_nojit(batch, dtype):
     """Tiny cases, also run with NUMBA_DISABLE_JIT=1 (kernels as plain Python). In float32 the
     batches walk every register tile (64, 16, 8 wide, then scalar columns); the 16 x 5 matrix in
-    8 x 1 blocks takes the batch-1 column-block loop."""
+    8 x 1 blocks and the 4 x 9 one in 2 x 4 blocks take the batch-1 vector loops."""
     w = np.array([[0, 1.5, 0, -2], [0, 0, 0, 0], [3, 0, 0.5, 0]], dtype=dtype)
     rng = np.random.default_rng(batch)
     x, dy = rng.standard_normal((4, batch)).astype(dtype), rng.standard_normal((3, batch)).astype(dtype)
@@ -174,6 +174,11 @@ def test_kernels_tiny_nojit(batch, dtype):
     tall *= np.repeat(block_mask, 8, axis=0)
     x, dy = rng.standard_normal((5, batch)).astype(dtype), rng.standard_normal((16, batch)).astype(dtype)
     _run_bsr_kernels(BlockCase(tall, block_mask, (8, 1)), x, dy)
+    wide = rng.standard_normal((4, 9)).astype(dtype)  # 2 x 4 blocks; the last block column overhangs
+    block_mask = np.array([[True, False, True], [True, True, True]])
+    wide *= np.repeat(np.repeat(block_mask, 2, axis=0), 4, axis=1)[:, :9]
+    x, dy = rng.standard_normal((9, batch)).astype(dtype), rng.standard_normal((4, batch)).astype(dtype)
+    _run_bsr_kernels(BlockCase(wide, block_mask, (2, 4)), x, dy, dirty_overhang=True)
 
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------

@@ -8,7 +8,9 @@ multiple of 4, or the partial last block row) take a one-row loop, the last batc
 than 16) 8-wide and then scalar loops.
 
 Batch 1, blocks of R x 1 with R a multiple of 8: the R values of a block are contiguous, so one x
-value times one loaded vector of weights updates 8 rows (16 x 1 blocks keep two sums).
+value times one loaded vector of weights updates 8 rows (16 x 1 blocks keep two sums). Blocks of
+R x 4 with R even: one vector holds two rows of a block and multiplies the block's 4 x values
+loaded twice; each row's sum is reduced once per block row.
 
 Helpers assume validated inputs, float32 `x` and `out` (C-contiguous), and data of float32 or int8.
 Entries of edge blocks beyond the logical shape are never read: `nc` clips the block's columns and
@@ -19,9 +21,9 @@ import numba
 import numpy as np
 
 from ._jit import OPTIONS
-from ._simd import vfma, vload, vstore, vzero
+from ._simd import vfma, vload, vload4x2, vmuladd, vstore, vsum4x2, vzero
 
-__all__ = ["bsr_rows_f32", "bsr_column_blocks_f32"]
+__all__ = ["bsr_rows_f32", "bsr_column_blocks_f32", "bsr_quad_blocks_f32"]
 
 
 @numba.njit(**OPTIONS)
@@ -150,3 +152,30 @@ def bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r):
         for jj in range(start, end):
             a0 = vfma(a0, x2[0, np.uintp(indices[jj])], vload(data2, jj, g))
         vstore(out2, 0, r0 + g, a0)
+
+
+@numba.njit(**OPTIONS)
+def bsr_quad_blocks_f32(data2, indices, indptr, x2, out2, bi, r):
+    """Batch 1, full block row bi of R x 4 blocks (R even): out2[0, bi*R : bi*R+R] = blocks times
+    x2[0]. data2 is the blocks viewed as [nblocks, R * 4]; x2 and out2 are [1, K], [1, M]. A block
+    in the last block column may overhang x: its columns are clipped (scalar loop)."""
+    start = np.uintp(indptr[bi])
+    end = np.uintp(indptr[bi + 1])
+    k_total = np.uintp(x2.shape[1])
+    r0 = bi * r
+    for p in range(0, r, 2):
+        acc = vzero()
+        t0 = np.float32(0.0)
+        t1 = np.float32(0.0)
+        for jj in range(start, end):
+            c0 = np.uintp(indices[jj]) * np.uintp(4)
+            if c0 + np.uintp(4) <= k_total:
+                acc = vmuladd(acc, vload(data2, jj, 4 * p), vload4x2(x2, 0, c0))
+            else:
+                for cc in range(k_total - c0):
+                    xv = x2[0, c0 + cc]
+                    t0 += np.float32(data2[jj, 4 * p + cc]) * xv
+                    t1 += np.float32(data2[jj, 4 * p + 4 + cc]) * xv
+        s0, s1 = vsum4x2(acc)
+        out2[0, r0 + p] = s0 + t0
+        out2[0, r0 + p + 1] = s1 + t1

@@ -4,12 +4,15 @@ LLVM keeps a kernel's partial sums in registers only when they are local values:
 `out[i, b]` are reloaded and stored again for every nonzero (it cannot prove that `out` does not
 alias the input), and a NumPy scratch array is heap memory (PERF-NOTES, trick 4). Numba has no
 vector type and its SLP vectoriser is off, so this module gives kernels one: ``f32x8`` is LLVM's
-``<8 x float>`` (one AVX register), and four intrinsics use it:
+``<8 x float>`` (one AVX register), and these intrinsics use it:
 
 - ``vzero()``: eight zeros;
 - ``vload(a, i, j)``: ``a[i, j:j + 8]`` of a C-contiguous 2-D float32 or int8 array, as float32;
 - ``vfma(acc, w, v)``: ``acc + w * v`` for a scalar ``w`` (one fused multiply-add);
-- ``vstore(a, i, j, v)``: ``a[i, j:j + 8] = v``.
+- ``vstore(a, i, j, v)``: ``a[i, j:j + 8] = v``;
+- ``vload4x2(a, i, j)``: ``a[i, j:j + 4]`` twice (lanes 0-3 and 4-7), float32 only;
+- ``vmuladd(acc, u, v)``: ``acc + u * v`` lane by lane;
+- ``vsum4x2(v)``: the sums of lanes 0-3 and of lanes 4-7, as a pair of float32.
 
 Like every kernel here they do not bounds-check: ``j + 8 <= a.shape[1]`` is the caller's duty.
 With ``NUMBA_DISABLE_JIT=1`` the same names are plain NumPy functions, so kernels still run (slowly)
@@ -19,7 +22,7 @@ as Python and the no-JIT tests cover them.
 import numpy as np
 from numba.core import config
 
-__all__ = ["LANES", "vzero", "vload", "vfma", "vstore"]
+__all__ = ["LANES", "vzero", "vload", "vfma", "vstore", "vload4x2", "vmuladd", "vsum4x2"]
 
 LANES = 8
 
@@ -36,6 +39,15 @@ if config.DISABLE_JIT:
 
     def vstore(a, i, j, v):
         a[i, j:j + LANES] = v
+
+    def vload4x2(a, i, j):
+        return np.concatenate([a[i, j:j + 4], a[i, j:j + 4]]).astype(np.float32)
+
+    def vmuladd(acc, u, v):
+        return acc + u * v
+
+    def vsum4x2(v):
+        return np.float32(v[:4].sum()), np.float32(v[4:].sum())
 
 else:
     from llvmlite import ir
@@ -79,6 +91,10 @@ else:
     def _as_f32(context, builder, ty, value):
         return context.cast(builder, value, ty, types.float32)
 
+    def _fma(builder, a, b, c):
+        fnty = ir.FunctionType(_VEC, [_VEC, _VEC, _VEC])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v8f32"), [a, b, c])
+
     @intrinsic
     def vzero(typingctx):
         def codegen(context, builder, sig, args):
@@ -115,7 +131,40 @@ else:
 
         def codegen(context, builder, sig, args):
             ws = _splat(builder, _as_f32(context, builder, sig.args[1], args[1]))
-            fnty = ir.FunctionType(_VEC, [_VEC, _VEC, _VEC])
-            fma = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v8f32")
-            return builder.call(fma, [ws, args[2], args[0]])
+            return _fma(builder, ws, args[2], args[0])
         return f32x8(f32x8, w, f32x8), codegen
+
+    @intrinsic
+    def vmuladd(typingctx, acc, u, v):
+        if not (acc == f32x8 and u == f32x8 and v == f32x8):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return _fma(builder, args[1], args[2], args[0])
+        return f32x8(f32x8, f32x8, f32x8), codegen
+
+    @intrinsic
+    def vload4x2(typingctx, a, i, j):
+        if not _is_rows(a):
+            return None
+        quad = ir.VectorType(ir.FloatType(), 4)
+
+        def codegen(context, builder, sig, args):
+            ptr = _pointer(context, builder, sig.args[0], args[0], args[1], args[2], quad)
+            q = builder.load(ptr, align=4)
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 1, 2, 3, 0, 1, 2, 3])
+            return builder.shuffle_vector(q, ir.Constant(quad, ir.Undefined), mask)
+        return f32x8(a, types.intp, types.intp), codegen
+
+    @intrinsic
+    def vsum4x2(typingctx, v):
+        if v != f32x8:
+            return None
+        pair = types.UniTuple(types.float32, 2)
+
+        def codegen(context, builder, sig, args):
+            lane = [builder.extract_element(args[0], ir.Constant(ir.IntType(32), k)) for k in range(LANES)]
+            lo = builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3]))
+            hi = builder.fadd(builder.fadd(lane[4], lane[5]), builder.fadd(lane[6], lane[7]))
+            return context.make_tuple(builder, pair, [lo, hi])
+        return pair(f32x8), codegen

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._bsr_tiles import bsr_column_blocks_f32, bsr_rows_f32
+from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
 from ._jit import OPTIONS, serial_and_parallel
 
 __all__ = [
@@ -94,20 +94,24 @@ def _bsr_spmm(data, indices, indptr, x, out):
 
 def _bsr_spmv_f32(data, indices, indptr, x, out):
     """out[M] = W @ x[K] for float32: blocks of R x 1 with R a multiple of 8 update 8 rows per
-    vector (`_bsr_tiles`); other block shapes, and a partial last block row, take `bsr_spmv`'s
-    loops. Parallel over block rows."""
+    vector, blocks of R x 4 with R even two rows per vector (`_bsr_tiles`); other block shapes,
+    and a partial last block row, take `bsr_spmv`'s loops. Parallel over block rows."""
     m = out.shape[0]
     k_total = x.shape[0]
     r = data.shape[1]
     c = data.shape[2]
     mb = indptr.shape[0] - 1
     columns = c == 1 and r % 8 == 0
+    quads = c == 4 and r % 2 == 0
     data2 = data.reshape(data.shape[0], r * c)
     x2 = x.reshape(1, k_total)
     out2 = out.reshape(1, m)
     for bi in prange(mb):
-        if columns and min(r, m - bi * r) == r:
+        full = min(r, m - bi * r) == r
+        if columns and full:
             bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
+        elif quads and full:
+            bsr_quad_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
         else:
             _block_row_spmv(data, indices, indptr, x, out, bi)
 

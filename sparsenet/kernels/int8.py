@@ -14,7 +14,7 @@ checks. Each kernel exists as ``<format>_i8_spmm`` (parallel over rows or block 
 import numpy as np
 from numba import prange
 
-from ._bsr_tiles import bsr_column_blocks_f32, bsr_rows_f32
+from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
 from ._csr_tiles import ROW_CHUNK, X_PANEL_BYTES, csr_rows_f32
 from ._jit import serial_and_parallel
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
@@ -103,7 +103,7 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
     scales: [M] float32 (per row, not per block row), x: [K, B] float32, out: [M, B] float32.
     Entries of edge blocks beyond the logical shape are never read. O(nblocks * R * C * B);
     parallel over block rows, with the register-tiled loops of the float32 BSR kernels
-    (`_bsr_tiles`; batch 1 with R x 1 blocks, R a multiple of 8: 8 rows per vector).
+    (`_bsr_tiles`; batch 1 with R x 1 blocks, R a multiple of 8, or R x 4 blocks, R even).
     """
     m = out.shape[0]
     k_total = x.shape[0]
@@ -112,6 +112,7 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
     c = data.shape[2]
     mb = indptr.shape[0] - 1
     columns = nb == 1 and c == 1 and r % 8 == 0
+    quads = nb == 1 and c == 4 and r % 2 == 0
     data2 = data.reshape(data.shape[0], r * c)
     x2 = x.reshape(1, k_total * nb)
     out2 = out.reshape(1, m * nb)
@@ -122,6 +123,8 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
             bsr_rows_f32(data, indices, indptr, x, out, bi)
         elif columns and nr == r:
             bsr_column_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
+        elif quads and nr == r:
+            bsr_quad_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
         else:  # batch 1, other block shapes: one loaded x value serves the R rows of a block
             for rr in range(nr):
                 out[r0 + rr, 0] = 0
