@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from helpers import assert_close, check_format_against_reference
 from sparsenet import kernels
 from sparsenet.formats import BSR, CSR, Dense
-from sparsenet.kernels import reference
+from sparsenet.formats.quantized import QBSR, QCSR
+from sparsenet.kernels import _csr_tiles, reference
+from sparsenet.kernels import int8 as int8_kernels
 from strategies import (
     BATCH_SIZES, DTYPES, SETTINGS, BlockCase, SparseCase, activations, batch_sizes,
     block_sparse_matrices, bsr_arrays, csr_arrays, index_dtypes, sparse_matrices,
@@ -179,6 +181,67 @@ def test_kernels_tiny_nojit(batch, dtype):
     wide *= np.repeat(np.repeat(block_mask, 2, axis=0), 4, axis=1)[:, :9]
     x, dy = rng.standard_normal((9, batch)).astype(dtype), rng.standard_normal((4, batch)).astype(dtype)
     _run_bsr_kernels(BlockCase(wide, block_mask, (2, 4)), x, dy, dirty_overhang=True)
+
+
+# -- register tiles: fixed cases for every vector path -----------------------------------------
+
+def _i8_reference(q, x):
+    """Dequantised float64 product and its magnitude (for assert_close)."""
+    w64 = q.to_dense().astype(np.float64)
+    return w64 @ x.astype(np.float64), abs(w64) @ abs(x.astype(np.float64))
+
+
+@pytest.mark.parametrize("batch", [3, 8, 17, 33, 64, 88, 130])
+def test_csr_tiles_across_panels_and_tasks(batch):
+    """More rows than one parallel task holds (2100 rows: tasks of 256 and a partial one), several
+    panels of x per row (`cur` resumed at each panel), tiny panels (16 rows of x), an empty row,
+    and the int8 kernel on the same tiles."""
+    rng = np.random.default_rng(batch)
+    m, k = 2100, 1100
+    w = (rng.standard_normal((m, k)) * (rng.random((m, k)) < 0.02)).astype(np.float32)
+    w[7] = 0
+    fmt = CSR.from_dense(w)
+    x = rng.standard_normal((k, batch)).astype(np.float32)
+    ref, mag = w.astype(np.float64) @ x, abs(w.astype(np.float64)) @ abs(x)
+    for panel_bytes in (64, _csr_tiles.X_PANEL_BYTES):
+        out = _garbage((m, batch), np.float32)
+        _csr_tiles.csr_rows_f32(fmt.data, fmt.indices, fmt.indptr, x, out, 0, m, np.empty(m, np.uintp),
+                                panel_bytes)
+        assert_close(out, ref, mag, k, np.float32, f"csr_rows_f32 (panel {panel_bytes} B, batch {batch})")
+    for name, kern in _variants("csr", "spmm_f32"):
+        out = _garbage((m, batch), np.float32)
+        kern(fmt.data, fmt.indices, fmt.indptr, x, out)
+        assert_close(out, ref, mag, k, np.float32, f"{name} (batch {batch})")
+    q = QCSR.from_float(fmt)
+    ref, mag = _i8_reference(q, x)
+    for kern in (int8_kernels.csr_i8_spmm_serial, int8_kernels.csr_i8_spmm):
+        out = _garbage((m, batch), np.float32)
+        kern(q.data, q.indices, q.indptr, q.scales, x, out)
+        assert_close(out, ref, mag, k, np.float32, f"{kern.__name__} (batch {batch})")
+
+
+@pytest.mark.parametrize("batch", [1, 9, 17, 64])
+@pytest.mark.parametrize("blocksize", [(4, 4), (2, 4), (8, 4), (8, 1), (16, 1), (24, 1), (4, 3)], ids=str)
+def test_bsr_tiles_every_vector_path(blocksize, batch):
+    """Float32 and int8 BSR on 70 x 90 (partial last block row and column for most shapes): the
+    4 x 16 and 1 x 8 tiles, the batch-1 column-block (R x 1) and quad-block (R x 4) loops, and
+    their clipped edges. Overhanging entries are NaN: a kernel that reads them fails."""
+    rng = np.random.default_rng(batch)
+    (r, c), (m, k) = blocksize, (70, 90)
+    block_mask = rng.random((-(-m // r), -(-k // c))) < 0.4
+    block_mask[1] = True  # a full block row, and an empty one
+    block_mask[2] = False
+    w = (rng.standard_normal((m, k)) *
+         np.repeat(np.repeat(block_mask, r, axis=0), c, axis=1)[:m, :k]).astype(np.float32)
+    x = rng.standard_normal((k, batch)).astype(np.float32)
+    dy = rng.standard_normal((m, batch)).astype(np.float32)
+    _run_bsr_kernels(BlockCase(w, block_mask, blocksize), x, dy, dirty_overhang=True)
+    q = QBSR.from_float(BSR.from_block_mask(w, block_mask, blocksize))
+    ref, mag = _i8_reference(q, x)
+    for kern in (int8_kernels.bsr_i8_spmm_serial, int8_kernels.bsr_i8_spmm):
+        out = _garbage((m, batch), np.float32)
+        kern(q.data, q.indices, q.indptr, q.scales, x, out)
+        assert_close(out, ref, mag, k, np.float32, f"{kern.__name__} (blocks {blocksize}, batch {batch})")
 
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 from ._jit import OPTIONS
 from ._simd import vfma, vload, vstore, vzero
 
-__all__ = ["csr_rows_f32", "X_PANEL_BYTES", "ROW_CHUNK"]
+__all__ = ["csr_rows_f32", "rows_per_task", "X_PANEL_BYTES", "ROW_CHUNK"]
 
 # Bytes of x one panel gathers from (kept in the 512 KiB L2 with room for the weights' stream).
 X_PANEL_BYTES = 128 * 1024
@@ -29,6 +29,14 @@ X_PANEL_BYTES = 128 * 1024
 ROW_CHUNK = 256
 
 _ONE = np.uintp(1)
+
+
+@numba.njit(**OPTIONS)
+def rows_per_task(m):
+    """Rows per parallel task for an M-row product: ROW_CHUNK, fewer when that would make fewer
+    than 16 tasks (a 256-row layer would otherwise run on one core), at least 16. Independent of
+    the thread count (reading it in a kernel defeats Numba's cache); 16 tasks feed 2-4 cores."""
+    return max(16, min(ROW_CHUNK, (m + 15) // 16))
 
 
 @numba.njit(**OPTIONS)
@@ -117,7 +125,7 @@ def csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, panel_bytes):
     """out[r0:r1, :] = W[r0:r1] @ x for float32 x and out; `cur` is scratch of at least r1 - r0
     unsigned integers; each panel of x spans about `panel_bytes` of a batch tile (X_PANEL_BYTES in
     the kernels). Batch tiles of 64, 32 and 8 columns in registers; the last columns (fewer than 8)
-    by a scalar loop."""
+    with sums in `out`."""
     nb = out.shape[1]
     k_total = x.shape[0]
     b0 = 0
@@ -141,9 +149,12 @@ def csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, panel_bytes):
                     jj = _panel8(data, indices, x, out, i, b0, jj, end, kend)
                 cur[i - r0] = jj
         b0 += width
-    for i in range(r0, r1):
-        for b in range(b0, nb):
-            acc = np.float32(0.0)
+    if b0 < nb:  # the last columns (fewer than 8): one pass over each row, sums in out
+        for i in range(r0, r1):
+            for b in range(b0, nb):
+                out[i, b] = 0
             for jj in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
-                acc += np.float32(data[jj]) * x[np.uintp(indices[jj]), b]
-            out[i, b] = acc
+                w = np.float32(data[jj])
+                k = np.uintp(indices[jj])
+                for b in range(b0, nb):
+                    out[i, b] += w * x[k, b]

@@ -126,7 +126,8 @@ else:
 
     @intrinsic
     def vfma(typingctx, acc, w, v):
-        if not (acc == f32x8 and v == f32x8 and isinstance(w, (types.Float, types.Integer))):
+        # float32 or int8 weights only: a float64 weight would be rounded silently
+        if not (acc == f32x8 and v == f32x8 and w in (types.float32, types.int8)):
             return None
 
         def codegen(context, builder, sig, args):

@@ -12,7 +12,7 @@ product) and ``csr_<op>_serial`` (same code, one thread) for small problems.
 import numpy as np
 from numba import prange
 
-from ._csr_tiles import ROW_CHUNK, X_PANEL_BYTES, csr_rows_f32
+from ._csr_tiles import X_PANEL_BYTES, csr_rows_f32, rows_per_task
 from ._jit import serial_and_parallel
 
 __all__ = [
@@ -78,12 +78,12 @@ def _csr_spmm(data, indices, indptr, x, out):
 def _csr_spmm_f32(data, indices, indptr, x, out):
     """out[M, B] = W @ x[K, B] for float32 x and out (data float32): as `csr_spmm`, with each row's
     partial sums in registers and x swept in L2-sized panels (see `_csr_tiles`). Parallel over
-    chunks of 64 rows."""
+    chunks of up to 256 rows (`rows_per_task`)."""
     m = out.shape[0]
-    nchunks = (m + ROW_CHUNK - 1) // ROW_CHUNK
-    for c in prange(nchunks):
-        r0 = c * ROW_CHUNK
-        r1 = min(m, r0 + ROW_CHUNK)
+    rows = rows_per_task(m)
+    for c in prange((m + rows - 1) // rows):
+        r0 = c * rows
+        r1 = min(m, r0 + rows)
         cur = np.empty(r1 - r0, np.uintp)
         csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
 

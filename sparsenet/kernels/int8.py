@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
-from ._csr_tiles import ROW_CHUNK, X_PANEL_BYTES, csr_rows_f32
+from ._csr_tiles import X_PANEL_BYTES, csr_rows_f32, rows_per_task
 from ._jit import serial_and_parallel
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
 
@@ -73,7 +73,7 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
     data: [nnz] int8, indices: [nnz] (column of each value), indptr: [M + 1], scales: [M] float32,
     x: [K, B] float32, out: [M, B] float32. O(nnz * B). Batch 1: parallel over rows, one gathered
     x value per entry. Larger batches: the register-tiled loops of `csr_spmm_f32` (`_csr_tiles`),
-    parallel over chunks of 64 rows, each int8 value converted once per batch tile.
+    parallel over chunks of up to 256 rows, each int8 value converted once per batch tile.
     """
     m = out.shape[0]
     nb = out.shape[1]
@@ -84,10 +84,10 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
                 acc += np.float32(data[jj]) * x[np.uintp(indices[jj]), 0]
             out[i, 0] = acc * scales[i]
         return
-    nchunks = (m + ROW_CHUNK - 1) // ROW_CHUNK
-    for c in prange(nchunks):
-        r0 = c * ROW_CHUNK
-        r1 = min(m, r0 + ROW_CHUNK)
+    rows = rows_per_task(m)
+    for c in prange((m + rows - 1) // rows):
+        r0 = c * rows
+        r1 = min(m, r0 + rows)
         cur = np.empty(r1 - r0, np.uintp)
         csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
         for i in range(r0, r1):
