@@ -15,12 +15,12 @@ __all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
 # synchronisation cost more than they save on small layers. Measured with
-# benchmarks/parallel_threshold.py (2 threads, omp layer): the crossover lies between 15 000 and
-# 50 000 depending on the batch and on whether the pool's threads are awake; from ~100 000 the
-# parallel kernel is 1.6-2.3x ahead (the earlier default, 2**20, left a 4096 x 1024 layer at 90 %
-# serial at batch 1: 133 us instead of 74 us).
-# Tunable with SPARSENET_PARALLEL_MIN_WORK.
-PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 16))
+# benchmarks/parallel_threshold.py (2 threads, omp layer, 90 % CSR): at batch 1 the crossover lies
+# near 15 000-25 000, at batch 8 and 64 below 4 000-14 000 (a parallel call costs 3-5 us); from
+# ~100 000 the parallel kernel is 1.6-3x ahead. 2**14 sits between: the worst loss measured either
+# side is a few microseconds. (The earlier default, 2**20, left a 4096 x 1024 layer at 90 % serial at
+# batch 1: 133 us instead of 74 us.) Tunable with SPARSENET_PARALLEL_MIN_WORK.
+PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 14))
 
 # Options of every kernel (kernels only ever see validated inputs).
 OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
