@@ -16,7 +16,7 @@ from .errors import SparsenetError
 from .formats import Dense
 from .nn import no_grad
 from .nn._weighted import WeightedLayer
-from .timing import median_time
+from .timing import median_time, settle
 
 __all__ = ["dense_equivalent", "bench_model", "add_bench_parser", "cmd_bench"]
 
@@ -59,8 +59,10 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
                 m.forward(x)
 
         t_model, t_dense = [], []
-        for _ in range(2):  # alternate so that load bursts hit both
+        for _ in range(2):  # alternate so that load bursts hit both; pause: BLAS threads spin after a call
+            settle()
             t_dense.append(median_time(run_dense, repeats, min_time))
+            settle()
             t_model.append(median_time(run, repeats, min_time))
         tm, td = min(t_model), min(t_dense)
         rows.append({"batch": int(b), "model_ms": tm * 1e3, "dense_ms": td * 1e3, "speedup": td / tm})

@@ -24,7 +24,7 @@ from .prune import compile as compile_model
 from .prune import prune
 from .prune.report import pruning_report
 from .summary import summarize
-from .timing import median_time
+from .timing import median_time, settle
 from .train import evaluate, fit, predict
 from .zoo import build_model
 
@@ -66,17 +66,12 @@ class _Monitored(Importance):
         return self.inner(model, layers, data)
 
 
-# OpenBLAS threads spin for up to ~0.1 s after a call; a parallel sparse kernel started meanwhile
-# shares the cores with them (LeNet-300-100 at 90 %, batch 64: 0.60x dense timed right after the
-# dense model, 1.15x after a pause).
-_SETTLE = 0.15
-
-
 def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
     """{"batch1", "batch64"}: median time of the dense model's forward / the compiled one's, the two
     measured in interleaved rounds so that a burst of load on a shared machine hits both alike,
-    each after a pause (`_SETTLE`). `compiled` is the model compiled for batch 64; with `pruned`,
-    batch 1 times `pruned` compiled with formats chosen by measurement for batch 1."""
+    each after a pause (`timing.settle`: BLAS threads spin after a call). `compiled` is the model
+    compiled for batch 64; with `pruned`, batch 1 times `pruned` compiled with formats chosen by
+    measurement for batch 1."""
     dense.eval()
     compiled.eval()
     per_batch = {1: compile_model(pruned, "auto", batch_size=1) if pruned is not None else compiled,
@@ -87,9 +82,9 @@ def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
         x = x_test[:batch]
         td, tc = [], []
         for _ in range(repeats):
-            time.sleep(_SETTLE)
+            settle()
             td.append(median_time(lambda: dense.forward(x), repeats=1, min_time=5e-3))
-            time.sleep(_SETTLE)
+            settle()
             tc.append(median_time(lambda: model.forward(x), repeats=1, min_time=5e-3))
         out[f"batch{batch}"] = float(np.median(td) / np.median(tc))
     return out

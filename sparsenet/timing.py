@@ -7,7 +7,18 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["median_time"]
+__all__ = ["median_time", "settle", "SETTLE_SECONDS"]
+
+
+# OpenBLAS threads spin for up to ~0.1 s after a call; a parallel sparse kernel started meanwhile
+# shares the cores with them (LeNet-300-100 at 90 %, batch 64: 0.60x dense when timed right after
+# the dense model, 1.15x after a pause). Comparisons pause this long before each timing.
+SETTLE_SECONDS = 0.15
+
+
+def settle(seconds: float = SETTLE_SECONDS) -> None:
+    """Pause so that thread pools still spinning after the previous call (BLAS) go idle."""
+    time.sleep(seconds)
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, min_time: float = 2e-3) -> float:

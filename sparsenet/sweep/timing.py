@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from ..timing import median_time
+from ..timing import median_time, settle
 from .task import _dataset
 
 __all__ = ["measure_point", "timing_phase"]
@@ -22,6 +22,7 @@ __all__ = ["measure_point", "timing_phase"]
 
 def _latency(model, x, repeats: int, min_time: float) -> float:
     model.eval()
+    settle()  # BLAS threads spinning after the other model's calls would slow this one
     return median_time(lambda: model.forward(x), repeats=repeats, min_time=min_time)
 
 
