@@ -487,3 +487,22 @@ def test_formats_agree(case, dtype, empty):
         np.testing.assert_allclose(dw[stored], ref[2][stored], **tol, err_msg=f"{name} weight gradient")
         assert not np.any(dw[~stored]), f"{name}: gradient outside the stored pattern"
         np.testing.assert_allclose(db, ref[3], **tol, err_msg=f"{name} bias gradient")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_values_layout_and_nan(dtype):
+    """ReLU and LeakyReLU keep the input's dtype and memory layout (a Linear returns a transposed,
+    column-major view; copying it back to row-major cost a quarter of a sparse MLP's time), map
+    -inf to 0 (ReLU) and keep NaN as NaN, as PyTorch does; the backward mask is zero at NaN."""
+    x = np.array([[np.nan, -np.inf, -1.5, 0.0], [2.0, np.inf, -0.0, 3.0]], dtype=dtype).T  # F-ordered
+    relu = ReLU()
+    y = relu.forward(x)
+    assert y.dtype == dtype and y.flags.f_contiguous
+    np.testing.assert_array_equal(y, np.array([[np.nan, 0, 0, 0], [2, np.inf, 0, 3]], dtype=dtype).T)
+    np.testing.assert_array_equal(relu.backward(np.ones_like(x)), (x > 0).astype(dtype))
+    leaky = LeakyReLU(0.1)
+    z = leaky.forward(x)
+    assert z.dtype == dtype and z.flags.f_contiguous
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(z[finite], np.where(x > 0, x, x * dtype(0.1))[finite])
+    assert np.isnan(z[0, 0]) and z[1, 1] == np.inf and z[1, 0] == -np.inf
