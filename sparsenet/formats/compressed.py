@@ -46,14 +46,23 @@ class CompressedFormat(WeightFormat):
     indices: np.ndarray
     indptr: np.ndarray
 
+    # (format name, dtype, op, parallel) -> kernel name; building it took ~2 us per call, as long
+    # as a small layer's kernel
+    _KERNEL_NAMES: dict = {}
+
     def _kernel(self, op: str, batch: int):
-        """The kernel for `op`, parallel when nnz * batch is large enough (looked up at call time).
-        A float32 weight uses the register-tiled ``<format>_<op>_f32`` kernel where one exists."""
-        name = f"{self.format_name}_{op}"
-        if self.dtype == np.float32 and hasattr(kernels, name + "_f32"):
-            name += "_f32"
+        """The kernel for `op`, parallel when nnz * batch is large enough (looked up at call time,
+        by name, in `sparsenet.kernels`). A float32 weight uses the register-tiled
+        ``<format>_<op>_f32`` kernel where one exists."""
         parallel = self.nnz * max(batch, 1) >= kernels.PARALLEL_MIN_WORK
-        return getattr(kernels, name if parallel else name + "_serial")
+        key = (self.format_name, self.data.dtype, op, parallel)
+        name = self._KERNEL_NAMES.get(key)
+        if name is None:
+            name = f"{self.format_name}_{op}"
+            if self.data.dtype == np.float32 and hasattr(kernels, name + "_f32"):
+                name += "_f32"
+            name = self._KERNEL_NAMES[key] = name if parallel else name + "_serial"
+        return getattr(kernels, name)
 
     def matmul(self, x) -> np.ndarray:
         what = type(self).__name__
