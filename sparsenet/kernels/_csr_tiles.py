@@ -20,7 +20,7 @@ import numpy as np
 from ._jit import OPTIONS
 from ._simd import vfma, vload, vstore, vzero
 
-__all__ = ["csr_rows_f32", "rows_per_task", "X_PANEL_BYTES", "ROW_CHUNK"]
+__all__ = ["csr_rows_f32", "csr_task_f32", "rows_per_task", "X_PANEL_BYTES", "ROW_CHUNK"]
 
 # Bytes of x one panel gathers from (kept in the 512 KiB L2 with room for the weights' stream).
 X_PANEL_BYTES = 128 * 1024
@@ -158,3 +158,13 @@ def csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, panel_bytes):
                 k = np.uintp(indices[jj])
                 for b in range(b0, nb):
                     out[i, b] += w * x[k, b]
+
+
+@numba.njit(**OPTIONS)
+def csr_task_f32(data, indices, indptr, x, out, task, rows):
+    """One parallel task of a batched product: out[r0:r1] = W[r0:r1] @ x for rows
+    r0 = task * rows up to r0 + rows (clipped to M); returns (r0, r1)."""
+    r0 = task * rows
+    r1 = min(out.shape[0], r0 + rows)
+    csr_rows_f32(data, indices, indptr, x, out, r0, r1, np.empty(r1 - r0, np.uintp), X_PANEL_BYTES)
+    return r0, r1

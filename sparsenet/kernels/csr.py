@@ -12,7 +12,7 @@ product) and ``csr_<op>_serial`` (same code, one thread) for small problems.
 import numpy as np
 from numba import prange
 
-from ._csr_tiles import X_PANEL_BYTES, csr_rows_f32, rows_per_task
+from ._csr_tiles import csr_task_f32, rows_per_task
 from ._jit import serial_and_parallel
 
 __all__ = [
@@ -82,10 +82,7 @@ def _csr_spmm_f32(data, indices, indptr, x, out):
     m = out.shape[0]
     rows = rows_per_task(m)
     for c in prange((m + rows - 1) // rows):
-        r0 = c * rows
-        r1 = min(m, r0 + rows)
-        cur = np.empty(r1 - r0, np.uintp)
-        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
+        csr_task_f32(data, indices, indptr, x, out, c, rows)
 
 
 def _csr_spmm_t(data, indices, indptr, dy, out):

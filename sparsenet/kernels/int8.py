@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
-from ._csr_tiles import X_PANEL_BYTES, csr_rows_f32, rows_per_task
+from ._csr_tiles import csr_task_f32, rows_per_task
 from ._jit import serial_and_parallel
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
 
@@ -86,10 +86,7 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
         return
     rows = rows_per_task(m)
     for c in prange((m + rows - 1) // rows):
-        r0 = c * rows
-        r1 = min(m, r0 + rows)
-        cur = np.empty(r1 - r0, np.uintp)
-        csr_rows_f32(data, indices, indptr, x, out, r0, r1, cur, X_PANEL_BYTES)
+        r0, r1 = csr_task_f32(data, indices, indptr, x, out, c, rows)
         for i in range(r0, r1):
             s = scales[i]
             for b in range(nb):
