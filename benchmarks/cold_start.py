@@ -34,7 +34,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model = sn.build_model("lenet300", seed=0)
         prune(model, sparsity=0.9, scope="global")
-        path = os.path.join(tmp, "pruned.npz")
+        path = os.path.join(tmp, "pruned.safetensors")
         sn.save_model(compile_model(model, "csr"), path)
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))
         runs = []

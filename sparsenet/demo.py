@@ -171,7 +171,7 @@ def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = 
                                   "macro_precision": rep["macro"]["precision"], "macro_recall": rep["macro"]["recall"],
                                   "params": totals["params"], "bytes": totals["total_bytes"], "epochs": epochs[arch]}
         results["dense_bytes_breakdown"][arch] = plots.bytes_breakdown_data(model)
-        save_model(model, os.path.join(out_dir, f"{arch}-dense.npz"))
+        save_model(model, os.path.join(out_dir, f"{arch}-dense.safetensors"))
         echo(f"dense {arch}: test accuracy {rep['accuracy']:.4f}")
 
     # teaching figures on the dense MLP: one-shot sweeps, patterns, per-layer sensitivity
@@ -211,7 +211,7 @@ def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = 
                        accuracy_over_training={"step": steps, "accuracy": monitor.accuracy[:len(steps)],
                                                "note": "test accuracy just before each pruning step"})
         results["pruned"][name] = row
-        save_model(compiled, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}.npz"))
+        save_model(compiled, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}.safetensors"))
         _echo_row(echo, name, row)
 
     if not quick and INT8_BASE in compiled_models:
@@ -228,7 +228,7 @@ def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = 
                        schedule=base["schedule"], quantization=quantized.meta["quantization"]["scheme"])
             name = f"{INT8_BASE.split(' (')[0]} + int8"
             results["pruned"][name] = row
-            save_model(quantized, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}-int8.npz"))
+            save_model(quantized, os.path.join(out_dir, f"{arch}-{len(results['pruned'])}-int8.safetensors"))
             _echo_row(echo, name, row)
     elif quick:
         results["notes"].append("--quick: two methods only (no gradual, block, N:M, CNN or int8 rows); "

@@ -61,7 +61,7 @@ def quantize_model(model: Sequential) -> Sequential:
 
 
 def _file_name(i: int, name: str) -> str:
-    return f"{i:02d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or 'stage'}.npz"
+    return f"{i:02d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or 'stage'}.safetensors"
 
 
 def compression_summary(stages: dict, x_test, y_test, tmp_dir) -> dict:

@@ -133,3 +133,34 @@ def check_format_against_reference(fmt, w_dense, x, dy) -> None:
         masked = sp.csr_array(s_pattern.multiply(full)).toarray()
         assert_close(_scatter(fmt, grad), masked, full_mag, batch, dtype,
                      "sampled_grad vs scipy pattern * (dy @ x.T)")
+
+
+def read_model_file(path):
+    """(manifest, {tensor name: array}) of a sparsenet model file (safetensors)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    with safe_open(path, framework="np") as f:
+        manifest = json.loads(f.metadata()["sparsenet"])
+    return manifest, dict(load_file(path))
+
+
+def rewrite_model_file(path, mutate, *, checksums=True):
+    """Let `mutate(arrays, manifest)` edit a model file's tensors and manifest in place, then write
+    them back; the checksums are recomputed (a hostile file can be consistent) unless `checksums` is
+    False (then the file's own, now stale, stay)."""
+    import json
+    import zlib
+
+    from safetensors.numpy import save
+
+    manifest, arrays = read_model_file(path)
+    mutate(arrays, manifest)
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    if checksums:
+        manifest["crc32"] = {k: zlib.crc32(np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()}
+    blob = json.dumps(manifest)
+    with open(path, "wb") as f:
+        f.write(save(arrays, metadata={"sparsenet": blob, "sparsenet.crc32": str(zlib.crc32(blob.encode()))}))

@@ -56,7 +56,7 @@ def test_demo_quick_writes_figures(tmp_path, capsys):
     assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
     figures = json.loads((tmp_path / "demo.json").read_text())
     assert figures["dense"]["lenet300"]["accuracy"] > 0.9
-    assert (tmp_path / "lenet300-dense.npz").exists()
+    assert (tmp_path / "lenet300-dense.safetensors").exists()
     pruned = figures["pruned"]
     assert len(pruned) == 2
     for row in pruned.values():

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sparsenet as sn
-from helpers import assert_close
+from helpers import assert_close, rewrite_model_file
 from sparsenet import kernels
 from sparsenet.errors import DTypeError, FormatError, ModelFileError, ShapeError, SparsenetError
 from sparsenet.formats import BSR, CSR, Dense
@@ -450,7 +450,7 @@ def _every_quantized_format_model():
 def test_roundtrip_is_bit_exact(tmp_path):
     model, x = _every_quantized_format_model()
     assert [model[i].weight.format_name for i in (0, 4, 6)] == ["qbsr", "qcsr", "qdense"]
-    path = tmp_path / "q.npz"
+    path = tmp_path / "q.safetensors"
     sn.save_model(model, path)
     loaded = sn.load_model(path)
     for i in (0, 4, 6):
@@ -468,14 +468,12 @@ def test_roundtrip_is_bit_exact(tmp_path):
 
 
 def _rewrite(path, key, fn):
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    if fn is None:
-        arrays.pop(key)
-    else:
-        arrays[key] = fn(arrays[key])
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    def mutate(arrays, manifest):
+        if fn is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = fn(arrays[key])
+    rewrite_model_file(path, mutate)
 
 
 @pytest.mark.parametrize("layer", [0, 4, 6])
@@ -489,7 +487,7 @@ def _rewrite(path, key, fn):
 ])
 def test_corrupt_scales_raise_model_file_error(layer, case, fn, fragment, tmp_path):
     model, _ = _every_quantized_format_model()
-    path = tmp_path / "q.npz"
+    path = tmp_path / "q.safetensors"
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.scales", fn)
     with pytest.raises(ModelFileError, match=fragment):
@@ -505,7 +503,7 @@ def test_corrupt_scales_raise_model_file_error(layer, case, fn, fragment, tmp_pa
 ])
 def test_corrupt_values_raise_model_file_error(layer, fn, fragment, tmp_path):
     model, _ = _every_quantized_format_model()
-    path = tmp_path / "q.npz"
+    path = tmp_path / "q.safetensors"
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.data", fn)
     with pytest.raises(ModelFileError, match=fragment):

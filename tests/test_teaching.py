@@ -147,7 +147,7 @@ def test_every_plot_returns_a_figure(figures, name, draw, tmp_path):
     assert isinstance(fig, Figure) and fig.axes
     path = plots.save_png(fig, tmp_path / f"{name}.png")
     assert open(path, "rb").read(8) == PNG_MAGIC
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_plots_do_not_touch_pyplot(figures):
@@ -193,7 +193,7 @@ def test_report_is_self_contained_and_escapes_text(figures, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', text)
     assert len(srcs) == len(pngs) and all(s.startswith("data:image/png;base64,") for s in srcs)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
     for name in ("unstructured 90%", "0.9500", "report"):  # the tables hold the figures
         assert name in text
 

@@ -1,79 +1,81 @@
-"""Model files: one self-describing ``.npz`` (a zip of ``.npy`` arrays) holding a JSON manifest and
-every layer's arrays. No pickle, no code on load.
+"""Model files: one safetensors file (schema 2) holding every layer's arrays as tensors and a JSON
+manifest in the header's metadata. No pickle, no code on load.
 
-Layout: member ``__manifest__.npy`` (uint8 bytes of UTF-8 JSON: format name, schema version, sparsenet
-version, input shape, layer specs, metadata) and members ``layers.<i>.<array>.npy``.
-Saving writes a temporary file in the target directory and renames it over the target: a failed
-save leaves any previous file intact.
+Layout: tensors ``layers.<i>.<array>`` (e.g. ``layers.1.weight.indices``) and ``__metadata__``
+``{"sparsenet": <manifest JSON>}``; the manifest holds the format name, schema version, sparsenet
+version, input shape, layer specs, the model's metadata and a CRC-32 of every tensor's bytes
+(safetensors itself has no checksum); ``"sparsenet.crc32"`` beside it is the manifest's own CRC-32. Any safetensors reader can list and read the arrays.
+Saving goes through `atomic_writer` (temporary file, fsync, rename, directory fsync): a failed or
+killed save leaves any previous file intact, and the file gets the mode ``open()`` would give it.
 
-Loading treats the file as hostile. Before anything is read: the declared uncompressed sizes of all
-members (``MAX_FILE_BYTES``), the number of members (``MAX_ARRAYS``) and the manifest's size
-(``MAX_MANIFEST_BYTES``) are capped; only stored or deflated members are accepted (no bzip2/lzma,
-whose decompressors cannot be bounded); a name used twice is refused. Each ``.npy`` header is parsed
-on its own, through the zip stream, before its data: version 1.0 or 2.0, a header of at most
-``_MAX_HEADER_BYTES``, a plain bool/integer/float dtype (never object), every dimension and the
-element count at most ``MAX_ARRAY_ELEMENTS``, and a data size equal to what the member holds, so a
-tiny file cannot request gigabytes. Data is read in bounded chunks and to the end of the member (the
-zip CRC is then verified). Arrays come back C-ordered, native-endian and writable; bools are
-normalised to 0/1. Members whose names are not ``__manifest__.npy`` or ``layers.<i>.<name>.npy``
-for a layer ``i`` of the manifest are ignored and never opened; a layer's own arrays must be exactly
-those the decoded layer would save. The manifest's JSON may not hold NaN/Infinity, and integers in
-layer specs must fit in 64 bits. The rebuilt model must chain on a zero sample of its declared input
-shape (at most ``MAX_INPUT_ELEMENTS`` values; layers x values bounded so that this check stays short)
-and give finite output there. Every failure, whatever its cause, is a `ModelFileError` naming the
-file and the member or layer.
+Loading treats the file as hostile (the container checks are in `_safetensors`: header size, file
+size, dtypes, shapes, offsets that tile the data, caps on tensors, elements and bytes) and
+memory-maps it: weights are not copied (copy-on-write pages, so a loaded model can be trained
+without the file changing). Before any layer is built: the manifest's size (``MAX_MANIFEST_BYTES``)
+is capped, its JSON may not hold NaN/Infinity and integers in layer specs must fit in 64 bits;
+the manifest matches its checksum, and every tensor belongs to a layer of the manifest and has a
+checksum that matches its bytes (so damage anywhere is an error, never a silently different model). Each
+decoder then validates its arrays (dtypes, shapes, the full O(nnz) check of sparse formats); a
+layer's arrays must be exactly those the decoded layer would save. The rebuilt model must chain on a
+zero sample of its declared input shape (at most ``MAX_INPUT_ELEMENTS`` values; layers x values
+bounded so that this check stays short) and give finite output there. Every failure, whatever its
+cause, is a `ModelFileError` naming the file and the tensor or layer.
 
 Schema versions: ``schema_version`` is an integer, bumped on any change that an older reader would
-misread (a renamed field or array, a new required field, a changed meaning); manifest fields that an
-older reader may ignore do not (a new array does: readers refuse arrays a layer does not save). Only
-version 1 exists. A reader refuses versions newer than its own with a message naming both (upgrade
-sparsenet). When version 2 appears, reading version 1 stays supported through a migration step
-``_migrate_1_to_2(manifest, names) -> (manifest, names)`` applied after the container checks and
-before any layer is decoded, one step per version, so the decoders in `layers.py` only ever see the
-current schema; writers always write the current version.
+misread (a renamed field or array, a new required field, a changed meaning, a new container);
+manifest fields that an older reader may ignore do not. Version 1 was sparsenet 0.1's ``.npz``
+container (`_legacy_v1`); version 2 is this one. A reader refuses versions newer than its own with a
+message naming both (upgrade sparsenet). Older versions are read through migration steps
+(``_migrate_1_to_2(manifest) -> manifest``), applied after the container checks and before any layer
+is decoded, one step per version, so the decoders in `layers.py` only ever see the current schema;
+writers always write the current version (`convert_model` rewrites an old file).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import re
-import zipfile
+import zlib
 
 import numpy as np
 
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential
 from ..nn.module import no_grad
+from ._legacy_v1 import V1File, is_npz
+from ._safetensors import SafetensorsFile, is_safetensors, write_safetensors
 from .atomic import atomic_writer
 from .layers import decode_layer, encode_layer
 
-__all__ = ["save_model", "load_model", "read_manifest", "SCHEMA_VERSION", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES",
-           "MAX_ARRAYS", "MAX_ARRAY_ELEMENTS", "MAX_LAYERS", "MAX_INPUT_ELEMENTS"]
+__all__ = ["save_model", "load_model", "read_manifest", "convert_model", "SCHEMA_VERSION", "MAX_FILE_BYTES",
+           "MAX_MANIFEST_BYTES", "MAX_ARRAYS", "MAX_ARRAY_ELEMENTS", "MAX_LAYERS", "MAX_INPUT_ELEMENTS"]
 
 FORMAT_NAME = "sparsenet-model"
-SCHEMA_VERSION = 1
-# A file may not declare more than this many uncompressed bytes (guards against zip bombs and
-# headers that request gigabytes); override with SPARSENET_MAX_MODEL_BYTES.
+SCHEMA_VERSION = 2
+# A file may not declare more than this many bytes of arrays (guards against headers that request
+# gigabytes); override with SPARSENET_MAX_MODEL_BYTES.
 MAX_FILE_BYTES = int(os.environ.get("SPARSENET_MAX_MODEL_BYTES", 8 << 30))
 MAX_MANIFEST_BYTES = 16 << 20  # the JSON manifest (a real one is a few kB)
-MAX_ARRAYS = 100_000  # zip members of any kind
+MAX_ARRAYS = 100_000  # tensors (zip members of a schema-1 file)
 MAX_ARRAY_ELEMENTS = 1 << 34  # per array, and per dimension (also bounded by MAX_FILE_BYTES)
 MAX_LAYERS = 100_000
 MAX_INPUT_ELEMENTS = 1 << 24  # one sample of the declared input shape (the load-time check allocates it)
+_MAX_HEADER_BYTES = MAX_MANIFEST_BYTES + (16 << 20)  # manifest + tensor entries (~100 bytes each)
 _MAX_CHECK_VALUES = 1 << 32  # layers x values per sample: bounds the time of the load-time check pass
-_MAX_HEADER_BYTES = 10_000  # numpy's own limit for .npy headers parsed without trusting the file
 _MAX_JSON_INT = (1 << 63) - 1
-_CHUNK = 1 << 24
-_MANIFEST = "__manifest__"
-_LAYER_MEMBER = re.compile(r"layers\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
-_DTYPE_KINDS = "biuf"
+_METADATA_KEY = "sparsenet"
+_MANIFEST_CRC_KEY = "sparsenet.crc32"  # of the manifest's UTF-8 bytes: the header's own checksum
+_TENSOR = re.compile(r"layers\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+def _crc32(buffer) -> int:
+    return zlib.crc32(buffer) & 0xFFFFFFFF
 
 
 def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
-    """Write `model` to `path` atomically (temporary file + rename).
+    """Write `model` to `path` (safetensors, schema 2) atomically and durably.
 
     `metadata` must be JSON-serialisable; it is stored with the model (and `model.meta` is merged in).
     """
@@ -81,162 +83,39 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
 
     if not isinstance(model, Sequential):
         raise SparsenetError(f"save_model: expected a Sequential, found {type(model).__name__}")
-    layers, arrays = [], {}
+    layers, tensors = [], {}
     for i, layer in enumerate(model.layers):
         spec, arrs = encode_layer(layer)
         layers.append(spec)
-        arrays.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
+        tensors.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
     meta = dict(getattr(model, "meta", {}) or {})
     meta.update(metadata or {})
     manifest = {
         "format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "sparsenet_version": __version__,
         "input_shape": list(model.input_shape) if getattr(model, "input_shape", None) else None,
         "layers": layers, "metadata": meta,
+        "crc32": {k: _crc32(memoryview(v).cast("B")) if v.size else 0 for k, v in tensors.items()},
     }
     try:
-        blob = json.dumps(manifest, allow_nan=False).encode()
+        blob = json.dumps(manifest, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise SparsenetError(f"save_model: metadata is not JSON-serialisable: {e}") from None
-    arrays[_MANIFEST] = np.frombuffer(blob, dtype=np.uint8)
+    check = str(_crc32(blob.encode("utf-8")))
     with atomic_writer(path) as f:
-        np.savez(f, **arrays)
+        write_safetensors(f, tensors, {_METADATA_KEY: blob, _MANIFEST_CRC_KEY: check})
 
 
-class _Container:
-    """The members of one model file, checked as a zip before anything is read; arrays read on demand.
+def convert_model(src, dst) -> dict:
+    """Rewrite the model file `src` (any schema this sparsenet reads) as a current one at `dst`.
 
-    `members` maps array keys (member names without ``.npy``) to their ZipInfo; other members are
-    left out and never opened.
+    The layers, arrays and metadata are kept bit for bit, so the converted model predicts exactly
+    as the original. `dst` may be `src` (replaced atomically). Returns the source's and the
+    result's schema versions: ``{"from": 1, "to": 2}``.
     """
-
-    def __init__(self, path: str):
-        self.path = path
-        if not os.path.isfile(path):
-            raise ModelFileError(f"model file {path!r}: not found")
-        try:
-            self.zf = zipfile.ZipFile(path)
-            infos = self.zf.infolist()
-        except Exception as e:  # BadZipFile, OSError, EOFError, struct errors... on a damaged container
-            raise ModelFileError(f"model file {path!r}: not a sparsenet model (unreadable zip container: "
-                                 f"{type(e).__name__}: {e})") from None
-        try:
-            self._index(infos)
-        except BaseException:
-            self.zf.close()
-            raise
-
-    def _index(self, infos) -> None:
-        path = self.path
-        if len(infos) > MAX_ARRAYS:
-            raise ModelFileError(f"model file {path!r}: holds {len(infos)} members, more than the limit {MAX_ARRAYS}")
-        declared = sum(i.file_size for i in infos)
-        if declared > MAX_FILE_BYTES:
-            raise ModelFileError(f"model file {path!r}: declares {declared} bytes of arrays, more than the "
-                                 f"limit {MAX_FILE_BYTES} (SPARSENET_MAX_MODEL_BYTES)")
-        self.members: dict[str, zipfile.ZipInfo] = {}
-        for info in infos:
-            name = info.filename
-            if not name.endswith(".npy"):
-                continue
-            key = name[:-4]
-            if key != _MANIFEST and not _LAYER_MEMBER.fullmatch(key):
-                continue
-            if key in self.members:
-                raise ModelFileError(f"model file {path!r}: member {name!r} appears more than once")
-            self.members[key] = info
-
-    def close(self) -> None:
-        self.zf.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def layer_keys(self, i: int) -> dict[str, str]:
-        """{array name: member key} of layer `i`."""
-        prefix = f"layers.{i}."
-        return {k[len(prefix):]: k for k in self.members if k.startswith(prefix)}
-
-    def read(self, key: str, max_bytes: int | None = None) -> np.ndarray:
-        """Array `key`, after its .npy header has been checked against the caps and the member's size."""
-        if key not in self.members:
-            raise ModelFileError(f"model file {self.path!r}: missing array {key!r}")
-        info = self.members[key]
-        where = f"model file {self.path!r}: array {key!r}"
-        if max_bytes is not None and info.file_size > max_bytes:
-            raise ModelFileError(f"{where}: declares {info.file_size} bytes, more than the limit {max_bytes}")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ModelFileError(f"{where}: compression method {info.compress_type} is not supported "
-                                 f"(expected stored or deflated)")
-        try:
-            with self.zf.open(info) as f:
-                return _read_npy(f, info.file_size, where)
-        except ModelFileError:
-            raise
-        except Exception as e:  # bad CRC, truncated member, encrypted entry, unparsable header...
-            raise ModelFileError(f"{where} is corrupt ({type(e).__name__}: {e})") from None
-
-
-def _read_exact(f, n: int, what: str) -> bytes:
-    parts, left = [], n
-    while left > 0:
-        chunk = f.read(min(left, _CHUNK))
-        if not chunk:
-            raise ModelFileError(f"{what}: truncated ({n - left} of {n} bytes)")
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _read_npy(f, member_size: int, where: str) -> np.ndarray:
-    """One .npy stream of `member_size` bytes -> a C-ordered, native-endian, writable array."""
-    from numpy.lib import format as npy
-
-    version = npy.read_magic(f)
-    if version not in ((1, 0), (2, 0)):
-        raise ModelFileError(f"{where}: .npy format version {version[0]}.{version[1]} is not supported "
-                             f"(expected 1.0 or 2.0)")
-    size_field = _read_exact(f, 2 if version == (1, 0) else 4, where)
-    header_len = int.from_bytes(size_field, "little")
-    if header_len > _MAX_HEADER_BYTES:
-        raise ModelFileError(f"{where}: .npy header of {header_len} bytes, more than the limit {_MAX_HEADER_BYTES}")
-    header = io.BytesIO(size_field + _read_exact(f, header_len, where))
-    reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-    shape, fortran, dtype = reader(header, max_header_size=_MAX_HEADER_BYTES)
-    if dtype.hasobject:
-        raise ModelFileError(f"{where}: dtype {dtype} holds Python objects (that would need pickle); refused")
-    if dtype.kind not in _DTYPE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise ModelFileError(f"{where}: expected a bool, integer or float array, found dtype {dtype}")
-    if len(shape) > 32 or not all(type(s) is int and s >= 0 for s in shape):
-        raise ModelFileError(f"{where}: shape {shape} is not a valid array shape (at most 32 non-negative sizes)")
-    count = math.prod(shape)
-    if count > MAX_ARRAY_ELEMENTS or any(s > MAX_ARRAY_ELEMENTS for s in shape):
-        raise ModelFileError(f"{where}: shape {shape} ({count} elements) is more than the limit "
-                             f"{MAX_ARRAY_ELEMENTS} per array and per dimension")
-    nbytes = count * dtype.itemsize
-    data_bytes = member_size - (len(npy.MAGIC_PREFIX) + 2 + len(size_field) + header_len)
-    if nbytes != data_bytes:
-        raise ModelFileError(f"{where}: header declares {dtype} {shape} ({nbytes} bytes) but the member "
-                             f"holds {data_bytes} bytes of data")
-    buf = bytearray()  # grown as data arrives: a member that only claims a size allocates nothing
-    while len(buf) < nbytes:
-        chunk = f.read(min(nbytes - len(buf), _CHUNK))
-        if not chunk:
-            raise ModelFileError(f"{where}: truncated ({len(buf)} of {nbytes} bytes of data)")
-        buf += chunk
-    if f.read(1):  # reading to the end also makes zipfile verify the CRC
-        raise ModelFileError(f"{where}: trailing bytes after the array data")
-    if dtype.kind == "b":
-        arr = np.frombuffer(buf, dtype=np.uint8, count=count) != 0  # any nonzero byte is True, stored as 1
-    else:
-        arr = np.frombuffer(buf, dtype=dtype, count=count)
-    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
-    native = arr.dtype.newbyteorder("=")
-    if arr.dtype != native or not arr.flags.c_contiguous or not arr.flags.writeable:
-        arr = np.ascontiguousarray(arr, dtype=native)
-    return arr
+    version = read_manifest(src)["schema_version_read"]
+    model = load_model(src)
+    save_model(model, dst)
+    return {"from": version, "to": SCHEMA_VERSION}
 
 
 def _finite_float(text: str) -> float:
@@ -263,14 +142,9 @@ def _check_ints(value, where: str) -> None:
             raise ModelFileError(f"{where}: integer {v} does not fit in 64 bits")
 
 
-def _manifest(box: _Container) -> dict:
-    path = box.path
-    raw = box.read(_MANIFEST, MAX_MANIFEST_BYTES)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ModelFileError(f"model file {path!r}: manifest should be 1-D uint8 bytes, found {raw.dtype} {raw.shape}")
+def _parse_manifest(raw: bytes, path: str) -> dict:
     try:
-        manifest = json.loads(raw.tobytes().decode("utf-8"), parse_float=_finite_float,
-                              parse_constant=_no_constant)
+        manifest = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints, NaN...
         raise ModelFileError(f"model file {path!r}: manifest is not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -279,11 +153,11 @@ def _manifest(box: _Container) -> dict:
     version = manifest.get("schema_version")
     if type(version) is not int or version < 1:
         raise ModelFileError(f"model file {path!r}: schema version {version!r} is not supported "
-                             f"(expected an integer; this sparsenet reads version {SCHEMA_VERSION})")
+                             f"(expected an integer; this sparsenet reads versions 1 to {SCHEMA_VERSION})")
     if version > SCHEMA_VERSION:
         raise ModelFileError(f"model file {path!r}: schema version {version} is not supported: the file is "
-                             f"newer than this sparsenet, which reads version {SCHEMA_VERSION} (upgrade sparsenet)")
-    # version < SCHEMA_VERSION cannot happen yet: version 1 is the first (see the module docstring)
+                             f"newer than this sparsenet, which reads versions 1 to {SCHEMA_VERSION} "
+                             f"(upgrade sparsenet)")
     layers = manifest.get("layers")
     if not isinstance(layers, list):
         raise ModelFileError(f"model file {path!r}: manifest field 'layers' should be a list")
@@ -294,10 +168,113 @@ def _manifest(box: _Container) -> dict:
     return manifest
 
 
+def _migrate_1_to_2(manifest: dict) -> dict:
+    """Schema 1 (0.1's .npz container) -> 2. The container changed; the manifest's fields did not,
+    and checksums are not needed for arrays the zip's CRC has already verified."""
+    return dict(manifest, schema_version=2)
+
+
+class _Source:
+    """One opened model file of either container: its manifest (migrated to the current schema) and
+    `layer_arrays(i)`. Use as a context manager."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except FileNotFoundError:
+            raise ModelFileError(f"model file {path!r}: not found") from None
+        except OSError as e:  # a directory, no permission...
+            raise ModelFileError(f"model file {path!r}: cannot be read ({type(e).__name__}: {e})") from None
+        caps = dict(max_bytes=MAX_FILE_BYTES, max_elements=MAX_ARRAY_ELEMENTS)
+        if is_npz(head):
+            self._v1 = V1File(path, max_members=MAX_ARRAYS, **caps)
+            try:
+                self.manifest = _parse_manifest(self._v1.manifest_bytes(MAX_MANIFEST_BYTES), path)
+                if self.manifest["schema_version"] != 1:
+                    raise ModelFileError(f"model file {path!r}: a .npz container holds schema version 1, "
+                                         f"found {self.manifest['schema_version']}")
+                self.version_read = 1
+                self.manifest = _migrate_1_to_2(self.manifest)
+            except BaseException:
+                self._v1.close()
+                raise
+            return
+        self._v1 = None
+        if not is_safetensors(head):
+            raise ModelFileError(f"model file {path!r}: not a sparsenet model (expected a safetensors file, "
+                                 f"or a .npz of sparsenet 0.1; found {len(head)} bytes starting {head[:8]!r})")
+        st = SafetensorsFile(path, max_header_bytes=_MAX_HEADER_BYTES, max_tensors=MAX_ARRAYS,
+                             max_elements=caps["max_elements"], max_bytes=caps["max_bytes"])
+        raw = st.metadata.get(_METADATA_KEY)
+        if raw is None:
+            raise ModelFileError(f"model file {path!r}: a safetensors file without sparsenet's manifest "
+                                 f"(__metadata__ key {_METADATA_KEY!r}); is it a model of another tool?")
+        raw = raw.encode("utf-8")
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ModelFileError(f"model file {path!r}: manifest of {len(raw)} bytes, more than the limit "
+                                 f"{MAX_MANIFEST_BYTES}")
+        if st.metadata.get(_MANIFEST_CRC_KEY) != str(_crc32(raw)):
+            raise ModelFileError(f"model file {path!r}: manifest is corrupt (its bytes do not match the checksum "
+                                 f"{_MANIFEST_CRC_KEY!r} in the header)")
+        self.manifest = _parse_manifest(raw, path)
+        self.version_read = self.manifest["schema_version"]
+        if self.version_read != 2:
+            raise ModelFileError(f"model file {path!r}: a safetensors container holds schema version 2, "
+                                 f"found {self.version_read}")
+        self._st = st
+        self._layers = self._index_tensors(st, self.manifest, path)
+
+    @staticmethod
+    def _index_tensors(st, manifest, path) -> dict[int, dict[str, str]]:
+        n = len(manifest["layers"])
+        crc = manifest.get("crc32")
+        if not isinstance(crc, dict):
+            raise ModelFileError(f"model file {path!r}: manifest field 'crc32' should map tensors to checksums")
+        layers: dict[int, dict[str, str]] = {}
+        for name in st.entries:
+            m = _TENSOR.fullmatch(name)
+            if not m or int(m.group(1)) >= n:
+                raise ModelFileError(f"model file {path!r}: tensor {name!r} does not belong to any of the "
+                                     f"{n} layers (expected names layers.<i>.<array>)")
+            if name not in crc:
+                raise ModelFileError(f"model file {path!r}: tensor {name!r} has no checksum in the manifest")
+            layers.setdefault(int(m.group(1)), {})[m.group(2)] = name
+        stray = sorted(set(crc) - set(st.entries))
+        if stray:
+            raise ModelFileError(f"model file {path!r}: the manifest lists checksums of tensors {stray[:5]} that "
+                                 f"the file does not hold")
+        return layers
+
+    def layer_arrays(self, i: int) -> dict[str, np.ndarray]:
+        if self._v1 is not None:
+            return self._v1.layer_arrays(i)
+        out = {}
+        for name, key in self._layers.get(i, {}).items():
+            expected = self.manifest["crc32"][key]
+            if type(expected) is not int or _crc32(self._st.raw(key)) != expected:
+                raise ModelFileError(f"model file {self.path!r}: tensor {key!r} is corrupt (its bytes do not "
+                                     f"match the checksum in the manifest)")
+            out[name] = self._st.array(key)
+        return out
+
+    def close(self) -> None:
+        if self._v1 is not None:
+            self._v1.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def read_manifest(path) -> dict:
-    """The JSON manifest of a model file (validated for format and version), without building layers."""
-    with _Container(os.fspath(path)) as box:
-        return _manifest(box)
+    """The JSON manifest of a model file (validated for format and version, migrated to the current
+    schema), without building layers. ``schema_version_read`` says which version the file holds."""
+    with _Source(os.fspath(path)) as src:
+        return dict(src.manifest, schema_version_read=src.version_read)
 
 
 def _decode(spec, arrays, where):
@@ -347,27 +324,27 @@ def _check_chain(model, layers, shape, path) -> None:
 
 
 def load_model(path) -> Sequential:
-    """Load a model saved by `save_model`, validating everything before any kernel runs.
+    """Load a model saved by `save_model` (or by sparsenet 0.1), validating everything before any
+    kernel runs.
 
-    The rebuilt model is checked end to end with a forward pass of one zero sample of its declared
-    input shape, so layers whose shapes do not chain are reported here, not at the first prediction.
-    Any problem raises `ModelFileError` (see the module docstring for the checks and caps).
+    Weights are memory-mapped, not copied. The rebuilt model is checked end to end with a forward
+    pass of one zero sample of its declared input shape, so layers whose shapes do not chain are
+    reported here, not at the first prediction. Any problem raises `ModelFileError` (see the module
+    docstring for the checks and caps).
 
     >>> import tempfile, os, sparsenet as sn
     >>> m = sn.build_model("mlp", seed=0)
-    >>> p = os.path.join(tempfile.mkdtemp(), "m.npz")
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.safetensors")
     >>> sn.save_model(m, p)
     >>> load_model(p).input_shape
     (1, 8, 8)
     """
     path = os.fspath(path)
-    with _Container(path) as box:
-        manifest = _manifest(box)
+    with _Source(path) as src:
+        manifest = src.manifest
         shape = _input_shape(manifest, path)
-        layers = []
-        for i, spec in enumerate(manifest["layers"]):
-            arrays = {name: box.read(key) for name, key in box.layer_keys(i).items()}
-            layers.append(_decode(spec, arrays, f"model file {path!r}, layer {i}"))
+        layers = [_decode(spec, src.layer_arrays(i), f"model file {path!r}, layer {i}")
+                  for i, spec in enumerate(manifest["layers"])]
     model = Sequential(*layers)
     model.meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
     if shape is not None:

@@ -6,7 +6,7 @@ Layout of a results directory::
     points/<key>.json       a finished point: its configuration, metrics and provenance
     failures/<key>.json     a point that failed: error, traceback, attempts (removed once it succeeds)
     dense/<dkey>.json       a dense baseline's metrics, shared by the points with the same settings
-    models/<dkey>.npz       the dense baseline model; models/<key>.npz: a point's compiled model
+    models/<dkey>.safetensors  the dense baseline; models/<key>.safetensors: a point's compiled model (.npz: 0.1)
     timings/<key>.json      the serial latency phase's measurements of a point
     log.jsonl               append-only event log: one line per record written (the audit trail)
     lock.json               the driver using the directory (pid, host), removed when it exits
@@ -25,7 +25,7 @@ import socket
 import time
 
 from ..errors import SparsenetError
-from ..io.atomic import atomic_writer
+from ..io.atomic import TEMP_SUFFIX, atomic_writer
 
 __all__ = ["ResultStore"]
 
@@ -97,14 +97,16 @@ class ResultStore:
 
     def model_path(self, key: str) -> str:
         """Where a model file is stored: a point's compiled model, or a dense baseline (by its key)."""
-        return self._path("models", key, ".npz")
+        path = self._path("models", key, ".safetensors")
+        legacy = self._path("models", key, ".npz")  # written by sparsenet 0.1; still loads
+        return legacy if not os.path.exists(path) and os.path.exists(legacy) else path
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a writer that was killed before its rename (never a finished record)."""
         for d in ("", *_DIRS):
             folder = os.path.join(self.root, d)
             for name in os.listdir(folder):
-                if name.startswith(".") and name.endswith(".tmp"):
+                if name.startswith(".") and name.endswith((".tmp", TEMP_SUFFIX)):
                     try:
                         os.remove(os.path.join(folder, name))
                     except OSError:

@@ -67,11 +67,11 @@ def _provenance(t0: float) -> dict:
 
 
 def model_to_bytes(model) -> bytes:
-    """A model as the bytes of its `.npz` file (what a task returns and the driver stores)."""
+    """A model as the bytes of its model file (what a task returns and the driver stores)."""
     from ..io import save_model
 
     with tempfile.TemporaryDirectory(prefix="sparsenet-sweep-") as d:
-        path = os.path.join(d, "model.npz")
+        path = os.path.join(d, "model.safetensors")
         save_model(model, path)
         with open(path, "rb") as f:
             return f.read()
@@ -81,7 +81,7 @@ def model_from_bytes(data: bytes):
     from ..io import load_model
 
     with tempfile.TemporaryDirectory(prefix="sparsenet-sweep-") as d:
-        path = os.path.join(d, "model.npz")
+        path = os.path.join(d, "model.safetensors")
         with open(path, "wb") as f:
             f.write(data)
         return load_model(path)
