@@ -94,3 +94,26 @@ def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, caps
     assert main(["prune", str(path), "-o", str(out), "--method", "taylor"]) == 1
     assert "needs data" in capsys.readouterr().err
     assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1
+
+
+def test_help_imports_only_the_parsers():
+    # `sparsenet --help` stays fast: commands import the library's heavy parts when they run
+    heavy = ("sparsenet.cli", "sparsenet.sweep", "sparsenet.onnx", "sparsenet.prune", "sparsenet.demo",
+             "sparsenet.quantize", "sparsenet.bench", "sparsenet.data", "tqdm", "matplotlib", "onnx", "dask")
+    code = ("import sys, sparsenet; before = set(sys.modules); from sparsenet.cli import build_parser; "
+            f"build_parser(); print(' '.join(m for m in sorted(sys.modules) if m.startswith({heavy!r}) "
+            "and not m.startswith('sparsenet.cli')), 'sparsenet.cli' in before)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False"]  # and `import sparsenet` alone does not import the CLI
+
+
+def test_library_modules_parse_no_command_lines():
+    import pathlib
+
+    root = pathlib.Path(sn.__file__).parent
+    for path in root.rglob("*.py"):
+        if root / "cli" in path.parents or path.name == "__main__.py":
+            continue
+        text = path.read_text()
+        assert "argparse" not in text and "from .cli" not in text and "from ..cli" not in text, path
