@@ -96,6 +96,47 @@ def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, caps
     assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1
 
 
+def test_interrupt_exits_130_with_one_line(small_model_file, monkeypatch, capsys):
+    import sparsenet.io
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sparsenet.io, "load_model", interrupted)
+    path, _ = small_model_file
+    assert main(["info", str(path)]) == 130
+    assert capsys.readouterr().err == "sparsenet info: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "info", str(path)])
+
+
+def test_ctrl_c_stops_a_long_command_with_exit_130():
+    import os
+    import select
+    import signal
+    import time
+
+    # SIGINT's default disposition, even under a runner that starts jobs with it ignored
+    proc = subprocess.Popen([sys.executable, "-m", "sparsenet", "train", "--model", "mlp", "--epochs", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err, deadline = b"", time.monotonic() + 60
+    try:
+        while b"epoch" not in err and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 0.1)[0]:  # wait for the progress bar: training has begun
+                err += os.read(proc.stderr.fileno(), 4096)
+        assert proc.poll() is None and b"epoch" in err, err
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = (err + rest).decode()
+    assert proc.returncode == 130 and out == b""
+    # the progress bar rewrites its line with \r and adds no newline: one line on the terminal
+    assert err.count("\n") == 1 and err.endswith("sparsenet train: interrupted\n") and "Traceback" not in err
+
+
 def test_help_imports_only_the_parsers():
     # `sparsenet --help` stays fast: commands import the library's heavy parts when they run
     heavy = ("sparsenet.cli", "sparsenet.sweep", "sparsenet.onnx", "sparsenet.prune", "sparsenet.demo",

@@ -3,7 +3,8 @@ parser, with ``set_defaults(func=...)``) and a run function that imports the hea
 library only when it runs, so that ``sparsenet --help`` stays fast. `_common` holds the exit codes,
 the ``--json`` output and the argument types.
 
-Exit codes: 0 success, 1 bad input (one-line error; traceback with --debug), 2 usage error.
+Exit codes: 0 success, 1 bad input (one-line error; traceback with --debug), 2 usage error,
+130 interrupted (Ctrl-C; one line).
 
 Adding a command: a module here with `register`, and its name in `_COMMANDS`.
 """
@@ -15,7 +16,7 @@ import sys
 
 from ..errors import SparsenetError
 from . import bench, demo, info, onnx, predict, prune, quantize, sweep, train
-from ._common import BAD_INPUT
+from ._common import BAD_INPUT, INTERRUPTED
 
 __all__ = ["main", "build_parser"]
 
@@ -38,8 +39,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SparsenetError, OSError, KeyboardInterrupt) as e:
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+    except (SparsenetError, OSError) as e:
         if args.debug:
             raise
         print(f"sparsenet {args.command}: error: {e}", file=sys.stderr)
         return BAD_INPUT
+    # Interrupted. Printed after the except clause has released the traceback, so that the frames it
+    # held are gone and a progress bar (tqdm, leave=False) has cleared its line before this one.
+    print(f"sparsenet {args.command}: interrupted", file=sys.stderr)
+    return INTERRUPTED
