@@ -96,6 +96,22 @@ def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, caps
     assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1
 
 
+def test_predict_input_that_is_not_npy_says_so(small_model_file, tmp_path, capsys):
+    import pickle
+
+    path, _ = small_model_file
+    (tmp_path / "x.txt").write_text("0.1 0.2 0.3\n")
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(np.zeros((2, 1, 8, 8))))
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 8, 8)))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    for name in ("x.txt", "x.pkl", "x.npz", "empty.npy"):
+        x = tmp_path / name
+        assert main(["predict", str(path), "--input", str(x), "--output", str(tmp_path / "y.npy")]) == 1, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--input {str(x)!r}" in err and "not a .npy array" in err, err
+        assert "pickled" not in err and not (tmp_path / "y.npy").exists()
+
+
 def test_interrupt_exits_130_with_one_line(small_model_file, monkeypatch, capsys):
     import sparsenet.io
 

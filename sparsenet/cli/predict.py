@@ -8,6 +8,8 @@ from ._common import add_json_flag, emit, positive_int
 
 __all__ = ["register", "run"]
 
+_NPY_MAGIC = b"\x93NUMPY"  # numpy.lib.format.MAGIC_PREFIX, without importing numpy for --help
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="run a model file on a .npy array and save the outputs",
@@ -21,21 +23,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _not_npy(head: bytes) -> str:
+    """What a file that does not start with the .npy magic looks like, for the error message."""
+    if head.startswith(b"PK"):
+        return "an .npz archive; expected a .npy file holding one array"
+    if head.startswith(b"\x80"):
+        return "a Python pickle"
+    return "no .npy header at its start" if head else "an empty file"
+
+
 def _read_input(path: str):
+    """The array stored in the .npy file `path`, never unpickling anything. OSError (missing or
+    unreadable file) is left to the caller; anything else that is not a numeric .npy array raises
+    DataError naming the file."""
     import numpy as np
 
     from ..errors import DataError
 
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except OSError:
-        raise
-    except Exception as e:  # not a .npy, pickled objects, truncated data...
-        raise DataError(f"--input {path!r}: cannot be read as a .npy array ({type(e).__name__}: {e})") from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()
-        raise DataError(f"--input {path!r}: expected a .npy file holding one array, found an .npz archive")
-    return arr
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+        # without this check numpy takes any other file for a pickle and says it "contains pickled data"
+        if head != _NPY_MAGIC:
+            raise DataError(f"--input {path!r}: cannot be read: not a .npy array ({_not_npy(head)})")
+        f.seek(0)
+        try:
+            return np.lib.format.read_array(f, allow_pickle=False)
+        except Exception as e:  # truncated data, a bad header, an array of Python objects...
+            raise DataError(f"--input {path!r}: cannot be read as a .npy array ({type(e).__name__}: {e})") from None
 
 
 def _save_atomic(path: str, arr) -> None:
