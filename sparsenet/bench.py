@@ -1,4 +1,5 @@
-"""`sparsenet bench MODEL`: this model against its dense equivalent, measured in one run.
+"""This model against its dense equivalent, measured in one run (the ``sparsenet bench MODEL``
+command is `sparsenet.cli.bench`).
 
 The dense equivalent has the same layers with every weight stored dense (pruned entries as zeros):
 what a framework that keeps zeros in dense tensors would run. Figures are medians of repeats in this
@@ -8,7 +9,6 @@ process; the machine's load is recorded (CPU pressure) so a noisy run can be rec
 from __future__ import annotations
 
 import copy
-import time
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .nn import no_grad
 from .nn._weighted import WeightedLayer
 from .timing import median_time, settle
 
-__all__ = ["dense_equivalent", "bench_model", "add_bench_parser", "cmd_bench"]
+__all__ = ["dense_equivalent", "bench_model"]
 
 
 def dense_equivalent(model):
@@ -67,38 +67,3 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
         tm, td = min(t_model), min(t_dense)
         rows.append({"batch": int(b), "model_ms": tm * 1e3, "dense_ms": td * 1e3, "speedup": td / tm})
     return {"batches": rows, "cpu_pressure_before": before, "cpu_pressure_after": _pressure()}
-
-
-def add_bench_parser(sub) -> None:
-    b = sub.add_parser("bench", help="time a model against its dense equivalent in one run",
-                       epilog="example: sparsenet bench lenet90.npz --batch 1,64 --json")
-    b.add_argument("model", help="model file")
-    b.add_argument("--batch", default="1,64", help="comma-separated batch sizes (default: 1,64)")
-    b.add_argument("--repeats", type=int, default=7)
-    b.add_argument("--threads", type=int, default=None, help="numba and BLAS threads")
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args) -> int:
-    from .cli import _emit
-    from .io import load_model
-
-    try:
-        batches = [int(v) for v in args.batch.split(",") if v.strip()]
-    except ValueError:
-        raise SparsenetError(f"--batch: expected comma-separated integers, found {args.batch!r}") from None
-    if not batches or min(batches) < 1:
-        raise SparsenetError(f"--batch: expected positive batch sizes, found {args.batch!r}")
-    model = load_model(args.model)
-    if args.threads:
-        from .runtime import set_num_threads
-        set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    result = bench_model(model, batches, repeats=args.repeats)
-    result.update(model=args.model, seconds=round(time.perf_counter() - t0, 3))
-    lines = [f"{'batch':>6}{'model ms':>12}{'dense ms':>12}{'speedup':>9}"]
-    lines += [f"{r['batch']:>6}{r['model_ms']:>12.4f}{r['dense_ms']:>12.4f}{r['speedup']:>8.2f}x" for r in result["batches"]]
-    lines.append(f"(medians in one run; CPU pressure {result['cpu_pressure_before']} -> {result['cpu_pressure_after']} %)")
-    _emit(args, result, "\n".join(lines))
-    return 0

@@ -1,4 +1,5 @@
-"""Post-training int8 weight quantisation of whole models, the compression table, and the CLI command.
+"""Post-training int8 weight quantisation of whole models and the compression table (the
+``sparsenet quantize`` command is `sparsenet.cli.quantize`).
 
 Every weighted layer's weight becomes QDense / QCSR / QBSR (int8 values, one float32 scale per
 output channel, the same sparsity pattern); biases and BatchNorm stay float32. Pruning then
@@ -25,8 +26,7 @@ from .formats.quantized import QuantizedFormat, quantize_weight
 from .nn import Sequential
 from .nn._weighted import WeightedLayer
 
-__all__ = ["quantize_model", "compression_summary", "format_compression_table", "cmd_quantize",
-           "add_quantize_parser", "SCHEME"]
+__all__ = ["quantize_model", "compression_summary", "format_compression_table", "SCHEME"]
 
 SCHEME = "int8 symmetric per output channel"
 
@@ -109,51 +109,3 @@ def format_compression_table(table: dict) -> str:
         lines.append(f"{str(name):<{width}}  {r['accuracy']:>8.4f}  {r['bytes']:>10}  {r['memory_ratio']:>5.1f}x  "
                      f"{r['file_bytes']:>10}  {r['file_ratio']:>5.1f}x")
     return "\n".join(lines)
-
-
-# -- command line ----------------------------------------------------------------------------------
-def cmd_quantize(args) -> int:
-    """`sparsenet quantize MODEL -o OUT [--dataset NAME] [--json]`: load, quantise, save, report."""
-    from .cli import _emit
-    from .data import load_dataset
-    from .io import load_model, save_model
-    from .summary import summarize
-    from .train import evaluate
-
-    model = load_model(args.model)
-    ds = load_dataset(args.dataset, seed=getattr(args, "seed", 0)) if getattr(args, "dataset", None) else None
-    quantized = quantize_model(model)
-    payload = {"input": args.model, "output": args.output, "scheme": SCHEME,
-               "bytes_before": summarize(model)["totals"]["total_bytes"],
-               "bytes_after": summarize(quantized)["totals"]["total_bytes"],
-               "layers": quantized.meta["quantization"]["layers"]}
-    if ds is not None:
-        payload["dataset"] = ds.name
-        payload["accuracy_before"] = evaluate(model, ds.x_test, ds.y_test)["accuracy"]
-        payload["accuracy_after"] = evaluate(quantized, ds.x_test, ds.y_test)["accuracy"]
-        quantized.meta["test_accuracy"] = payload["accuracy_after"]
-    save_model(quantized, args.output)
-    payload["file_bytes_before"] = os.path.getsize(args.model)
-    payload["file_bytes_after"] = os.path.getsize(args.output)
-    b0, b1 = payload["bytes_before"], payload["bytes_after"]
-    text = [f"quantized {len(payload['layers'])} layers ({SCHEME})",
-            f"bytes {b0} -> {b1} ({b0 / max(b1, 1):.2f}x smaller); file {payload['file_bytes_before']} -> "
-            f"{payload['file_bytes_after']} bytes"]
-    if ds is not None:
-        text.append(f"test accuracy on {ds.name} {payload['accuracy_before']:.4f} -> {payload['accuracy_after']:.4f}")
-    text.append(f"saved to {args.output}")
-    _emit(args, payload, "\n".join(text))
-    return 0
-
-
-def add_quantize_parser(subparsers):
-    """Add the `quantize` sub-command to an argparse sub-parser collection; returns its parser."""
-    q = subparsers.add_parser("quantize", help="int8 weights (symmetric, per output channel) for inference",
-                              epilog="example: sparsenet quantize lenet90.npz -o lenet90-int8.npz --dataset digits")
-    q.add_argument("model", help="model file")
-    q.add_argument("-o", "--output", required=True, help="quantized model file to write")
-    q.add_argument("--dataset", help="'digits' or .npz: report test accuracy before and after")
-    q.add_argument("--seed", type=int, default=0, help="seed of the dataset's train/test split")
-    q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    q.set_defaults(func=cmd_quantize)
-    return q

@@ -1,5 +1,5 @@
-"""Inference runtime: load a validated model file, predict with checked input, choose thread counts,
-and the ``sparsenet predict`` command.
+"""Inference runtime: load a validated model file, predict with checked input, choose thread counts
+(the ``sparsenet predict`` command is `sparsenet.cli.predict`).
 
 `predict` runs under `no_grad`, so layers store nothing and several threads may share one model in
 evaluation mode (as `load` returns it). Thread counts: Numba's kernels use `numba.set_num_threads`
@@ -17,19 +17,16 @@ threadpoolctl when it is installed.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 import warnings
 
 import numpy as np
 
 from .errors import DataError, DTypeError, ShapeError
 from .io import load_model
-from .io.atomic import atomic_writer
 from .train import run_batches
 
-__all__ = ["load", "predict", "set_num_threads", "get_num_threads", "add_predict_parser", "cmd_predict"]
+__all__ = ["load", "predict", "set_num_threads", "get_num_threads"]
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 def load(path):
@@ -142,68 +139,3 @@ def set_num_threads(n: int, *, blas: int | None = None) -> dict:
     else:
         threadpool_limits(limits=blas, user_api="blas")  # stays in force: the object is not used as a context
     return previous
-
-
-# -- the `sparsenet predict` command ---------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
-
-
-def add_predict_parser(subparsers):
-    """Add ``predict`` to a `argparse` sub-parsers object (``parser.add_subparsers()``); returns it."""
-    p = subparsers.add_parser("predict", help="run a model file on a .npy array and save the outputs",
-                              epilog="example: sparsenet predict lenet90.npz --input x.npy --output y.npy --json")
-    p.add_argument("model", help="model file")
-    p.add_argument("--input", required=True, help=".npy array: [N, *input_shape] or one sample")
-    p.add_argument("--output", required=True, help=".npy file to write (atomically)")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="default: %(default)s")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads for kernels and BLAS")
-    p.add_argument("--json", action="store_true", help="print shapes, seconds and the output path as JSON")
-    p.set_defaults(func=cmd_predict)
-    return p
-
-
-def _read_input(path: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except OSError:
-        raise
-    except Exception as e:  # not a .npy, pickled objects, truncated data...
-        raise DataError(f"--input {path!r}: cannot be read as a .npy array ({type(e).__name__}: {e})") from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()
-        raise DataError(f"--input {path!r}: expected a .npy file holding one array, found an .npz archive")
-    return arr
-
-
-def _save_atomic(path: str, arr: np.ndarray) -> None:
-    """Write `arr` as .npy to exactly `path` (no suffix added) via a temporary file and a rename."""
-    with atomic_writer(path) as f:
-        np.save(f, arr, allow_pickle=False)
-
-
-def cmd_predict(args) -> int:
-    """``sparsenet predict MODEL --input X.npy --output Y.npy [--batch-size N] [--threads N] [--json]``."""
-    if args.threads is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            set_num_threads(args.threads)
-    model = load(args.model)
-    x = _read_input(args.input)
-    t0 = time.perf_counter()
-    y = predict(model, x, batch_size=args.batch_size)
-    seconds = time.perf_counter() - t0
-    _save_atomic(args.output, y)
-    payload = {"input_shape": list(x.shape), "output_shape": list(y.shape), "seconds": round(seconds, 6),
-               "output": args.output}
-    text = (f"predicted {list(x.shape)} -> {list(y.shape)} in {seconds:.3f} s; saved to {args.output}")
-    print(json.dumps(payload) if getattr(args, "json", False) else text)
-    return 0

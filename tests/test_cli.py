@@ -94,3 +94,83 @@ def test_prune_cli_per_layer_targets_and_errors(small_model_file, tmp_path, caps
     assert main(["prune", str(path), "-o", str(out), "--method", "taylor"]) == 1
     assert "needs data" in capsys.readouterr().err
     assert main(["prune", str(path), "-o", str(out), "--sparsity", "lots"]) == 1
+
+
+def test_predict_input_that_is_not_npy_says_so(small_model_file, tmp_path, capsys):
+    import pickle
+
+    path, _ = small_model_file
+    (tmp_path / "x.txt").write_text("0.1 0.2 0.3\n")
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(np.zeros((2, 1, 8, 8))))
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 8, 8)))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    for name in ("x.txt", "x.pkl", "x.npz", "empty.npy"):
+        x = tmp_path / name
+        assert main(["predict", str(path), "--input", str(x), "--output", str(tmp_path / "y.npy")]) == 1, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--input {str(x)!r}" in err and "not a .npy array" in err, err
+        assert "pickled" not in err and not (tmp_path / "y.npy").exists()
+
+
+def test_interrupt_exits_130_with_one_line(small_model_file, monkeypatch, capsys):
+    import sparsenet.io
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sparsenet.io, "load_model", interrupted)
+    path, _ = small_model_file
+    assert main(["info", str(path)]) == 130
+    assert capsys.readouterr().err == "sparsenet info: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "info", str(path)])
+
+
+def test_ctrl_c_stops_a_long_command_with_exit_130():
+    import os
+    import select
+    import signal
+    import time
+
+    # SIGINT's default disposition, even under a runner that starts jobs with it ignored
+    proc = subprocess.Popen([sys.executable, "-m", "sparsenet", "train", "--model", "mlp", "--epochs", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err, deadline = b"", time.monotonic() + 60
+    try:
+        while b"epoch" not in err and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 0.1)[0]:  # wait for the progress bar: training has begun
+                err += os.read(proc.stderr.fileno(), 4096)
+        assert proc.poll() is None and b"epoch" in err, err
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = (err + rest).decode()
+    assert proc.returncode == 130 and out == b""
+    # the progress bar rewrites its line with \r and adds no newline: one line on the terminal
+    assert err.count("\n") == 1 and err.endswith("sparsenet train: interrupted\n") and "Traceback" not in err
+
+
+def test_help_imports_only_the_parsers():
+    # `sparsenet --help` stays fast: commands import the library's heavy parts when they run
+    heavy = ("sparsenet.cli", "sparsenet.sweep", "sparsenet.onnx", "sparsenet.prune", "sparsenet.demo",
+             "sparsenet.quantize", "sparsenet.bench", "sparsenet.data", "tqdm", "matplotlib", "onnx", "dask")
+    code = ("import sys, sparsenet; before = set(sys.modules); from sparsenet.cli import build_parser; "
+            f"build_parser(); print(' '.join(m for m in sorted(sys.modules) if m.startswith({heavy!r}) "
+            "and not m.startswith('sparsenet.cli')), 'sparsenet.cli' in before)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False"]  # and `import sparsenet` alone does not import the CLI
+
+
+def test_library_modules_parse_no_command_lines():
+    import pathlib
+
+    root = pathlib.Path(sn.__file__).parent
+    for path in root.rglob("*.py"):
+        if root / "cli" in path.parents or path.name == "__main__.py":
+            continue
+        text = path.read_text()
+        assert "argparse" not in text and "from .cli" not in text and "from ..cli" not in text, path

@@ -17,7 +17,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from sparsenet.onnx import OnnxImportError, add_onnx_parsers, export_onnx, import_onnx  # noqa: E402
+from sparsenet.cli.onnx import register as add_onnx_parsers  # noqa: E402
+from sparsenet.onnx import OnnxImportError, export_onnx, import_onnx  # noqa: E402
 
 FLOAT = TensorProto.FLOAT
 _rng = np.random.default_rng(0)

@@ -19,8 +19,8 @@ from sparsenet.formats.quantized import QBSR, QCSR, QDense, quantize_weight
 from sparsenet.kernels import int8
 from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from sparsenet.summary import summarize
-from sparsenet.quantize import (SCHEME, add_quantize_parser, cmd_quantize, compression_summary,
-                                format_compression_table, quantize_model)
+from sparsenet.cli.quantize import register as add_quantize_parser, run as cmd_quantize
+from sparsenet.quantize import SCHEME, compression_summary, format_compression_table, quantize_model
 from strategies import (
     SETTINGS, BlockCase, SparseCase, activations, batch_sizes, block_sparse_matrices,
     bsr_arrays, csr_arrays, index_dtypes, sparse_matrices,

@@ -302,7 +302,7 @@ def run_cli(monkeypatch):
         def build():
             parser = original()
             sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-            runtime.add_predict_parser(sub)
+            cli.predict.register(sub)
             return parser
 
         monkeypatch.setattr(cli, "build_parser", build)

@@ -11,9 +11,7 @@ connections, grouped/dilated convolutions, asymmetric padding, exact (erf) GELU,
 """
 
 from ._proto import OnnxImportError
-from .cli import add_onnx_parsers, cmd_export_onnx, cmd_import_onnx
 from .exporter import export_onnx
 from .importer import SUPPORTED_OPS, import_onnx
 
-__all__ = ["import_onnx", "export_onnx", "OnnxImportError", "SUPPORTED_OPS",
-           "add_onnx_parsers", "cmd_import_onnx", "cmd_export_onnx"]
+__all__ = ["import_onnx", "export_onnx", "OnnxImportError", "SUPPORTED_OPS"]

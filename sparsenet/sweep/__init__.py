@@ -57,7 +57,6 @@ cluster's network, tunnel the scheduler: ``ssh -N -L 8786:localhost:8786 A`` and
 
 import os as _os
 
-from .cli import add_sweep_parser, cmd_sweep
 from .config import (METRICS, POINT_FIELDS, POINT_SCHEMA, SweepConfig, dense_key, expand_grid, load_config,
                      parse_config, point_key)
 from .runner import SweepResult, run_sweep
@@ -72,7 +71,7 @@ __all__ = [
     "POINT_FIELDS", "POINT_SCHEMA", "METRICS",
     "run_point", "train_dense", "measure_point",
     "ResultStore", "point_rows", "summarize_rows", "write_tables",
-    "add_sweep_parser", "cmd_sweep", "example_path",
+    "example_path",
 ]
 
 

@@ -1,4 +1,4 @@
-"""`sparsenet sweep CONFIG`: the command line of pruning studies (registered by `sparsenet.cli`).
+"""`sparsenet sweep CONFIG`: run a pruning study (a grid of train-prune-evaluate runs), resumably.
 
 Exit codes: 0 every point finished, 1 bad input or at least one point failed (the others are stored),
 130 interrupted (finished points are kept; re-run the same command to resume).
@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 
-__all__ = ["add_sweep_parser", "cmd_sweep"]
+from ._common import BAD_INPUT, INTERRUPTED, OK, add_json_flag, emit
+
+__all__ = ["register", "run"]
 
 _EPILOG = """examples:
   sparsenet sweep study.toml                                  # Dask LocalCluster (or processes without Dask)
@@ -21,8 +23,7 @@ a small study to start from: python -c "import sparsenet.sweep as s; print(s.exa
 """
 
 
-def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the `sweep` subcommand to `subparsers` (from ``parser.add_subparsers``)."""
+def register(subparsers) -> None:
     s = subparsers.add_parser("sweep", help="run a pruning study (a grid of train-prune-evaluate runs) on Dask or "
                                             "local processes, resumably",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
@@ -37,10 +38,9 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
                                                           "(default: %(default)s)")
     s.add_argument("--no-timing", action="store_true", help="skip the serial latency phase")
     s.add_argument("--no-plots", action="store_true", help="do not draw plots")
-    s.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    add_json_flag(s, "print the outcome as one JSON object")
     s.add_argument("--quiet", action="store_true", help="no progress bars or messages")
-    s.set_defaults(func=cmd_sweep)
-    return s
+    s.set_defaults(func=run)
 
 
 def _text(res) -> str:
@@ -72,9 +72,8 @@ def _text(res) -> str:
     return "\n".join(lines)
 
 
-def cmd_sweep(args) -> int:
-    from ..cli import _emit
-    from .runner import run_sweep
+def run(args) -> int:
+    from ..sweep.runner import run_sweep
 
     quiet = args.quiet or args.json
     echo = None if quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -82,12 +81,12 @@ def cmd_sweep(args) -> int:
         res = run_sweep(args.config, out_dir=args.out, backend=args.backend, scheduler=args.scheduler,
                         workers=args.workers, retries=args.retries, timing=not args.no_timing,
                         progress=not quiet, plots=not args.no_plots, echo=echo)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a message of its own: the study can be resumed (and --json gets an object)
         msg = "interrupted: finished points are stored; run the same command again to resume"
         if args.json:
             print(json.dumps({"interrupted": True, "message": msg}))
         else:
             print(f"sparsenet sweep: {msg}", file=sys.stderr)
-        return 130
-    _emit(args, res.to_dict(), _text(res))
-    return 1 if res.failed else 0
+        return INTERRUPTED
+    emit(args, res.to_dict(), _text(res))
+    return BAD_INPUT if res.failed else OK
