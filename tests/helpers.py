@@ -136,7 +136,8 @@ def check_format_against_reference(fmt, w_dense, x, dy) -> None:
 
 
 def read_model_file(path):
-    """(manifest, {tensor name: array}) of a sparsenet model file (safetensors)."""
+    """(manifest, {tensor name: array}) of a sparsenet model file (safetensors); the manifest as
+    stored, with its ``manifest_crc32``."""
     import json
 
     from safetensors import safe_open
@@ -161,6 +162,18 @@ def rewrite_model_file(path, mutate, *, checksums=True):
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     if checksums:
         manifest["crc32"] = {k: zlib.crc32(np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()}
-    blob = json.dumps(manifest)
     with open(path, "wb") as f:
-        f.write(save(arrays, metadata={"sparsenet": blob, "sparsenet.crc32": str(zlib.crc32(blob.encode()))}))
+        f.write(save(arrays, metadata={"sparsenet": manifest_text(manifest)}))
+
+
+def manifest_text(manifest: dict, *, checksum: bool = True) -> str:
+    """A manifest as a model file stores it: canonical JSON with its own ``manifest_crc32`` (kept as
+    the manifest has it when `checksum` is False)."""
+    import json
+    import zlib
+
+    if checksum:
+        body = {k: v for k, v in manifest.items() if k != "manifest_crc32"}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+        manifest = dict(body, manifest_crc32=zlib.crc32(canonical.encode()))
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=True)

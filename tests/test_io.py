@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sparsenet as sn
-from helpers import read_model_file, rewrite_model_file
+from helpers import manifest_text, read_model_file, rewrite_model_file
 from sparsenet.errors import ModelFileError
 from sparsenet.nn import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
                           GlobalAvgPool2d, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Softmax, Tanh)
@@ -115,7 +115,14 @@ def test_file_is_plain_safetensors(tmp_path):
     with safe_open(path, framework="np") as f:
         manifest = json.loads(f.metadata()["sparsenet"])
     assert manifest["schema_version"] == 2 and manifest["format"] == "sparsenet-model"
-    assert set(manifest["crc32"]) == set(tensors)
+    assert set(manifest["crc32"]) == set(tensors) and type(manifest["manifest_crc32"]) is int
+
+
+def test_same_model_same_bytes(tmp_path):
+    model, _ = _every_layer_model()
+    sn.save_model(model, tmp_path / "a.safetensors")
+    sn.save_model(model, tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
 
 
 def test_strided_arrays_are_written_as_their_values(tmp_path):
@@ -244,7 +251,7 @@ def test_edited_manifest_without_checksum_update_is_refused(tmp_path):
     sn.save_model(model, path)
     manifest, arrays = read_model_file(path)
     manifest["layers"][1]["eps"] = 0.5  # a BatchNorm's epsilon: a silently different model
-    path.write_bytes(save(arrays, metadata={"sparsenet": json.dumps(manifest), "sparsenet.crc32": "0"}))
+    path.write_bytes(save(arrays, metadata={"sparsenet": manifest_text(manifest, checksum=False)}))
     with pytest.raises(ModelFileError, match="manifest is corrupt"):
         sn.load_model(path)
 

@@ -15,13 +15,13 @@ import argparse
 import sys
 
 from ..errors import SparsenetError
-from . import bench, demo, info, onnx, predict, prune, quantize, sweep, train
+from . import bench, convert, demo, info, onnx, predict, prune, quantize, sweep, train
 from ._common import BAD_INPUT, INTERRUPTED
 
 __all__ = ["main", "build_parser"]
 
 # in the order of `sparsenet --help` (onnx registers import-onnx and export-onnx)
-_COMMANDS = (demo, train, prune, quantize, onnx, predict, bench, sweep, info)
+_COMMANDS = (demo, train, prune, quantize, onnx, predict, bench, sweep, info, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers) -> None:
     b = subparsers.add_parser("bench", help="time a model against its dense equivalent in one run",
-                              epilog="example: sparsenet bench lenet90.npz --batch 1,64 --json")
+                              epilog="example: sparsenet bench lenet90.safetensors --batch 1,64 --json")
     b.add_argument("model", help="model file")
     b.add_argument("--batch", default="1,64", help="comma-separated batch sizes (default: 1,64)")
     b.add_argument("--repeats", type=int, default=7)

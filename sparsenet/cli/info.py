@@ -9,7 +9,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers) -> None:
     i = subparsers.add_parser("info", help="per-layer formats, shapes, nonzeros and true bytes of a model file",
-                              epilog="example: sparsenet info lenet.npz --json")
+                              epilog="example: sparsenet info lenet.safetensors --json")
     i.add_argument("model", help="model file")
     add_json_flag(i)
     i.set_defaults(func=run)

@@ -11,7 +11,7 @@ __all__ = ["register", "run_import", "run_export"]
 def register(subparsers) -> None:
     imp = subparsers.add_parser("import-onnx", help="convert an ONNX chain (PyTorch, Keras/tf2onnx MLPs and CNNs) "
                                                     "to a sparsenet model file",
-                                epilog="example: sparsenet import-onnx model.onnx -o model.npz --json")
+                                epilog="example: sparsenet import-onnx model.onnx -o model.safetensors --json")
     imp.add_argument("model", help="ONNX file")
     imp.add_argument("-o", "--output", required=True, help="sparsenet model file to write")
     imp.add_argument("--no-fold-batchnorm", action="store_true",
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     imp.set_defaults(func=run_import)
 
     exp = subparsers.add_parser("export-onnx", help="write a sparsenet model file as ONNX (runs in onnxruntime)",
-                                epilog="example: sparsenet export-onnx lenet90.npz -o lenet90.onnx "
+                                epilog="example: sparsenet export-onnx lenet90.safetensors -o lenet90.onnx "
                                        "--sparse-initializers")
     exp.add_argument("model", help="sparsenet model file")
     exp.add_argument("-o", "--output", required=True, help="ONNX file to write")

@@ -13,7 +13,7 @@ _NPY_MAGIC = b"\x93NUMPY"  # numpy.lib.format.MAGIC_PREFIX, without importing nu
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="run a model file on a .npy array and save the outputs",
-                              epilog="example: sparsenet predict lenet90.npz --input x.npy --output y.npy --json")
+                              epilog="example: sparsenet predict lenet90.safetensors --input x.npy --output y.npy --json")
     p.add_argument("model", help="model file")
     p.add_argument("--input", required=True, help=".npy array: [N, *input_shape] or one sample")
     p.add_argument("--output", required=True, help=".npy file to write (atomically)")

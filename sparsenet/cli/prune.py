@@ -10,10 +10,10 @@ from ._common import add_json_flag, emit, sparsity_targets
 __all__ = ["register", "run"]
 
 _EPILOG = """examples:
-  sparsenet prune lenet.npz -o lenet90.npz --sparsity 0.9 --scope global --finetune-epochs 40 --dataset digits
-  sparsenet prune cnn.npz -o cnn-half.npz --granularity filter --sparsity 0.5 --format dense
-  sparsenet prune lenet.npz -o lenet24.npz --granularity 2:4 --method wanda --dataset digits
-  sparsenet prune lenet.npz -o lenet-b.npz --granularity block4x4 --sparsity 0.8 --format bsr4x4"""
+  sparsenet prune lenet.safetensors -o lenet90.safetensors --sparsity 0.9 --scope global --finetune-epochs 40 --dataset digits
+  sparsenet prune cnn.safetensors -o cnn-half.safetensors --granularity filter --sparsity 0.5 --format dense
+  sparsenet prune lenet.safetensors -o lenet24.safetensors --granularity 2:4 --method wanda --dataset digits
+  sparsenet prune lenet.safetensors -o lenet-b.safetensors --granularity block4x4 --sparsity 0.8 --format bsr4x4"""
 
 
 def register(subparsers) -> None:

@@ -9,7 +9,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers) -> None:
     q = subparsers.add_parser("quantize", help="int8 weights (symmetric, per output channel) for inference",
-                              epilog="example: sparsenet quantize lenet90.npz -o lenet90-int8.npz --dataset digits")
+                              epilog="example: sparsenet quantize lenet90.safetensors -o lenet90-int8.safetensors --dataset digits")
     q.add_argument("model", help="model file")
     q.add_argument("-o", "--output", required=True, help="quantized model file to write")
     q.add_argument("--dataset", help="'digits' or .npz: report test accuracy before and after")

@@ -14,7 +14,7 @@ _EPOCHS = {"mlp": 40, "lenet300": 40, "cnn": 30}
 
 def register(subparsers) -> None:
     t = subparsers.add_parser("train", help="train a zoo model and save it",
-                              epilog="example: sparsenet train --model lenet300 --dataset digits -o lenet.npz --json")
+                              epilog="example: sparsenet train --model lenet300 --dataset digits -o lenet.safetensors --json")
     t.add_argument("--model", required=True, choices=sorted(_EPOCHS), help="zoo model")
     t.add_argument("--dataset", default="digits", help="'digits' or a path to .npz arrays (default: digits)")
     t.add_argument("-o", "--output", help="model file to write")

@@ -3,8 +3,10 @@ manifest in the header's metadata. No pickle, no code on load.
 
 Layout: tensors ``layers.<i>.<array>`` (e.g. ``layers.1.weight.indices``) and ``__metadata__``
 ``{"sparsenet": <manifest JSON>}``; the manifest holds the format name, schema version, sparsenet
-version, input shape, layer specs, the model's metadata and a CRC-32 of every tensor's bytes
-(safetensors itself has no checksum); ``"sparsenet.crc32"`` beside it is the manifest's own CRC-32. Any safetensors reader can list and read the arrays.
+version, input shape, layer specs, the model's metadata, a CRC-32 of every tensor's bytes
+(safetensors itself has no checksum) and ``manifest_crc32``, the CRC-32 of the manifest's canonical
+JSON without that field (sorted keys, no spaces). One metadata key only: the safetensors package
+writes metadata keys in a random order, and the same model must give the same bytes. Any safetensors reader can list and read the arrays.
 Saving goes through `atomic_writer` (temporary file, fsync, rename, directory fsync): a failed or
 killed save leaves any previous file intact, and the file gets the mode ``open()`` would give it.
 
@@ -66,12 +68,15 @@ _MAX_HEADER_BYTES = MAX_MANIFEST_BYTES + (16 << 20)  # manifest + tensor entries
 _MAX_CHECK_VALUES = 1 << 32  # layers x values per sample: bounds the time of the load-time check pass
 _MAX_JSON_INT = (1 << 63) - 1
 _METADATA_KEY = "sparsenet"
-_MANIFEST_CRC_KEY = "sparsenet.crc32"  # of the manifest's UTF-8 bytes: the header's own checksum
 _TENSOR = re.compile(r"layers\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
 
 
 def _crc32(buffer) -> int:
     return zlib.crc32(buffer) & 0xFFFFFFFF
+
+
+def _canonical(manifest: dict) -> str:
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
@@ -97,12 +102,12 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
         "crc32": {k: _crc32(memoryview(v).cast("B")) if v.size else 0 for k, v in tensors.items()},
     }
     try:
-        blob = json.dumps(manifest, allow_nan=False)
+        body = _canonical(manifest)
     except (TypeError, ValueError) as e:
         raise SparsenetError(f"save_model: metadata is not JSON-serialisable: {e}") from None
-    check = str(_crc32(blob.encode("utf-8")))
+    blob = _canonical(dict(manifest, manifest_crc32=_crc32(body.encode("utf-8"))))
     with atomic_writer(path) as f:
-        write_safetensors(f, tensors, {_METADATA_KEY: blob, _MANIFEST_CRC_KEY: check})
+        write_safetensors(f, tensors, {_METADATA_KEY: blob})
 
 
 def convert_model(src, dst) -> dict:
@@ -142,11 +147,21 @@ def _check_ints(value, where: str) -> None:
             raise ModelFileError(f"{where}: integer {v} does not fit in 64 bits")
 
 
-def _parse_manifest(raw: bytes, path: str) -> dict:
+def _parse_manifest(raw: bytes, path: str, *, checksum: bool) -> dict:
+    """The manifest's JSON, checked; with `checksum`, its ``manifest_crc32`` is verified and removed."""
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints, NaN...
         raise ModelFileError(f"model file {path!r}: manifest is not valid JSON ({type(e).__name__}: {e})") from None
+    if checksum and isinstance(manifest, dict):
+        claimed = manifest.pop("manifest_crc32", None)
+        try:
+            actual = _crc32(_canonical(manifest).encode("utf-8"))
+        except (ValueError, RecursionError):
+            actual = None
+        if type(claimed) is not int or claimed != actual:
+            raise ModelFileError(f"model file {path!r}: manifest is corrupt (it does not match its checksum "
+                                 f"'manifest_crc32')")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ModelFileError(f"model file {path!r}: expected format {FORMAT_NAME!r}, found {found!r}")
@@ -191,7 +206,7 @@ class _Source:
         if is_npz(head):
             self._v1 = V1File(path, max_members=MAX_ARRAYS, **caps)
             try:
-                self.manifest = _parse_manifest(self._v1.manifest_bytes(MAX_MANIFEST_BYTES), path)
+                self.manifest = _parse_manifest(self._v1.manifest_bytes(MAX_MANIFEST_BYTES), path, checksum=False)
                 if self.manifest["schema_version"] != 1:
                     raise ModelFileError(f"model file {path!r}: a .npz container holds schema version 1, "
                                          f"found {self.manifest['schema_version']}")
@@ -215,10 +230,7 @@ class _Source:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ModelFileError(f"model file {path!r}: manifest of {len(raw)} bytes, more than the limit "
                                  f"{MAX_MANIFEST_BYTES}")
-        if st.metadata.get(_MANIFEST_CRC_KEY) != str(_crc32(raw)):
-            raise ModelFileError(f"model file {path!r}: manifest is corrupt (its bytes do not match the checksum "
-                                 f"{_MANIFEST_CRC_KEY!r} in the header)")
-        self.manifest = _parse_manifest(raw, path)
+        self.manifest = _parse_manifest(raw, path, checksum=True)
         self.version_read = self.manifest["schema_version"]
         if self.version_read != 2:
             raise ModelFileError(f"model file {path!r}: a safetensors container holds schema version 2, "
