@@ -164,6 +164,19 @@ def test_load_maps_weights_without_copying(tmp_path):
     assert not np.array_equal(sn.predict(loaded, x), sn.predict(sn.load_model(path), x))
 
 
+def test_load_without_mmap_reads_the_file_into_memory(tmp_path):
+    model, x = _every_layer_model()
+    path = tmp_path / "m.safetensors"
+    sn.save_model(model, path)
+    loaded = sn.load_model(path, mmap=False)
+    path.write_bytes(b"")  # rewritten in place: a mapped model would now fault; this one is unaffected
+    w = loaded[5].weight.data
+    while isinstance(w, np.ndarray) and w.base is not None:
+        w = w.base
+    assert isinstance(getattr(w, "obj", w), bytearray)
+    assert np.array_equal(sn.predict(loaded, x), sn.predict(model, x))
+
+
 def test_tensors_foreign_to_the_manifest_are_refused(tmp_path):
     from safetensors.numpy import save_file
 

@@ -6,7 +6,10 @@ A safetensors file is an 8-byte little-endian header length ``N``, ``N`` bytes o
 tensors' bytes, offsets counted from the end of the header. The package's own reader copies every
 tensor into a new array; this one maps the file and hands out views, so a model's weights are not
 copied on load (pages are read when a check or a kernel first touches them; the mapping is
-copy-on-write, so a loaded model can be trained without the file changing).
+copy-on-write, so a loaded model can be trained without the file changing). A mapped file must be
+replaced by a rename, as sparsenet's saves do, never rewritten in place (``cp new old``): pages not
+yet copied would change under the model, and a file truncated under it ends the process (SIGBUS).
+``mmap=False`` reads the file into memory instead.
 
 Checks, before any tensor is touched: the header length (``max_header_bytes``) and the file size
 agree; the header is one JSON object without NaN, Infinity or repeated names; every entry has
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
+import mmap as _mmap
 import os
 import sys
 
@@ -71,7 +74,7 @@ class SafetensorsFile:
     """The validated header of one safetensors file and its memory map; `array(name)` gives a tensor."""
 
     def __init__(self, path: str, *, max_header_bytes: int, max_tensors: int, max_elements: int,
-                 max_bytes: int):
+                 max_bytes: int, mmap: bool = True):
         self.path = path
         where = f"model file {path!r}"
         try:
@@ -89,8 +92,18 @@ class SafetensorsFile:
                                          f"{size - 8} bytes follow the length)")
                 raw = f.read(n)
                 self._data_start, data_size = 8 + n, size - 8 - n
-                # An empty data area cannot be mapped; nothing needs mapping then.
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if data_size else None
+                if data_size > max_bytes:  # before mapping or reading anything
+                    raise ModelFileError(f"{where}: {data_size} bytes after the header, more than the limit "
+                                         f"{max_bytes} (SPARSENET_MAX_MODEL_BYTES)")
+                if not data_size:  # an empty data area cannot be mapped; nothing needs mapping then
+                    self._map = None
+                elif mmap:
+                    self._map = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY)
+                else:  # the whole file in memory: nothing changes if the file is rewritten in place later
+                    f.seek(0)
+                    self._map = bytearray(size)
+                    if f.readinto(self._map) != size:
+                        raise ModelFileError(f"{where}: truncated while being read")
         except ModelFileError:
             raise
         except OSError as e:

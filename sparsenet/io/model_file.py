@@ -193,7 +193,7 @@ class _Source:
     """One opened model file of either container: its manifest (migrated to the current schema) and
     `layer_arrays(i)`. Use as a context manager."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, mmap: bool = True):
         self.path = path
         try:
             with open(path, "rb") as f:
@@ -221,7 +221,7 @@ class _Source:
             raise ModelFileError(f"model file {path!r}: not a sparsenet model (expected a safetensors file, "
                                  f"or a .npz of sparsenet 0.1; found {len(head)} bytes starting {head[:8]!r})")
         st = SafetensorsFile(path, max_header_bytes=_MAX_HEADER_BYTES, max_tensors=MAX_ARRAYS,
-                             max_elements=caps["max_elements"], max_bytes=caps["max_bytes"])
+                             max_elements=caps["max_elements"], max_bytes=caps["max_bytes"], mmap=mmap)
         raw = st.metadata.get(_METADATA_KEY)
         if raw is None:
             raise ModelFileError(f"model file {path!r}: a safetensors file without sparsenet's manifest "
@@ -335,11 +335,13 @@ def _check_chain(model, layers, shape, path) -> None:
                              f"input of shape {shape}")
 
 
-def load_model(path) -> Sequential:
+def load_model(path, *, mmap: bool = True) -> Sequential:
     """Load a model saved by `save_model` (or by sparsenet 0.1), validating everything before any
     kernel runs.
 
-    Weights are memory-mapped, not copied. The rebuilt model is checked end to end with a forward
+    With `mmap` (the default) weights are views of the memory-mapped file, not copies (copy-on-write:
+    training the model leaves the file as it is); replace a mapped file by a rename (as `save_model`
+    does), never by writing into it. ``mmap=False`` reads the file into memory. The rebuilt model is checked end to end with a forward
     pass of one zero sample of its declared input shape, so layers whose shapes do not chain are
     reported here, not at the first prediction. Any problem raises `ModelFileError` (see the module
     docstring for the checks and caps).
@@ -352,7 +354,7 @@ def load_model(path) -> Sequential:
     (1, 8, 8)
     """
     path = os.fspath(path)
-    with _Source(path) as src:
+    with _Source(path, mmap=mmap) as src:
         manifest = src.manifest
         shape = _input_shape(manifest, path)
         layers = [_decode(spec, src.layer_arrays(i), f"model file {path!r}, layer {i}")
