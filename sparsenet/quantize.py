@@ -52,7 +52,7 @@ def quantize_model(model: Sequential) -> Sequential:
         q = quantize_weight(w)
         layer.weight = q
         err = float(np.max(np.abs(w.to_dense() - q.to_dense()))) if w.size else 0.0
-        layers[name] = {"format": q.format_name, "float_format": w.format_name, "max_abs_error": err,
+        layers[name] = {"format": q.spec, "float_format": w.spec, "max_abs_error": err,
                         "bytes_before": int(w.nbytes), "bytes_after": int(q.nbytes)}
     out.meta = dict(getattr(model, "meta", {}) or {})
     out.meta["quantization"] = {"scheme": SCHEME, "weight_dtype": "int8", "scale_dtype": "float32",

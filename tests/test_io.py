@@ -40,7 +40,7 @@ def test_roundtrip_is_bit_exact(build, tmp_path):
     model, x = build()
     path = tmp_path / "m.npz"
     sn.save_model(model, path, metadata={"note": "hello"})
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     assert [type(l) for l in loaded] == [type(l) for l in model]
     for a, b in zip(model.parameters(), loaded.parameters()):
         assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data)
@@ -55,7 +55,7 @@ def test_pruning_masks_survive_a_round_trip(tmp_path):
     model = sn.build_model("lenet300", seed=0)
     prune(model, sparsity=0.5)
     sn.save_model(model, tmp_path / "m.npz")
-    loaded = sn.load_model(tmp_path / "m.npz")
+    loaded = sn.load(tmp_path / "m.npz")
     for a, b in zip(model.parameters(), loaded.parameters()):
         assert (a.mask is None) == (b.mask is None)
         if a.mask is not None:
@@ -71,7 +71,7 @@ def test_weight_of_other_dtype_is_refused():
 def test_float64_model_roundtrip(tmp_path):
     m = Sequential(Linear(3, 2, dtype=np.float64))
     sn.save_model(m, tmp_path / "m.npz")
-    assert sn.load_model(tmp_path / "m.npz")[0].weight.dtype == np.float64
+    assert sn.load(tmp_path / "m.npz")[0].weight.dtype == np.float64
 
 
 def test_failed_save_leaves_old_file_intact(tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_corruption_raises_model_file_error(case, tmp_path):
     mutate, fragment = CORRUPTIONS[case]
     _rewrite(path, mutate)
     with pytest.raises(ModelFileError) as err:
-        sn.load_model(path)
+        sn.load(path)
     assert fragment in str(err.value)
 
 
@@ -159,14 +159,14 @@ def test_truncated_file(cut, tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:cut])
     with pytest.raises(ModelFileError):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_pickled_array_is_refused(tmp_path):
     path = tmp_path / "p.npz"
     np.savez(path, __manifest__=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ModelFileError, match="corrupt|pickle|Object"):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_declared_size_cap(tmp_path, monkeypatch):
@@ -177,4 +177,4 @@ def test_declared_size_cap(tmp_path, monkeypatch):
     sn.save_model(model, path)
     monkeypatch.setattr(model_file, "MAX_FILE_BYTES", 100)
     with pytest.raises(ModelFileError, match="limit"):
-        sn.load_model(path)
+        sn.load(path)

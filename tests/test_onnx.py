@@ -264,8 +264,8 @@ def test_import_keras_tf2onnx_style_mlp():
 
 
 def _dense_twin(model):
-    from sparsenet.prune import compile
-    return compile(model, "dense")
+    from sparsenet.prune import compiled
+    return compiled(model, "dense")
 
 
 # -- import: errors name the node ------------------------------------------------------------------
@@ -383,11 +383,11 @@ def test_zoo_export_runs_in_onnxruntime_and_round_trips(name):
 @pytest.mark.parametrize("name,granularity,fmt", [("lenet300", "unstructured", "csr"), ("cnn", "unstructured", "csr"),
                                                   ("lenet300", "block4x4", "bsr4x4")])
 def test_pruned_compiled_export(name, granularity, fmt):
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     model = sn.build_model(name, seed=0)
     prune(model, sparsity=0.8, granularity=granularity)
-    compiled = compile(model, fmt)
+    compiled = compile_copy(model, fmt)
     weighted = [l for l in compiled.layers if isinstance(l, (nn.Linear, nn.Conv2d))]
     dense_proto, _ = _exported_matches(compiled, X8)
     assert not dense_proto.graph.sparse_initializer
@@ -445,13 +445,13 @@ def test_export_writes_file_and_infers_or_requires_input_shape(tmp_path):
 
 
 def test_cli_export_and_import(tmp_path, capsys):
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     parser = argparse.ArgumentParser(prog="sparsenet")
     add_onnx_parsers(parser.add_subparsers(dest="command", required=True))
     model = sn.build_model("lenet300", seed=0)
     prune(model, sparsity=0.9)
-    sn.save_model(compile(model, "csr"), tmp_path / "m.npz")
+    sn.save_model(compile_copy(model, "csr"), tmp_path / "m.npz")
 
     def run(*argv):
         args = parser.parse_args([str(a) for a in argv])
@@ -462,8 +462,8 @@ def test_cli_export_and_import(tmp_path, capsys):
     assert out["sparse_initializers"] == 3 and out["bytes"] > 0
     out = run("import-onnx", tmp_path / "m.onnx", "-o", tmp_path / "back.npz", "--json")
     assert out["layers"] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
-    np.testing.assert_allclose(sn.predict(sn.load_model(tmp_path / "back.npz"), X8),
-                               sn.predict(sn.load_model(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sn.predict(sn.load(tmp_path / "back.npz"), X8),
+                               sn.predict(sn.load(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-5)
 
 
 # -- PyTorch exports -------------------------------------------------------------------------------
@@ -512,11 +512,11 @@ def test_torch_legacy_export_imports_and_prunes(arch, opset, tmp_path):
     if arch == "cnn":
         assert _kinds(m)[:3] == ["Conv2d", "ReLU", "MaxPool2d"]  # BatchNorm folded
         assert len(m.meta["onnx"]["folded"]) == 2
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     result = prune(m, sparsity=0.7)
     assert result.sparsity == pytest.approx(0.7, abs=0.01)
-    compiled = compile(m, "csr")
+    compiled = compile_copy(m, "csr")
     np.testing.assert_allclose(sn.predict(compiled, x), sn.predict(m, x), rtol=1e-5, atol=1e-5)
     proto = export_onnx(compiled, None, sparse_initializers=True)
     np.testing.assert_allclose(_ort(proto, x), sn.predict(compiled, x), rtol=1e-5, atol=1e-5)

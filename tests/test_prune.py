@@ -14,15 +14,16 @@ import math
 import numpy as np
 import pytest
 
+from sparsenet import predict
 from sparsenet.data import load_dataset
-from sparsenet.errors import SparsenetError
+from sparsenet.errors import ConfigError, SparsenetError
 from sparsenet.formats import BSR, Dense
 from sparsenet.nn import BatchNorm1d, BatchNorm2d, Linear, ReLU, Sequential
-from sparsenet.prune import (CRITERIA, compile, iterative_targets, lottery_ticket, make_granularity,
+from sparsenet.prune import (CRITERIA, compiled, iterative_targets, lottery_ticket, make_granularity,
                              polynomial_sparsity, prunable_layers, prune)
 from sparsenet.prune.granularity import NM, Block, Units
 from sparsenet.prune.selection import NORMALIZATIONS
-from sparsenet.train import fit, predict
+from sparsenet.train import fit
 from sparsenet.zoo import build_model
 
 lottery_mod = importlib.import_module("sparsenet.prune.lottery")
@@ -503,14 +504,14 @@ def test_finetuning_never_revives_pruned_weights(trained, train_small):
 
 def test_finetuning_keeps_removed_units_dead(trained, train_small):
     """Structured pruning pins bias and BatchNorm gamma/beta too: after fine-tuning the units still
-    output zero, so compile removes them."""
+    output zero, so compiled removes them."""
     model = fresh(trained, "cnn")
     result = prune(model, granularity="neuron", sparsity=0.5, finetune_epochs=1, train_data=train_small,
                    lr=1e-2)
     for n, mask in result.masks.items():
         np.testing.assert_array_equal(model.layers[int(n)].weight.to_dense()[~mask], 0)
         check_dead_units(model, n, ~mask.any(axis=1))
-    removed = compile(model, formats="dense").meta["compile"]["removed_units"]
+    removed = compiled(model, formats="dense").meta["compile"]["removed_units"]
     for n, mask in result.masks.items():
         assert removed[n]["removed"] == np.flatnonzero(~mask.any(axis=1)).tolist()
 
@@ -627,7 +628,7 @@ def test_neuron_pruning_compiles_to_smaller_model(trained, digits, arch):
     model = fresh(trained, arch)
     before_shapes = {n: l.weight.shape for n, l in prunable_layers(model).items()}
     result = prune(model, granularity="neuron", sparsity=0.5)
-    small = compile(model, formats="dense")
+    small = compiled(model, formats="dense")
     assert {n: tuple(l.weight.shape) for n, l in prunable_layers(small).items()} == SMALLER[arch]
     assert {n: l.weight.shape for n, l in prunable_layers(model).items()} == before_shapes  # left alone
     for n, mask in result.masks.items():
@@ -645,9 +646,9 @@ def test_neuron_pruning_compiles_to_smaller_model(trained, digits, arch):
 def test_block_pruning_compiles_to_bsr(trained, digits, arch, gran, fmt, blocksize):
     model = fresh(trained, arch)
     result = prune(model, granularity=gran, sparsity=0.75)
-    compiled = compile(model, formats=fmt)
+    small = compiled(model, formats=fmt)
     g = make_granularity(gran)
-    for n, layer in prunable_layers(compiled).items():
+    for n, layer in prunable_layers(small).items():
         w = layer.weight
         assert isinstance(w, BSR) and tuple(w.blocksize) == blocksize, f"layer {n}"
         mask = result.masks[n]
@@ -657,4 +658,4 @@ def test_block_pruning_compiles_to_bsr(trained, digits, arch, gran, fmt, blocksi
         np.testing.assert_array_equal(grid.ravel(), ~dead)  # exactly the kept blocks are stored
         np.testing.assert_array_equal(w.to_dense(), model.layers[int(n)].weight.to_dense())
         assert layer.weight_param.mask is None  # whole blocks kept: nothing stored needs pinning
-    assert_same_outputs(model, compiled, digits.x_test[:128])
+    assert_same_outputs(model, small, digits.x_test[:128])

@@ -340,11 +340,11 @@ def pruned(trained, digits):
     fine-tuned for 10 epochs (0.93 observed)."""
     import copy
 
-    from sparsenet.prune import compile as compile_model, prune
+    from sparsenet.prune import compiled, prune
 
     model = copy.deepcopy(trained)
     prune(model, sparsity=0.9, scope="global", train_data=(digits.x_train, digits.y_train), finetune_epochs=10)
-    return compile_model(model, "csr")
+    return compiled(model, "csr")
 
 
 def _acc(model, ds):
@@ -452,7 +452,7 @@ def test_roundtrip_is_bit_exact(tmp_path):
     assert [model[i].weight.format_name for i in (0, 4, 6)] == ["qbsr", "qcsr", "qdense"]
     path = tmp_path / "q.npz"
     sn.save_model(model, path)
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     for i in (0, 4, 6):
         a, b = model[i].weight, loaded[i].weight
         assert type(a) is type(b) and a.shape == b.shape
@@ -493,7 +493,7 @@ def test_corrupt_scales_raise_model_file_error(layer, case, fn, fragment, tmp_pa
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.scales", fn)
     with pytest.raises(ModelFileError, match=fragment):
-        sn.load_model(path)
+        sn.load(path)
 
 
 @pytest.mark.parametrize("layer, fn, fragment", [
@@ -509,7 +509,7 @@ def test_corrupt_values_raise_model_file_error(layer, fn, fragment, tmp_path):
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.data", fn)
     with pytest.raises(ModelFileError, match=fragment):
-        sn.load_model(path)
+        sn.load(path)
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -533,7 +533,7 @@ def test_cli_quantize_json(pruned, digits, tmp_path, capsys):
     assert payload["bytes_after"] < payload["bytes_before"]
     assert payload["file_bytes_after"] < payload["file_bytes_before"]
     assert payload["file_bytes_after"] == out.stat().st_size and payload["scheme"] == SCHEME
-    loaded = sn.load_model(out)
+    loaded = sn.load(out)
     assert [loaded[i].weight.format_name for i in (1, 3, 5)] == ["qcsr"] * 3
     assert loaded.meta["quantization"]["scheme"] == SCHEME
     assert _acc(loaded, digits) == payload["accuracy_after"]

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module", "no_grad", "grad_enabled"]
+__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "model_dtype"]
 
 _local = threading.local()
 
@@ -128,6 +128,23 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def model_dtype(model: Module) -> np.dtype:
+    """The dtype `model` computes in, to which inference casts its input: that of its first layer with
+    a weight (Linear, Conv2d; a quantised layer computes in float32), else that of its first
+    parameter (a BatchNorm-only model), else float32. The one place this is decided.
+
+    >>> from sparsenet.nn import Linear, ReLU, Sequential
+    >>> model_dtype(Sequential(ReLU(), Linear(2, 2, dtype=np.float64)))
+    dtype('float64')
+    """
+    for _, m in model.named_modules():
+        dtype = getattr(m, "dtype", None)
+        if dtype is not None:
+            return np.dtype(dtype)
+    params = model.parameters()
+    return np.dtype(params[0].data.dtype) if params else np.dtype(np.float32)
 
 
 def as_float(x) -> np.ndarray:

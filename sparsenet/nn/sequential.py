@@ -39,8 +39,9 @@ class Sequential(Module):
         return iter(self.layers)
 
     def predict(self, x, batch_size: int = 256):
-        """Outputs for `x` ([N, *input_shape] or one sample), validated against `input_shape`, in
-        evaluation mode and without keeping anything for backward (thread-safe)."""
+        """``sparsenet.predict(self, x, batch_size)``: outputs for `x` ([N, *input_shape] or one
+        sample), validated against `input_shape`, in evaluation mode and without keeping anything for
+        backward (thread-safe)."""
         from ..runtime import predict
 
         return predict(self, x, batch_size=batch_size)

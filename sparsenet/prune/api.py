@@ -1,4 +1,4 @@
-"""`prune`: importance -> selection -> application, driven by a schedule; `compile`: masks -> formats.
+"""`prune`: importance -> selection -> application, driven by a schedule; `compiled`: masks -> formats.
 
 >>> import sparsenet as sn
 >>> model = sn.build_model("lenet300", seed=0)
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-
+from .._deprecation import warn_deprecated
 from ..errors import SparsenetError
 from ..train import evaluate, fit
 from .granularity import make_granularity
@@ -20,7 +20,7 @@ from .masks import apply_masks, layer_mask, prunable_layers, sparsity_of
 from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
 from .selection import select_masks
 
-__all__ = ["PruneResult", "prune", "prune_step", "compile"]
+__all__ = ["PruneResult", "prune", "prune_step", "compiled"]
 
 
 @dataclass
@@ -81,7 +81,7 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
           schedule="oneshot", exclude=(), data=None, train_data=None, val_data=None, finetune_epochs=0,
           rounds=3, lr=1e-3, batch_size=32, normalize="mean", seed=0, gradual_frequency=None,
           quiet=True) -> PruneResult:
-    """Prune `model` in place: weights stay Dense with pinned masks until `compile`.
+    """Prune `model` in place: weights stay Dense with pinned masks until `compiled`.
 
     method: a criterion name (see `sparsenet.prune.CRITERIA`) or an Importance object.
     granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units).
@@ -180,14 +180,34 @@ def _model_sparsity(model, exclude=()) -> float:
     return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0
 
 
-def compile(model, formats="auto", *, batch_size: int = 64, **options):
-    """Turn a pruned (masked) model into a really smaller one: physically remove dead units
-    (structured pruning), then store every weighted layer in a format (`compile_model`). Returns a
-    new model; `model` is left as it was."""
-    from .compiler import compile_model
+def compiled(model, formats="auto", *, batch_size: int = 64, **options):
+    """A compiled copy of `model`, really smaller: dead units physically removed (structured pruning,
+    `remove_dead_units`), then every weighted layer stored in a real format. `model` is left exactly
+    as it was (weights, masks, mode), so the two can be compared; build the copy's optimiser on it.
+
+    formats: ``"auto"`` (each layer's forward timed on this CPU in every plausible format, then the
+    whole model checked, see `sparsenet.prune.compiler._store_formats`), one spec for every layer
+    (``"dense"``, ``"csr"``, ``"bsrRxC"``), or ``{layer name: spec}``. options: `blocksizes`,
+    `repeats`, `min_time`, `input_shape`, `seed` (of the "auto" timing inputs). The record of what was
+    done is ``compiled.meta["compile"]`` (per layer: format, density, bytes, timings; removed units).
+
+    >>> import sparsenet as sn
+    >>> model = sn.build_model("lenet300", seed=0)
+    >>> _ = sn.prune.prune(model, sparsity=0.9)
+    >>> small = compiled(model, "csr")
+    >>> small[1].weight.spec, model[1].weight.spec
+    ('csr', 'dense')
+    """
+    from .compiler import _store_formats
     from .surgery import remove_dead_units
 
-    compiled, removed = remove_dead_units(model)
-    compile_model(compiled, formats, batch_size=batch_size, **options)
-    compiled.meta["compile"]["removed_units"] = removed
-    return compiled
+    result, removed = remove_dead_units(model)
+    _store_formats(result, formats, batch_size=batch_size, **options)
+    result.meta["compile"]["removed_units"] = removed
+    return result
+
+
+def compile(model, formats="auto", *, batch_size: int = 64, **options):  # noqa: A001 - deprecated name
+    """Deprecated (shadows the builtin): use `compiled`, which does the same."""
+    warn_deprecated("sparsenet.prune.compile", "sparsenet.prune.compiled")
+    return compiled(model, formats, batch_size=batch_size, **options)

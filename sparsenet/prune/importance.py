@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import SparsenetError
 from ..losses import SoftmaxCrossEntropy
-from ..nn import BatchNorm1d, BatchNorm2d
+from ..nn import BatchNorm1d, BatchNorm2d, model_dtype
 from .masks import unit_followers
 
 __all__ = [
@@ -226,8 +226,7 @@ class SynFlow(Importance):
             if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
                 layer.running_mean[:] = 0
                 np.abs(layer.running_var, out=layer.running_var)
-        dtype = next(l.dtype for l in probe.layers if hasattr(l, "dtype"))
-        out = probe.forward(np.ones((1, *shape), dtype=np.float64).astype(dtype))
+        out = probe.forward(np.ones((1, *shape), dtype=model_dtype(probe)))
         probe.zero_grad()
         probe.backward(np.ones_like(out))
         scores = {}

@@ -89,7 +89,7 @@ def model_from_bytes(data: bytes):
 
 def _classification(model, ds) -> dict:
     from ..metrics import classification_report
-    from ..train import predict
+    from ..runtime import predict
 
     rep = classification_report(ds.y_test, predict(model, ds.x_test), num_classes=ds.num_classes)
     return {"accuracy": rep["accuracy"], "precision": rep["macro"]["precision"],
@@ -143,7 +143,7 @@ def train_dense(point: dict) -> dict:
 def _smallest_formats(model) -> dict:
     """{layer name: spec} storing each weighted layer in the candidate of fewest bytes (ties: the
     earlier candidate, dense first). Deterministic: nothing is timed."""
-    from ..prune import compile as compile_model
+    from ..prune import compiled as compile_model
 
     best = {}
     for spec in _SMALLEST_CANDIDATES:
@@ -164,7 +164,7 @@ def run_point(point: dict, dense: bytes | None = None) -> dict:
     theoretical `flops_speedup`, `dense_accuracy` and `accuracy_drop`. Raises what the engine raises
     (e.g. SparsenetError for an unknown method). Same point and dense model -> the same metrics.
     """
-    from ..prune import compile as compile_model
+    from ..prune import compiled as compile_model
     from ..prune import prune
     from ..prune.report import pruning_report
 
