@@ -45,14 +45,27 @@ class Parameter:
     ``data`` is updated *in place* by optimisers; for a sparse weight it is the format's value array,
     so updates touch stored entries only and the sparsity pattern never changes. An optional boolean
     ``mask`` of the same shape pins masked-out entries to zero (pruning before compilation).
+
+    A layer whose weight is replaced (``layer.weight = CSR(...)``) keeps its Parameter and calls
+    `replace`, so that an optimiser built before still updates it; `version` counts replacements, and
+    optimisers drop their state (momentum, Adam moments) for a parameter whose version changed.
     """
 
-    __slots__ = ("data", "grad", "mask")
+    __slots__ = ("data", "grad", "mask", "version")
 
     def __init__(self, data: np.ndarray):
         self.data = data
         self.grad = np.zeros_like(data)
         self.mask: np.ndarray | None = None
+        self.version = 0
+
+    def replace(self, data: np.ndarray) -> None:
+        """New contents (any shape): `data` itself (not a copy), a zero gradient, no mask; the version
+        is bumped so that optimiser state built for the old contents is dropped."""
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.mask = None
+        self.version += 1
 
     @property
     def shape(self):
