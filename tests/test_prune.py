@@ -182,11 +182,23 @@ def _cases():
                     yield pytest.param(arch, method, gran, scope, id=f"{arch}-{method}-{gran}-{scope}")
 
 
+def _observed_movement(model, data):
+    """A Movement criterion holding the scores of one epoch of training steps on a copy of `model`."""
+    from sparsenet.prune import Movement
+
+    probe = copy.deepcopy(model)
+    movement = Movement().observe_layers(prunable_layers(probe))
+    fit(probe, *data, epochs=1, batch_size=8, quiet=True, after_backward=movement.observe)
+    return movement
+
+
 @pytest.mark.parametrize("arch,method,gran,scope", list(_cases()))
 def test_every_criterion_and_granularity(trained, calib, arch, method, gran, scope):
     sparsity = LAYER_SPARSITY if scope == "layer" else GLOBAL_SPARSITY
     # slimming scores a unit by the BatchNorm after it: the cnn's hidden Linear (8) has none
     exclude = ("8",) if method == "slimming" else ()
+    if method == "movement":  # scores observed training steps, taken on a copy: `after` stays as trained
+        method = _observed_movement(trained[arch], calib)
     kw = dict(method=method, granularity=gran, scope=scope, sparsity=sparsity, data=calib, seed=0,
               exclude=exclude)
     before = fresh(trained, arch)
@@ -213,7 +225,7 @@ def test_every_criterion_and_granularity(trained, calib, arch, method, gran, sco
         assert any(not np.array_equal(other.masks[n], result.masks[n]) for n in result.masks)
 
 
-@pytest.mark.parametrize("method", ["taylor", "snip", "obd", "movement", "wanda", "synflow"])
+@pytest.mark.parametrize("method", ["taylor", "snip", "obd", "wanda", "synflow"])
 def test_data_driven_criteria_leave_gradients_alone(trained, calib, method):
     """Scores come from extra forward/backward passes whose gradients must not leak into training."""
     model = fresh(trained, "lenet300")
@@ -458,6 +470,40 @@ def test_iterative_schedule(trained, train_small):
     sp = [h["sparsity"] for h in result.history]
     assert all(a <= b + 1e-12 for a, b in zip(sp, sp[1:])) and sp[-1] == pytest.approx(0.8, abs=1e-4)
     assert all("val_accuracy" in h for h in result.history)
+
+
+@pytest.mark.parametrize("schedule,extra", [("oneshot", {}), ("iterative", dict(finetune_epochs=1, rounds=2))])
+def test_movement_without_observed_training_steps_is_refused(trained, calib, train_small, schedule, extra):
+    """One-shot movement has no movement to score (it gave chance-level accuracy): refused, with a way out."""
+    from sparsenet.prune import Movement, sensitivity_scan
+
+    model = fresh(trained, "lenet300")
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(ConfigError, match=rf"movement importance needs observed training steps.*{schedule}"
+                                          r".*schedule='gradual'.*after_backward=m\.observe") as info:
+        prune(model, method="movement", schedule=schedule, sparsity=0.5, data=calib, train_data=train_small,
+              **extra)
+    assert isinstance(info.value, SparsenetError) and "prune:" in str(info.value)
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))  # refused up front
+    with pytest.raises(ConfigError, match="movement importance needs observed training steps"):
+        Movement()(model, prunable_layers(model), calib)  # the criterion itself refuses too
+    with pytest.raises(ConfigError, match="sensitivity_scan: movement"):
+        sensitivity_scan(model, calib, method="movement", data=calib, time_layers=False)
+
+
+def test_movement_one_shot_after_observed_training_steps(trained, train_small):
+    """The clean one-shot use: observe movement while fine-tuning, then prune on those scores."""
+    from sparsenet.prune import Movement
+
+    model = fresh(trained, "lenet300")
+    movement = Movement().observe_layers(prunable_layers(model))
+    fit(model, *train_small, epochs=1, batch_size=32, quiet=True, after_backward=movement.observe)
+    assert movement.steps == 6
+    result = prune(model, method=movement, sparsity=0.5)
+    for n, mask in result.masks.items():
+        assert int((~mask).sum()) == rnd(0.5 * mask.size)
+        keep = movement.scores[n] >= np.quantile(movement.scores[n], 0.5)  # the highest movement is kept
+        assert (mask & keep).sum() >= 0.95 * mask.sum()
 
 
 @pytest.mark.parametrize("method", ["magnitude", "movement"])

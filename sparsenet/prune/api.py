@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .._checks import check_fraction, check_int, check_seed
 from .._deprecation import warn_deprecated
-from ..errors import SparsenetError
+from ..errors import ConfigError
 from ..train import evaluate, fit
 from .granularity import make_granularity
 from .importance import Movement, make_importance
@@ -55,13 +56,13 @@ def prune_step(model, importance, granularity, sparsity, *, scope="layer", norma
     Returns the masks applied."""
     layers = prunable_layers(model, exclude)
     if importance.structured_only and not granularity.structured:
-        raise SparsenetError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
+        raise ConfigError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
     if granularity.structured:
         last = list(prunable_layers(model))[-1]
         if last in layers:  # a model's outputs cannot be removed
             layers.pop(last)
     if not layers:
-        raise SparsenetError("no layer left to prune (all excluded)")
+        raise ConfigError("no layer left to prune (all excluded)")
     scores = importance(model, layers, data)
     prior = {n: layer_mask(l) for n, l in layers.items()}
     masks = select_masks(scores, granularity, sparsity, scope=scope, normalize=normalize, prior=prior)
@@ -94,18 +95,23 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     data: calibration (x, y) for data-driven criteria (defaults to train_data); train_data: (x, y)
     for fine-tuning; val_data: (x, y) to record accuracy in the history.
     """
+    seed = check_seed(seed, "prune")
+    batch_size = check_int(batch_size, "batch_size", "prune")
+    finetune_epochs = check_int(finetune_epochs, "finetune_epochs", "prune", low=0)
     importance = make_importance(method, seed)
     gran = make_granularity(granularity)
     if schedule not in SCHEDULES or schedule == "lottery":
-        raise SparsenetError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
-                             f"(lottery tickets: sparsenet.prune.lottery_ticket)")
+        raise ConfigError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
+                          f"(lottery tickets: sparsenet.prune.lottery_ticket)")
     for t in (sparsity.values() if isinstance(sparsity, dict) else [sparsity]):
-        if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-            raise SparsenetError(f"sparsity: expected fractions in [0, 1], found {t!r}")
+        check_fraction(t, "sparsity", "prune")
     target = gran.sparsity if gran.local else sparsity  # N:M fixes its own sparsity
     data = data if data is not None else train_data
-    if importance.needs_data and data is None and not (isinstance(importance, Movement) and importance.scores):
-        raise SparsenetError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
+    if importance.needs_data and data is None:
+        raise ConfigError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
+    if isinstance(importance, Movement) and schedule != "gradual":  # gradual observes its own steps
+        importance.require_observed(prunable_layers(model, exclude), "prune",
+                                    f"schedule {schedule!r} scores before any training step")
     history = []
 
     def record(stage, **extra):
@@ -130,9 +136,9 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
                 record(f"round {r + 1} fine-tuned")
     else:  # gradual
         if train_data is None or finetune_epochs < 1:
-            raise SparsenetError("gradual schedule needs train_data=(x, y) and finetune_epochs >= 1")
+            raise ConfigError("gradual schedule needs train_data=(x, y) and finetune_epochs >= 1")
         if isinstance(target, dict):
-            raise SparsenetError("gradual schedule takes one sparsity, not per-layer targets")
+            raise ConfigError("gradual schedule takes one sparsity, not per-layer targets")
         steps_per_epoch = -(-len(train_data[0]) // batch_size)
         total = steps_per_epoch * finetune_epochs
         begin = 0
