@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .errors import DTypeError, SparsenetError
+from .errors import ConfigError, DTypeError
 from .formats.quantized import QuantizedFormat, quantize_weight
 from .nn import Sequential
 from .nn._weighted import WeightedLayer
@@ -39,7 +39,7 @@ def quantize_model(model: Sequential) -> Sequential:
     The copy is for inference: training it raises (fine-tune before quantising).
     """
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
+        raise ConfigError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
     out = copy.deepcopy(model)
     layers = {}
     for name, layer in out.named_modules():
@@ -85,7 +85,7 @@ def compression_summary(stages: dict, x_test, y_test, tmp_dir) -> dict:
     from .train import evaluate
 
     if not isinstance(stages, dict) or not stages:
-        raise SparsenetError("compression_summary: expected a non-empty dict {stage name: model}")
+        raise ConfigError("compression_summary: expected a non-empty dict {stage name: model}")
     os.makedirs(tmp_dir, exist_ok=True)
     rows, first = {}, None
     for i, (name, model) in enumerate(stages.items()):

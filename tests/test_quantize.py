@@ -549,7 +549,7 @@ def test_cli_quantize_text_and_errors(tmp_path, capsys):
     with pytest.raises(ModelFileError):
         cmd_quantize(argparse.Namespace(model=str(tmp_path / "nope.npz"), output=str(out), dataset=None,
                                         json=False))
-    with pytest.raises(sn.DataError):
+    with pytest.raises(sn.ConfigError):
         cmd_quantize(argparse.Namespace(model=str(src), output=str(out), dataset="no-such-set", json=False))
     with pytest.raises(SystemExit):  # -o is required
         _parser().parse_args(["quantize", str(src)])

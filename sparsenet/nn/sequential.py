@@ -22,8 +22,8 @@ class Sequential(Module):
         self.meta: dict = {}  # JSON-serialisable facts saved with the model
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Module):
-                from ..errors import SparsenetError
-                raise SparsenetError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
+                from ..errors import ConfigError
+                raise ConfigError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
             layer.name = f"layer {i} ({type(layer).__name__})"
 
     def children(self):

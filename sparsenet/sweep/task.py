@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 from .config import POINT_FIELDS, dense_key, dense_spec, point_key
 
 __all__ = ["run_point", "train_dense", "guarded", "worker_info"]
@@ -98,10 +98,10 @@ def _classification(model, ds) -> dict:
 
 def _check_point(point) -> None:
     if not isinstance(point, dict):
-        raise SparsenetError(f"run_point: expected a point dict, found {type(point).__name__}")
+        raise ConfigError(f"run_point: expected a point dict, found {type(point).__name__}")
     missing = [k for k in POINT_FIELDS if k not in point]
     if missing:
-        raise SparsenetError(f"run_point: the point lacks {missing}; build points with sparsenet.sweep.expand_grid")
+        raise ConfigError(f"run_point: the point lacks {missing}; build points with sparsenet.sweep.expand_grid")
 
 
 def _train(point):
