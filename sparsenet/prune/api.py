@@ -2,7 +2,7 @@
 
 >>> import sparsenet as sn
 >>> model = sn.build_model("lenet300", seed=0)
->>> result = sn.prune(model, method="magnitude", sparsity=0.9, scope="global")
+>>> result = sn.prune.prune(model, method="magnitude", sparsity=0.9, scope="global")
 >>> round(result.sparsity, 3)
 0.9
 """
