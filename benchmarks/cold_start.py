@@ -28,7 +28,7 @@ print(json.dumps({"import": t1 - t0, "load": t2 - t1, "predict": t3 - t2}))
 
 def main():
     import sparsenet as sn
-    from sparsenet.prune import compile as compile_model
+    from sparsenet.prune import compiled as compile_model
     from sparsenet.prune import prune
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -59,11 +59,11 @@ def _save_v1(model, path) -> None:
 
 def _models(quick: bool):
     from sparsenet.nn import Linear, ReLU, Sequential
-    from sparsenet.prune import prune
+    from sparsenet.prune import compiled, prune
 
     small = sn.build_model("lenet300", seed=0)
     prune(small, sparsity=0.9, scope="global")
-    small = sn.prune.compiled(small, "csr") if hasattr(sn.prune, "compiled") else sn.prune.compile(small, "csr")
+    small = compiled(small, "csr")
     width = 1024 if quick else 4096
     big = Sequential(Linear(1024, width, seed=1), ReLU(), Linear(width, width, seed=2), ReLU(),
                      Linear(width, 1024, seed=3))

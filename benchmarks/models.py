@@ -22,7 +22,7 @@ from _harness import measure, threads
 
 import sparsenet as sn
 from sparsenet.nn import Linear, ReLU, Sequential, no_grad
-from sparsenet.prune import compile as compile_model
+from sparsenet.prune import compiled as compile_model
 from sparsenet.prune import prune
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -20,12 +20,13 @@ from .io import save_model
 from .io.atomic import atomic_writer
 from .metrics import classification_report
 from .prune import Importance, make_importance
-from .prune import compile as compile_model
+from .prune import compiled as compile_model
 from .prune import prune
 from .prune.report import pruning_report
+from .runtime import predict
 from .summary import summarize
 from .timing import median_time, settle
-from .train import evaluate, fit, predict
+from .train import evaluate, fit
 from .zoo import build_model
 
 __all__ = ["run_demo", "RECIPES"]

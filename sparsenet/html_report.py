@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .errors import SparsenetError
+from .errors import ConfigError, SparsenetError
 from .io.atomic import atomic_writer
 
 __all__ = ["write_report", "render_report", "EXPLANATIONS"]
@@ -218,7 +218,7 @@ def _findings(figures: dict) -> list[str]:
 def render_report(figures: dict, pngs: dict, *, title: str = "sparsenet: what pruning did") -> str:
     """The report as one HTML string (see `write_report`)."""
     if not isinstance(figures, dict):
-        raise SparsenetError(f"write_report: expected a dict of figures, found {type(figures).__name__}")
+        raise ConfigError(f"write_report: expected a dict of figures, found {type(figures).__name__}")
     pruned, dense = figures.get("pruned") or {}, figures.get("dense") or {}
     machine = figures.get("machine") or {}
     parts = [

@@ -1,12 +1,18 @@
 """Optimisers. Updates are in place on ``Parameter.data``: for a sparse weight that array holds only
 the stored entries, so pruned weights stay pruned; a Parameter's optional mask is re-applied after
-every step."""
+every step.
+
+A parameter whose contents were replaced since the last step (a layer's weight assigned, e.g. Dense
+-> CSR: ``Parameter.version`` changed) has its state reset: momentum buffers and Adam moments start
+from zero and Adam's step count from 0, as for a new parameter. Its old moments cannot be carried
+over: they describe other values, often in another layout ([out, in] for Dense, [nnz] for CSR)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import SparsenetError
+from ._checks import check_positive
+from .errors import ConfigError
 from .nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
@@ -16,18 +22,20 @@ class Optimizer:
     def __init__(self, params, lr: float):
         self.params: list[Parameter] = list(params)
         if not self.params:
-            raise SparsenetError(f"{type(self).__name__}: expected at least one parameter, found none")
-        if not lr > 0:
-            raise SparsenetError(f"{type(self).__name__}: expected lr > 0, found {lr}")
-        self.lr = float(lr)
+            raise ConfigError(f"{type(self).__name__}: expected at least one parameter, found none")
+        self.lr = check_positive(lr, "lr", type(self).__name__)
         self.state: list[dict] = [{} for _ in self.params]
+        self._versions = [p.version for p in self.params]  # contents the state was built for
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad[...] = 0
 
     def step(self) -> None:
-        for p, st in zip(self.params, self.state):
+        for i, (p, st) in enumerate(zip(self.params, self.state)):
+            if p.version != self._versions[i]:  # replaced (new weight or format): start its state afresh
+                st.clear()
+                self._versions[i] = p.version
             if p.mask is not None:
                 p.grad *= p.mask
             self._update(p, st)
@@ -44,7 +52,7 @@ class SGD(Optimizer):
                  nesterov: bool = False):
         super().__init__(params, lr)
         if nesterov and not momentum > 0:
-            raise SparsenetError(f"SGD: Nesterov momentum needs momentum > 0, found {momentum}")
+            raise ConfigError(f"SGD: Nesterov momentum needs momentum > 0, found {momentum}")
         self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
 
     def _update(self, p, st):

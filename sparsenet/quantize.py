@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from .errors import DTypeError, SparsenetError
+from .errors import ConfigError, DTypeError
 from .formats.quantized import QuantizedFormat, quantize_weight
 from .nn import Sequential
 from .nn._weighted import WeightedLayer
@@ -39,7 +39,7 @@ def quantize_model(model: Sequential) -> Sequential:
     The copy is for inference: training it raises (fine-tune before quantising).
     """
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
+        raise ConfigError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
     out = copy.deepcopy(model)
     layers = {}
     for name, layer in out.named_modules():
@@ -52,7 +52,7 @@ def quantize_model(model: Sequential) -> Sequential:
         q = quantize_weight(w)
         layer.weight = q
         err = float(np.max(np.abs(w.to_dense() - q.to_dense()))) if w.size else 0.0
-        layers[name] = {"format": q.format_name, "float_format": w.format_name, "max_abs_error": err,
+        layers[name] = {"format": q.spec, "float_format": w.spec, "max_abs_error": err,
                         "bytes_before": int(w.nbytes), "bytes_after": int(q.nbytes)}
     out.meta = dict(getattr(model, "meta", {}) or {})
     out.meta["quantization"] = {"scheme": SCHEME, "weight_dtype": "int8", "scale_dtype": "float32",
@@ -85,7 +85,7 @@ def compression_summary(stages: dict, x_test, y_test, tmp_dir) -> dict:
     from .train import evaluate
 
     if not isinstance(stages, dict) or not stages:
-        raise SparsenetError("compression_summary: expected a non-empty dict {stage name: model}")
+        raise ConfigError("compression_summary: expected a non-empty dict {stage name: model}")
     os.makedirs(tmp_dir, exist_ok=True)
     rows, first = {}, None
     for i, (name, model) in enumerate(stages.items()):

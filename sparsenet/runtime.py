@@ -22,47 +22,60 @@ import warnings
 
 import numpy as np
 
+from ._checks import check_int
 from .errors import DataError, DTypeError, ShapeError
 from .io import load_model
-from .train import run_batches
+from .nn.module import Module, model_dtype, no_grad
 
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads"]
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
-def load(path):
-    """A model file loaded with every check of `sparsenet.load_model` (in evaluation mode)."""
-    return load_model(path)
+def load(path, *, mmap: bool = True):
+    """The model saved at `path` (by `sparsenet.save_model`, or a .npz of sparsenet 0.1), every check
+    of the file done, in evaluation mode. The one public loader (``sparsenet.load_model`` is its
+    deprecated alias).
+
+    With `mmap` (the default) the weights are views of the memory-mapped file, not copies (pages are
+    copied on write, so training the model leaves the file unchanged). Replace a model file that a
+    running program has loaded by a rename, as `save_model` does, never by writing into it
+    (``cp new.safetensors old.safetensors``): a mapped file truncated under a model ends the process.
+    ``mmap=False`` reads the whole file into memory instead.
+
+    >>> model = load("lenet90.safetensors")  # doctest: +SKIP
+    """
+    return load_model(path, mmap=mmap)
 
 
-def _model_dtype(model) -> np.dtype:
-    return np.dtype(next((l.dtype for _, l in model.named_modules() if hasattr(l, "dtype")), np.float32))
+def _check_input(model, x, where: str = "predict", allow_single: bool = True) -> tuple[np.ndarray, bool]:
+    """(x as [N, *input_shape] in the model's dtype, whether a single sample was given).
 
-
-def _check_input(model, x) -> tuple[np.ndarray, bool]:
-    """(x as [N, *input_shape] in the model's dtype, whether a single sample was given)."""
+    The one input check of inference (`predict`, `Sequential.predict`, `evaluate`): shape against
+    ``model.input_shape`` when the model declares one, real numeric dtype, finite values that fit the
+    model's dtype (`sparsenet.nn.model_dtype`)."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
-        raise DTypeError(f"predict: expected a real numeric input, found dtype {x.dtype}")
+        raise DTypeError(f"{where}: expected a real numeric input, found dtype {x.dtype}")
     shape = getattr(model, "input_shape", None)
     single = False
     if shape is not None:
         shape = tuple(shape)
-        if x.shape == shape:
+        if x.shape == shape and allow_single:
             x, single = x[None], True
         elif x.shape[1:] != shape:
-            raise ShapeError(f"predict: expected input of shape [N, {', '.join(map(str, shape))}] or one sample "
-                             f"{list(shape)}, found {list(x.shape)}")
+            one = f" or one sample {list(shape)}" if allow_single else ""
+            raise ShapeError(f"{where}: expected input of shape [N, {', '.join(map(str, shape))}]{one}, "
+                             f"found {list(x.shape)}")
     elif x.ndim < 2:
-        raise ShapeError(f"predict: expected [batch, features...] (the model declares no input shape), "
+        raise ShapeError(f"{where}: expected [batch, features...] (the model declares no input shape), "
                          f"found shape {list(x.shape)}")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise DataError(f"predict: expected finite values, found {bad} NaN/inf entries")
-    dtype = _model_dtype(model)
+        raise DataError(f"{where}: expected finite values, found {bad} NaN/inf entries")
+    dtype = model_dtype(model)
     with np.errstate(over="ignore"):
         cast = np.ascontiguousarray(x, dtype=dtype)
     if x.dtype.kind == "f" and not np.all(np.isfinite(cast)):
-        raise DataError(f"predict: values overflow the model's dtype {dtype} "
+        raise DataError(f"{where}: values overflow the model's dtype {dtype} "
                         f"(largest magnitude {np.max(np.abs(x.astype(np.float64)))})")
     return cast, single
 
@@ -70,23 +83,40 @@ def _check_input(model, x) -> tuple[np.ndarray, bool]:
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
     """Outputs of `model` for `x`, in batches of `batch_size`, without storing anything on the layers.
 
+    The one predict: ``sparsenet.predict(model, x)`` and ``model.predict(x)`` are this function.
     x: [N, *model.input_shape], or one sample [*model.input_shape] (then the result has no batch
-    axis either); any real numeric dtype, converted to the model's dtype. NaN/inf or values that
-    overflow that dtype raise DataError, a wrong shape ShapeError (naming expected and found), a
-    complex/object/string dtype DTypeError. Thread-safe for a model in evaluation mode, whatever
-    Numba's threading layer (under "workqueue", which is not thread-safe, `kernels.launch`
-    serialises kernel launches); a model in training mode is switched to evaluation for the call and back (that
-    switch is not thread-safe).
+    axis either; a model without `input_shape` needs the batch axis); any real numeric dtype,
+    converted to the model's dtype (`sparsenet.nn.model_dtype`). NaN/inf or values that overflow
+    that dtype raise DataError, a wrong shape ShapeError (naming expected and found), a
+    complex/object/string dtype DTypeError, a batch_size that is not an integer >= 1 ConfigError.
+    Thread-safe for a model in evaluation mode, whatever Numba's threading layer (under
+    "workqueue", which is not thread-safe, `kernels.launch` serialises kernel launches); a model in
+    training mode is switched to evaluation for the call and back (that switch is not thread-safe).
 
     >>> import numpy as np, sparsenet as sn
     >>> predict(sn.build_model("mlp", seed=0), np.ones((2, 1, 8, 8))).dtype
     dtype('float32')
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DataError(f"predict: expected a batch_size >= 1, found {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", "predict")
     x, single = _check_input(model, x)
-    out = run_batches(model, x, int(batch_size))
+    out = run_batches(model, x, batch_size)
     return out[0] if single else out
+
+
+def run_batches(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Forward passes over an already validated `x` in batches, in evaluation mode and under
+    `no_grad` (nothing is kept on the layers); modules that were training are switched back after."""
+    training = [m for _, m in model.named_modules() if m.training]
+    model.eval()
+    try:
+        with no_grad():
+            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
+                return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
+            outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
+            return np.ascontiguousarray(np.concatenate(outs, axis=0))
+    finally:
+        for m in training:
+            m.training = True
 
 
 # -- threads ---------------------------------------------------------------------------------------
@@ -122,10 +152,9 @@ def set_num_threads(n: int, *, blas: int | None = None) -> dict:
     """
     import numba
 
-    for name, value in (("n", n), ("blas", blas)):
-        if (value is not None or name == "n") and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                                   or value < 1):
-            raise DataError(f"set_num_threads: expected {name} >= 1, found {value!r}")
+    check_int(n, "n", "set_num_threads")
+    if blas is not None:
+        check_int(blas, "blas", "set_num_threads")
     previous = get_num_threads()
     numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
     blas = int(n if blas is None else blas)

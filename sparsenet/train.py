@@ -8,12 +8,16 @@ from typing import Callable
 
 import numpy as np
 
+from ._checks import check_int, check_seed
+from ._deprecation import deprecated_alias
 from .errors import DataError, DTypeError, ShapeError
 from .losses import SoftmaxCrossEntropy
-from .nn.module import Module, no_grad
+from .nn.module import Module
 from .optim import Adam, Optimizer
+from .runtime import _check_input, run_batches
+from .runtime import predict as _predict
 
-__all__ = ["History", "fit", "evaluate", "predict", "run_batches", "check_features", "check_labels"]
+__all__ = ["History", "fit", "evaluate", "check_features", "check_labels"]
 
 
 @dataclass
@@ -54,30 +58,14 @@ def check_labels(y, n: int, what: str = "y") -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def predict(model: Module, x, batch_size: int = 256) -> np.ndarray:
-    """Model outputs for `x` in evaluation mode, in batches (the model's mode is restored)."""
-    return run_batches(model, check_features(x), batch_size)
-
-
-def run_batches(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Forward passes over an already validated `x` in batches, in evaluation mode and under
-    `no_grad` (nothing is kept on the layers); modules that were training are switched back after."""
-    training = [m for _, m in model.named_modules() if m.training]
-    model.eval()
-    try:
-        with no_grad():
-            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
-                return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
-            outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
-            return np.ascontiguousarray(np.concatenate(outs, axis=0))
-    finally:
-        for m in training:
-            m.training = True
+predict = deprecated_alias(_predict, "sparsenet.train.predict", "sparsenet.predict")
 
 
 def evaluate(model: Module, x, y, batch_size: int = 256, loss=None) -> dict:
-    """Loss and accuracy of `model` on (x, y)."""
-    logits = predict(model, x, batch_size)
+    """Loss and accuracy of `model` on (x, y): x [N, *model.input_shape] is checked as `predict`
+    checks it (a batch axis is required), y holds N integer labels."""
+    batch_size = check_int(batch_size, "batch_size", "evaluate")
+    logits = run_batches(model, _check_input(model, x, "evaluate", allow_single=False)[0], batch_size)
     y = check_labels(y, len(logits))
     loss = loss or SoftmaxCrossEntropy()
     return {"loss": loss(logits, y), "accuracy": float(np.mean(logits.argmax(axis=1) == y)) if len(y) else 0.0}
@@ -102,10 +90,11 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     """
     from tqdm.auto import tqdm
 
+    epochs = check_int(epochs, "epochs", "fit", low=0)
+    batch_size = check_int(batch_size, "batch_size", "fit")
+    seed = check_seed(seed, "fit")
     x = check_features(x)
     y = check_labels(y, len(x))
-    if epochs < 0 or batch_size < 1:
-        raise DataError(f"fit: expected epochs >= 0 and batch_size >= 1, found {epochs} and {batch_size}")
     loss = loss or SoftmaxCrossEntropy()
     optimizer = optimizer or Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)

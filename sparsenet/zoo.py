@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SparsenetError
+from .errors import ConfigError
 from .nn import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential
 
 __all__ = ["build_model", "MODELS"]
@@ -31,7 +31,7 @@ def cnn(in_channels: int = 1, num_classes: int = 10, *, seed: int = 0, image_siz
     -> Dropout -> Linear(classes), for small images (8x8 digits by default)."""
     h, w = image_size
     if h < 2 or w < 2:
-        raise SparsenetError(f"cnn: expected images of at least 2x2, found {h}x{w}")
+        raise ConfigError(f"cnn: expected images of at least 2x2, found {h}x{w}")
     return Sequential(
         Conv2d(in_channels, 16, 3, padding=1, seed=seed), BatchNorm2d(16), ReLU(),
         Conv2d(16, 32, 3, padding=1, seed=seed + 1), BatchNorm2d(32), ReLU(),
@@ -55,11 +55,11 @@ def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=
     (300, 64)
     """
     if name not in MODELS:
-        raise SparsenetError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
     input_shape = tuple(int(s) for s in input_shape)
     if name == "cnn":
         if len(input_shape) != 3:
-            raise SparsenetError(f"cnn: expected input shape (channels, height, width), found {input_shape}")
+            raise ConfigError(f"cnn: expected input shape (channels, height, width), found {input_shape}")
         model = cnn(input_shape[0], num_classes, seed=seed, image_size=input_shape[1:])
     else:
         model = MODELS[name](int(np.prod(input_shape)), num_classes, seed=seed)

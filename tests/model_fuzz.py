@@ -134,7 +134,7 @@ def line(name, status, detail=""):
 for name in sys.argv[1:]:
     print("START", name, file=sys.stderr, flush=True)
     try:
-        model = sn.load_model(name)
+        model = sn.load(name)
     except sn.ModelFileError as e:
         line(name, "ModelFileError", e)
         continue

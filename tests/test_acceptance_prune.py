@@ -7,7 +7,7 @@ import pytest
 
 import sparsenet as sn
 from sparsenet.data import load_dataset
-from sparsenet.prune import compile as compile_model
+from sparsenet.prune import compiled as compile_model
 from sparsenet.prune import prune
 from sparsenet.summary import summarize
 

@@ -105,11 +105,11 @@ def _kill_during_saves(tmp_path, kills, width):
         time.sleep(rng.uniform(0.0, 0.15))
         p.send_signal(signal.SIGKILL)
         p.wait()
-        sn.load_model(path)  # the old (or a complete new) file, never a broken one
+        sn.load(path)  # the old (or a complete new) file, never a broken one
         assert len(_hidden(tmp_path)) <= 1  # at most the killed save's temporary
     sn.save_model(first, path)
     assert _hidden(tmp_path) == []
-    assert np.array_equal(sn.load_model(path)[0].weight.to_dense(), first[0].weight.to_dense())
+    assert np.array_equal(sn.load(path)[0].weight.to_dense(), first[0].weight.to_dense())
 
 
 def test_killed_saves_never_break_the_file_nor_pile_up_temporaries(tmp_path):

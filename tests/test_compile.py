@@ -1,6 +1,8 @@
-"""`compile_model`: fixed specs keep what the masked model computes, BSR stores exactly the kept blocks,
+"""The formats pass behind `sparsenet.prune.compiled` (`_store_formats`, in place, tested layer by layer
+on the model each test builds), then `compiled` itself: fixed specs keep what the masked model computes, BSR stores exactly the kept blocks,
 pruned entries stay zero during fine-tuning, "auto" picks the fastest measured candidate (ties by
-bytes; the timer is monkeypatched to check the choice logic, never real speed), spec and input errors."""
+bytes; the timer is monkeypatched to check the choice logic, never real speed), spec and input errors;
+`compiled` returns a copy and leaves the model alone; the deprecated names still work and warn."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import numpy as np
 import pytest
 
 from sparsenet import SGD, SoftmaxCrossEntropy
-from sparsenet.errors import SparsenetError
+from sparsenet.errors import ConfigError, SparsenetError
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
-from sparsenet.prune.compiler import compile_model, format_spec_of, parse_format_spec
+from sparsenet.prune import compiled
+from sparsenet.prune.compiler import _store_formats, parse_format_spec
 from sparsenet.prune.masks import apply_masks
 
 compile_mod = importlib.import_module("sparsenet.prune.compiler")
@@ -90,7 +93,7 @@ def _fine_tune(model, x, steps=3, seed=2):
 def _fake_timer(times, calls=None):
     """A `_time_forward` stand-in: seconds from `times` by the layer's current format spec."""
     def timer(layer, x, repeats, min_time):
-        spec = format_spec_of(layer.weight)
+        spec = layer.weight.spec
         if calls is not None:
             calls.append(dict(spec=spec, nbytes=layer.weight.nbytes, shape=x.shape, dtype=x.dtype,
                               repeats=repeats, min_time=min_time))
@@ -110,41 +113,41 @@ def test_parse_format_spec(spec, expected):
 
 @pytest.mark.parametrize("spec", ["coo", "bsr", "bsr4", "bsr0x4", "bsr4x0", "bsr-1x4", "bsr4x4x4", "", 4, None])
 def test_bad_spec_raises_with_the_valid_specs(spec):
-    with pytest.raises(SparsenetError, match="bsrRxC"):
+    with pytest.raises(ConfigError, match="bsrRxC"):
         parse_format_spec(spec)
     model = _mlp()
     before = [l.weight for l in _weighted(model).values()]
-    with pytest.raises(SparsenetError, match="bsrRxC"):
-        compile_model(model, spec)
-    with pytest.raises(SparsenetError, match="bsrRxC"):
-        compile_model(model, {"0": spec})
+    with pytest.raises(ConfigError, match="bsrRxC"):
+        _store_formats(model, spec)
+    with pytest.raises(ConfigError, match="bsrRxC"):
+        _store_formats(model, {"0": spec})
     assert [l.weight for l in _weighted(model).values()] == before  # validated before anything changed
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(batch_size=0), "batch_size"), (dict(batch_size=-3), "batch_size"),
     (dict(batch_size=2.5), "batch_size"), (dict(batch_size=True), "batch_size"),
-    (dict(repeats=0), "repeats"), (dict(min_time=-1.0), "min_time"),
+    (dict(repeats=0), "repeats"), (dict(min_time=-1.0), "min_time"), (dict(seed=-1), "seed"),
     (dict(blocksizes=((4, 0),)), "blocksizes"), (dict(blocksizes=(4,)), "blocksizes"),
     (dict(formats={"1": "csr"}), "not a weighted layer"), (dict(formats={"7": "csr"}), "not a weighted layer"),
 ])
 def test_bad_arguments_raise(kwargs, match):
-    with pytest.raises(SparsenetError, match=match):
-        compile_model(_mlp(), **{"formats": "csr", **kwargs})
+    with pytest.raises(ConfigError, match=match):
+        _store_formats(_mlp(), **{"formats": "csr", **kwargs})
 
 
 def test_auto_without_input_shape_raises():
     model = _mlp()
     model.input_shape = None
     with pytest.raises(SparsenetError, match="input_shape"):
-        compile_model(model, "auto", **FAST)
-    compile_model(model, "csr")  # fixed specs need no shapes
-    compile_model(model, "auto", input_shape=(24,), **FAST)
+        _store_formats(model, "auto", **FAST)
+    _store_formats(model, "csr")  # fixed specs need no shapes
+    _store_formats(model, "auto", input_shape=(24,), **FAST)
 
 
 def test_not_a_sequential_raises():
     with pytest.raises(SparsenetError, match="Sequential"):
-        compile_model(Linear(3, 2), "csr")
+        _store_formats(Linear(3, 2), "csr")
 
 
 # -- fixed specs --------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def test_fixed_spec_converts_every_layer_and_keeps_outputs(build, spec):
     expected = _logits(model, x)
     biases = {n: l.bias.data.copy() for n, l in _weighted(model).items()}
 
-    record = compile_model(model, spec)
+    record = _store_formats(model, spec)
 
     name, bs = parse_format_spec(spec)
     for n, layer in _weighted(model).items():
@@ -186,7 +189,7 @@ def test_fixed_spec_keeps_float64_and_uses_nonzeros_without_a_mask():
     model[0].weight = w0
     x = _input(model)
     expected = _logits(model, x)
-    compile_model(model, "csr")
+    _store_formats(model, "csr")
     assert model[0].weight.dtype == np.float64 and model[0].weight.nnz == np.count_nonzero(w0)
     assert model[2].weight.nnz == model[2].weight.size  # no zeros: all stored
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-12)
@@ -196,7 +199,7 @@ def test_block_pattern_to_bsr_stores_exactly_the_kept_blocks():
     model = Sequential(Linear(22, 30, seed=3))  # neither 30 nor 22 is a multiple of 4: edge blocks
     pattern, bmask = _block_pattern((30, 22), (4, 4))
     apply_masks(model, {"0": pattern})
-    compile_model(model, "bsr4x4")
+    _store_formats(model, "bsr4x4")
     w = model[0].weight
     assert isinstance(w, BSR) and w.blocksize == (4, 4)
     assert np.array_equal(w.block_mask(), bmask) and w.nblocks == bmask.sum()
@@ -209,7 +212,7 @@ def test_dense_spec_pins_the_pattern_only_when_something_is_pruned():
     model = _mlp()
     masks = _random_masks(model)
     apply_masks(model, {"0": masks["0"]})
-    compile_model(model, "dense")
+    _store_formats(model, "dense")
     assert np.array_equal(model[0].weight_param.mask, masks["0"])
     assert model[2].weight_param.mask is None
 
@@ -219,7 +222,7 @@ def test_pruned_entries_stay_zero_during_fine_tuning(spec):
     model = _mlp()
     masks = _random_masks(model, keep=0.2)
     apply_masks(model, masks)
-    compile_model(model, spec)
+    _store_formats(model, spec)
     if spec.startswith("bsr"):  # an unstructured pattern in blocks: the stored pruned entries are pinned
         mask = model[0].weight_param.mask
         assert mask is not None and mask.shape == model[0].weight.data.shape and mask.dtype == bool
@@ -230,7 +233,7 @@ def test_pruned_entries_stay_zero_during_fine_tuning(spec):
         after = layer.weight.to_dense()
         assert np.all(after[~masks[n]] == 0), f"layer {n}: pruned entries came back"
         assert not np.array_equal(after[masks[n]], before[n][masks[n]]), f"layer {n}: nothing was trained"
-        assert format_spec_of(layer.weight) == spec
+        assert layer.weight.spec == spec
 
 
 def test_recompiling_a_bsr_layer_keeps_its_unstructured_pattern():
@@ -239,8 +242,8 @@ def test_recompiling_a_bsr_layer_keeps_its_unstructured_pattern():
     apply_masks(model, masks)
     x = _input(model)
     expected = _logits(model, x)
-    compile_model(model, "bsr4x4")
-    compile_model(model, "csr")  # the pattern comes from the BSR-shaped mask, not the whole blocks
+    _store_formats(model, "bsr4x4")
+    _store_formats(model, "csr")  # the pattern comes from the BSR-shaped mask, not the whole blocks
     for n, layer in _weighted(model).items():
         assert np.array_equal(layer.weight.mask(), masks[n]) and layer.weight_param.mask is None
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
@@ -252,7 +255,7 @@ def test_fully_pruned_layer_compiles(spec):
     apply_masks(model, {"0": np.zeros((32, 24), dtype=bool)})
     x = _input(model)
     expected = _logits(model, x)
-    record = compile_model(model, spec, **FAST)
+    record = _store_formats(model, spec, **FAST)
     assert record["0"]["density"] == 0.0
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
 
@@ -261,8 +264,8 @@ def test_dict_formats_leave_unnamed_layers_alone():
     model = _mlp()
     apply_masks(model, _random_masks(model))
     kept = model[2].weight
-    record = compile_model(model, {0: "bsr8x1"})
-    assert format_spec_of(model[0].weight) == "bsr8x1" and record["0"]["converted"]
+    record = _store_formats(model, {0: "bsr8x1"})
+    assert model[0].weight.spec == "bsr8x1" and record["0"]["converted"]
     assert model[2].weight is kept and model[2].weight_param.mask is not None
     assert record["2"]["format"] == "dense" and not record["2"]["converted"]
     assert model.meta["compile"]["formats"] == {"0": "bsr8x1"}
@@ -279,7 +282,7 @@ def test_auto_with_real_timer_picks_a_timed_candidate(build):
     x = _input(model)
     expected = _logits(model, x)
 
-    record = compile_model(model, "auto", batch_size=4, **FAST)
+    record = _store_formats(model, "auto", batch_size=4, **FAST)
 
     json.dumps(model.meta)
     meta = model.meta["compile"]
@@ -288,7 +291,7 @@ def test_auto_with_real_timer_picks_a_timed_candidate(build):
     for n, layer in _weighted(model).items():
         entry = record[n]
         assert {"dense", "csr"} <= set(entry["timings_us"])  # density 0.1: both are candidates
-        assert entry["format"] in entry["timings_us"] and entry["format"] == format_spec_of(layer.weight)
+        assert entry["format"] in entry["timings_us"] and entry["format"] == layer.weight.spec
         assert all(t > 0 for t in entry["timings_us"].values())
         assert entry["bytes"] == layer.weight.nbytes
         assert np.all(layer.weight.to_dense()[~masks[n]] == 0)
@@ -299,7 +302,7 @@ def test_auto_on_an_unpruned_layer_keeps_it_dense():
     model = _mlp()  # no zeros at all: only dense is worth timing
     x = _input(model)
     expected = _logits(model, x)
-    record = compile_model(model, **FAST)
+    record = _store_formats(model, **FAST)
     for n, layer in _weighted(model).items():
         assert record[n]["format"] == "dense" and list(record[n]["timings_us"]) == ["dense"]
         assert isinstance(layer.weight, Dense) and layer.weight_param.mask is None
@@ -316,13 +319,13 @@ def test_auto_picks_the_fastest_candidate(monkeypatch):
     calls = []
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(times, calls))
 
-    record = compile_model(model, batch_size=7, repeats=3, min_time=1e-3)
+    record = _store_formats(model, batch_size=7, repeats=3, min_time=1e-3)
 
     # all of them were timed, in 3 interleaved rounds of one sample each, dense (BLAS) last
     assert [c["spec"] for c in calls] == (list(times)[1:] + ["dense"]) * 3
     assert all(c["shape"] == (7, 32) and c["dtype"] == np.float32 for c in calls)
     assert all(c["repeats"] == 1 and c["min_time"] == 1e-3 for c in calls)
-    assert record["0"]["format"] == "bsr8x1" and format_spec_of(model[0].weight) == "bsr8x1"
+    assert record["0"]["format"] == "bsr8x1" and model[0].weight.spec == "bsr8x1"
     assert record["0"]["timings_us"] == pytest.approx({k: v * 1e6 for k, v in times.items()})
     assert np.array_equal(model[0].weight.mask(), pattern) and model[0].weight_param.mask is None
 
@@ -334,7 +337,7 @@ def test_auto_breaks_ties_by_bytes(monkeypatch):
     apply_masks(model, {"0": pattern})
     calls = []
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda spec: 1e-3, calls))
-    record = compile_model(model)
+    record = _store_formats(model)
     smallest = min(calls, key=lambda c: c["nbytes"])
     distinct = {(c["spec"], c["nbytes"]) for c in calls}
     assert sum(nbytes == smallest["nbytes"] for _, nbytes in distinct) == 1  # the test means something
@@ -344,7 +347,7 @@ def test_auto_breaks_ties_by_bytes(monkeypatch):
     model2 = Sequential(Linear(32, 48, seed=0))
     apply_masks(model2, {"0": pattern})
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda s: 1e-3 if s == "dense" else 2e-3))
-    assert compile_model(model2, input_shape=(32,))["0"]["format"] == "dense"
+    assert _store_formats(model2, input_shape=(32,))["0"]["format"] == "dense"
 
 
 def test_auto_skips_hopeless_candidates(monkeypatch):
@@ -356,8 +359,8 @@ def test_auto_skips_hopeless_candidates(monkeypatch):
     apply_masks(model, {"0": scattered, "2": rows, "4": np.ones((8, 16), dtype=bool)})
     seen = {}
     monkeypatch.setattr(compile_mod, "_time_forward",
-                        lambda layer, x, r, t: seen.setdefault(layer.name, []).append(format_spec_of(layer.weight)) or 1.0)
-    record = compile_model(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)), repeats=2)
+                        lambda layer, x, r, t: seen.setdefault(layer.name, []).append(layer.weight.spec) or 1.0)
+    record = _store_formats(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)), repeats=2)
     seen = {k: v[: len(v) // 2] for k, v in seen.items()}  # two interleaved rounds: look at the first
     assert seen[model[0].name] == ["csr", "dense"]
     assert seen[model[2].name] == ["csr", "bsr1x4", "dense"]
@@ -375,7 +378,7 @@ def test_auto_times_conv_layers_on_their_traced_input(monkeypatch):
     calls = []
     monkeypatch.setattr(compile_mod, "_time_forward",
                         _fake_timer(lambda spec: 1e-6 if spec == "csr" else 1e-5, calls))
-    record = compile_model(model, batch_size=3)
+    record = _store_formats(model, batch_size=3)
     assert {c["shape"] for c in calls} == {(3, 2, 7, 7), (3, 8, 7, 7), (3, 54)}
     assert all(record[n]["format"] == "csr" for n in masks)
     for n, layer in _weighted(model).items():
@@ -393,7 +396,82 @@ def test_real_timer_returns_a_positive_median():
 def test_package_compile_function_survives_importing_the_compile_module():
     import sparsenet.prune
 
-    assert callable(sparsenet.prune.compile)
+    assert callable(sparsenet.prune.compiled) and sparsenet.prune.compiled is compiled
+
+
+# -- compiled: the one public function -----------------------------------------------------------------
+
+def test_compiled_returns_a_compiled_copy_and_leaves_the_model_alone():
+    model = _mlp()
+    masks = _random_masks(model)
+    apply_masks(model, masks)
+    x = _input(model)
+    expected = _logits(model, x)
+    before = {n: (l.weight, l.weight_param.mask) for n, l in _weighted(model).items()}
+
+    small = compiled(model, "csr")
+
+    assert small is not model
+    for n, layer in _weighted(model).items():  # the original: same objects, still dense and masked
+        assert (layer.weight, layer.weight_param.mask) == before[n] and layer.weight.spec == "dense"
+    assert all(l.weight.spec == "csr" for l in _weighted(small).values())
+    assert set(small.meta["compile"]["layers"]) == {"0", "2"} and "removed_units" in small.meta["compile"]
+    assert "compile" not in model.meta
+    np.testing.assert_allclose(_logits(small, x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="batch_size"):
+        compiled(model, "csr", batch_size=0)
+
+
+def test_compiled_removes_dead_units():
+    model = _mlp()
+    rows = np.ones((32, 24), dtype=bool)
+    rows[:5] = False  # five dead units in layer 0 (their bias is zeroed too)
+    apply_masks(model, {"0": rows})
+    model[0].bias.data[:5] = 0
+    small = compiled(model, "dense")
+    assert small[0].weight.shape == (27, 24) and small[2].weight.shape == (10, 27)
+    assert small.meta["compile"]["removed_units"]["0"]["removed"] == [0, 1, 2, 3, 4]
+    assert model[0].weight.shape == (32, 24)
+
+
+def test_deprecated_compile_names_warn_and_give_the_same_result():
+    import sparsenet.prune as prune_pkg
+
+    model = _mlp()
+    apply_masks(model, _random_masks(model))
+    x = _input(model)
+    new = compiled(model, "bsr4x4")
+    with pytest.warns(DeprecationWarning, match=r"sparsenet\.prune\.compile is deprecated.*sparsenet\.prune\.compiled"):
+        old = prune_pkg.compile(model, "bsr4x4")
+    assert old.meta["compile"]["layers"] == new.meta["compile"]["layers"]
+    np.testing.assert_array_equal(_logits(old, x), _logits(new, x))
+    # the in-place name keeps its old behaviour: `model` compiled, the record returned
+    with pytest.warns(DeprecationWarning, match=r"compile_model is deprecated.*sparsenet\.prune\.compiled"):
+        record = compile_mod.compile_model(model, "bsr4x4")
+    assert record == new.meta["compile"]["layers"] and model[0].weight.spec == "bsr4x4"
+    np.testing.assert_array_equal(_logits(model, x), _logits(new, x))
+
+
+def test_one_format_spec_spelling():
+    """`weight.spec` is the one spelling (QBSR with its block shape); format_spec_of warns and agrees."""
+    from sparsenet.formats.quantized import quantize_weight
+    from sparsenet.prune.report import pruning_report
+
+    model = _mlp()
+    apply_masks(model, _random_masks(model))
+    small = compiled(model, "bsr4x4")
+    q = quantize_weight(small[0].weight)
+    assert q.spec == "qbsr4x4" and small[0].weight.spec == "bsr4x4"
+    with pytest.warns(DeprecationWarning, match=r"format_spec_of.*weight\.spec"):
+        assert compile_mod.format_spec_of(q) == q.spec
+    from sparsenet.quantize import quantize_model
+    from sparsenet.summary import summarize
+
+    qm = quantize_model(small)
+    assert qm.meta["quantization"]["layers"]["0"]["format"] == "qbsr4x4"
+    assert summarize(qm)["layers"][0]["format"] == "qbsr4x4"
+    assert pruning_report(small, qm)["layers"][0]["format"] == "qbsr4x4"
+    assert "qbsr4x4" in repr(qm[0])
 
 
 def test_layer_mask_of_a_compiled_bsr_layer_is_its_kept_pattern():
@@ -402,7 +480,7 @@ def test_layer_mask_of_a_compiled_bsr_layer_is_its_kept_pattern():
     model = _mlp()
     masks = _random_masks(model)
     apply_masks(model, masks)
-    compile_model(model, "bsr4x4")
+    _store_formats(model, "bsr4x4")
     assert np.array_equal(layer_mask(model[0]), masks["0"])
 
 
@@ -414,13 +492,13 @@ def test_auto_prefers_the_smaller_format_within_measurement_noise(monkeypatch):
     # CSR is 2 % slower than dense (within the 3 % noise band) and much smaller: it wins
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(
         lambda s: {"dense": 1.00e-3, "csr": 1.02e-3}.get(s, 5e-3)))
-    assert compile_model(model)["0"]["format"] == "csr"
+    assert _store_formats(model)["0"]["format"] == "csr"
     # 10 % slower is outside the band: the faster dense wins
     model2 = Sequential(Linear(32, 48, seed=0))
     apply_masks(model2, {"0": pattern})
     monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(
         lambda s: {"dense": 1.00e-3, "csr": 1.10e-3}.get(s, 5e-3)))
-    assert compile_model(model2, input_shape=(32,))["0"]["format"] == "dense"
+    assert _store_formats(model2, input_shape=(32,))["0"]["format"] == "dense"
 
 
 
@@ -440,7 +518,7 @@ def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower(monkeypatc
         return 0.9e-3 if all(l.weight.format_name == "dense" for l in m.layers if hasattr(l, "weight")) else 1e-3
 
     monkeypatch.setattr(compile_mod, "_time_model", model_timer)
-    record = compile_model(model, batch_size=5)
+    record = _store_formats(model, batch_size=5)
     assert model.meta["compile"]["plan"] == "dense"
     assert set(model.meta["compile"]["model_timings_us"]) == {"chosen", "dense", "sparse"}
     assert [record[n]["format"] for n in ("0", "2")] == ["dense", "dense"]
@@ -451,14 +529,14 @@ def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower(monkeypatc
     apply_masks(model2, {"0": pattern0, "2": pattern2})
     monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.02e-3 if any(
         l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
-    compile_model(model2, batch_size=5, input_shape=(32,))
+    _store_formats(model2, batch_size=5, input_shape=(32,))
     assert model2.meta["compile"]["plan"] in {"chosen", "sparse"} and model2[0].weight.format_name == "csr"
     # a sparse plan 10 % slower than all-dense is out, however small
     model3 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
     apply_masks(model3, {"0": pattern0, "2": pattern2})
     monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.1e-3 if any(
         l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
-    compile_model(model3, batch_size=5, input_shape=(32,))
+    _store_formats(model3, batch_size=5, input_shape=(32,))
     assert model3.meta["compile"]["plan"] == "dense" and model3[0].weight.format_name == "dense"
 
 
@@ -468,7 +546,7 @@ def test_auto_with_real_timers_records_the_plan():
     model.input_shape = (32,)
     pattern0, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
     apply_masks(model, {"0": pattern0})
-    compile_model(model, batch_size=4, repeats=1, min_time=0.0)
+    _store_formats(model, batch_size=4, repeats=1, min_time=0.0)
     assert model.meta["compile"]["plan"] in {"chosen", "dense", "sparse"}
     import json
     json.dumps(model.meta)

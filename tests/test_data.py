@@ -7,7 +7,7 @@ import pytest
 
 from sparsenet.data import Dataset, load_arrays, load_dataset, load_digits, train_test_split
 from sparsenet.data import digits as digits_module
-from sparsenet.errors import DataError, DTypeError, ShapeError
+from sparsenet.errors import ConfigError, DataError, DTypeError, ShapeError
 
 # ----------------------------------------------------------------------------- embedded digits
 
@@ -171,14 +171,14 @@ def test_split_output_is_shuffled_not_sorted_by_class():
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, float("nan"), "0.2", True])
 def test_split_rejects_bad_fraction(fraction):
     x, y = _toy()
-    with pytest.raises(DataError, match="test_fraction"):
+    with pytest.raises(ConfigError, match="test_fraction"):
         train_test_split(x, y, test_fraction=fraction)
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, None])
 def test_split_rejects_bad_seed(seed):
     x, y = _toy()
-    with pytest.raises(DataError, match="seed"):
+    with pytest.raises(ConfigError, match="seed"):
         train_test_split(x, y, seed=seed)
 
 
@@ -333,9 +333,9 @@ def test_load_dataset_digits():
 
 
 def test_load_dataset_unknown_name():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'.*digits"):
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'.*digits"):
         load_dataset("mnist")
-    with pytest.raises(DataError, match="found float"):
+    with pytest.raises(ConfigError, match="found float"):
         load_dataset(1.0)
 
 

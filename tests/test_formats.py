@@ -188,6 +188,33 @@ def test_nnz_and_density():
         assert empty.nnz == 0 and empty.density == 0.0
 
 
+@SETTINGS
+@given(case=block_sparse_matrices())
+def test_bsr_density_agrees_with_the_dense_count(case):
+    """density counts the stored entries inside the shape from the blocks alone (edges cut)."""
+    from sparsenet.formats.quantized import quantize_weight
+
+    w = BSR.from_block_mask(case.w, case.block_mask, case.blocksize)  # stored all-zero blocks count too
+    expected = int(w.mask().sum()) / w.size if w.size else 0.0
+    assert w.density == expected
+    if w.dtype == np.float32:
+        assert quantize_weight(w).density == expected  # QBSR shares the block pattern
+
+
+def test_bsr_density_and_repr_do_not_build_a_dense_mask(monkeypatch):
+    n = 100_000  # a [M, K] bool mask would take 10 GB
+    indptr = np.zeros(n // 4 + 1, dtype=np.int64)
+    indptr[1:] = 2
+    w = BSR(np.ones((2, 4, 4), dtype=np.float32), np.array([0, n // 4 - 1]), indptr, (n, n))
+    monkeypatch.setattr(BSR, "mask", lambda self: pytest.fail("density built the [M, K] mask"))
+    assert w.density == 32 / n**2
+    assert "density=0.000" in repr(w) and "nblocks=2" in repr(w)
+    corner = np.zeros((1, 4, 4), dtype=np.float32)
+    corner[0, :2, :3] = 1  # what lies inside the shape; the overhang is zero, as BSR requires
+    edge = BSR(corner, np.array([1]), np.array([0, 0, 1]), (6, 7))
+    assert edge.density == (2 * 3) / 42  # the corner block holds 2 x 3 entries inside the shape
+
+
 @pytest.mark.parametrize("fmt", _all_formats(), ids=FORMATS)
 def test_matmul_1d_x(fmt):
     x = np.array([1.0, 2.0, 3.0, 4.0])

@@ -346,7 +346,7 @@ def test_the_fuzzer_writes_what_save_model_writes(bases, tmp_path):
         path = tmp_path / f"{k}.safetensors"
         path.write_bytes(mutate(bases[k], [], True)[0])
         assert set(load_file(path)) == {n for n, _ in bases[k].tensors}
-        loaded = sn.load_model(path)
+        loaded = sn.load(path)
         dtype = next((l.dtype for l in loaded if hasattr(l, "dtype")), np.float32)
         x = np.random.default_rng(0).standard_normal((2, *model.input_shape)).astype(dtype)
         assert np.array_equal(sn.predict(loaded, x), sn.predict(model, x))
@@ -376,7 +376,7 @@ def mlp(bases):
 
 def _load_error(path) -> str:
     with pytest.raises(ModelFileError) as err:
-        sn.load_model(path)
+        sn.load(path)
     return str(err.value)
 
 
@@ -395,7 +395,7 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 import sparsenet as sn
 try:
-    sn.load_model(sys.argv[1])
+    sn.load(sys.argv[1])
 except sn.ModelFileError as e:
     print(str(e))
 """
@@ -462,7 +462,7 @@ def test_misaligned_tensors_are_copied_aligned(mlp, tmp_path):
         if (8 + int.from_bytes(path.read_bytes()[:8], "little")) % 2 == 1:
             break
     assert (8 + int.from_bytes(path.read_bytes()[:8], "little")) % 2 == 1
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     assert np.array_equal(sn.predict(loaded, X), expected)
     for p in loaded.parameters():
         assert p.data.flags.aligned and p.data.dtype.isnative
@@ -477,7 +477,7 @@ def test_bool_bytes_other_than_0_1_are_normalised(mlp, tmp_path):
     tensors = _with(base, "layers.1.weight.mask", sevens)
     path = _file(tmp_path, Base(base.manifest, tuple(tensors)),
                  header_edit=lambda h: h["layers.1.weight.mask"].update(dtype="BOOL"))
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     got = loaded.layers[1].weight_param.mask
     assert got.dtype == np.bool_ and np.array_equal(got.view(np.uint8), mask.view(np.uint8))
     assert np.array_equal(sn.predict(loaded, X), expected)
@@ -554,5 +554,5 @@ def test_hostile_manifest_json(mlp, tmp_path, text):
 
 def test_load_caches_nothing_on_the_layers(mlp, tmp_path):
     base, _ = mlp
-    loaded = sn.load_model(_file(tmp_path, base))
+    loaded = sn.load(_file(tmp_path, base))
     assert all(getattr(layer, "_xt", None) is None for layer in loaded.layers)

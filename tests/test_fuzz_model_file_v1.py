@@ -351,7 +351,7 @@ def mlp():
 
 def _load_error(path) -> str:
     with pytest.raises(ModelFileError) as err:
-        sn.load_model(path)
+        sn.load(path)
     return str(err.value)
 
 
@@ -369,7 +369,7 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 import sparsenet as sn
 try:
-    sn.load_model(sys.argv[1])
+    sn.load(sys.argv[1])
 except sn.ModelFileError as e:
     print(str(e))
 """
@@ -424,7 +424,7 @@ def test_deflated_big_endian_fortran_arrays_load_identically(mlp, tmp_path):
     odd = {k: np.asfortranarray(v.astype(v.dtype.newbyteorder(">"))) if v.dtype.kind == "f" and v.ndim
            else v for k, v in arrays.items()}
     odd["layers.5.weight.data"] = np.asfortranarray(arrays["layers.5.weight.data"])
-    loaded = sn.load_model(_write(tmp_path / "m.npz", odd, zipfile.ZIP_DEFLATED))
+    loaded = sn.load(_write(tmp_path / "m.npz", odd, zipfile.ZIP_DEFLATED))
     assert np.array_equal(sn.predict(loaded, X), expected)
     for p in loaded.parameters():  # native, C-ordered and writable: optimisers update in place
         assert p.data.dtype.isnative and p.data.flags.c_contiguous and p.data.flags.writeable
@@ -435,7 +435,7 @@ def test_bool_bytes_other_than_0_1_are_normalised(mlp, tmp_path):
     mask = arrays["layers.1.weight.mask"]
     rest = {k: v for k, v in arrays.items() if k != "layers.1.weight.mask"}
     blob = _raw_npy("|b1", mask.shape, (mask.view(np.uint8) * 7).tobytes())
-    loaded = sn.load_model(_write(tmp_path / "m.npz", rest, raw={"layers.1.weight.mask.npy": blob}))
+    loaded = sn.load(_write(tmp_path / "m.npz", rest, raw={"layers.1.weight.mask.npy": blob}))
     got = loaded.layers[1].weight_param.mask
     assert np.array_equal(got.view(np.uint8), mask.view(np.uint8))
     assert np.array_equal(sn.predict(loaded, X), expected)
@@ -446,7 +446,7 @@ def test_extra_members_are_ignored_and_never_opened(mlp, tmp_path):
     poison = _raw_npy("|O", (10**9,))  # would be refused (and huge) if it were read
     raw = {"junk.npy": poison, "layers.99.weight.data.npy": poison, "layers.01.bias.npy": poison,
            "readme.txt": b"hello", "layers.1.bias": poison, "dir/": b""}
-    loaded = sn.load_model(_write(tmp_path / "m.npz", arrays, raw=raw))
+    loaded = sn.load(_write(tmp_path / "m.npz", arrays, raw=raw))
     assert np.array_equal(sn.predict(loaded, X), expected)
 
 
@@ -525,7 +525,7 @@ def test_bad_crc_names_the_member(mlp, tmp_path):
 
 def test_load_caches_nothing_on_the_layers(mlp, tmp_path):
     _, arrays, _ = mlp
-    loaded = sn.load_model(_write(tmp_path / "m.npz", arrays))
+    loaded = sn.load(_write(tmp_path / "m.npz", arrays))
     assert all(getattr(layer, "_xt", None) is None for layer in loaded.layers)
 
 
@@ -543,7 +543,7 @@ def test_softmax_axis_out_of_range_is_a_sparsenet_error(mlp, tmp_path):
     manifest["layers"][6]["axis"] = 5
     manifest["input_shape"] = None
     with pytest.raises(sn.SparsenetError):
-        sn.predict(sn.load_model(_write(tmp_path / "m.npz", _with_manifest(arrays, manifest))), X)
+        sn.predict(sn.load(_write(tmp_path / "m.npz", _with_manifest(arrays, manifest))), X)
 
 
 _PADDING = r"""
@@ -551,7 +551,7 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 import sparsenet as sn
 try:
-    sn.load_model(sys.argv[1])
+    sn.load(sys.argv[1])
 except sn.ModelFileError as e:
     print("MemoryError" in str(e), str(e)[-160:])
 """

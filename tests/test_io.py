@@ -41,7 +41,7 @@ def test_roundtrip_is_bit_exact(build, tmp_path):
     model, x = build()
     path = tmp_path / "m.safetensors"
     sn.save_model(model, path, metadata={"note": "hello"})
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     assert [type(l) for l in loaded] == [type(l) for l in model]
     for a, b in zip(model.parameters(), loaded.parameters()):
         assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data)
@@ -56,7 +56,7 @@ def test_pruning_masks_survive_a_round_trip(tmp_path):
     model = sn.build_model("lenet300", seed=0)
     prune(model, sparsity=0.5)
     sn.save_model(model, tmp_path / "m.safetensors")
-    loaded = sn.load_model(tmp_path / "m.safetensors")
+    loaded = sn.load(tmp_path / "m.safetensors")
     for a, b in zip(model.parameters(), loaded.parameters()):
         assert (a.mask is None) == (b.mask is None)
         if a.mask is not None:
@@ -72,7 +72,7 @@ def test_weight_of_other_dtype_is_refused():
 def test_float64_model_roundtrip(tmp_path):
     m = Sequential(Linear(3, 2, dtype=np.float64))
     sn.save_model(m, tmp_path / "m.safetensors")
-    assert sn.load_model(tmp_path / "m.safetensors")[0].weight.dtype == np.float64
+    assert sn.load(tmp_path / "m.safetensors")[0].weight.dtype == np.float64
 
 
 def test_failed_save_leaves_old_file_intact(tmp_path, monkeypatch):
@@ -149,7 +149,7 @@ def test_load_maps_weights_without_copying(tmp_path):
     path = tmp_path / "m.safetensors"
     sn.save_model(model, path)
     before = path.read_bytes()
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
 
     def mapped(a):
         while isinstance(a, np.ndarray) and a.base is not None:
@@ -161,14 +161,14 @@ def test_load_maps_weights_without_copying(tmp_path):
     assert w.data.flags.writeable and w.data.flags.aligned
     w.data[:] = 0  # copy-on-write: a private page for this process
     assert path.read_bytes() == before
-    assert not np.array_equal(sn.predict(loaded, x), sn.predict(sn.load_model(path), x))
+    assert not np.array_equal(sn.predict(loaded, x), sn.predict(sn.load(path), x))
 
 
 def test_load_without_mmap_reads_the_file_into_memory(tmp_path):
     model, x = _every_layer_model()
     path = tmp_path / "m.safetensors"
     sn.save_model(model, path)
-    loaded = sn.load_model(path, mmap=False)
+    loaded = sn.load(path, mmap=False)
     path.write_bytes(b"")  # rewritten in place: a mapped model would now fault; this one is unaffected
     w = loaded[5].weight.data
     while isinstance(w, np.ndarray) and w.base is not None:
@@ -183,7 +183,7 @@ def test_tensors_foreign_to_the_manifest_are_refused(tmp_path):
     path = tmp_path / "foreign.safetensors"
     save_file({"embeddings": np.zeros(3, np.float32)}, path)
     with pytest.raises(ModelFileError, match="without sparsenet's manifest"):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def _edit_manifest(edit):
@@ -230,7 +230,7 @@ def test_corruption_raises_model_file_error(case, tmp_path):
     mutate, fragment = CORRUPTIONS[case]
     rewrite_model_file(path, mutate)
     with pytest.raises(ModelFileError) as err:
-        sn.load_model(path)
+        sn.load(path)
     assert fragment in str(err.value)
 
 
@@ -242,7 +242,7 @@ def test_truncated_file(cut, tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:cut])
     with pytest.raises(ModelFileError):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_flipped_data_byte_fails_its_checksum(tmp_path):
@@ -253,7 +253,7 @@ def test_flipped_data_byte_fails_its_checksum(tmp_path):
     data[-3] ^= 0x10  # inside the last tensor's bytes
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="is corrupt"):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_edited_manifest_without_checksum_update_is_refused(tmp_path):
@@ -266,7 +266,7 @@ def test_edited_manifest_without_checksum_update_is_refused(tmp_path):
     manifest["layers"][1]["eps"] = 0.5  # a BatchNorm's epsilon: a silently different model
     path.write_bytes(save(arrays, metadata={"sparsenet": manifest_text(manifest, checksum=False)}))
     with pytest.raises(ModelFileError, match="manifest is corrupt"):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_edited_tensor_without_checksum_update_is_refused(tmp_path):
@@ -275,7 +275,7 @@ def test_edited_tensor_without_checksum_update_is_refused(tmp_path):
     sn.save_model(model, path)
     rewrite_model_file(path, _set("layers.9.weight.data", lambda a: a * 2), checksums=False)
     with pytest.raises(ModelFileError, match="'layers.9.weight.data' is corrupt"):
-        sn.load_model(path)
+        sn.load(path)
 
 
 def test_pickle_and_other_files_are_refused(tmp_path):
@@ -284,15 +284,15 @@ def test_pickle_and_other_files_are_refused(tmp_path):
     path = tmp_path / "p.pkl"
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(ModelFileError, match="not a sparsenet model"):
-        sn.load_model(path)
+        sn.load(path)
     path = tmp_path / "p.npz"  # a 0.1-style container whose manifest needs pickle
     np.savez(path, __manifest__=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ModelFileError, match="corrupt|pickle|Object"):
-        sn.load_model(path)
+        sn.load(path)
     with pytest.raises(ModelFileError, match="not found"):
-        sn.load_model(tmp_path / "missing.safetensors")
+        sn.load(tmp_path / "missing.safetensors")
     with pytest.raises(ModelFileError, match="cannot be read"):
-        sn.load_model(tmp_path)
+        sn.load(tmp_path)
 
 
 @pytest.mark.parametrize("cap, value, fragment", [("MAX_FILE_BYTES", 100, "SPARSENET_MAX_MODEL_BYTES"),
@@ -308,5 +308,5 @@ def test_caps(cap, value, fragment, tmp_path, monkeypatch):
     sn.save_model(model, path)
     monkeypatch.setattr(model_file, cap, value)
     with pytest.raises(ModelFileError, match="limit") as err:
-        sn.load_model(path)
+        sn.load(path)
     assert fragment in str(err.value)

@@ -32,15 +32,15 @@ def _case(name):
 def test_v1_file_predicts_as_0_1_did(name):
     path, x, y = _case(name)
     assert read_manifest(path)["schema_version_read"] == 1
-    assert np.array_equal(sn.load_model(path).predict(x), y)
+    assert np.array_equal(sn.load(path).predict(x), y)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_v1_loaded_and_saved_again_is_bit_identical(name, tmp_path):
     path, x, y = _case(name)
-    old = sn.load_model(path)
+    old = sn.load(path)
     sn.save_model(old, tmp_path / "new.safetensors")
-    new = sn.load_model(tmp_path / "new.safetensors")
+    new = sn.load(tmp_path / "new.safetensors")
     assert read_manifest(tmp_path / "new.safetensors")["schema_version_read"] == 2
     assert np.array_equal(new.predict(x), y)
     assert new.meta == old.meta and new.input_shape == old.input_shape
@@ -56,7 +56,7 @@ def test_convert_rewrites_in_place_and_elsewhere(tmp_path):
     assert convert_model(work, tmp_path / "mlp.safetensors") == {"from": 1, "to": 2}
     assert convert_model(work, work) == {"from": 1, "to": 2}  # replaced atomically
     assert work.read_bytes() == (tmp_path / "mlp.safetensors").read_bytes()
-    assert np.array_equal(sn.load_model(work).predict(x), y)
+    assert np.array_equal(sn.load(work).predict(x), y)
     assert convert_model(work, work) == {"from": 2, "to": 2}
 
 
@@ -67,7 +67,7 @@ def test_convert_command(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"input": str(path), "output": str(out), "from_schema": 1, "to_schema": 2}
-    assert np.array_equal(sn.load_model(out).predict(x), y)
+    assert np.array_equal(sn.load(out).predict(x), y)
     r = subprocess.run([sys.executable, "-m", "sparsenet", "convert", str(tmp_path / "nope.npz"), str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr
@@ -82,6 +82,6 @@ def test_v1_with_another_schema_version_is_refused(tmp_path):
         arrays = {key: box.read(key) for key in box.members if key != "__manifest__"}
     write_v1(tmp_path / "bad.npz", dict(manifest, schema_version=2), arrays)
     with pytest.raises(ModelFileError, match="holds schema version 1"):
-        sn.load_model(tmp_path / "bad.npz")
+        sn.load(tmp_path / "bad.npz")
     write_v1(tmp_path / "ok.npz", manifest, arrays)  # the test writer itself writes loadable files
-    sn.load_model(tmp_path / "ok.npz")
+    sn.load(tmp_path / "ok.npz")

@@ -265,8 +265,8 @@ def test_import_keras_tf2onnx_style_mlp():
 
 
 def _dense_twin(model):
-    from sparsenet.prune import compile
-    return compile(model, "dense")
+    from sparsenet.prune import compiled
+    return compiled(model, "dense")
 
 
 # -- import: errors name the node ------------------------------------------------------------------
@@ -310,6 +310,106 @@ def test_import_errors_name_node_and_op(case):
     assert isinstance(e.value, OnnxImportError)
     for fragment in fragments:
         assert fragment in str(e.value)
+
+
+def _out(*dims):
+    """A declared output (no shape inference: some graphs below are invalid on purpose)."""
+    return [helper.make_tensor_value_info("y", FLOAT, list(dims))]
+
+
+def _conv(attrs, w=WC):
+    return _chain([("Conv", ["W"], attrs)], {"W": w}, ("N", 3, 8, 8), outputs=_out("N", 4, 6, 6))
+
+
+def _pool(op, attrs):
+    return _chain([(op, [], attrs)], in_shape=("N", 3, 8, 8), outputs=_out("N", 3, 4, 4))
+
+
+def _sparse_int_weight():
+    values = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "W")
+    indices = numpy_helper.from_array(np.array([0, 9, 40], np.int64), "W_idx")
+    return _chain([("Gemm", ["W"], {"transB": 1})], sparse=[helper.make_sparse_tensor(values, indices, [6, 8])],
+                  outputs=_out("N", 6))
+
+
+# An initializer whose element type does not fit its use, and zero or negative attribute values: each
+# used to fail as a bare ValueError/ZeroDivisionError (or silently convert); now an OnnxImportError
+# names the node and the initializer or attribute.
+BAD_VALUE_CASES = {
+    "gemm-int64-weight": (_chain([("Gemm", ["W"], {"transB": 1})], {"W": W.astype(np.int64)}, outputs=_out("N", 6)),
+                          ["node 0 'gemm0' (Gemm)", "weight B", "float32", "int64"]),
+    "gemm-float64-weight": (_chain([("Gemm", ["W"], {"transB": 1})], {"W": W.astype(np.float64)},
+                                   outputs=_out("N", 6)), ["node 0 'gemm0' (Gemm)", "weight B", "float64"]),
+    "gemm-int64-bias": (_chain([("Gemm", ["W", "B"], {"transB": 1})], {"W": W, "B": np.ones(6, np.int64)},
+                               outputs=_out("N", 6)), ["(Gemm)", "bias C", "int64"]),
+    "gemm-sparse-int64-weight": (_sparse_int_weight(), ["(Gemm)", "weight B", "int64"]),
+    "matmul-int32-weight": (_chain([("MatMul", ["W"], {})], {"W": W.T.astype(np.int32)}, outputs=_out("N", 6)),
+                            ["node 0 'matmul0' (MatMul)", "weight", "int32"]),
+    "conv-int64-weight": (_conv({}, WC.astype(np.int64)), ["node 0 'conv0' (Conv)", "weight W", "int64"]),
+    "add-float64-constant": (_chain([("Gemm", ["W"], {"transB": 1}), ("Add", ["B"], {})],
+                                    {"W": W, "B": B.astype(np.float64)}, outputs=_out("N", 6)),
+                             ["node 1 'add1' (Add)", "Add constant", "float64"]),
+    "batchnorm-int64-scale": (_chain([("BatchNormalization", ["s", "b", "m", "v"], {})],
+                                     {"s": np.ones(8, np.int64), "b": B[:1].repeat(8), "m": np.zeros(8, np.float32),
+                                      "v": np.ones(8, np.float32)}, outputs=_out("N", 8)),
+                              ["(BatchNormalization)", "scale", "int64"]),
+    "reshape-float-shape": (_chain([("Reshape", ["s"], {})], {"s": np.array([0, np.nan], np.float32)},
+                                   ("N", 3, 8, 8), outputs=_out("N", 192)), ["(Reshape)", "shape", "float32"]),
+    "squeeze-float-axes": (_chain([("Squeeze", ["a"], {})], {"a": np.array([2.0])}, ("N", 8, 1),
+                                  outputs=_out("N", 8)), ["(Squeeze)", "axes", "float64"]),
+    "squeeze-axes-out-of-range": (_chain([("Squeeze", ["a"], {})], {"a": np.array([7], np.int64)}, ("N", 8, 1),
+                                         outputs=_out("N", 8)), ["(Squeeze)", "axes=[7]", "out of range"]),
+    "dropout-vector-ratio": (_chain([("Dropout", ["r"], {})], {"r": np.array([0.1, 0.2], np.float32)},
+                                    outputs=_out("N", 8)), ["(Dropout)", "ratio", "scalar"]),
+    "dropout-int-ratio": (_chain([("Dropout", ["r"], {})], {"r": np.array(0, np.int64)}, outputs=_out("N", 8)),
+                          ["(Dropout)", "ratio", "int64"]),
+    "conv-stride-0": (_conv({"strides": [0, 0]}), ["node 0 'conv0' (Conv)", "strides=[0, 0]", "positive"]),
+    "conv-group-0": (_conv({"group": 0}), ["node 0 'conv0' (Conv)", "group=0", "positive"]),
+    "conv-kernel-0": (_conv({"kernel_shape": [0, 0]}), ["(Conv)", "kernel_shape=[0, 0]", "positive"]),
+    "conv-dilation-0": (_conv({"dilations": [0, 0]}), ["(Conv)", "dilations=[0, 0]", "positive"]),
+    "conv-negative-pad": (_conv({"pads": [-1, -1, -1, -1]}), ["(Conv)", "pads=[-1, -1, -1, -1]", ">= 0"]),
+    "maxpool-stride-0": (_pool("MaxPool", {"kernel_shape": [2, 2], "strides": [0, 0]}),
+                         ["node 0 'maxpool0' (MaxPool)", "strides=[0, 0]"]),
+    "maxpool-kernel-0": (_pool("MaxPool", {"kernel_shape": [0, 0]}), ["(MaxPool)", "kernel_shape=[0, 0]"]),
+    "maxpool-dilation-0": (_pool("MaxPool", {"kernel_shape": [2, 2], "dilations": [0, 0]}),
+                           ["(MaxPool)", "dilations=[0, 0]"]),
+    "avgpool-stride-0": (_pool("AveragePool", {"kernel_shape": [2, 2], "strides": [0, 0]}),
+                         ["node 0 'averagepool0' (AveragePool)", "strides=[0, 0]"]),
+    "avgpool-negative-stride": (_pool("AveragePool", {"kernel_shape": [2, 2], "strides": [-2, -2]}),
+                                ["(AveragePool)", "strides=[-2, -2]"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUE_CASES))
+def test_bad_initializers_and_attributes_name_the_node(case):
+    proto, fragments = BAD_VALUE_CASES[case]
+    with pytest.raises(OnnxImportError) as e:
+        import_onnx(proto)
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
+
+
+def test_an_unforeseen_error_in_a_handler_still_names_the_node(monkeypatch):
+    from sparsenet.onnx import _ops
+
+    def broken(st, node, attrs, slot, inputs):
+        return 1 // 0
+
+    monkeypatch.setitem(_ops.OPS, "Relu", broken)
+    with pytest.raises(OnnxImportError, match=r"node 0 'relu0' \(Relu\).*ZeroDivisionError"):
+        import_onnx(_chain([("Relu", [], {})]))
+
+
+def test_float_types_the_spec_lets_differ_are_accepted():
+    """BatchNormalization's parameters (T1/T2) and Dropout's ratio may have another float type."""
+    bn = {"s": np.ones(8, np.float64), "b": np.zeros(8, np.float64), "m": np.zeros(8, np.float16),
+          "v": np.ones(8, np.float64)}
+    proto = _chain([("Gemm", ["W"], {"transB": 1}), ("Relu", [], {}), ("Dropout", ["r"], {})],
+                   {"W": _rand(8, 8), "r": np.array(0.25)}, opset=17)
+    _same(proto, _rand(3, 8))
+    folded = _chain([("Gemm", ["W"], {"transB": 1}), ("BatchNormalization", ["s", "b", "m", "v"], {})],
+                    {"W": _rand(8, 8), **bn}, outputs=_out("N", 8))
+    assert import_onnx(folded)(np.zeros((1, 8), np.float32)).dtype == np.float32
 
 
 def test_non_chain_graphs_are_rejected():
@@ -384,11 +484,11 @@ def test_zoo_export_runs_in_onnxruntime_and_round_trips(name):
 @pytest.mark.parametrize("name,granularity,fmt", [("lenet300", "unstructured", "csr"), ("cnn", "unstructured", "csr"),
                                                   ("lenet300", "block4x4", "bsr4x4")])
 def test_pruned_compiled_export(name, granularity, fmt):
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     model = sn.build_model(name, seed=0)
     prune(model, sparsity=0.8, granularity=granularity)
-    compiled = compile(model, fmt)
+    compiled = compile_copy(model, fmt)
     weighted = [l for l in compiled.layers if isinstance(l, (nn.Linear, nn.Conv2d))]
     dense_proto, _ = _exported_matches(compiled, X8)
     assert not dense_proto.graph.sparse_initializer
@@ -446,13 +546,13 @@ def test_export_writes_file_and_infers_or_requires_input_shape(tmp_path):
 
 
 def test_cli_export_and_import(tmp_path, capsys):
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     parser = argparse.ArgumentParser(prog="sparsenet")
     add_onnx_parsers(parser.add_subparsers(dest="command", required=True))
     model = sn.build_model("lenet300", seed=0)
     prune(model, sparsity=0.9)
-    sn.save_model(compile(model, "csr"), tmp_path / "m.npz")
+    sn.save_model(compile_copy(model, "csr"), tmp_path / "m.npz")
 
     def run(*argv):
         args = parser.parse_args([str(a) for a in argv])
@@ -463,8 +563,8 @@ def test_cli_export_and_import(tmp_path, capsys):
     assert out["sparse_initializers"] == 3 and out["bytes"] > 0
     out = run("import-onnx", tmp_path / "m.onnx", "-o", tmp_path / "back.npz", "--json")
     assert out["layers"] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
-    np.testing.assert_allclose(sn.predict(sn.load_model(tmp_path / "back.npz"), X8),
-                               sn.predict(sn.load_model(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sn.predict(sn.load(tmp_path / "back.npz"), X8),
+                               sn.predict(sn.load(tmp_path / "m.npz"), X8), rtol=1e-5, atol=1e-5)
 
 
 # -- PyTorch exports -------------------------------------------------------------------------------
@@ -513,11 +613,11 @@ def test_torch_legacy_export_imports_and_prunes(arch, opset, tmp_path):
     if arch == "cnn":
         assert _kinds(m)[:3] == ["Conv2d", "ReLU", "MaxPool2d"]  # BatchNorm folded
         assert len(m.meta["onnx"]["folded"]) == 2
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled as compile_copy, prune
 
     result = prune(m, sparsity=0.7)
     assert result.sparsity == pytest.approx(0.7, abs=0.01)
-    compiled = compile(m, "csr")
+    compiled = compile_copy(m, "csr")
     np.testing.assert_allclose(sn.predict(compiled, x), sn.predict(m, x), rtol=1e-5, atol=1e-5)
     proto = export_onnx(compiled, None, sparse_initializers=True)
     np.testing.assert_allclose(_ort(proto, x), sn.predict(compiled, x), rtol=1e-5, atol=1e-5)

@@ -14,15 +14,16 @@ import math
 import numpy as np
 import pytest
 
+from sparsenet import predict
 from sparsenet.data import load_dataset
-from sparsenet.errors import SparsenetError
+from sparsenet.errors import ConfigError, SparsenetError
 from sparsenet.formats import BSR, Dense
 from sparsenet.nn import BatchNorm1d, BatchNorm2d, Linear, ReLU, Sequential
-from sparsenet.prune import (CRITERIA, compile, iterative_targets, lottery_ticket, make_granularity,
+from sparsenet.prune import (CRITERIA, compiled, iterative_targets, lottery_ticket, make_granularity,
                              polynomial_sparsity, prunable_layers, prune)
 from sparsenet.prune.granularity import NM, Block, Units
 from sparsenet.prune.selection import NORMALIZATIONS
-from sparsenet.train import fit, predict
+from sparsenet.train import fit
 from sparsenet.zoo import build_model
 
 lottery_mod = importlib.import_module("sparsenet.prune.lottery")
@@ -181,11 +182,23 @@ def _cases():
                     yield pytest.param(arch, method, gran, scope, id=f"{arch}-{method}-{gran}-{scope}")
 
 
+def _observed_movement(model, data):
+    """A Movement criterion holding the scores of one epoch of training steps on a copy of `model`."""
+    from sparsenet.prune import Movement
+
+    probe = copy.deepcopy(model)
+    movement = Movement().observe_layers(prunable_layers(probe))
+    fit(probe, *data, epochs=1, batch_size=8, quiet=True, after_backward=movement.observe)
+    return movement
+
+
 @pytest.mark.parametrize("arch,method,gran,scope", list(_cases()))
 def test_every_criterion_and_granularity(trained, calib, arch, method, gran, scope):
     sparsity = LAYER_SPARSITY if scope == "layer" else GLOBAL_SPARSITY
     # slimming scores a unit by the BatchNorm after it: the cnn's hidden Linear (8) has none
     exclude = ("8",) if method == "slimming" else ()
+    if method == "movement":  # scores observed training steps, taken on a copy: `after` stays as trained
+        method = _observed_movement(trained[arch], calib)
     kw = dict(method=method, granularity=gran, scope=scope, sparsity=sparsity, data=calib, seed=0,
               exclude=exclude)
     before = fresh(trained, arch)
@@ -212,7 +225,7 @@ def test_every_criterion_and_granularity(trained, calib, arch, method, gran, sco
         assert any(not np.array_equal(other.masks[n], result.masks[n]) for n in result.masks)
 
 
-@pytest.mark.parametrize("method", ["taylor", "snip", "obd", "movement", "wanda", "synflow"])
+@pytest.mark.parametrize("method", ["taylor", "snip", "obd", "wanda", "synflow"])
 def test_data_driven_criteria_leave_gradients_alone(trained, calib, method):
     """Scores come from extra forward/backward passes whose gradients must not leak into training."""
     model = fresh(trained, "lenet300")
@@ -459,6 +472,40 @@ def test_iterative_schedule(trained, train_small):
     assert all("val_accuracy" in h for h in result.history)
 
 
+@pytest.mark.parametrize("schedule,extra", [("oneshot", {}), ("iterative", dict(finetune_epochs=1, rounds=2))])
+def test_movement_without_observed_training_steps_is_refused(trained, calib, train_small, schedule, extra):
+    """One-shot movement has no movement to score (it gave chance-level accuracy): refused, with a way out."""
+    from sparsenet.prune import Movement, sensitivity_scan
+
+    model = fresh(trained, "lenet300")
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(ConfigError, match=rf"movement importance needs observed training steps.*{schedule}"
+                                          r".*schedule='gradual'.*after_backward=m\.observe") as info:
+        prune(model, method="movement", schedule=schedule, sparsity=0.5, data=calib, train_data=train_small,
+              **extra)
+    assert isinstance(info.value, SparsenetError) and "prune:" in str(info.value)
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))  # refused up front
+    with pytest.raises(ConfigError, match="movement importance needs observed training steps"):
+        Movement()(model, prunable_layers(model), calib)  # the criterion itself refuses too
+    with pytest.raises(ConfigError, match="sensitivity_scan: movement"):
+        sensitivity_scan(model, calib, method="movement", data=calib, time_layers=False)
+
+
+def test_movement_one_shot_after_observed_training_steps(trained, train_small):
+    """The clean one-shot use: observe movement while fine-tuning, then prune on those scores."""
+    from sparsenet.prune import Movement
+
+    model = fresh(trained, "lenet300")
+    movement = Movement().observe_layers(prunable_layers(model))
+    fit(model, *train_small, epochs=1, batch_size=32, quiet=True, after_backward=movement.observe)
+    assert movement.steps == 6
+    result = prune(model, method=movement, sparsity=0.5)
+    for n, mask in result.masks.items():
+        assert int((~mask).sum()) == rnd(0.5 * mask.size)
+        keep = movement.scores[n] >= np.quantile(movement.scores[n], 0.5)  # the highest movement is kept
+        assert (mask & keep).sum() >= 0.95 * mask.sum()
+
+
 @pytest.mark.parametrize("method", ["magnitude", "movement"])
 def test_gradual_schedule(trained, train_small, method):
     model = fresh(trained, "lenet300")
@@ -503,14 +550,14 @@ def test_finetuning_never_revives_pruned_weights(trained, train_small):
 
 def test_finetuning_keeps_removed_units_dead(trained, train_small):
     """Structured pruning pins bias and BatchNorm gamma/beta too: after fine-tuning the units still
-    output zero, so compile removes them."""
+    output zero, so compiled removes them."""
     model = fresh(trained, "cnn")
     result = prune(model, granularity="neuron", sparsity=0.5, finetune_epochs=1, train_data=train_small,
                    lr=1e-2)
     for n, mask in result.masks.items():
         np.testing.assert_array_equal(model.layers[int(n)].weight.to_dense()[~mask], 0)
         check_dead_units(model, n, ~mask.any(axis=1))
-    removed = compile(model, formats="dense").meta["compile"]["removed_units"]
+    removed = compiled(model, formats="dense").meta["compile"]["removed_units"]
     for n, mask in result.masks.items():
         assert removed[n]["removed"] == np.flatnonzero(~mask.any(axis=1)).tolist()
 
@@ -627,7 +674,7 @@ def test_neuron_pruning_compiles_to_smaller_model(trained, digits, arch):
     model = fresh(trained, arch)
     before_shapes = {n: l.weight.shape for n, l in prunable_layers(model).items()}
     result = prune(model, granularity="neuron", sparsity=0.5)
-    small = compile(model, formats="dense")
+    small = compiled(model, formats="dense")
     assert {n: tuple(l.weight.shape) for n, l in prunable_layers(small).items()} == SMALLER[arch]
     assert {n: l.weight.shape for n, l in prunable_layers(model).items()} == before_shapes  # left alone
     for n, mask in result.masks.items():
@@ -645,9 +692,9 @@ def test_neuron_pruning_compiles_to_smaller_model(trained, digits, arch):
 def test_block_pruning_compiles_to_bsr(trained, digits, arch, gran, fmt, blocksize):
     model = fresh(trained, arch)
     result = prune(model, granularity=gran, sparsity=0.75)
-    compiled = compile(model, formats=fmt)
+    small = compiled(model, formats=fmt)
     g = make_granularity(gran)
-    for n, layer in prunable_layers(compiled).items():
+    for n, layer in prunable_layers(small).items():
         w = layer.weight
         assert isinstance(w, BSR) and tuple(w.blocksize) == blocksize, f"layer {n}"
         mask = result.masks[n]
@@ -657,4 +704,4 @@ def test_block_pruning_compiles_to_bsr(trained, digits, arch, gran, fmt, blocksi
         np.testing.assert_array_equal(grid.ravel(), ~dead)  # exactly the kept blocks are stored
         np.testing.assert_array_equal(w.to_dense(), model.layers[int(n)].weight.to_dense())
         assert layer.weight_param.mask is None  # whole blocks kept: nothing stored needs pinning
-    assert_same_outputs(model, compiled, digits.x_test[:128])
+    assert_same_outputs(model, small, digits.x_test[:128])

@@ -340,11 +340,11 @@ def pruned(trained, digits):
     fine-tuned for 10 epochs (0.93 observed)."""
     import copy
 
-    from sparsenet.prune import compile as compile_model, prune
+    from sparsenet.prune import compiled, prune
 
     model = copy.deepcopy(trained)
     prune(model, sparsity=0.9, scope="global", train_data=(digits.x_train, digits.y_train), finetune_epochs=10)
-    return compile_model(model, "csr")
+    return compiled(model, "csr")
 
 
 def _acc(model, ds):
@@ -452,7 +452,7 @@ def test_roundtrip_is_bit_exact(tmp_path):
     assert [model[i].weight.format_name for i in (0, 4, 6)] == ["qbsr", "qcsr", "qdense"]
     path = tmp_path / "q.safetensors"
     sn.save_model(model, path)
-    loaded = sn.load_model(path)
+    loaded = sn.load(path)
     for i in (0, 4, 6):
         a, b = model[i].weight, loaded[i].weight
         assert type(a) is type(b) and a.shape == b.shape
@@ -491,7 +491,7 @@ def test_corrupt_scales_raise_model_file_error(layer, case, fn, fragment, tmp_pa
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.scales", fn)
     with pytest.raises(ModelFileError, match=fragment):
-        sn.load_model(path)
+        sn.load(path)
 
 
 @pytest.mark.parametrize("layer, fn, fragment", [
@@ -507,7 +507,7 @@ def test_corrupt_values_raise_model_file_error(layer, fn, fragment, tmp_path):
     sn.save_model(model, path)
     _rewrite(path, f"layers.{layer}.weight.data", fn)
     with pytest.raises(ModelFileError, match=fragment):
-        sn.load_model(path)
+        sn.load(path)
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -531,7 +531,7 @@ def test_cli_quantize_json(pruned, digits, tmp_path, capsys):
     assert payload["bytes_after"] < payload["bytes_before"]
     assert payload["file_bytes_after"] < payload["file_bytes_before"]
     assert payload["file_bytes_after"] == out.stat().st_size and payload["scheme"] == SCHEME
-    loaded = sn.load_model(out)
+    loaded = sn.load(out)
     assert [loaded[i].weight.format_name for i in (1, 3, 5)] == ["qcsr"] * 3
     assert loaded.meta["quantization"]["scheme"] == SCHEME
     assert _acc(loaded, digits) == payload["accuracy_after"]
@@ -547,7 +547,7 @@ def test_cli_quantize_text_and_errors(tmp_path, capsys):
     with pytest.raises(ModelFileError):
         cmd_quantize(argparse.Namespace(model=str(tmp_path / "nope.npz"), output=str(out), dataset=None,
                                         json=False))
-    with pytest.raises(sn.DataError):
+    with pytest.raises(sn.ConfigError):
         cmd_quantize(argparse.Namespace(model=str(src), output=str(out), dataset="no-such-set", json=False))
     with pytest.raises(SystemExit):  # -o is required
         _parser().parse_args(["quantize", str(src)])

@@ -16,7 +16,7 @@ import pytest
 
 import sparsenet as sn
 from sparsenet import cli, runtime
-from sparsenet.errors import DataError, DTypeError, ModelFileError, ShapeError
+from sparsenet.errors import ConfigError, DataError, DTypeError, ModelFileError, ShapeError
 
 
 def _pruned_lenet():
@@ -52,10 +52,16 @@ def test_load_is_validated_and_in_eval_mode(model, tmp_path):
         runtime.load(tmp_path / "bad.npz")
 
 
-def test_predict_matches_the_training_predict(model):
+def test_one_predict_behind_every_name(model):
+    """sn.predict and model.predict are one implementation: the strict one."""
+    assert sn.predict is runtime.predict
     x = _x(37)
-    assert np.array_equal(runtime.predict(model, x), sn.predict(model, x))
-    assert np.allclose(runtime.predict(model, x, batch_size=5), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(model.predict(x), sn.predict(model, x))
+    assert np.allclose(sn.predict(model, x, batch_size=5), sn.predict(model, x), rtol=1e-5, atol=1e-6)
+    assert model.predict(x[0]).shape == sn.predict(model, x[0]).shape == (10,)
+    for call in (sn.predict, lambda m, v: m.predict(v)):  # both strict: the shape is checked
+        with pytest.raises(ShapeError, match=r"\[N, 1, 8, 8\]"):
+            call(model, x.reshape(37, 64))
 
 
 def test_single_sample_gets_and_loses_a_batch_axis(model):
@@ -106,7 +112,7 @@ def test_non_real_dtypes_are_dtype_errors(model, x):
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "8"])
 def test_bad_batch_size(model, batch_size):
-    with pytest.raises(DataError, match="batch_size"):
+    with pytest.raises(ConfigError, match="batch_size"):
         runtime.predict(model, _x(2), batch_size=batch_size)
 
 
@@ -213,7 +219,7 @@ def test_set_num_threads_round_trip():
 
 @pytest.mark.parametrize("n", [0, -2, 1.5, True, None])
 def test_set_num_threads_refuses_nonsense(n):
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError):
         runtime.set_num_threads(n)
 
 
@@ -390,12 +396,11 @@ def test_bench_command_compares_with_the_dense_equivalent(tmp_path, capsys):
 
     from sparsenet.bench import dense_equivalent
     from sparsenet.cli import main
-    from sparsenet.prune import compile as compile_model
-    from sparsenet.prune import prune
+    from sparsenet.prune import compiled, prune
 
     model = sn.build_model("lenet300", seed=0)
     prune(model, sparsity=0.9)
-    small = compile_model(model, "csr")
+    small = compiled(model, "csr")
     dense = dense_equivalent(small)
     assert all(type(l.weight).__name__ == "Dense" for l in dense.layers if hasattr(l, "weight"))
     x = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)

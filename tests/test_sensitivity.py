@@ -16,7 +16,7 @@ import pytest
 
 import sparsenet as sn
 from sparsenet.data import load_dataset
-from sparsenet.errors import SparsenetError
+from sparsenet.errors import ConfigError, DataError, SparsenetError
 from sparsenet.prune import prune
 from sparsenet.prune.sensitivity import DEFAULT_SPARSITIES, allocate, sensitivity_scan
 
@@ -156,8 +156,9 @@ def test_scan_data_driven_criterion(trained, val, digits):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(granularity="2:4"), "fixes the sparsity"),
-    (dict(sparsities=(0.5, 1.5)), r"\[1.5\]"),
-    (dict(sparsities=("half",)), "fractions"),
+    (dict(sparsities=(0.5, 1.5)), r"sparsities as a fraction in \[0, 1\], found 1.5"),
+    (dict(sparsities=("half",)), "fraction"),
+    (dict(sparsities=0.5), "list of fractions"),
     (dict(formats=("dense", "auto")), "auto"),
     (dict(formats=("coo",)), "format spec"),
     (dict(formats=()), "at least one format"),
@@ -170,14 +171,14 @@ def test_scan_data_driven_criterion(trained, val, digits):
     (dict(min_time=-1.0), "min_time"),
 ])
 def test_scan_argument_errors(trained, val, kwargs, match):
-    with pytest.raises(SparsenetError, match=match):
+    with pytest.raises(ConfigError, match=match):
         sensitivity_scan(trained, val, **kwargs)
 
 
 def test_scan_val_data_errors(trained, val):
     with pytest.raises(SparsenetError, match="val_data"):
         sensitivity_scan(trained, val[0], time_layers=False)
-    with pytest.raises(SparsenetError, match="empty"):
+    with pytest.raises(DataError, match="empty"):
         sensitivity_scan(trained, (val[0][:0], val[1][:0]), time_layers=False)
 
 

@@ -438,7 +438,7 @@ def test_shrunk_model_saves_and_loads(kind, tmp_path):
     x = inputs(model)
     path = tmp_path / "small.npz"
     sparsenet.save_model(small, path)
-    loaded = sparsenet.load_model(path)
+    loaded = sparsenet.load(path)
     assert [getattr(l, "weight_shape", None) for l in loaded] == [getattr(l, "weight_shape", None) for l in small]
     assert [type(getattr(l, "weight", None)) for l in loaded] == [type(getattr(l, "weight", None)) for l in small]
     np.testing.assert_allclose(outputs(loaded, x), outputs(small, x), **TOL)

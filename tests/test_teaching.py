@@ -230,13 +230,13 @@ def test_demo_int8_row_measures_the_quantized_model():
     quantize = pytest.importorskip("sparsenet.quantize")
     from sparsenet import demo
     from sparsenet.data import load_dataset
-    from sparsenet.prune import compile, prune
+    from sparsenet.prune import compiled, prune
 
     ds = load_dataset("digits")
     dense = sn.build_model("lenet300", seed=0)
     pruned = copy.deepcopy(dense)
     prune(pruned, sparsity=0.9, scope="global")
-    q = quantize.quantize_model(compile(pruned, "csr"))
+    q = quantize.quantize_model(compiled(pruned, "csr"))
     row = demo._row("lenet300", dense, q, ds, 1, 0.9)
     assert set(row["formats"].values()) == {"qcsr"}
     assert row["bytes"] < row["bytes_before"] / 8 and row["bytes_breakdown"]["scales"] > 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sparsenet import SGD, Adam, AdamW, as_format, fit, predict
-from sparsenet.errors import DataError, DTypeError, ShapeError, SparsenetError
+from sparsenet.errors import ConfigError, DataError, DTypeError, ShapeError, SparsenetError
 from sparsenet.nn import BatchNorm1d, Conv2d, Flatten, Linear, Module, Parameter, ReLU, Sequential
 
 F64 = np.float64
@@ -85,10 +85,11 @@ def test_optimiser_matches_numpy_update(name):
 
 
 def test_optimiser_rejects_no_params_and_bad_lr():
-    with pytest.raises(SparsenetError):
+    with pytest.raises(ConfigError, match="parameter"):
         SGD([], lr=0.1)
-    with pytest.raises(SparsenetError):
-        Adam([Parameter(np.zeros(2))], lr=0.0)
+    for lr in (0.0, -1.0, float("nan"), "0.1", True):
+        with pytest.raises(ConfigError, match="lr"):
+            Adam([Parameter(np.zeros(2))], lr=lr)
 
 
 # -- training keeps sparsity -------------------------------------------------------------------------
@@ -147,6 +148,43 @@ def test_parameter_mask_keeps_masked_entries_zero(opt_name):
     assert not np.any(p.data[~mask])
     assert not np.any(model[0].weight.data[~mask])  # the layer sees the same array
     assert np.all(p.data[mask] != before[mask]), "unmasked entries should have trained"
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("fmt", ["csr", "bsr", "dense"])
+def test_weight_assignment_keeps_the_parameter_an_optimiser_updates(opt_name, fmt):
+    """An optimiser built before ``layer.weight = ...`` still updates the layer, from fresh state."""
+    from sparsenet import SoftmaxCrossEntropy
+
+    model = Sequential(Linear(10, 8, seed=0), ReLU(), Linear(8, 3, seed=1))
+    opt = {"sgd": lambda ps: SGD(ps, lr=0.05, momentum=0.9),
+           "adam": lambda ps: Adam(ps, lr=0.01),
+           "adamw": lambda ps: AdamW(ps, lr=0.01)}[opt_name](model.parameters())
+    _train_steps(model, opt, steps=2)  # moments for the dense weight exist now
+    param = model[0].weight_param
+    w = model[0].weight.to_dense()
+    w[np.abs(w) < np.median(np.abs(w))] = 0
+    model[0].weight = as_format(w, fmt, blocksize=(2, 2), dtype=np.float32)
+    assert model[0].weight_param is param and param.data is model[0].weight.data
+    assert param.version == 1 and param.mask is None and param.grad.shape == param.data.shape
+    before = model[0].weight.data.copy()
+
+    x = np.random.default_rng(3).standard_normal((16, 10)).astype(np.float32)
+    loss = SoftmaxCrossEntropy()
+    opt.zero_grad()
+    loss(model.forward(x), np.arange(16) % 3)
+    model.backward(loss.backward())
+    opt.step()
+
+    assert not np.array_equal(model[0].weight.data, before), "the optimiser stopped updating the layer"
+    state = opt.state[0]  # the replaced weight: state restarted in the new layout
+    other = opt.state[2]  # the second layer's weight: untouched by the assignment
+    if opt_name == "sgd":
+        assert state["momentum"].shape == param.data.shape and other["momentum"].shape == (3, 8)
+    else:
+        assert state["t"] == 1 and state["m"].shape == param.data.shape and other["t"] == 3
+    if fmt == "csr":  # the pattern holds: pruned entries stay zero
+        assert np.all(model[0].weight.to_dense()[w == 0] == 0)
 
 
 # -- fit / predict -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def test_cli_train_meets_target(name, tmp_path, capsys):
     assert figures["test_accuracy"] >= TARGETS[name], figures
     # the saved model reproduces the reported accuracy
     ds = load_dataset("digits")
-    model = sn.load_model(out)
+    model = sn.load(out)
     acc = sn.evaluate(model, ds.x_test, ds.y_test)["accuracy"]
     assert acc == pytest.approx(figures["test_accuracy"])
 

@@ -49,7 +49,7 @@ def run(args) -> int:
 
     from ..data import load_dataset
     from ..io import load_model, save_model
-    from ..prune import compile as compile_model, prune
+    from ..prune import compiled as compile_model, prune
     from ..prune.report import format_report, pruning_report
     from ..train import evaluate
 

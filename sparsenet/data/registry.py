@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError
 from .arrays import load_arrays
 from .dataset import Dataset
 from .digits import load_digits
@@ -42,7 +42,8 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
         Its name is the dataset name, or the stem of the (x) file.
 
     Raises:
-        DataError: unknown name, unreadable or invalid files (see `load_arrays`), bad split settings.
+        ConfigError: unknown name, bad split settings (test_fraction, seed).
+        DataError: unreadable or invalid files (see `load_arrays`).
     """
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_DATASETS:
         x, y = load_digits(flatten=flatten)
@@ -51,17 +52,17 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
 
     if isinstance(name_or_path, (tuple, list)):
         if not name_or_path:
-            raise DataError("load_dataset: expected a pair (x_path, y_path), found an empty sequence")
+            raise ConfigError("load_dataset: expected a pair (x_path, y_path), found an empty sequence")
         name = Path(name_or_path[0]).stem
     elif isinstance(name_or_path, (str, os.PathLike)):
         p = Path(name_or_path)
         if p.suffix.lower() not in (".npz", ".npy") and not p.exists():
-            raise DataError(f"load_dataset: unknown dataset {str(name_or_path)!r}: expected one of "
-                            f"{list(BUILTIN_DATASETS)}, a path to an .npz file, or a pair of .npy paths")
+            raise ConfigError(f"load_dataset: unknown dataset {str(name_or_path)!r}: expected one of "
+                              f"{list(BUILTIN_DATASETS)}, a path to an .npz file, or a pair of .npy paths")
         name = p.stem
     else:
-        raise DataError(f"load_dataset: expected a dataset name, a path or a pair of paths, "
-                        f"found {type(name_or_path).__name__}")
+        raise ConfigError(f"load_dataset: expected a dataset name, a path or a pair of paths, "
+                          f"found {type(name_or_path).__name__}")
 
     arrays = load_arrays(name_or_path)
     if "x" in arrays:

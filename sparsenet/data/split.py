@@ -15,7 +15,8 @@ import numbers
 
 import numpy as np
 
-from ..errors import DataError, ShapeError
+from .._checks import check_seed
+from ..errors import ConfigError, DataError, ShapeError
 
 __all__ = ["train_test_split"]
 
@@ -55,7 +56,8 @@ def train_test_split(x, y, *, test_fraction: float = 0.25, seed: int = 0,
 
     Raises:
         ShapeError: x and y lengths differ, or y is not 1-D while stratifying.
-        DataError: test_fraction not in (0, 1), a bad seed, or fewer than 2 samples.
+        ConfigError: test_fraction not in (0, 1), or a bad seed.
+        DataError: fewer than 2 samples.
     """
     x = np.asarray(x)
     y = np.asarray(y)
@@ -67,10 +69,9 @@ def train_test_split(x, y, *, test_fraction: float = 0.25, seed: int = 0,
                          f"found {x.shape[0]} (x) and {y.shape[0]} (y)")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) \
             or not 0.0 < float(test_fraction) < 1.0:
-        raise DataError(f"train_test_split: test_fraction must be a number strictly between 0 and 1, "
-                        f"found {test_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise DataError(f"train_test_split: seed must be a non-negative int, found {seed!r}")
+        raise ConfigError(f"train_test_split: test_fraction must be a number strictly between 0 and 1, "
+                          f"found {test_fraction!r}")
+    seed = check_seed(seed, "train_test_split")
     n = x.shape[0]
     if n < 2:
         raise DataError(f"train_test_split: need at least 2 samples to split, found {n}")

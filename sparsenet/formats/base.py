@@ -41,7 +41,9 @@ class WeightFormat:
 
     @property
     def spec(self) -> str:
-        """The format's name with its block shape: 'dense', 'csr', 'bsr4x4', 'qbsr8x1'..."""
+        """The spec naming this weight's storage, the one spelling used everywhere (compile records,
+        reports, summaries, reprs): the format's name plus its block shape for block formats, 'dense',
+        'csr', 'bsr4x4', 'qdense', 'qcsr', 'qbsr4x4'... The float specs are those `compiled` accepts."""
         bs = getattr(self, "blocksize", None)
         return self.format_name + (f"{bs[0]}x{bs[1]}" if bs else "")
 

@@ -95,8 +95,16 @@ class BlockPattern:
 
     @property
     def density(self) -> float:
-        """Stored entries inside the logical shape / (M * K)."""
-        return int(self.mask().sum()) / self.size if self.size else 0.0
+        """Stored entries inside the logical shape / (M * K). O(nblocks): each block counts R * C,
+        less its overhang in the last block row or column (no [M, K] mask is built; `repr` calls this)."""
+        if not self.size:
+            return 0.0
+        (r, c), (m, k) = self.blocksize, self.shape
+        mb, nbc = _grid(self.shape, self.blocksize)
+        cols = np.where(self.indices == nbc - 1, k - (nbc - 1) * c, c).astype(np.int64)
+        last_row = int(self.indptr[mb - 1])  # blocks from here on sit in the last block row
+        inside = r * int(cols[:last_row].sum()) + (m - (mb - 1) * r) * int(cols[last_row:].sum())
+        return inside / self.size
 
 
 class BSR(BlockPattern, CompressedFormat):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..errors import DTypeError, FormatError, ShapeError, SparsenetError
+from ..errors import ConfigError, DTypeError, FormatError, ShapeError, SparsenetError
 from ..kernels import int8 as _i8
 from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat
@@ -336,7 +336,7 @@ def quantize_weight(w: WeightFormat) -> QuantizedFormat:
     'qcsr'
     """
     if isinstance(w, QuantizedFormat):
-        raise SparsenetError(f"quantize_weight: the weight is already quantized ({w.format_name})")
+        raise ConfigError(f"quantize_weight: the weight is already quantized ({w.format_name})")
     cls = _QUANTIZERS.get(getattr(w, "format_name", None))
     if cls is None:
         raise DTypeError(f"quantize_weight: expected a Dense, CSR or BSR weight, found {type(w).__name__}")

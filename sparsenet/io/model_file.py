@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential
-from ..nn.module import no_grad
+from ..nn.module import model_dtype, no_grad
 from ._legacy_v1 import V1File, is_npz
 from ._safetensors import SafetensorsFile, is_safetensors, write_safetensors
 from .atomic import atomic_writer
@@ -318,9 +318,9 @@ def _input_shape(manifest, path):
     return tuple(shape)
 
 
-def _check_chain(model, layers, shape, path) -> None:
+def _check_chain(model, shape, path) -> None:
     """One zero sample through the model: layers that do not chain fail here, not at first use."""
-    dtype = next((l.dtype for l in layers if hasattr(l, "dtype")), np.float32)
+    dtype = model_dtype(model)
     try:
         with no_grad():  # nothing of this pass stays cached on the layers
             out = model.eval().forward(np.zeros((1, *shape), dtype=dtype))
@@ -366,6 +366,6 @@ def load_model(path, *, mmap: bool = True) -> Sequential:
             raise ModelFileError(f"model file {path!r}: {len(layers)} layers on inputs of {math.prod(shape)} values "
                                  f"is more than the limit {_MAX_CHECK_VALUES} for the load-time check")
         model.input_shape = shape
-        _check_chain(model, layers, shape, path)
+        _check_chain(model, shape, path)
     model.eval()
     return model

@@ -6,12 +6,12 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
-from .module import Module, Parameter, grad_enabled, no_grad
+from .module import Module, Parameter, grad_enabled, model_dtype, no_grad
 from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .sequential import Sequential
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "no_grad", "grad_enabled",
+    "Module", "Parameter", "Sequential", "no_grad", "grad_enabled", "model_dtype",
     "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity",

@@ -44,7 +44,11 @@ class WeightedLayer(Module):
 
     @weight.setter
     def weight(self, fmt) -> None:
-        """Replace the weight (any format of the right shape); its values become the trainable data."""
+        """Replace the weight (any format of the right shape); its values become the trainable data.
+
+        The layer keeps its `weight_param` (its contents are replaced, see `Parameter.replace`), so an
+        optimiser built before the assignment goes on updating this layer; it starts that parameter's
+        state afresh (moments of the old values or of another format's layout would not line up)."""
         if not isinstance(fmt, WeightFormat):
             fmt = Dense(np.array(fmt))
         current = getattr(self, "_weight", None)
@@ -54,7 +58,10 @@ class WeightedLayer(Module):
         if tuple(fmt.shape) != tuple(self.weight_shape):
             raise ShapeError(f"{self.name}: expected a weight of shape {self.weight_shape}, found {fmt.shape}")
         self._weight = fmt
-        self.weight_param = Parameter(fmt.data)
+        if current is None:
+            self.weight_param = Parameter(fmt.data)
+        else:
+            self.weight_param.replace(fmt.data)
 
     @property
     def dtype(self) -> np.dtype:

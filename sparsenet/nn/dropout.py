@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 from .module import Module, as_float
 
 __all__ = ["Dropout"]
@@ -14,7 +14,7 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5, *, seed: int = 0):
         super().__init__()
         if not 0 <= p < 1:
-            raise SparsenetError(f"Dropout: expected 0 <= p < 1, found {p}")
+            raise ConfigError(f"Dropout: expected 0 <= p < 1, found {p}")
         self.p = float(p)
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)

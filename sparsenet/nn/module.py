@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module", "no_grad", "grad_enabled"]
+__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "model_dtype"]
 
 _local = threading.local()
 
@@ -45,14 +45,27 @@ class Parameter:
     ``data`` is updated *in place* by optimisers; for a sparse weight it is the format's value array,
     so updates touch stored entries only and the sparsity pattern never changes. An optional boolean
     ``mask`` of the same shape pins masked-out entries to zero (pruning before compilation).
+
+    A layer whose weight is replaced (``layer.weight = CSR(...)``) keeps its Parameter and calls
+    `replace`, so that an optimiser built before still updates it; `version` counts replacements, and
+    optimisers drop their state (momentum, Adam moments) for a parameter whose version changed.
     """
 
-    __slots__ = ("data", "grad", "mask")
+    __slots__ = ("data", "grad", "mask", "version")
 
     def __init__(self, data: np.ndarray):
         self.data = data
         self.grad = np.zeros_like(data)
         self.mask: np.ndarray | None = None
+        self.version = 0
+
+    def replace(self, data: np.ndarray) -> None:
+        """New contents (any shape): `data` itself (not a copy), a zero gradient, no mask; the version
+        is bumped so that optimiser state built for the old contents is dropped."""
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.mask = None
+        self.version += 1
 
     @property
     def shape(self):
@@ -128,6 +141,23 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def model_dtype(model: Module) -> np.dtype:
+    """The dtype `model` computes in, to which inference casts its input: that of its first layer with
+    a weight (Linear, Conv2d; a quantised layer computes in float32), else that of its first
+    parameter (a BatchNorm-only model), else float32. The one place this is decided.
+
+    >>> from sparsenet.nn import Linear, ReLU, Sequential
+    >>> model_dtype(Sequential(ReLU(), Linear(2, 2, dtype=np.float64)))
+    dtype('float64')
+    """
+    for _, m in model.named_modules():
+        dtype = getattr(m, "dtype", None)
+        if dtype is not None:
+            return np.dtype(dtype)
+    params = model.parameters()
+    return np.dtype(params[0].data.dtype) if params else np.dtype(np.float32)
 
 
 def as_float(x) -> np.ndarray:

@@ -22,8 +22,8 @@ class Sequential(Module):
         self.meta: dict = {}  # JSON-serialisable facts saved with the model
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Module):
-                from ..errors import SparsenetError
-                raise SparsenetError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
+                from ..errors import ConfigError
+                raise ConfigError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
             layer.name = f"layer {i} ({type(layer).__name__})"
 
     def children(self):
@@ -39,8 +39,9 @@ class Sequential(Module):
         return iter(self.layers)
 
     def predict(self, x, batch_size: int = 256):
-        """Outputs for `x` ([N, *input_shape] or one sample), validated against `input_shape`, in
-        evaluation mode and without keeping anything for backward (thread-safe)."""
+        """``sparsenet.predict(self, x, batch_size)``: outputs for `x` ([N, *input_shape] or one
+        sample), validated against `input_shape`, in evaluation mode and without keeping anything for
+        backward (thread-safe)."""
         from ..runtime import predict
 
         return predict(self, x, batch_size=batch_size)

@@ -12,9 +12,22 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ._state import State, check_attrs, const_input, need_rank
+from ._state import State, check_attrs, const_ints, need_rank
 
 __all__ = ["LAYOUT_OPS"]
+
+
+def _axes(st, inputs, attrs, rank: int):
+    """The axes of a ReduceMean/Squeeze (input 1, int64, or the attribute) in [0, rank), or None."""
+    if len(inputs) > 1 and inputs[1] is not None:
+        axes = const_ints(st, inputs, 1, "axes")
+    elif "axes" in attrs:
+        axes = [int(a) for a in attrs["axes"]]
+    else:
+        return None
+    if any(not -rank <= a < rank for a in axes):
+        st.fail(f"axes={axes} are out of range for a {rank}-D input")
+    return sorted({a % rank for a in axes})
 
 
 def _start_global_pool(st, keepdims: bool) -> None:
@@ -35,9 +48,9 @@ def _global_average_pool(st, node, attrs, slot, inputs):
 
 def _reduce_mean(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "axes", "keepdims", "noop_with_empty_axes")
-    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
     r = len(st.shape) + 1
-    if axes is None or r != 4 or sorted(int(a) % r for a in np.ravel(axes)) != [2, 3]:
+    axes = _axes(st, inputs, attrs, r)
+    if axes is None or r != 4 or axes != [2, 3]:
         st.fail("ReduceMean is supported only over axes [2, 3] of [N, C, H, W] (global average pooling)")
     _start_global_pool(st, bool(attrs.get("keepdims", 1)))
 
@@ -101,7 +114,7 @@ def _reshape(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "allowzero")
     if slot != 0:
         st.fail("the data must be the first input")
-    target = [int(t) for t in const_input(st, inputs, 1, "shape", ndim=1)]
+    target = const_ints(st, inputs, 1, "shape")
     allowzero = int(attrs.get("allowzero", 0))
     full = (st.batch, *st.shape)
     if st.static:
@@ -117,13 +130,12 @@ def _reshape(st, node, attrs, slot, inputs):
 
 def _squeeze(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "axes")
-    axes = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("axes")
     full = (st.batch, *st.shape)
+    axes = _axes(st, inputs, attrs, len(full))
     if axes is None:
         if not st.static:
             st.fail("Squeeze without axes needs static sizes")
         axes = [k for k, d in enumerate(full) if d == 1]
-    axes = sorted({int(a) % len(full) for a in np.ravel(axes)})
     if 0 in axes:
         st.fail("squeezing the batch axis is not supported")
     if any(full[a] != 1 for a in axes):

@@ -13,8 +13,8 @@ from .. import nn
 from ..errors import SparsenetError
 from ._layout import LAYOUT_OPS
 from ._proto import FLOAT_TYPES
-from ._state import (State, as_floats, check_attrs, const_input, need_rank, one_int, out_size, per_channel,
-                     symmetric_pad)
+from ._state import (State, as_floats, attr_ints, check_attrs, const_input, need_rank, one_int, out_size,
+                     per_channel, symmetric_pad)
 
 __all__ = ["OPS"]
 
@@ -42,9 +42,17 @@ def _gelu(st, node, attrs, slot, inputs):
 
 def _dropout(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "seed", "ratio", "is_test")
-    ratio = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("ratio", 0.5)
-    if len(inputs) > 2 and inputs[2] is not None and bool(np.asarray(inputs[2])):
-        st.fail("training_mode=True is not supported (export the model in eval mode)")
+    ratio = attrs.get("ratio", 0.5)
+    if len(inputs) > 1 and inputs[1] is not None:
+        ratio = as_floats(st, np.asarray(inputs[1]), "ratio", any_float=True)
+        if ratio.shape != ():
+            st.fail(f"ratio: expected a scalar, found shape {ratio.shape}")
+    if len(inputs) > 2 and inputs[2] is not None:
+        mode = np.asarray(inputs[2])
+        if mode.dtype != np.bool_ or mode.shape != ():
+            st.fail(f"training_mode: expected a bool scalar, found element type {mode.dtype} of shape {mode.shape}")
+        if bool(mode):
+            st.fail("training_mode=True is not supported (export the model in eval mode)")
     p = float(str(np.asarray(ratio, dtype=np.float32)))  # float32 in the graph: 0.25, not 0.2500000x
     if not 0 <= p < 1:
         st.fail(f"ratio={p} is not supported (expected 0 <= ratio < 1)")
@@ -138,15 +146,18 @@ def _conv(st, node, attrs, slot, inputs):
         st.fail(f"only 2-D convolutions are supported (weight of shape {w.shape})")
     need_rank(st, 4, "[N, C, H, W]")
     out, cin, kh, kw = w.shape
-    if int(attrs.get("group", 1)) != 1:
-        st.fail(f"group={attrs['group']} (grouped or depthwise convolution) is not supported")
-    if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
-        st.fail(f"dilations={list(attrs['dilations'])} are not supported (only 1)")
-    if tuple(int(k) for k in attrs.get("kernel_shape", (kh, kw))) != (kh, kw):
-        st.fail(f"kernel_shape={list(attrs['kernel_shape'])} does not match the weight {w.shape}")
+    group = attr_ints(st, attrs, "group", 1, low=1, n=1)[0]
+    if group != 1:
+        st.fail(f"group={group} (grouped or depthwise convolution) is not supported")
+    dilations = attr_ints(st, attrs, "dilations", [1, 1], low=1, n=2)
+    if dilations != [1, 1]:
+        st.fail(f"dilations={dilations} are not supported (only 1)")
+    kernel = attr_ints(st, attrs, "kernel_shape", [kh, kw], low=1, n=2)
+    if tuple(kernel) != (kh, kw):
+        st.fail(f"kernel_shape={kernel} does not match the weight {w.shape}")
     if st.shape[0] is not None and st.shape[0] != cin:
         st.fail(f"expects {cin} input channels, found {st.shape[0]}")
-    stride = one_int(st, attrs.get("strides", [1, 1]), "strides")
+    stride = one_int(st, attr_ints(st, attrs, "strides", [1, 1], low=1, n=2), "strides")
     pad = symmetric_pad(st, attrs, (kh, kw), (stride, stride))
     bias = None
     if len(inputs) > 2 and inputs[2] is not None:
@@ -194,7 +205,7 @@ def _batchnorm(st, node, attrs, slot, inputs):
         st.fail("spatial=0 is not supported")
     if slot != 0:
         st.fail("the data must be input X")
-    scale, beta, mean, var = (as_floats(st, const_input(st, inputs, k, what, ndim=1), what)
+    scale, beta, mean, var = (as_floats(st, const_input(st, inputs, k, what, ndim=1), what, any_float=True)
                               for k, what in enumerate(("scale", "B", "input_mean", "input_var"), start=1))
     eps = float(attrs.get("epsilon", 1e-5))
     if np.any(var + eps <= 0):
@@ -232,14 +243,13 @@ def _pool(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides", *extra)
     st.settle()
     need_rank(st, 4, "[N, C, H, W]")
-    kernel = tuple(int(k) for k in attrs.get("kernel_shape", ()))
+    kernel = tuple(attr_ints(st, attrs, "kernel_shape", (), low=1))
     if len(kernel) != 2:
         st.fail(f"kernel_shape={list(kernel)}: only 2-D pooling is supported")
-    strides = tuple(int(s) for s in attrs.get("strides", (1, 1)))
-    if len(strides) != 2:
-        st.fail(f"strides={list(strides)}: expected 2 values")
-    if any(int(d) != 1 for d in attrs.get("dilations", [1, 1])):
-        st.fail(f"dilations={list(attrs['dilations'])} are not supported (only 1)")
+    strides = tuple(attr_ints(st, attrs, "strides", (1, 1), low=1, n=2))
+    dilations = attr_ints(st, attrs, "dilations", [1, 1], low=1, n=2)
+    if dilations != [1, 1]:
+        st.fail(f"dilations={dilations} are not supported (only 1)")
     pad = symmetric_pad(st, attrs, kernel, strides)
     if not is_max and pad and not attrs.get("count_include_pad", 0):
         st.fail("count_include_pad=0 with padding is not supported (sparsenet's AvgPool2d counts the padding)")

@@ -13,10 +13,11 @@ import numpy as np
 from .. import nn
 from ..formats import CSR, Dense
 from ..nn._im2col import conv_output_size
+from ..errors import SparsenetError
 from ._proto import OnnxImportError
 
-__all__ = ["State", "BATCH_PLACEHOLDER", "check_attrs", "const_input", "as_floats", "per_channel", "one_int",
-           "symmetric_pad", "out_size", "need_rank"]
+__all__ = ["State", "BATCH_PLACEHOLDER", "check_attrs", "attr_ints", "const_input", "const_ints", "as_floats",
+           "per_channel", "one_int", "symmetric_pad", "out_size", "need_rank"]
 
 # Stands for a symbolic batch size in evaluated shapes (``x.view(x.size(0), -1)`` exports read it).
 BATCH_PLACEHOLDER = 1_000_003
@@ -70,7 +71,11 @@ class State:
     def flush(self) -> None:
         if self.affine is not None:
             a, self.affine = self.affine, None
-            self._append(a.build(self.dtype), a.origin)
+            try:
+                layer = a.build(self.dtype)
+            except SparsenetError as e:  # a layer refusing its arguments: name the node it came from
+                raise OnnxImportError(f"{a.origin}: {e}") from None
+            self._append(layer, a.origin)
 
     def open_affine(self, weight, pattern, bias, conv=None) -> None:
         """Start a Linear (conv None) or Conv2d from the current node; later folds may change it."""
@@ -114,6 +119,22 @@ def check_attrs(st: State, attrs: dict, *allowed: str) -> None:
             st.fail(f"attribute {k!r} is not supported")
 
 
+def attr_ints(st: State, attrs: dict, name: str, default, *, low: int, n: int | None = None) -> list[int]:
+    """Attribute `name` (or `default`) as a list of ints, `n` of them, each >= `low`: a zero stride,
+    group, kernel or dilation fails here, naming the node and the attribute, not as a division by zero.
+    (onnx.checker has already checked the attribute's type.)"""
+    values = attrs.get(name, default)
+    scalar = isinstance(values, (int, np.integer))
+    values = [int(values)] if scalar else [int(v) for v in values]
+    shown = values[0] if scalar else values
+    if n is not None and len(values) != n:
+        st.fail(f"attribute {name}={shown}: expected {n} values")
+    if any(v < low for v in values):
+        want = ("a positive integer" if scalar else "positive integers") if low == 1 else f"values >= {low}"
+        st.fail(f"attribute {name}={shown}: expected {want}")
+    return values
+
+
 def const_input(st: State, inputs, k: int, what: str, ndim=None) -> np.ndarray:
     v = inputs[k] if k < len(inputs) else None
     if v is None:
@@ -124,9 +145,20 @@ def const_input(st: State, inputs, k: int, what: str, ndim=None) -> np.ndarray:
     return v
 
 
-def as_floats(st: State, v: np.ndarray, what: str) -> np.ndarray:
-    if v.dtype.kind not in "fiu":
-        st.fail(f"{what}: expected numbers, found dtype {v.dtype}")
+def const_ints(st: State, inputs, k: int, what: str) -> list[int]:
+    """Constant input `k`, which ONNX types as int64 (a shape, axes), as a list of ints."""
+    v = const_input(st, inputs, k, what, ndim=1)
+    if v.dtype.kind not in "iu":
+        st.fail(f"{what}: expected an integer (int64) tensor, found element type {v.dtype}")
+    return [int(t) for t in v]
+
+
+def as_floats(st: State, v: np.ndarray, what: str, *, any_float: bool = False) -> np.ndarray:
+    """`v` in float64 for folding. ONNX types it as the data (T): it must have the model's float type
+    (`st.dtype`), or any float type with `any_float` (BatchNormalization's T1/T2, Dropout's ratio)."""
+    if v.dtype.kind != "f" or not (any_float or v.dtype == st.dtype):
+        expected = "a float tensor" if any_float else f"{st.dtype} values (the graph's data is {st.dtype})"
+        st.fail(f"{what}: expected {expected}, found element type {v.dtype}")
     v = v.astype(np.float64)
     if not np.all(np.isfinite(v)):
         st.fail(f"{what}: holds NaN or inf")
@@ -155,7 +187,7 @@ def symmetric_pad(st: State, attrs: dict, kernel, strides) -> int:
     """The one symmetric padding of a Conv/pool from pads or auto_pad."""
     auto = attrs.get("auto_pad", "NOTSET")
     if auto == "NOTSET":
-        pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+        pads = attr_ints(st, attrs, "pads", [0, 0, 0, 0], low=0)
     elif auto == "VALID":
         pads = [0, 0, 0, 0]
     elif auto in ("SAME_UPPER", "SAME_LOWER"):

@@ -26,7 +26,7 @@ import numpy as np
 from .. import nn
 from ..errors import SparsenetError
 from ..formats import Dense
-from ..nn import Sequential, no_grad
+from ..nn import Sequential, model_dtype, no_grad
 from ._proto import ELEM_TYPE_OF, require_onnx, sparse_from_pattern
 
 __all__ = ["export_onnx", "MIN_OPSET"]
@@ -117,12 +117,14 @@ def _layer(b: _Builder, i: int, layer, x: str) -> str:
     raise SparsenetError(f"export_onnx: layer {layer.name} of kind {kind.__name__} has no ONNX mapping")
 
 
-def _model_dtype(model: Sequential):
+def _export_dtype(model: Sequential):
+    """The model's dtype (`model_dtype`), which ONNX needs every layer to share."""
+    dtype = model_dtype(model)
     dtypes = {np.dtype(l.dtype) for l in model.layers if hasattr(l, "dtype")}
     dtypes |= {l.weight.data.dtype for l in model.layers if isinstance(l, (nn.BatchNorm1d, nn.BatchNorm2d))}
-    if len(dtypes) > 1:
-        raise SparsenetError(f"export_onnx: expected one dtype for all layers, found {sorted(map(str, dtypes))}")
-    dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+    if dtypes - {dtype}:
+        found = sorted(map(str, dtypes | {dtype}))
+        raise SparsenetError(f"export_onnx: expected one dtype for all layers, found {found}")
     if dtype not in ELEM_TYPE_OF:
         raise SparsenetError(f"export_onnx: expected float32 or float64 weights, found {dtype}")
     return dtype
@@ -166,7 +168,7 @@ def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = Fal
     top = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= top:
         raise SparsenetError(f"export_onnx: expected an opset from {MIN_OPSET} to {top}, found {opset!r}")
-    dtype = _model_dtype(model)
+    dtype = _export_dtype(model)
     shape = _input_shape(model, input_shape)
     out_shape = None
     if all(isinstance(s, int) for s in shape) and len(model.layers):

@@ -54,7 +54,12 @@ def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential:
         if handler is None:
             raise OnnxImportError(f"{st.where}: op {node.op_type} is not supported "
                                   f"(supported: {', '.join(SUPPORTED_OPS)})")
-        handler(st, node, _attributes(node), slot, inputs)
+        try:
+            handler(st, node, _attributes(node), slot, inputs)
+        except SparsenetError:
+            raise
+        except (ArithmeticError, LookupError, TypeError, ValueError) as e:  # a case no check foresaw
+            raise OnnxImportError(f"{st.where}: cannot import this node ({type(e).__name__}: {e})") from None
         value = node.output[0]
         graph.shapes[value] = (batch, *st.shape) if st.static else None
     st.where = f"graph output {graph.output.name!r}"

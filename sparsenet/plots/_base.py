@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 
 
 _INSTALL = "plots need matplotlib: pip install 'sparsenet[plot]' (or pip install matplotlib)"
@@ -45,10 +45,10 @@ def save_png(fig, path) -> str:
 def _rows(figures) -> dict:
     """{method: row} from a whole demo result (its "pruned" part) or from the rows themselves."""
     if not isinstance(figures, dict):
-        raise SparsenetError(f"plots: expected a dict of figures, found {type(figures).__name__}")
+        raise ConfigError(f"plots: expected a dict of figures, found {type(figures).__name__}")
     rows = figures.get("pruned", figures)
     if not isinstance(rows, dict) or not all(isinstance(r, dict) for r in rows.values()):
-        raise SparsenetError("plots: expected {method: row dict} or a demo result with a 'pruned' entry")
+        raise ConfigError("plots: expected {method: row dict} or a demo result with a 'pruned' entry")
     return rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, ShapeError
 from ._base import BYTE_PARTS
 
 
@@ -24,7 +24,7 @@ def weight_histogram_data(weights: dict, bins: int = 60, *, symmetric: bool = Tr
     arrays = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in weights.items()}
     nonzero = [a[a != 0] for a in arrays.values()]
     if bins < 1:
-        raise SparsenetError(f"weight_histogram_data: expected bins >= 1, found {bins}")
+        raise ConfigError(f"weight_histogram_data: expected bins >= 1, found {bins}")
     if symmetric:
         top = max([float(np.abs(a).max()) for a in nonzero if a.size] + [1e-12])
         lo, hi = -top, top
@@ -42,7 +42,7 @@ def mask_to_rows(mask) -> list[str]:
     """A boolean [rows, cols] mask as JSON-friendly strings of '0'/'1' (one per row)."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
-        raise SparsenetError(f"mask_to_rows: expected a 2-D mask, found shape {m.shape}")
+        raise ShapeError(f"mask_to_rows: expected a 2-D mask, found shape {m.shape}")
     return ["".join("1" if v else "0" for v in row) for row in m]
 
 

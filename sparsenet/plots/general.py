@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 from ._base import _colour, _figure, _short
 
 
@@ -36,7 +36,7 @@ def plot_roofline(points: dict, *, peak_gflops: float, bandwidth_gbs, title: str
     `bandwidth_gbs`: one bandwidth in GB/s, or {label: GB/s} for several roofs (e.g. cache and RAM)."""
     roofs = bandwidth_gbs if isinstance(bandwidth_gbs, dict) else {"memory": bandwidth_gbs}
     if not roofs or min(roofs.values()) <= 0 or peak_gflops <= 0:
-        raise SparsenetError("plot_roofline: expected a positive peak and positive bandwidths")
+        raise ConfigError("plot_roofline: expected a positive peak and positive bandwidths")
     fig = _figure(8, 5)
     ax = fig.subplots()
     ridges = [peak_gflops / bw for bw in roofs.values()]

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, ShapeError
 from ._base import BYTE_PARTS, _colour, _figure, _rows, _short
 from .data import rows_to_mask, weight_histogram_data
 
@@ -131,9 +131,9 @@ def plot_sparsity_patterns(patterns: dict, *, zoom=(24, 48), title: str = "Which
     runs are visible. Tall layers (more outputs than inputs) are drawn transposed, to fit the page."""
     masks = {k: rows_to_mask(v) for k, v in patterns.items()}
     if not masks:
-        raise SparsenetError("plot_sparsity_patterns: expected at least one mask")
+        raise ConfigError("plot_sparsity_patterns: expected at least one mask")
     if any(m.ndim != 2 for m in masks.values()):
-        raise SparsenetError("plot_sparsity_patterns: expected 2-D masks [out, in]")
+        raise ShapeError("plot_sparsity_patterns: expected 2-D masks [out, in]")
     transpose = all(m.shape[0] > m.shape[1] for m in masks.values())
     n = len(masks)
     shape = next(iter(masks.values())).shape[::-1] if transpose else next(iter(masks.values())).shape

@@ -1,7 +1,9 @@
 """Pruning in four parts: importance (layer -> scores), selection (scores, target -> mask),
-application (mask -> smaller model / real formats) and schedule (step -> target sparsity)."""
+application (mask -> smaller model / real formats: `compiled`) and schedule (step -> target sparsity).
 
-from .api import PruneResult, compile, prune, prune_step
+`compile` (the old name of `compiled`, which shadows the builtin) is deprecated."""
+
+from .api import PruneResult, compile, compiled, prune, prune_step
 from .granularity import NM, Block, Granularity, Unstructured, Units, make_granularity
 from .importance import (CRITERIA, OBD, SNIP, ActivationAware, BNScale, Importance, Magnitude, Movement,
                          RandomScore, SynFlow, Taylor, make_importance, slimming_penalty)
@@ -13,7 +15,7 @@ from .sensitivity import allocate, sensitivity_scan
 from .trace import trace_shapes
 
 __all__ = [
-    "prune", "prune_step", "compile", "PruneResult", "lottery_ticket", "reinitialize",
+    "prune", "prune_step", "compiled", "PruneResult", "lottery_ticket", "reinitialize",
     "Importance", "Magnitude", "RandomScore", "Taylor", "SNIP", "SynFlow", "Movement", "OBD", "BNScale",
     "ActivationAware", "CRITERIA", "make_importance", "slimming_penalty",
     "Granularity", "Unstructured", "Block", "NM", "Units", "make_granularity",

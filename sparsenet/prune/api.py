@@ -1,8 +1,8 @@
-"""`prune`: importance -> selection -> application, driven by a schedule; `compile`: masks -> formats.
+"""`prune`: importance -> selection -> application, driven by a schedule; `compiled`: masks -> formats.
 
 >>> import sparsenet as sn
 >>> model = sn.build_model("lenet300", seed=0)
->>> result = sn.prune(model, method="magnitude", sparsity=0.9, scope="global")
+>>> result = sn.prune.prune(model, method="magnitude", sparsity=0.9, scope="global")
 >>> round(result.sparsity, 3)
 0.9
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-
-from ..errors import SparsenetError
+from .._checks import check_fraction, check_int, check_seed
+from .._deprecation import warn_deprecated
+from ..errors import ConfigError
 from ..train import evaluate, fit
 from .granularity import make_granularity
 from .importance import Movement, make_importance
@@ -20,7 +21,7 @@ from .masks import apply_masks, layer_mask, prunable_layers, sparsity_of
 from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
 from .selection import select_masks
 
-__all__ = ["PruneResult", "prune", "prune_step", "compile"]
+__all__ = ["PruneResult", "prune", "prune_step", "compiled"]
 
 
 @dataclass
@@ -55,13 +56,13 @@ def prune_step(model, importance, granularity, sparsity, *, scope="layer", norma
     Returns the masks applied."""
     layers = prunable_layers(model, exclude)
     if importance.structured_only and not granularity.structured:
-        raise SparsenetError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
+        raise ConfigError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
     if granularity.structured:
         last = list(prunable_layers(model))[-1]
         if last in layers:  # a model's outputs cannot be removed
             layers.pop(last)
     if not layers:
-        raise SparsenetError("no layer left to prune (all excluded)")
+        raise ConfigError("no layer left to prune (all excluded)")
     scores = importance(model, layers, data)
     prior = {n: layer_mask(l) for n, l in layers.items()}
     masks = select_masks(scores, granularity, sparsity, scope=scope, normalize=normalize, prior=prior)
@@ -81,7 +82,7 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
           schedule="oneshot", exclude=(), data=None, train_data=None, val_data=None, finetune_epochs=0,
           rounds=3, lr=1e-3, batch_size=32, normalize="mean", seed=0, gradual_frequency=None,
           quiet=True) -> PruneResult:
-    """Prune `model` in place: weights stay Dense with pinned masks until `compile`.
+    """Prune `model` in place: weights stay Dense with pinned masks until `compiled`.
 
     method: a criterion name (see `sparsenet.prune.CRITERIA`) or an Importance object.
     granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units).
@@ -94,18 +95,23 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     data: calibration (x, y) for data-driven criteria (defaults to train_data); train_data: (x, y)
     for fine-tuning; val_data: (x, y) to record accuracy in the history.
     """
+    seed = check_seed(seed, "prune")
+    batch_size = check_int(batch_size, "batch_size", "prune")
+    finetune_epochs = check_int(finetune_epochs, "finetune_epochs", "prune", low=0)
     importance = make_importance(method, seed)
     gran = make_granularity(granularity)
     if schedule not in SCHEDULES or schedule == "lottery":
-        raise SparsenetError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
-                             f"(lottery tickets: sparsenet.prune.lottery_ticket)")
+        raise ConfigError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
+                          f"(lottery tickets: sparsenet.prune.lottery_ticket)")
     for t in (sparsity.values() if isinstance(sparsity, dict) else [sparsity]):
-        if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-            raise SparsenetError(f"sparsity: expected fractions in [0, 1], found {t!r}")
+        check_fraction(t, "sparsity", "prune")
     target = gran.sparsity if gran.local else sparsity  # N:M fixes its own sparsity
     data = data if data is not None else train_data
-    if importance.needs_data and data is None and not (isinstance(importance, Movement) and importance.scores):
-        raise SparsenetError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
+    if importance.needs_data and data is None:
+        raise ConfigError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
+    if isinstance(importance, Movement) and schedule != "gradual":  # gradual observes its own steps
+        importance.require_observed(prunable_layers(model, exclude), "prune",
+                                    f"schedule {schedule!r} scores before any training step")
     history = []
 
     def record(stage, **extra):
@@ -130,9 +136,9 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
                 record(f"round {r + 1} fine-tuned")
     else:  # gradual
         if train_data is None or finetune_epochs < 1:
-            raise SparsenetError("gradual schedule needs train_data=(x, y) and finetune_epochs >= 1")
+            raise ConfigError("gradual schedule needs train_data=(x, y) and finetune_epochs >= 1")
         if isinstance(target, dict):
-            raise SparsenetError("gradual schedule takes one sparsity, not per-layer targets")
+            raise ConfigError("gradual schedule takes one sparsity, not per-layer targets")
         steps_per_epoch = -(-len(train_data[0]) // batch_size)
         total = steps_per_epoch * finetune_epochs
         begin = 0
@@ -180,14 +186,34 @@ def _model_sparsity(model, exclude=()) -> float:
     return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0
 
 
-def compile(model, formats="auto", *, batch_size: int = 64, **options):
-    """Turn a pruned (masked) model into a really smaller one: physically remove dead units
-    (structured pruning), then store every weighted layer in a format (`compile_model`). Returns a
-    new model; `model` is left as it was."""
-    from .compiler import compile_model
+def compiled(model, formats="auto", *, batch_size: int = 64, **options):
+    """A compiled copy of `model`, really smaller: dead units physically removed (structured pruning,
+    `remove_dead_units`), then every weighted layer stored in a real format. `model` is left exactly
+    as it was (weights, masks, mode), so the two can be compared; build the copy's optimiser on it.
+
+    formats: ``"auto"`` (each layer's forward timed on this CPU in every plausible format, then the
+    whole model checked, see `sparsenet.prune.compiler._store_formats`), one spec for every layer
+    (``"dense"``, ``"csr"``, ``"bsrRxC"``), or ``{layer name: spec}``. options: `blocksizes`,
+    `repeats`, `min_time`, `input_shape`, `seed` (of the "auto" timing inputs). The record of what was
+    done is ``compiled.meta["compile"]`` (per layer: format, density, bytes, timings; removed units).
+
+    >>> import sparsenet as sn
+    >>> model = sn.build_model("lenet300", seed=0)
+    >>> _ = sn.prune.prune(model, sparsity=0.9)
+    >>> small = compiled(model, "csr")
+    >>> small[1].weight.spec, model[1].weight.spec
+    ('csr', 'dense')
+    """
+    from .compiler import _store_formats
     from .surgery import remove_dead_units
 
-    compiled, removed = remove_dead_units(model)
-    compile_model(compiled, formats, batch_size=batch_size, **options)
-    compiled.meta["compile"]["removed_units"] = removed
-    return compiled
+    result, removed = remove_dead_units(model)
+    _store_formats(result, formats, batch_size=batch_size, **options)
+    result.meta["compile"]["removed_units"] = removed
+    return result
+
+
+def compile(model, formats="auto", *, batch_size: int = 64, **options):  # noqa: A001 - deprecated name
+    """Deprecated (shadows the builtin): use `compiled`, which does the same."""
+    warn_deprecated("sparsenet.prune.compile", "sparsenet.prune.compiled")
+    return compiled(model, formats, batch_size=batch_size, **options)

@@ -1,10 +1,10 @@
 """Compilation: store every pruned layer in a real format (Dense, CSR or BSR), chosen or measured.
 
-Pruning leaves Dense weights pinned by ``Parameter.mask``; `compile_model` turns each layer's
-pattern into the storage it names, so that a pruned model really is smaller and faster. With
-``formats="auto"`` each layer's forward is timed on this CPU with every plausible format and the
-fastest is kept: dense is always a candidate, so compiling never makes a layer slower than dense
-(within measurement noise).
+Pruning leaves Dense weights pinned by ``Parameter.mask``; `sparsenet.prune.compiled` (this pass,
+`_store_formats`, run on a copy) turns each layer's pattern into the storage it names, so that a
+pruned model really is smaller and faster. With ``formats="auto"`` each layer's forward is timed
+on this CPU with every plausible format and the fastest is kept: dense is always a candidate, so
+compiling never makes a layer slower than dense (within measurement noise).
 
 Format specs are strings: ``"dense"``, ``"csr"``, ``"bsrRxC"`` (e.g. ``"bsr4x4"``, ``"bsr16x1"``),
 and ``"auto"``.
@@ -17,15 +17,17 @@ import time
 
 import numpy as np
 
-from ..errors import SparsenetError
+from .._checks import check_int, check_nonnegative, check_seed
+from .._deprecation import warn_deprecated
+from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
-from ..nn import Sequential, no_grad
+from ..nn import Sequential, model_dtype, no_grad
 from ..nn._weighted import WeightedLayer
 from ..timing import median_time
 from .masks import prunable_layers
 from .trace import trace_shapes
 
-__all__ = ["compile_model", "parse_format_spec", "format_spec_of"]
+__all__ = ["parse_format_spec"]
 
 DEFAULT_BLOCKSIZES = ((4, 4), (8, 1), (16, 1), (1, 4))
 # A format that stores more than this fraction of the matrix cannot beat dense (it moves more bytes
@@ -49,14 +51,14 @@ def parse_format_spec(spec) -> tuple[str, tuple[int, int] | None]:
     (('bsr', (16, 1)), ('csr', None))
     """
     if not isinstance(spec, str):
-        raise SparsenetError(f"format spec: expected a string, one of {_VALID_SPECS}; found {spec!r}")
+        raise ConfigError(f"format spec: expected a string, one of {_VALID_SPECS}; found {spec!r}")
     s = spec.strip().lower()
     if s in ("auto", "dense", "csr"):
         return s, None
     m = _BSR_RE.fullmatch(s)
     if m and int(m.group(1)) >= 1 and int(m.group(2)) >= 1:
         return "bsr", (int(m.group(1)), int(m.group(2)))
-    raise SparsenetError(f"format spec: expected {_VALID_SPECS}; found {spec!r}")
+    raise ConfigError(f"format spec: expected {_VALID_SPECS}; found {spec!r}")
 
 
 def _spec(name: str, blocksize) -> str:
@@ -64,8 +66,9 @@ def _spec(name: str, blocksize) -> str:
 
 
 def format_spec_of(weight: WeightFormat) -> str:
-    """The spec naming a weight's storage: 'dense', 'csr' or 'bsrRxC'."""
-    return _spec(weight.format_name, getattr(weight, "blocksize", None))
+    """Deprecated: use ``weight.spec`` ('dense', 'csr', 'bsr4x4', 'qbsr4x4'...)."""
+    warn_deprecated("sparsenet.prune.compiler.format_spec_of(weight)", "weight.spec")
+    return weight.spec
 
 
 def _check_blocksizes(blocksizes) -> tuple[tuple[int, int], ...]:
@@ -74,9 +77,9 @@ def _check_blocksizes(blocksizes) -> tuple[tuple[int, int], ...]:
         try:
             r, c = (int(v) for v in b)
         except (TypeError, ValueError):
-            raise SparsenetError(f"compile_model blocksizes: expected (rows, cols) pairs, found {b!r}") from None
+            raise ConfigError(f"compiled blocksizes: expected (rows, cols) pairs, found {b!r}") from None
         if r < 1 or c < 1:
-            raise SparsenetError(f"compile_model blocksizes: expected positive block dimensions, found {b!r}")
+            raise ConfigError(f"compiled blocksizes: expected positive block dimensions, found {b!r}")
         out.append((r, c))
     return tuple(dict.fromkeys(out))
 
@@ -88,7 +91,7 @@ def _layer_specs(formats, names: list[str]) -> dict[str, str]:
         for key, spec in formats.items():
             name = str(key)
             if name not in names:
-                raise SparsenetError(f"compile_model formats: {key!r} is not a weighted layer; "
+                raise ConfigError(f"compiled formats: {key!r} is not a weighted layer; "
                                      f"expected one of {names}")
             specs[name] = _spec(*parse_format_spec(spec))
         return specs
@@ -104,7 +107,7 @@ def _pattern(layer: WeightedLayer) -> np.ndarray:
     if mask is None:
         return w.to_dense() != 0
     if np.shape(mask) != w.data.shape:
-        raise SparsenetError(f"{layer.name}: expected a weight mask of shape {w.data.shape} (the stored "
+        raise ShapeError(f"{layer.name}: expected a weight mask of shape {w.data.shape} (the stored "
                              f"values'), found {np.shape(mask)}")
     return w.with_data(np.asarray(mask, dtype=bool).astype(w.dtype)).to_dense() != 0
 
@@ -249,10 +252,19 @@ def _check_whole_model(model, plans: dict, x, repeats, min_time) -> tuple[str, d
 
 
 # -- the pass ---------------------------------------------------------------------------------------
-def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
-                  blocksizes=DEFAULT_BLOCKSIZES, repeats: int = 5, min_time: float = 2e-3,
-                  input_shape=None, seed: int = 0) -> dict:
+def compile_model(model: Sequential, formats="auto", **options) -> dict:
+    """Deprecated: use ``sparsenet.prune.compiled(model, formats, ...)``, which returns a compiled
+    copy (dead units removed) and leaves `model` as it was; its record is ``meta["compile"]``.
+    This name keeps the old behaviour for one release: `model` compiled in place, the record returned."""
+    warn_deprecated("sparsenet.prune.compiler.compile_model", "sparsenet.prune.compiled (a compiled copy)")
+    return _store_formats(model, formats, **options)
+
+
+def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
+                   blocksizes=DEFAULT_BLOCKSIZES, repeats: int = 5, min_time: float = 2e-3,
+                   input_shape=None, seed: int = 0) -> dict:
     """Store every weighted layer of `model` in a real format, in place; return the record.
+    (The pass behind `sparsenet.prune.compiled`, which runs it on a copy.)
 
     `formats`: ``"auto"`` (measure), one spec for every layer (``"dense"``, ``"csr"``,
     ``"bsrRxC"``), or ``{layer name: spec}`` (names are indices in the Sequential; layers not named
@@ -260,7 +272,8 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
     weight stores exactly the kept entries (BSR: every block holding one). Where the format also stores
     pruned entries (Dense with zeros, BSR blocks only partly kept), ``weight_param.mask`` (shaped like
     the stored values) pins them to zero during fine-tuning; otherwise the mask is cleared. Dtype,
-    bias and shapes are unchanged. Build optimisers after compiling: weights get new Parameters.
+    bias and shapes are unchanged. Each layer keeps its weight Parameter (new contents; optimisers
+    reset that parameter's state, see `Optimizer`).
 
     "auto" times ``layer.forward`` on a random [batch_size, *input] batch (shapes from `trace_shapes`;
     `input_shape` defaults to ``model.input_shape``) for dense, CSR (density < 0.7) and each BSR block
@@ -278,16 +291,14 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
 
     >>> from sparsenet.nn import Linear, ReLU
     >>> m = Sequential(Linear(8, 8), ReLU(), Linear(8, 2))
-    >>> compile_model(m, "csr")["0"]["format"], m[0].weight.format_name
+    >>> _store_formats(m, "csr")["0"]["format"], m[0].weight.format_name
     ('csr', 'csr')
     """
     layers = prunable_layers(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise SparsenetError(f"compile_model: expected an integer batch_size >= 1, found {batch_size!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise SparsenetError(f"compile_model: expected an integer repeats >= 1, found {repeats!r}")
-    if not min_time >= 0:
-        raise SparsenetError(f"compile_model: expected min_time >= 0 seconds, found {min_time!r}")
+    batch_size = check_int(batch_size, "batch_size", "compiled")
+    repeats = check_int(repeats, "repeats", "compiled")
+    min_time = check_nonnegative(min_time, "min_time (seconds)", "compiled")
+    seed = check_seed(seed, "compiled")
     blocksizes = _check_blocksizes(blocksizes)
     specs = _layer_specs(formats, list(layers))
 
@@ -296,7 +307,7 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
         try:
             shapes = trace_shapes(model, input_shape)
         except SparsenetError as e:
-            raise SparsenetError(f"compile_model with 'auto' formats needs the layers' input shapes: {e}") from e
+            raise ConfigError(f"compiled with 'auto' formats needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(seed)
 
     record, plans = {}, {"chosen": {}, "dense": {}, "sparse": {}}
@@ -304,7 +315,7 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
         spec = specs.get(name)
         if spec is None:
             w = layer.weight
-            record[name] = {"format": format_spec_of(w), "density": _density(_pattern(layer)),
+            record[name] = {"format": w.spec, "density": _density(_pattern(layer)),
                             "bytes": int(w.nbytes), "converted": False}
             continue
         pattern = _pattern(layer)
@@ -333,11 +344,11 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
         "threads": int(numba.get_num_threads()),
     }
     if plans["chosen"]:  # some layers were measured: check the whole model too
-        dtype = next(iter(layers.values())).dtype
+        dtype = model_dtype(model)
         x = rng.standard_normal((int(batch_size), *shapes[0][0])).astype(dtype)  # as a user passes it
         plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time))
         for name in plans[plan]:
             weight = model.layers[int(name)].weight
-            record[name].update(format=format_spec_of(weight), bytes=int(weight.nbytes))
+            record[name].update(format=weight.spec, bytes=int(weight.nbytes))
         model.meta["compile"].update(plan=plan, model_timings_us=timings)
     return record

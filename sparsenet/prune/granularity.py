@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 
 __all__ = ["Granularity", "Unstructured", "Block", "NM", "Units", "make_granularity"]
 
@@ -43,7 +43,7 @@ class Block(Granularity):
 
     def __init__(self, r: int, c: int):
         if r < 1 or c < 1:
-            raise SparsenetError(f"block granularity: expected positive block shape, found {r}x{c}")
+            raise ConfigError(f"block granularity: expected positive block shape, found {r}x{c}")
         self.r, self.c = int(r), int(c)
         self.name = f"block{self.r}x{self.c}"
 
@@ -72,7 +72,7 @@ class NM(Granularity):
 
     def __init__(self, n: int, m: int):
         if not 0 < n <= m:
-            raise SparsenetError(f"N:M granularity: expected 0 < N <= M, found {n}:{m}")
+            raise ConfigError(f"N:M granularity: expected 0 < N <= M, found {n}:{m}")
         self.n, self.m = int(n), int(m)
         self.name = f"{self.n}:{self.m}"
 
@@ -114,5 +114,5 @@ def make_granularity(spec) -> Granularity:
     m = re.fullmatch(r"(\d+):(\d+)", spec)
     if m:
         return NM(int(m.group(1)), int(m.group(2)))
-    raise SparsenetError(f"unknown granularity {spec!r}: expected 'unstructured', 'neuron', 'filter', "
-                         f"'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")
+    raise ConfigError(f"unknown granularity {spec!r}: expected 'unstructured', 'neuron', 'filter', "
+                      f"'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")

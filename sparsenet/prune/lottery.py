@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 from ..nn import BatchNorm1d, BatchNorm2d
 from ..nn._weighted import WeightedLayer
 from ..nn.init import kaiming_uniform, uniform_bias
@@ -73,9 +73,9 @@ def lottery_ticket(model, train_data, *, sparsity=0.9, rounds=3, epochs=10, rewi
     """
     x, y = train_data
     if any(l.weight.format_name != "dense" for l in prunable_layers(model, exclude).values()):
-        raise SparsenetError("lottery_ticket expects a dense (unpruned, uncompiled) model")
+        raise ConfigError("lottery_ticket expects a dense (unpruned, uncompiled) model")
     if not 0 <= rewind_epoch < epochs:
-        raise SparsenetError(f"lottery: expected 0 <= rewind_epoch < epochs, found {rewind_epoch} and {epochs}")
+        raise ConfigError(f"lottery: expected 0 <= rewind_epoch < epochs, found {rewind_epoch} and {epochs}")
     gran = make_granularity(granularity)
     history = []
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, SparsenetError
+from ..errors import ConfigError, ShapeError
 from ..formats import Dense
 from ..nn import BatchNorm1d, BatchNorm2d, Sequential
 from ..nn._weighted import WeightedLayer
@@ -24,7 +24,7 @@ def prunable_layers(model: Sequential, exclude=()) -> dict[str, WeightedLayer]:
     `exclude` holds names or the keywords 'first' / 'last' (the first / last weighted layer).
     """
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"pruning expects a Sequential model, found {type(model).__name__}")
+        raise ConfigError(f"pruning expects a Sequential model, found {type(model).__name__}")
     layers = {str(i): l for i, l in enumerate(model.layers) if isinstance(l, WeightedLayer)}
     names = list(layers)
     drop = set()
@@ -37,7 +37,7 @@ def prunable_layers(model: Sequential, exclude=()) -> dict[str, WeightedLayer]:
         elif e in layers:
             drop.add(e)
         else:
-            raise SparsenetError(f"exclude: {e!r} is not a weighted layer; expected one of {names} or 'first'/'last'")
+            raise ConfigError(f"exclude: {e!r} is not a weighted layer; expected one of {names} or 'first'/'last'")
     return {n: l for n, l in layers.items() if n not in drop}
 
 

@@ -9,7 +9,6 @@ from ..nn import Sequential
 from ..nn._weighted import WeightedLayer
 from ..nn.conv import Conv2d
 from ..summary import summarize
-from .compiler import format_spec_of
 from .trace import trace_shapes
 
 __all__ = ["pruning_report", "model_flops", "format_report"]
@@ -58,7 +57,7 @@ def pruning_report(before: Sequential, after: Sequential, input_shape=None) -> d
             "shape_before": list(lb.weight.shape), "shape_after": list(la.weight.shape),
             "params_before": rb["params"], "params_after": ra["nnz"],
             "sparsity": 1.0 - la.weight.count_nonzero() / lb.weight.size if lb.weight.size else 0.0,
-            "format": format_spec_of(la.weight),
+            "format": la.weight.spec,
             "bytes_before": rb["bytes"], "bytes_after": ra["bytes"],
             "flops_before": fb["layers"][name][0], "flops_after": fa["layers"][name][1],
         })

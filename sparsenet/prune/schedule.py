@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 
 __all__ = ["iterative_targets", "polynomial_sparsity", "pruning_steps", "SCHEDULES"]
 
@@ -13,7 +13,7 @@ def iterative_targets(final: float, rounds: int) -> list[float]:
     """Targets of `rounds` prune -> fine-tune rounds, each pruning the same fraction of what remains
     (Han et al. 2015): s_r = 1 - (1 - final)^(r / rounds). The last one is `final` exactly."""
     if rounds < 1:
-        raise SparsenetError(f"iterative schedule: expected rounds >= 1, found {rounds}")
+        raise ConfigError(f"iterative schedule: expected rounds >= 1, found {rounds}")
     targets = [1.0 - (1.0 - final) ** (r / rounds) for r in range(1, rounds + 1)]
     targets[-1] = float(final)
     return targets
@@ -24,7 +24,7 @@ def polynomial_sparsity(step: int, *, initial: float, final: float, begin: int, 
     """Gradual pruning (Zhu & Gupta 2017): s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n Δt))^3 for
     t in [t0, t0 + n Δt], held constant between pruning steps (every Δt = `frequency` steps)."""
     if steps < 1 or frequency < 1:
-        raise SparsenetError(f"gradual schedule: expected steps >= 1 and frequency >= 1, found {steps}, {frequency}")
+        raise ConfigError(f"gradual schedule: expected steps >= 1 and frequency >= 1, found {steps}, {frequency}")
     if step < begin:
         return 0.0
     t = min(((step - begin) // frequency) * frequency, steps * frequency)

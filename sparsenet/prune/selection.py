@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, DataError
 from .granularity import Granularity
 
 __all__ = ["select_masks", "NORMALIZATIONS"]
@@ -43,7 +43,7 @@ def _normalize(gs, sizes, dead, how):
     elif how == "l2":
         d = np.sqrt(np.sum(live ** 2))
     else:
-        raise SparsenetError(f"unknown normalisation {how!r}: expected one of {NORMALIZATIONS}")
+        raise ConfigError(f"unknown normalisation {how!r}: expected one of {NORMALIZATIONS}")
     return gs / d if d > 0 else gs
 
 
@@ -79,23 +79,23 @@ def select_masks(scores: dict, granularity: Granularity, sparsity, *, scope: str
     """
     prior = prior or {}
     if scope not in ("layer", "global"):
-        raise SparsenetError(f"unknown scope {scope!r}: expected 'layer' or 'global'")
+        raise ConfigError(f"unknown scope {scope!r}: expected 'layer' or 'global'")
     if normalize not in NORMALIZATIONS:
-        raise SparsenetError(f"unknown normalisation {normalize!r}: expected one of {NORMALIZATIONS}")
+        raise ConfigError(f"unknown normalisation {normalize!r}: expected one of {NORMALIZATIONS}")
     if granularity.local:  # N:M: fixed pattern per group, no threshold
         return {n: granularity.select(s, None if prior.get(n) is None else ~prior[n]) for n, s in scores.items()}
     targets = sparsity if isinstance(sparsity, dict) else {n: sparsity for n in scores}
     if scope == "global" and isinstance(sparsity, dict):
-        raise SparsenetError("global scope takes one sparsity for all layers, not per-layer targets")
+        raise ConfigError("global scope takes one sparsity for all layers, not per-layer targets")
     for n, t in targets.items():
         if n not in scores:
-            raise SparsenetError(f"sparsity target for layer {n!r}, which is not being pruned")
+            raise ConfigError(f"sparsity target for layer {n!r}, which is not being pruned")
         if not 0.0 <= float(t) <= 1.0:
-            raise SparsenetError(f"sparsity for layer {n}: expected a fraction in [0, 1], found {t}")
+            raise ConfigError(f"sparsity for layer {n}: expected a fraction in [0, 1], found {t}")
     names = [n for n in scores if n in targets]
     info = {n: _groups(np.asarray(scores[n], dtype=np.float64), granularity, prior.get(n)) for n in names}
     if any((~np.isfinite(i[1][~i[3]])).any() for i in info.values()):
-        raise SparsenetError("importance scores contain NaN or inf")
+        raise DataError("importance scores contain NaN or inf")
     masks = {}
     if scope == "layer":
         for n in names:

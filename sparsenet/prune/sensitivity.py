@@ -27,7 +27,8 @@ import math
 
 import numpy as np
 
-from ..errors import SparsenetError
+from .._checks import check_fraction, check_int, check_nonnegative
+from ..errors import ConfigError, DataError, SparsenetError
 from ..train import evaluate
 from .api import prune_step
 from .compiler import _convert, _pattern, _random_input, _spec, _time_forward, parse_format_spec
@@ -60,20 +61,11 @@ class _CachedScores(Importance):
 
 def _check_sparsities(sparsities) -> list[float]:
     try:
-        values = [float(s) for s in sparsities]
-    except (TypeError, ValueError):
-        raise SparsenetError(f"sensitivity_scan sparsities: expected fractions in [0, 1], "
-                             f"found {sparsities!r}") from None
-    bad = [s for s in values if not 0.0 <= s <= 1.0]
-    if bad:
-        raise SparsenetError(f"sensitivity_scan sparsities: expected fractions in [0, 1], found {bad}")
+        values = [check_fraction(s, "sparsities", "sensitivity_scan") for s in sparsities]
+    except TypeError:
+        raise ConfigError(f"sensitivity_scan: expected sparsities as a list of fractions in [0, 1], "
+                          f"found {sparsities!r}") from None
     return sorted(set(values) | {0.0})  # 0.0 is the allocator's starting point
-
-
-def _check_int(value, what: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise SparsenetError(f"sensitivity_scan: expected an integer {what} >= {low}, found {value!r}")
-    return int(value)
 
 
 def _check_formats(formats) -> list[str]:
@@ -83,12 +75,12 @@ def _check_formats(formats) -> list[str]:
     for f in formats:
         name, bs = parse_format_spec(f)
         if name == "auto":
-            raise SparsenetError("sensitivity_scan formats: expected fixed specs ('dense', 'csr', 'bsrRxC'), "
-                                 "found 'auto' (the scan times every format it is given)")
+            raise ConfigError("sensitivity_scan formats: expected fixed specs ('dense', 'csr', 'bsrRxC'), "
+                              "found 'auto' (the scan times every format it is given)")
         specs.append(_spec(name, bs))
     specs = list(dict.fromkeys(specs))
     if not specs:
-        raise SparsenetError("sensitivity_scan formats: expected at least one format to time, found none")
+        raise ConfigError("sensitivity_scan formats: expected at least one format to time, found none")
     return specs
 
 
@@ -114,7 +106,7 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     once, so its masks are nested across s) and is evaluated on ``val_data = (x, y)``. With
     `time_layers`, the pruned layer's forward on a random [batch_size, *input] batch (shapes from
     `trace_shapes`) is timed in each of `formats` (fixed specs: 'dense', 'csr', 'bsrRxC'): the median
-    of `repeats` samples of at least `min_time` seconds, as `compile_model` measures. `model` is left
+    of `repeats` samples of at least `min_time` seconds, as `compiled` measures. `model` is left
     untouched. 0.0 is always scanned; sparsities are sorted. Layers already pruned keep their pruned
     weights (s is the layer's total sparsity). Structured granularities skip the last layer (its
     outputs are the model's); N:M is rejected (its sparsity is fixed).
@@ -135,39 +127,41 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     from tqdm.auto import tqdm
 
     levels = _check_sparsities(sparsities)
-    batch_size = _check_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", "sensitivity_scan")
     importance = make_importance(method)
     gran = make_granularity(granularity)
     if gran.local:
-        raise SparsenetError(f"sensitivity_scan: granularity {gran.name!r} fixes the sparsity; expected "
-                             f"'unstructured', 'blockRxC' or 'neuron'/'filter'")
-    if importance.needs_data and data is None and not (isinstance(importance, Movement) and importance.scores):
-        raise SparsenetError(f"sensitivity_scan: method {importance.name!r} needs calibration data: pass data=(x, y)")
+        raise ConfigError(f"sensitivity_scan: granularity {gran.name!r} fixes the sparsity; expected "
+                          f"'unstructured', 'blockRxC' or 'neuron'/'filter'")
+    if importance.needs_data and data is None:
+        raise ConfigError(f"sensitivity_scan: method {importance.name!r} needs calibration data: pass data=(x, y)")
+    if isinstance(importance, Movement):
+        importance.require_observed(prunable_layers(model, exclude), "sensitivity_scan",
+                                    "a scan prunes without training")
     try:
         x_val, y_val = val_data
     except (TypeError, ValueError):
-        raise SparsenetError("sensitivity_scan: expected val_data=(x, y)") from None
+        raise ConfigError("sensitivity_scan: expected val_data=(x, y)") from None
     if len(x_val) == 0:
-        raise SparsenetError("sensitivity_scan: val_data is empty; expected at least one sample")
+        raise DataError("sensitivity_scan: val_data is empty; expected at least one sample")
     if time_layers:
         specs = _check_formats(formats)
-        repeats = _check_int(repeats, "repeats")
-        if not min_time >= 0:
-            raise SparsenetError(f"sensitivity_scan: expected min_time >= 0 seconds, found {min_time!r}")
+        repeats = check_int(repeats, "repeats", "sensitivity_scan")
+        min_time = check_nonnegative(min_time, "min_time (seconds)", "sensitivity_scan")
 
     base = copy.deepcopy(model)  # nothing below touches `model`, not even its train/eval mode
     layers = prunable_layers(base, exclude)
     if gran.structured:
         layers.pop(list(prunable_layers(base))[-1], None)
     if not layers:
-        raise SparsenetError("sensitivity_scan: no layer left to scan (all excluded)")
+        raise ConfigError("sensitivity_scan: no layer left to scan (all excluded)")
     others = {n: [o for o in prunable_layers(base) if o != n] for n in layers}
     shapes = None
     if time_layers:
         try:
             shapes = trace_shapes(base)
         except SparsenetError as e:
-            raise SparsenetError(f"sensitivity_scan with time_layers needs the layers' input shapes: {e}") from e
+            raise ConfigError(f"sensitivity_scan with time_layers needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(0)
     scores = _CachedScores(importance)
 
@@ -217,33 +211,33 @@ def _read_scan(scan, need_latency: bool):
         baseline = float(scan["baseline_accuracy"])
         layers = dict(scan["layers"])
     except (KeyError, TypeError, ValueError):
-        raise SparsenetError("allocate: expected a scan dict with 'sparsities', 'baseline_accuracy' and "
-                             "'layers' (see sensitivity_scan)") from None
+        raise ConfigError("allocate: expected a scan dict with 'sparsities', 'baseline_accuracy' and "
+                          "'layers' (see sensitivity_scan)") from None
     if sorted(set(levels)) != levels or not levels or levels[0] != 0.0 or levels[-1] > 1.0:
-        raise SparsenetError(f"allocate: expected the scan's sparsities to increase from 0.0 to at most 1.0, "
-                             f"found {levels}")
+        raise ConfigError(f"allocate: expected the scan's sparsities to increase from 0.0 to at most 1.0, "
+                          f"found {levels}")
     if not layers:
-        raise SparsenetError("allocate: the scan holds no layers")
+        raise ConfigError("allocate: the scan holds no layers")
     n = len(levels)
     out = {}
     for name, e in layers.items():
         params = int(e.get("params", 0))
         acc = [float(a) for a in e.get("accuracy", ())]
         if params < 1 or len(acc) != n:
-            raise SparsenetError(f"allocate: layer {name!r}: expected 'params' >= 1 and {n} accuracies "
-                                 f"(one per sparsity), found params={e.get('params')!r}, {len(acc)} accuracies")
+            raise ConfigError(f"allocate: layer {name!r}: expected 'params' >= 1 and {n} accuracies "
+                              f"(one per sparsity), found params={e.get('params')!r}, {len(acc)} accuracies")
         reached = [float(r) for r in e.get("reached", levels)]
         if len(reached) != n:
-            raise SparsenetError(f"allocate: layer {name!r}: expected {n} 'reached' sparsities, found {len(reached)}")
+            raise ConfigError(f"allocate: layer {name!r}: expected {n} 'reached' sparsities, found {len(reached)}")
         lat = e.get("latency_us") or {}
         best = None
         if lat:
             if any(len(v) != n for v in lat.values()):
-                raise SparsenetError(f"allocate: layer {name!r}: expected {n} latencies per format in 'latency_us'")
+                raise ConfigError(f"allocate: layer {name!r}: expected {n} latencies per format in 'latency_us'")
             best = [min(float(v[i]) for v in lat.values()) for i in range(n)]
         elif need_latency:
-            raise SparsenetError(f"allocate: latency_budget_us needs timings, but layer {name!r} has no "
-                                 f"'latency_us' (scan with time_layers=True)")
+            raise ConfigError(f"allocate: latency_budget_us needs timings, but layer {name!r} has no "
+                              f"'latency_us' (scan with time_layers=True)")
         out[str(name)] = (params, [baseline - a for a in acc], reached, best)
     return levels, baseline, out
 
@@ -279,23 +273,19 @@ def allocate(scan: dict, *, target_sparsity=None, latency_budget_us=None, tolera
     {'a': 0.5, 'b': 0.0}
     """
     if (target_sparsity is None) == (latency_budget_us is None):
-        raise SparsenetError("allocate: expected exactly one of target_sparsity or latency_budget_us, found "
-                             + ("both" if target_sparsity is not None else "neither"))
+        raise ConfigError("allocate: expected exactly one of target_sparsity or latency_budget_us, found "
+                          + ("both" if target_sparsity is not None else "neither"))
     try:
         tolerance = float(tolerance)
     except (TypeError, ValueError):
         tolerance = math.nan
     if not tolerance >= 0:
-        raise SparsenetError(f"allocate: expected tolerance >= 0 (an accuracy fraction), found {tolerance!r}")
+        raise ConfigError(f"allocate: expected tolerance >= 0 (an accuracy fraction), found {tolerance!r}")
     by_latency = latency_budget_us is not None
     if by_latency:
-        budget = float(latency_budget_us)
-        if not (math.isfinite(budget) and budget >= 0):
-            raise SparsenetError(f"allocate: expected latency_budget_us >= 0 microseconds, found {latency_budget_us!r}")
+        budget = check_nonnegative(latency_budget_us, "latency_budget_us (microseconds)", "allocate")
     else:
-        budget = float(target_sparsity)
-        if not 0.0 <= budget <= 1.0:
-            raise SparsenetError(f"allocate: expected target_sparsity in [0, 1], found {target_sparsity!r}")
+        budget = check_fraction(target_sparsity, "target_sparsity", "allocate")
     levels, _, layers = _read_scan(scan, by_latency)
     names = sorted(layers, key=_name_key)
     allowed = {n: [0] + [i for i in range(1, len(levels)) if layers[n][1][i] <= tolerance + _EPS] for n in names}

@@ -26,7 +26,7 @@ import copy
 
 import numpy as np
 
-from ..errors import ShapeError, SparsenetError
+from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense
 from ..nn import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d,
                   Identity, LeakyReLU, Linear, MaxPool2d, Parameter, ReLU, Sequential, Tanh)
@@ -61,7 +61,7 @@ def remove_dead_units(model: Sequential, *, input_shape=None) -> tuple[Sequentia
     (3, 3, [1])
     """
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"remove_dead_units: expected a Sequential model, found {type(model).__name__}")
+        raise ConfigError(f"remove_dead_units: expected a Sequential model, found {type(model).__name__}")
     new = copy.deepcopy(model)
     shape = input_shape if input_shape is not None else new.input_shape
     shapes = trace_shapes(new, shape) if shape is not None else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SparsenetError
-from ..nn import Sequential, no_grad
+from ..errors import ConfigError
+from ..nn import Sequential, model_dtype, no_grad
 
 __all__ = ["trace_shapes"]
 
@@ -17,9 +17,8 @@ def trace_shapes(model: Sequential, input_shape=None) -> list[tuple[tuple, tuple
     """
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
-        raise SparsenetError("trace_shapes: the model has no input_shape; pass input_shape=(...)")
-    dtype = next((l.dtype for l in model.layers if hasattr(l, "dtype")), np.float32)
-    x = np.zeros((1, *shape), dtype=dtype)
+        raise ConfigError("trace_shapes: the model has no input_shape; pass input_shape=(...)")
+    x = np.zeros((1, *shape), dtype=model_dtype(model))
     was_training = model.training
     model.eval()
     shapes = []

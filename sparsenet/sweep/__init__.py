@@ -77,10 +77,10 @@ __all__ = [
 
 def example_path(name: str) -> str:
     """Path of a bundled example study: 'digits-small' (8 quick points) or 'digits-study' (a real grid)."""
-    from ..errors import SparsenetError
+    from ..errors import ConfigError
 
     path = _os.path.join(_os.path.dirname(__file__), "examples", f"{name}.toml")
     if not _os.path.exists(path):
         names = sorted(n[:-5] for n in _os.listdir(_os.path.dirname(path)) if n.endswith(".toml"))
-        raise SparsenetError(f"unknown example study {name!r}: expected one of {names}")
+        raise ConfigError(f"unknown example study {name!r}: expected one of {names}")
     return path

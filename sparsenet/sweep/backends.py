@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 from .task import guarded, worker_info
 
 __all__ = ["make_backend", "check_backend", "DaskBackend", "ProcessBackend", "WorkerLost", "default_workers", "dask_available"]
@@ -221,16 +221,16 @@ class ProcessBackend:
 def check_backend(backend: str = "auto", *, scheduler=None, workers=None) -> None:
     """Refuse settings that cannot work, before anything runs."""
     if backend not in ("auto", "dask", "processes"):
-        raise SparsenetError(f"backend: expected 'auto', 'dask' or 'processes', found {backend!r}")
+        raise ConfigError(f"backend: expected 'auto', 'dask' or 'processes', found {backend!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SparsenetError(f"workers: expected a positive integer, found {workers!r}")
+        raise ConfigError(f"workers: expected a positive integer, found {workers!r}")
     if scheduler and backend == "processes":
-        raise SparsenetError("--scheduler needs the dask backend (a scheduler address means a Dask cluster)")
+        raise ConfigError("--scheduler needs the dask backend (a scheduler address means a Dask cluster)")
     if scheduler and workers is not None:
-        raise SparsenetError("--workers sizes a LocalCluster or the process pool; with --scheduler the "
-                             "cluster's own workers run the tasks: drop one of them")
+        raise ConfigError("--workers sizes a LocalCluster or the process pool; with --scheduler the "
+                          "cluster's own workers run the tasks: drop one of them")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
-        raise SparsenetError(f"scheduler: expected an address such as 'tcp://host:8786', found {scheduler!r}")
+        raise ConfigError(f"scheduler: expected an address such as 'tcp://host:8786', found {scheduler!r}")
 
 
 def make_backend(backend: str = "auto", *, scheduler=None, workers=None):

@@ -45,10 +45,11 @@ import itertools
 import json
 import os
 import re
+import tomllib  # Python >= 3.11, the floor in pyproject.toml
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 
 __all__ = ["SweepConfig", "load_config", "parse_config", "expand_grid", "point_key", "dense_key",
            "dense_spec", "POINT_FIELDS", "POINT_SCHEMA", "METRICS"]
@@ -65,14 +66,14 @@ class _Field:
 
 def _str(name, value):
     if not isinstance(value, str) or not value.strip():
-        raise SparsenetError(f"{name}: expected a non-empty string, found {value!r}")
+        raise ConfigError(f"{name}: expected a non-empty string, found {value!r}")
     return value.strip()
 
 
 def _int(low):
     def check(name, value):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise SparsenetError(f"{name}: expected an integer >= {low}, found {value!r}")
+            raise ConfigError(f"{name}: expected an integer >= {low}, found {value!r}")
         return int(value)
     return check
 
@@ -83,7 +84,7 @@ def _float(low, high, *, open_low=False):
         ok = ok and (value > low if open_low else value >= low) and value <= high
         if not ok:
             interval = f"{'(' if open_low else '['}{low}, {high}]"
-            raise SparsenetError(f"{name}: expected a number in {interval}, found {value!r}")
+            raise ConfigError(f"{name}: expected a number in {interval}, found {value!r}")
         return float(value)
     return check
 
@@ -91,14 +92,14 @@ def _float(low, high, *, open_low=False):
 def _choice(*options):
     def check(name, value):
         if value not in options:
-            raise SparsenetError(f"{name}: expected one of {', '.join(map(repr, options))}, found {value!r}")
+            raise ConfigError(f"{name}: expected one of {', '.join(map(repr, options))}, found {value!r}")
         return value
     return check
 
 
 def _names(name, value):
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise SparsenetError(f"{name}: expected a list of layer names, found {value!r}")
+        raise ConfigError(f"{name}: expected a list of layer names, found {value!r}")
     return list(value)
 
 
@@ -109,9 +110,9 @@ def _format(name, value):
     if value == "smallest":
         return value
     if value == "auto":
-        raise SparsenetError(f"{name}: 'auto' chooses formats by timing them, which inside a sweep runs on "
-                             f"cores shared with other tasks; use 'smallest' (fewest bytes per layer, "
-                             f"deterministic) or a fixed spec: 'dense', 'csr', 'bsrRxC'")
+        raise ConfigError(f"{name}: 'auto' chooses formats by timing them, which inside a sweep runs on "
+                          f"cores shared with other tasks; use 'smallest' (fewest bytes per layer, "
+                          f"deterministic) or a fixed spec: 'dense', 'csr', 'bsrRxC'")
     fmt, bs = parse_format_spec(value)  # raises with the expected specs
     return f"bsr{bs[0]}x{bs[1]}" if fmt == "bsr" else fmt
 
@@ -183,28 +184,28 @@ class SweepConfig:
 def _section(raw, name, where):
     section = raw.get(name, {})
     if not isinstance(section, dict):
-        raise SparsenetError(f"{where}: [{name}] must be a table of settings, found {type(section).__name__}")
+        raise ConfigError(f"{where}: [{name}] must be a table of settings, found {type(section).__name__}")
     return section
 
 
 def _unknown(section: dict, allowed, where: str):
     extra = sorted(set(section) - set(allowed))
     if extra:
-        raise SparsenetError(f"{where}: unknown setting(s) {', '.join(map(repr, extra))}; "
-                             f"expected {', '.join(allowed)}")
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(map(repr, extra))}; "
+                          f"expected {', '.join(allowed)}")
 
 
 def parse_config(raw: dict, *, source: str | None = None) -> SweepConfig:
     """Validate a study given as a dict (the parsed file) and return a `SweepConfig`.
 
-    Raises `SparsenetError` naming the section and setting at fault, and what was expected.
+    Raises `ConfigError` naming the section and setting at fault, and what was expected.
     """
     where = source or "sweep config"
     if not isinstance(raw, dict):
-        raise SparsenetError(f"{where}: expected a table of settings, found {type(raw).__name__}")
+        raise ConfigError(f"{where}: expected a table of settings, found {type(raw).__name__}")
     for key in ("seed", "seeds"):
         if key in raw:
-            raise SparsenetError(f"{where}: seeds are a grid axis: write them as [grid] seed = [0, 1, 2]")
+            raise ConfigError(f"{where}: seeds are a grid axis: write them as [grid] seed = [0, 1, 2]")
     _unknown(raw, ("name", *_TOP, "metrics", "train", "prune", "grid", "timing"), where)
     base = {}
     for key, f in _TOP.items():
@@ -228,13 +229,13 @@ def parse_config(raw: dict, *, source: str | None = None) -> SweepConfig:
             continue
         values = grid_raw[key]
         if not isinstance(values, (list, tuple)) or not values:
-            raise SparsenetError(f"grid.{key}: expected a non-empty list of values, found {values!r}")
+            raise ConfigError(f"grid.{key}: expected a non-empty list of values, found {values!r}")
         checked = [checks[key].check(f"grid.{key}", v) for v in values]
         canon = [json.dumps(v, sort_keys=True) for v in checked]
         if len(set(canon)) != len(canon):
-            raise SparsenetError(f"grid.{key}: a value appears twice in {values!r}")
+            raise ConfigError(f"grid.{key}: a value appears twice in {values!r}")
         if key in prune or (key in raw and key in _TOP):
-            raise SparsenetError(f"{key}: set both as a fixed setting and as a grid axis; keep one")
+            raise ConfigError(f"{key}: set both as a fixed setting and as a grid axis; keep one")
         grid[key] = checked
     grid.setdefault("seed", [0])
 
@@ -245,21 +246,21 @@ def parse_config(raw: dict, *, source: str | None = None) -> SweepConfig:
     bs = tset["batch_sizes"]
     if not isinstance(bs, (list, tuple)) or not bs or not all(isinstance(b, int) and not isinstance(b, bool)
                                                                and b >= 1 for b in bs):
-        raise SparsenetError(f"timing.batch_sizes: expected a non-empty list of integers >= 1, found {bs!r}")
+        raise ConfigError(f"timing.batch_sizes: expected a non-empty list of integers >= 1, found {bs!r}")
     tset["batch_sizes"] = sorted(set(bs))
 
     metrics = raw.get("metrics")
     if metrics is not None and (not isinstance(metrics, (list, tuple)) or not metrics):
-        raise SparsenetError(f"metrics: expected a non-empty list of metric names, found {metrics!r}")
+        raise ConfigError(f"metrics: expected a non-empty list of metric names, found {metrics!r}")
     bad = [m for m in metrics or () if m not in METRICS and not str(m).startswith("measured_speedup_b")]
     if bad:
-        raise SparsenetError(f"metrics: unknown metric(s) {bad}; expected names among {', '.join(METRICS)} "
-                             f"(or measured_speedup_bN for a timed batch size N)")
+        raise ConfigError(f"metrics: unknown metric(s) {bad}; expected names among {', '.join(METRICS)} "
+                          f"(or measured_speedup_bN for a timed batch size N)")
     name = raw.get("name", Path(source).stem if source else "sweep")
     name = _str("name", name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise SparsenetError(f"name: expected letters, digits, '.', '_' or '-' (it names the results "
-                             f"directory), found {name!r}")
+        raise ConfigError(f"name: expected letters, digits, '.', '_' or '-' (it names the results "
+                          f"directory), found {name!r}")
     return SweepConfig(name=name, base=base, grid=grid, timing=tset, metrics=tuple(metrics) if metrics else None,
                        source=source)
 
@@ -282,11 +283,9 @@ def load_config(path) -> SweepConfig:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SparsenetError(f"sweep config {path!r}: cannot read it ({e.strerror or e})") from None
+        raise ConfigError(f"sweep config {path!r}: cannot read it ({e.strerror or e})") from None
     try:
         if ext == ".toml":
-            import tomllib
-
             raw = tomllib.loads(data.decode("utf-8"))
         elif ext == ".json":
             raw = json.loads(data.decode("utf-8"))
@@ -298,11 +297,11 @@ def load_config(path) -> SweepConfig:
                                      f"(pip install pyyaml), or write the study as TOML or JSON") from None
             raw = yaml.safe_load(data.decode("utf-8"))
         else:
-            raise SparsenetError(f"sweep config {path!r}: expected a .toml, .json, .yaml or .yml file")
+            raise ConfigError(f"sweep config {path!r}: expected a .toml, .json, .yaml or .yml file")
     except SparsenetError:
         raise
     except Exception as e:  # each parser has its own error class
-        raise SparsenetError(f"sweep config {path!r}: not valid {ext[1:].upper()}: {e}") from None
+        raise ConfigError(f"sweep config {path!r}: not valid {ext[1:].upper()}: {e}") from None
     return parse_config(raw, source=path)
 
 
@@ -327,7 +326,7 @@ def point_key(point: dict) -> str:
     """SHA-256 (64 hex digits) of the point's full configuration and `POINT_SCHEMA`."""
     missing = [k for k in POINT_FIELDS if k not in point]
     if missing:
-        raise SparsenetError(f"point_key: the point lacks {missing}; build points with expand_grid")
+        raise ConfigError(f"point_key: the point lacks {missing}; build points with expand_grid")
     return _digest("point", {"point": {k: point[k] for k in POINT_FIELDS}})
 
 

@@ -17,7 +17,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 from . import task as _task
 from .backends import check_backend, make_backend
 from .config import SweepConfig, dense_key, load_config, point_key
@@ -174,7 +174,7 @@ def run_sweep(config, *, out_dir=None, backend: str = "auto", scheduler: str | N
     t0 = time.perf_counter()
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise SparsenetError(f"retries: expected an integer >= 0, found {retries!r}")
+        raise ConfigError(f"retries: expected an integer >= 0, found {retries!r}")
     check_backend(backend, scheduler=scheduler, workers=workers)
     say = echo or (lambda msg: None)
     points = cfg.points()

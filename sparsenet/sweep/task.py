@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 from .config import POINT_FIELDS, dense_key, dense_spec, point_key
 
 __all__ = ["run_point", "train_dense", "guarded", "worker_info"]
@@ -89,7 +89,7 @@ def model_from_bytes(data: bytes):
 
 def _classification(model, ds) -> dict:
     from ..metrics import classification_report
-    from ..train import predict
+    from ..runtime import predict
 
     rep = classification_report(ds.y_test, predict(model, ds.x_test), num_classes=ds.num_classes)
     return {"accuracy": rep["accuracy"], "precision": rep["macro"]["precision"],
@@ -98,10 +98,10 @@ def _classification(model, ds) -> dict:
 
 def _check_point(point) -> None:
     if not isinstance(point, dict):
-        raise SparsenetError(f"run_point: expected a point dict, found {type(point).__name__}")
+        raise ConfigError(f"run_point: expected a point dict, found {type(point).__name__}")
     missing = [k for k in POINT_FIELDS if k not in point]
     if missing:
-        raise SparsenetError(f"run_point: the point lacks {missing}; build points with sparsenet.sweep.expand_grid")
+        raise ConfigError(f"run_point: the point lacks {missing}; build points with sparsenet.sweep.expand_grid")
 
 
 def _train(point):
@@ -143,7 +143,7 @@ def train_dense(point: dict) -> dict:
 def _smallest_formats(model) -> dict:
     """{layer name: spec} storing each weighted layer in the candidate of fewest bytes (ties: the
     earlier candidate, dense first). Deterministic: nothing is timed."""
-    from ..prune import compile as compile_model
+    from ..prune import compiled as compile_model
 
     best = {}
     for spec in _SMALLEST_CANDIDATES:
@@ -164,7 +164,7 @@ def run_point(point: dict, dense: bytes | None = None) -> dict:
     theoretical `flops_speedup`, `dense_accuracy` and `accuracy_drop`. Raises what the engine raises
     (e.g. SparsenetError for an unknown method). Same point and dense model -> the same metrics.
     """
-    from ..prune import compile as compile_model
+    from ..prune import compiled as compile_model
     from ..prune import prune
     from ..prune.report import pruning_report
 
