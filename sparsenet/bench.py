@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 
-from .errors import SparsenetError
+from .errors import ConfigError
 from .formats import Dense
 from .nn import no_grad
 from .nn._weighted import WeightedLayer
@@ -42,7 +42,7 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
     """Median forward time of `model` and of its dense equivalent at each batch size, in one run."""
     shape = getattr(model, "input_shape", None)
     if shape is None:
-        raise SparsenetError("bench: the model has no input_shape; save it with one (zoo models have it)")
+        raise ConfigError("bench: the model has no input_shape; save it with one (zoo models have it)")
     dense = dense_equivalent(model).eval()
     model.eval()
     rng = np.random.default_rng(seed)

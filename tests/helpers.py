@@ -152,7 +152,6 @@ def rewrite_model_file(path, mutate, *, checksums=True):
     """Let `mutate(arrays, manifest)` edit a model file's tensors and manifest in place, then write
     them back; the checksums are recomputed (a hostile file can be consistent) unless `checksums` is
     False (then the file's own, now stale, stay)."""
-    import json
     import zlib
 
     from safetensors.numpy import save

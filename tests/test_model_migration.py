@@ -7,7 +7,6 @@ mask, a CNN with BSR weights, a float64 MLP, an int8 CNN), the input each was ru
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -3,7 +3,7 @@ argument types.
 
 Two kinds of argument checks, two exit codes: an argparse type (`positive_int`) rejects a value
 before the command starts (usage error, exit 2, with the usage line); a value parser
-(`batch_sizes`, `sparsity_targets`) runs inside the command and raises `SparsenetError` (bad input,
+(`batch_sizes`, `sparsity_targets`) runs inside the command and raises `ConfigError` (bad input,
 exit 1, one line), as the library's own checks do.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 
 __all__ = ["OK", "BAD_INPUT", "USAGE", "INTERRUPTED", "emit", "add_json_flag", "positive_int", "batch_sizes",
            "sparsity_targets"]
@@ -45,13 +45,13 @@ def positive_int(text: str) -> int:
 
 
 def batch_sizes(text: str, flag: str = "--batch") -> list[int]:
-    """'1,64' -> [1, 64]; raises SparsenetError unless every entry is an integer >= 1."""
+    """'1,64' -> [1, 64]; raises ConfigError unless every entry is an integer >= 1."""
     try:
         batches = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise SparsenetError(f"{flag}: expected comma-separated integers, found {text!r}") from None
+        raise ConfigError(f"{flag}: expected comma-separated integers, found {text!r}") from None
     if not batches or min(batches) < 1:
-        raise SparsenetError(f"{flag}: expected positive batch sizes, found {text!r}")
+        raise ConfigError(f"{flag}: expected positive batch sizes, found {text!r}")
     return batches
 
 
@@ -62,12 +62,12 @@ def sparsity_targets(text: str, flag: str = "--sparsity") -> float | dict:
         try:
             return float(text)
         except ValueError:
-            raise SparsenetError(f"{flag}: expected a fraction or NAME=FRACTION,..., found {text!r}") from None
+            raise ConfigError(f"{flag}: expected a fraction or NAME=FRACTION,..., found {text!r}") from None
     targets = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
         try:
             targets[name.strip()] = float(value)
         except ValueError:
-            raise SparsenetError(f"{flag}: expected NAME=FRACTION, found {part!r}") from None
+            raise ConfigError(f"{flag}: expected NAME=FRACTION, found {part!r}") from None
     return targets

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SparsenetError
+from ..errors import ConfigError
 from ._common import add_json_flag, emit, sparsity_targets
 
 __all__ = ["register", "run"]
@@ -57,7 +57,7 @@ def run(args) -> int:
     before = copy.deepcopy(model)
     ds = load_dataset(args.dataset, seed=args.seed) if args.dataset else None
     if args.finetune_epochs and ds is None:
-        raise SparsenetError("--finetune-epochs needs --dataset to fine-tune on")
+        raise ConfigError("--finetune-epochs needs --dataset to fine-tune on")
     train = (ds.x_train, ds.y_train) if ds is not None else None
     result = prune(model, method=args.method, granularity=args.granularity, scope=args.scope,
                    sparsity=sparsity_targets(args.sparsity), schedule=args.schedule, rounds=args.rounds,

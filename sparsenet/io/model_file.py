@@ -43,7 +43,7 @@ import zlib
 
 import numpy as np
 
-from ..errors import ModelFileError, SparsenetError
+from ..errors import ConfigError, ModelFileError, SparsenetError
 from ..nn import Sequential
 from ..nn.module import model_dtype, no_grad
 from ._legacy_v1 import V1File, is_npz
@@ -87,7 +87,7 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
     from .. import __version__
 
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"save_model: expected a Sequential, found {type(model).__name__}")
+        raise ConfigError(f"save_model: expected a Sequential, found {type(model).__name__}")
     layers, tensors = [], {}
     for i, layer in enumerate(model.layers):
         spec, arrs = encode_layer(layer)
@@ -104,7 +104,7 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
     try:
         body = _canonical(manifest)
     except (TypeError, ValueError) as e:
-        raise SparsenetError(f"save_model: metadata is not JSON-serialisable: {e}") from None
+        raise ConfigError(f"save_model: metadata is not JSON-serialisable: {e}") from None
     blob = _canonical(dict(manifest, manifest_crc32=_crc32(body.encode("utf-8"))))
     with atomic_writer(path) as f:
         write_safetensors(f, tensors, {_METADATA_KEY: blob})
