@@ -1,0 +1,161 @@
+"""`sparsenet.timing`: the one timing primitive, checked with a fake clock (no real speed is asserted):
+rotating order, calibration, medians and spread, the speedup as the median of per-round ratios,
+settle before every sample, and errors on bad arguments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fake_clock import FakeClock
+from sparsenet.errors import SparsenetError, TimingError
+from sparsenet.timing import Comparison, Timing, compare, time_call
+
+
+def _fake(clock, **kw):
+    return dict(timer=clock, sleep=clock.sleep, **kw)
+
+
+# -- order ----------------------------------------------------------------------------------------------
+
+def test_rounds_rotate_the_order():
+    clock = FakeClock()
+    fns = {n: clock.work(n, 1e-3) for n in "abc"}
+    compare(fns, **_fake(clock, rounds=4, min_time=0.0, warmup=1))
+    warm_and_calibrate = ["a", "a", "b", "b", "c", "c"]  # one warm-up call, one calibration sample of 1 call
+    rounds = ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert clock.calls() == warm_and_calibrate + rounds
+
+
+def test_two_candidates_alternate():
+    clock = FakeClock()
+    compare({"dense": clock.work("dense", 1e-3), "csr": clock.work("csr", 1e-3)},
+            **_fake(clock, rounds=5, min_time=0.0, warmup=0))
+    assert clock.calls()[2:] == ["dense", "csr", "csr", "dense", "dense", "csr", "csr", "dense", "dense", "csr"]
+
+
+# -- statistics -----------------------------------------------------------------------------------------
+
+def test_speedup_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
+    clock = FakeClock()
+    # call 0 calibrates (min_time 0: one call per sample), calls 1-3 are the rounds' samples
+    base = clock.work("base", [1.0, 1.0, 2.0, 10.0])
+    cand = clock.work("cand", [1.0, 2.0, 1.0, 5.0])
+    c = compare({"base": base, "cand": cand}, baseline="base", **_fake(clock, rounds=3, min_time=0.0, warmup=0))
+    assert c["base"].samples == (1.0, 2.0, 10.0) and c["cand"].samples == (2.0, 1.0, 5.0)
+    assert c["cand"].speedups == (0.5, 2.0, 2.0)
+    # the median of the ratios; the ratio of medians would be 2 / 2 = 1, their mean 1.5
+    assert c["cand"].speedup == 2.0
+    assert c["base"].speedups == (1.0, 1.0, 1.0)
+    assert c.speedups() == {"base": 1.0, "cand": 2.0}
+    assert c.medians() == {"base": 2.0, "cand": 2.0}
+
+
+def test_median_and_spread_over_rounds():
+    clock = FakeClock()
+    # call 0 warms up, call 1 calibrates (one call per sample since min_time is 0), calls 2-6 are the rounds
+    fn = clock.work("f", [0.0, 0.0, 3.0, 1.0, 5.0, 2.0, 4.0])
+    t = time_call(fn, **_fake(clock, rounds=5, min_time=0.0, warmup=1))
+    assert isinstance(t, Timing)
+    assert t.samples == (3.0, 1.0, 5.0, 2.0, 4.0)
+    assert (t.median, t.min, t.max, t.iqr) == (3.0, 1.0, 5.0, (2.0, 4.0))
+    d = t.to_dict()
+    assert d["median"] == 3.0 and d["rounds"] == 5 and d["calls_per_sample"] == 1 and "speedup" not in d
+    assert d["samples"] == [3.0, 1.0, 5.0, 2.0, 4.0]
+
+
+def test_calibration_makes_each_sample_last_min_time():
+    clock = FakeClock()
+    c = compare({"fast": clock.work("fast", 1e-4), "slow": clock.work("slow", 5e-3)},
+                **_fake(clock, rounds=3, min_time=1e-3, warmup=0))
+    # 1 call takes 0.1 ms < 1 ms: scaled to ceil(1.2 * 1 ms / 0.1 ms) = 12 calls; 5 ms needs no loop
+    assert c["fast"].calls_per_sample == 12 and c["slow"].calls_per_sample == 1
+    assert c["fast"].samples == pytest.approx((1e-4,) * 3) and c["slow"].samples == pytest.approx((5e-3,) * 3)
+    assert clock.calls().count("fast") == 1 + 12 + 3 * 12
+
+
+def test_calibration_doubles_at_least_and_stops_at_a_cap():
+    clock = FakeClock()
+    c = compare({"grow": clock.work("grow", 0.6e-3)}, **_fake(clock, rounds=1, min_time=1e-3, warmup=0))
+    assert c["grow"].calls_per_sample == 2  # 1.2 x 1 / 0.6 = 2, at least doubling
+    t = time_call(lambda: None, timer=lambda: 0.0, sleep=lambda s: None, rounds=1, min_time=1.0, warmup=0)
+    assert t.calls_per_sample == 1 << 20  # a clock that never moves cannot loop for ever
+
+
+def test_a_sample_of_zero_seconds_gives_an_infinite_or_undefined_ratio():
+    clock = FakeClock()
+    c = compare({"b": clock.work("b", [0.0, 1.0, 0.0]), "z": clock.work("z", 0.0)}, baseline="b",
+                **_fake(clock, rounds=2, min_time=0.0, warmup=0))
+    assert c["z"].speedups[0] == math.inf and math.isnan(c["z"].speedups[1])
+
+
+# -- settle ---------------------------------------------------------------------------------------------
+
+def test_settle_sleeps_before_each_warm_up_and_each_sample_outside_the_timed_region():
+    clock = FakeClock()
+    c = compare({"a": clock.work("a", 1e-3), "b": clock.work("b", 2e-3)}, baseline="a",
+                **_fake(clock, rounds=3, min_time=0.0, warmup=1, settle=0.5))
+    s = ("sleep", 0.5)
+    prelude = [s, "a", "a", s, "b", "b"]
+    rounds = [s, "a", s, "b", s, "b", s, "a", s, "a", s, "b"]
+    assert clock.log == prelude + rounds
+    assert c["a"].samples == pytest.approx((1e-3,) * 3)  # the pauses are not timed
+    assert c["b"].speedup == pytest.approx(0.5)
+
+
+def test_no_settle_no_sleep():
+    clock = FakeClock()
+    compare({"a": clock.work("a", 1e-3)}, **_fake(clock, rounds=3, min_time=0.0))
+    assert not [e for e in clock.log if not isinstance(e, str)]
+
+
+def test_real_clock_gives_positive_figures():
+    c = compare({"sum": lambda: sum(range(50)), "noop": lambda: None}, baseline="sum", rounds=3, min_time=1e-4)
+    assert isinstance(c, Comparison) and list(c.timings) == ["sum", "noop"]
+    for t in c.timings.values():
+        assert len(t.samples) == 3 and t.median > 0 and t.calls_per_sample >= 1
+        assert t.samples[0] * t.calls_per_sample >= 1e-4 * 0.5  # calibrated loop, allowing for clock jitter
+    assert np.isfinite(c["noop"].speedup) and c["noop"].speedup > 0
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(rounds=0), "rounds >= 1"), (dict(rounds=-2), "rounds >= 1"), (dict(rounds=1.5), "rounds"),
+    (dict(rounds=True), "rounds"), (dict(warmup=-1), "warmup >= 0"), (dict(min_time=-1e-3), "min_time"),
+    (dict(min_time=float("nan")), "min_time"), (dict(min_time="1"), "min_time"), (dict(settle=-0.1), "settle"),
+    (dict(settle=float("inf")), "settle"), (dict(baseline="csr"), "baseline 'csr' is not a candidate"),
+    (dict(timer=None), "callable timer"), (dict(sleep=0.1), "callable timer and sleep"),
+])
+def test_bad_arguments_raise_timing_errors(kwargs, match):
+    called = []
+    with pytest.raises(TimingError, match=match) as info:
+        compare({"dense": lambda: called.append(1)}, **kwargs)
+    assert isinstance(info.value, SparsenetError) and isinstance(info.value, ValueError)
+    assert not called  # checked before anything runs
+
+
+@pytest.mark.parametrize("candidates,match", [
+    ({}, "non-empty dict"), ([lambda: None], "non-empty dict"), (None, "non-empty dict"),
+    ({"a": 3}, "candidate 'a' is not callable"), ({1: lambda: None}, "names as strings"),
+])
+def test_bad_candidates_raise_timing_errors(candidates, match):
+    with pytest.raises(TimingError, match=match):
+        compare(candidates)
+
+
+def test_time_call_checks_its_arguments_too():
+    with pytest.raises(TimingError, match="rounds >= 1"):
+        time_call(lambda: None, rounds=0)
+    with pytest.raises(TimingError, match="not callable"):
+        time_call(42)
+
+
+def test_speedups_without_a_baseline_is_an_error():
+    clock = FakeClock()
+    c = compare({"a": clock.work("a", 1.0)}, **_fake(clock, rounds=1, min_time=0.0))
+    assert c["a"].speedup is None and c["a"].speedups is None
+    with pytest.raises(TimingError, match="no baseline"):
+        c.speedups()
