@@ -14,9 +14,10 @@ from sparsenet import SGD, SoftmaxCrossEntropy
 from sparsenet.errors import SparsenetError
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
-from fake_clock import FakeClock
 from sparsenet.prune.compiler import compile_model, format_spec_of, parse_format_spec
 from sparsenet.prune.masks import apply_masks
+
+from fake_clock import FakeClock, MeteredConv2d, MeteredLinear, MeteredSequential
 
 
 def _no_pause(seconds):
@@ -25,50 +26,6 @@ def _no_pause(seconds):
 
 FIXED_SPECS = ["dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1", "bsr1x4", "bsr2x3"]
 FAST = dict(repeats=1, min_time=0.0, sleep=_no_pause)  # real timings in tests: as short as possible
-
-
-# -- layers that cost fake seconds ----------------------------------------------------------------------
-
-class _Metered:
-    """Test layer mix-in: each forward runs for real, then costs `cost(spec)` fake seconds on `clock`
-    (spec: the weight's format spec, e.g. 'csr') and logs the spec there; `calls` records each call."""
-
-    def meter(self, clock, cost, calls=None):
-        self.clock, self.cost, self.calls = clock, cost, calls
-        return self
-
-    def forward(self, x):
-        out = super().forward(x)
-        spec = format_spec_of(self.weight)
-        if self.calls is not None:
-            self.calls.append(dict(spec=spec, layer=self.name, nbytes=self.weight.nbytes, shape=np.shape(x),
-                                   dtype=np.asarray(x).dtype))
-        self.clock.log.append(spec)
-        self.clock.advance(self.cost(spec) if callable(self.cost) else self.cost[spec])
-        return out
-
-
-class MeteredLinear(_Metered, Linear):
-    pass
-
-
-class MeteredConv2d(_Metered, Conv2d):
-    pass
-
-
-class MeteredSequential(Sequential):
-    """A model whose forward costs `cost(model)` fake seconds in all, whatever its layers cost alone:
-    layers can interact in a model (BLAS and Numba threads competing for the cores)."""
-
-    def meter(self, clock, cost):
-        self.clock, self.cost = clock, cost
-        return self
-
-    def forward(self, x):
-        start = self.clock.now
-        out = super().forward(x)
-        self.clock.now = start + self.cost(self)
-        return out
 
 
 def _metered_layer(clock, cost, calls=None, shape=(48, 32)):

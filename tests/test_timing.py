@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from fake_clock import FakeClock
 from sparsenet.errors import SparsenetError, TimingError
 from sparsenet.timing import Comparison, Timing, compare, time_call
+
+from fake_clock import FakeClock
 
 
 def _fake(clock, **kw):
@@ -159,3 +160,60 @@ def test_speedups_without_a_baseline_is_an_error():
     assert c["a"].speedup is None and c["a"].speedups is None
     with pytest.raises(TimingError, match="no baseline"):
         c.speedups()
+
+
+# -- callers: the figures they report come from the primitive ------------------------------------------
+
+def _ms_sequence(*ms):
+    return iter([m * 1e-3 for m in ms])
+
+
+def test_bench_reports_medians_and_the_median_of_per_round_ratios():
+    from fake_clock import MeteredLinear
+    from sparsenet.bench import bench_model
+    from sparsenet.nn import Sequential
+    from sparsenet.prune.compiler import compile_model
+    from sparsenet.timing import SETTLE_SECONDS
+
+    clock = FakeClock()
+    # per format: warm-up, calibration (1 call >= min_time), then the rounds' samples
+    costs = {"dense": _ms_sequence(9, 9, 2, 1, 10), "csr": _ms_sequence(9, 9, 1, 2, 5)}
+    model = Sequential(MeteredLinear(8, 4, seed=0).meter(clock, lambda spec: next(costs[spec])))
+    model.input_shape = (8,)
+    compile_model(model, "csr")
+    out = bench_model(model, batches=(1,), repeats=3, min_time=1e-3, timer=clock, sleep=clock.sleep)
+    (row,) = out["batches"]
+    assert row["dense_ms"] == pytest.approx(2.0) and row["model_ms"] == pytest.approx(2.0)
+    assert row["speedup"] == pytest.approx(2.0)  # ratios 2, 0.5, 2; the ratio of medians would be 1
+    assert row["speedup_range"] == pytest.approx([0.5, 2.0]) and row["rounds"] == 3
+    assert clock.calls() == ["dense"] * 2 + ["csr"] * 2 + ["dense", "csr", "csr", "dense", "dense", "csr"]
+    assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8  # before each
+
+
+class _FakeModel:
+    """Stands in for a model in the sweep's latency phase: each forward costs fake seconds."""
+
+    def __init__(self, clock, name, cost):
+        self.run = clock.work(name, cost)
+
+    def eval(self):
+        return self
+
+    def forward(self, x):
+        self.run()
+
+
+def test_sweep_latency_reports_medians_and_the_median_of_per_round_ratios():
+    from sparsenet.sweep.timing import measure_point
+    from sparsenet.timing import SETTLE_SECONDS
+
+    clock = FakeClock()
+    dense = _FakeModel(clock, "dense", [0.0, 1.0, 2.0, 1.0, 10.0])
+    compiled = _FakeModel(clock, "compiled", [0.0, 1.0, 1.0, 2.0, 5.0])
+    out = measure_point(dense, compiled, np.zeros((4, 3)), batch_sizes=(64,), repeats=3, min_time=0.5,
+                        timer=clock, sleep=clock.sleep)
+    assert set(out) == {64} and out[64]["batch"] == 4  # x is shorter than the batch size
+    assert out[64]["dense_s"] == pytest.approx(2.0) and out[64]["compiled_s"] == pytest.approx(2.0)
+    assert out[64]["speedup"] == pytest.approx(2.0) and out[64]["speedup_range"] == pytest.approx([0.5, 2.0])
+    assert clock.calls()[4:] == ["dense", "compiled", "compiled", "dense", "dense", "compiled"]
+    assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8
