@@ -193,7 +193,8 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
     a candidate within `_NOISE` of it and holding fewer bytes is preferred.
     """
     candidates = {_spec(name, bs): _convert(values, pattern, name, bs) for name, bs in _candidates(pattern, blocksizes)}
-    fns = {spec: (lambda trial=_with_weight(layer, weight): trial.forward(x)) for spec, (weight, _) in candidates.items()}
+    fns = {spec: (lambda trial=_with_weight(layer, weight): trial.forward(x))
+           for spec, (weight, _) in candidates.items()}
     settle = _BLAS_SETTLE if len(fns) > 1 else 0.0  # dense alone: no other pool to wait for
     measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=settle, **clock)
     speedups = measured.speedups()
