@@ -25,7 +25,7 @@ def test_rounds_rotate_the_order():
     clock = FakeClock()
     fns = {n: clock.work(n, 1e-3) for n in "abc"}
     compare(fns, **_fake(clock, rounds=4, min_time=0.0, warmup=1))
-    warm_and_calibrate = ["a", "a", "b", "b", "c", "c"]  # one warm-up call, one calibration sample of 1 call
+    warm_and_calibrate = ["a"] * 3 + ["b"] * 3 + ["c"] * 3  # one warm-up call, two calibration tries of 1 call
     rounds = ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
     assert clock.calls() == warm_and_calibrate + rounds
 
@@ -34,16 +34,16 @@ def test_two_candidates_alternate():
     clock = FakeClock()
     compare({"dense": clock.work("dense", 1e-3), "csr": clock.work("csr", 1e-3)},
             **_fake(clock, rounds=5, min_time=0.0, warmup=0))
-    assert clock.calls()[2:] == ["dense", "csr", "csr", "dense", "dense", "csr", "csr", "dense", "dense", "csr"]
+    assert clock.calls()[4:] == ["dense", "csr", "csr", "dense", "dense", "csr", "csr", "dense", "dense", "csr"]
 
 
 # -- statistics -----------------------------------------------------------------------------------------
 
 def test_speedup_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
     clock = FakeClock()
-    # call 0 calibrates (min_time 0: one call per sample), calls 1-3 are the rounds' samples
-    base = clock.work("base", [1.0, 1.0, 2.0, 10.0])
-    cand = clock.work("cand", [1.0, 2.0, 1.0, 5.0])
+    # calls 0-1 calibrate (min_time 0: one call per sample), calls 2-4 are the rounds' samples
+    base = clock.work("base", [1.0, 1.0, 1.0, 2.0, 10.0])
+    cand = clock.work("cand", [1.0, 1.0, 2.0, 1.0, 5.0])
     c = compare({"base": base, "cand": cand}, baseline="base", **_fake(clock, rounds=3, min_time=0.0, warmup=0))
     assert c["base"].samples == (1.0, 2.0, 10.0) and c["cand"].samples == (2.0, 1.0, 5.0)
     assert c["cand"].speedups == (0.5, 2.0, 2.0)
@@ -56,8 +56,8 @@ def test_speedup_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
 
 def test_median_and_spread_over_rounds():
     clock = FakeClock()
-    # call 0 warms up, call 1 calibrates (one call per sample since min_time is 0), calls 2-6 are the rounds
-    fn = clock.work("f", [0.0, 0.0, 3.0, 1.0, 5.0, 2.0, 4.0])
+    # call 0 warms up, calls 1-2 calibrate (one call per sample since min_time is 0), calls 3-7 are the rounds
+    fn = clock.work("f", [0.0, 0.0, 0.0, 3.0, 1.0, 5.0, 2.0, 4.0])
     t = time_call(fn, **_fake(clock, rounds=5, min_time=0.0, warmup=1))
     assert isinstance(t, Timing)
     assert t.samples == (3.0, 1.0, 5.0, 2.0, 4.0)
@@ -71,10 +71,18 @@ def test_calibration_makes_each_sample_last_min_time():
     clock = FakeClock()
     c = compare({"fast": clock.work("fast", 1e-4), "slow": clock.work("slow", 5e-3)},
                 **_fake(clock, rounds=3, min_time=1e-3, warmup=0))
-    # 1 call takes 0.1 ms < 1 ms: scaled to ceil(1.2 * 1 ms / 0.1 ms) = 12 calls; 5 ms needs no loop
+    # 1 call takes 0.1 ms < 1 ms: scaled to ceil(1.2 * 1 ms / 0.1 ms) = 12 calls, tried twice; 5 ms
+    # needs no loop (tried twice too)
     assert c["fast"].calls_per_sample == 12 and c["slow"].calls_per_sample == 1
     assert c["fast"].samples == pytest.approx((1e-4,) * 3) and c["slow"].samples == pytest.approx((5e-3,) * 3)
-    assert clock.calls().count("fast") == 1 + 12 + 3 * 12
+    assert clock.calls().count("fast") == 1 + 12 + 12 + 3 * 12 and clock.calls().count("slow") == 2 + 3
+
+
+def test_a_preempted_calibration_try_does_not_end_the_calibration():
+    clock = FakeClock()
+    # the first try (1 call) is preempted for 4 ms; its repeat shows the call takes 0.1 ms
+    t = time_call(clock.work("f", [4e-3] + [1e-4] * 100), **_fake(clock, rounds=1, min_time=1e-3, warmup=0))
+    assert t.calls_per_sample == 12 and t.samples == pytest.approx((1e-4,))
 
 
 def test_calibration_doubles_at_least_and_stops_at_a_cap():
@@ -87,7 +95,7 @@ def test_calibration_doubles_at_least_and_stops_at_a_cap():
 
 def test_a_sample_of_zero_seconds_gives_an_infinite_or_undefined_ratio():
     clock = FakeClock()
-    c = compare({"b": clock.work("b", [0.0, 1.0, 0.0]), "z": clock.work("z", 0.0)}, baseline="b",
+    c = compare({"b": clock.work("b", [0.0, 0.0, 1.0, 0.0]), "z": clock.work("z", 0.0)}, baseline="b",
                 **_fake(clock, rounds=2, min_time=0.0, warmup=0))
     assert c["z"].speedups[0] == math.inf and math.isnan(c["z"].speedups[1])
 
@@ -96,13 +104,15 @@ def test_a_sample_of_zero_seconds_gives_an_infinite_or_undefined_ratio():
 
 def test_settle_sleeps_before_each_warm_up_and_each_sample_outside_the_timed_region():
     clock = FakeClock()
-    c = compare({"a": clock.work("a", 1e-3), "b": clock.work("b", 2e-3)}, baseline="a",
+    # a's first call after each pause is slow (its pool wakes up): it must not be timed
+    a_costs = [1e-3] * 3 + [9.0, 1e-3] * 3
+    c = compare({"a": clock.work("a", a_costs), "b": clock.work("b", 2e-3)}, baseline="a",
                 **_fake(clock, rounds=3, min_time=0.0, warmup=1, settle=0.5))
     s = ("sleep", 0.5)
-    prelude = [s, "a", "a", s, "b", "b"]
-    rounds = [s, "a", s, "b", s, "b", s, "a", s, "a", s, "b"]
+    prelude = [s, "a", "a", "a", s, "b", "b", "b"]  # pause, warm-up, calibration (two tries)
+    rounds = [s, "a", "a", s, "b", "b", s, "b", "b", s, "a", "a", s, "a", "a", s, "b", "b"]  # pause, wake, sample
     assert clock.log == prelude + rounds
-    assert c["a"].samples == pytest.approx((1e-3,) * 3)  # the pauses are not timed
+    assert c["a"].samples == pytest.approx((1e-3,) * 3)  # neither the pauses nor the wake-up calls are timed
     assert c["b"].speedup == pytest.approx(0.5)
 
 
@@ -176,8 +186,9 @@ def test_bench_reports_medians_and_the_median_of_per_round_ratios():
     from sparsenet.timing import SETTLE_SECONDS
 
     clock = FakeClock()
-    # per format: warm-up, calibration (1 call >= min_time), then the rounds' samples
-    costs = {"dense": _ms_sequence(9, 9, 2, 1, 10), "csr": _ms_sequence(9, 9, 1, 2, 5)}
+    # per format: warm-up, calibration (two tries of 1 call >= min_time), then per round a wake-up call
+    # after the pause and the sample
+    costs = {"dense": _ms_sequence(9, 9, 9, 9, 2, 9, 1, 9, 10), "csr": _ms_sequence(9, 9, 9, 9, 1, 9, 2, 9, 5)}
     model = Sequential(MeteredLinear(8, 4, seed=0).meter(clock, lambda spec: next(costs[spec])))
     model.input_shape = (8,)
     compile_model(model, "csr")
@@ -186,7 +197,7 @@ def test_bench_reports_medians_and_the_median_of_per_round_ratios():
     assert row["dense_ms"] == pytest.approx(2.0) and row["model_ms"] == pytest.approx(2.0)
     assert row["speedup"] == pytest.approx(2.0)  # ratios 2, 0.5, 2; the ratio of medians would be 1
     assert row["speedup_range"] == pytest.approx([0.5, 2.0]) and row["rounds"] == 3
-    assert clock.calls() == ["dense"] * 2 + ["csr"] * 2 + ["dense", "csr", "csr", "dense", "dense", "csr"]
+    assert clock.calls() == ["dense"] * 3 + ["csr"] * 3 + ["dense"] * 2 + ["csr"] * 4 + ["dense"] * 4 + ["csr"] * 2
     assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8  # before each
 
 
@@ -208,12 +219,13 @@ def test_sweep_latency_reports_medians_and_the_median_of_per_round_ratios():
     from sparsenet.timing import SETTLE_SECONDS
 
     clock = FakeClock()
-    dense = _FakeModel(clock, "dense", [0.0, 1.0, 2.0, 1.0, 10.0])
-    compiled = _FakeModel(clock, "compiled", [0.0, 1.0, 1.0, 2.0, 5.0])
+    # warm-up, calibration (two tries), then per round a wake-up call after the pause and the sample
+    dense = _FakeModel(clock, "dense", [0.0, 1.0, 1.0, 7.0, 2.0, 7.0, 1.0, 7.0, 10.0])
+    compiled = _FakeModel(clock, "compiled", [0.0, 1.0, 1.0, 7.0, 1.0, 7.0, 2.0, 7.0, 5.0])
     out = measure_point(dense, compiled, np.zeros((4, 3)), batch_sizes=(64,), repeats=3, min_time=0.5,
                         timer=clock, sleep=clock.sleep)
     assert set(out) == {64} and out[64]["batch"] == 4  # x is shorter than the batch size
     assert out[64]["dense_s"] == pytest.approx(2.0) and out[64]["compiled_s"] == pytest.approx(2.0)
     assert out[64]["speedup"] == pytest.approx(2.0) and out[64]["speedup_range"] == pytest.approx([0.5, 2.0])
-    assert clock.calls()[4:] == ["dense", "compiled", "compiled", "dense", "dense", "compiled"]
+    assert clock.calls()[6:] == ["dense"] * 2 + ["compiled"] * 4 + ["dense"] * 4 + ["compiled"] * 2
     assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8
