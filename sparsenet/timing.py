@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import TimingError
 
-__all__ = ["compare", "time_call", "Comparison", "Timing", "settle", "SETTLE_SECONDS"]
+__all__ = ["compare", "time_call", "Comparison", "Timing", "SETTLE_SECONDS"]
 
 
 # OpenBLAS threads spin for up to ~0.1 s after a call; a parallel sparse kernel started meanwhile
@@ -41,11 +41,6 @@ SETTLE_SECONDS = 0.15
 # Upper bound of the calibrated inner loop: a callable too fast for `min_time` even then (a no-op
 # under a coarse clock) is sampled with this many calls rather than looping for ever.
 _MAX_CALLS = 1 << 20
-
-
-def settle(seconds: float = SETTLE_SECONDS) -> None:
-    """Pause so that thread pools still spinning after the previous call (BLAS) go idle."""
-    time.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -250,7 +245,3 @@ def time_call(fn: Callable[[], object], *, rounds: int = 5, min_time: float = 2e
     return compare({"fn": fn}, rounds=rounds, min_time=min_time, warmup=warmup, settle=settle,
                    timer=timer, sleep=sleep)["fn"]
 
-
-def median_time(fn: Callable[[], object], repeats: int = 5, min_time: float = 2e-3) -> float:
-    """Median seconds of one call of `fn` (being replaced by `time_call`)."""
-    return time_call(fn, rounds=max(int(repeats), 1), min_time=min_time).median
