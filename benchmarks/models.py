@@ -186,7 +186,8 @@ def sweep(quick=True, log=print):
 
 
 def summary(records) -> list[str]:
-    lines = ["Speedup over the dense sparsenet model (numpy/OpenBLAS), median, same run; absolute median in ms.", ""]
+    lines = ["Speedup over the dense sparsenet model (numpy/OpenBLAS) in the same run: median of the per-round "
+             "ratios (DeepSparse: ratio of medians, its own process); absolute median in ms.", ""]
     for mname in sorted({r["model"] for r in records}):
         for batch in sorted({r["batch"] for r in records}):
             rows = [r for r in records if r["model"] == mname and r["batch"] == batch]
