@@ -255,8 +255,8 @@ def _write_outputs(results: dict, out_dir: str, repeats: int, echo) -> None:
     path = os.path.join(out_dir, "demo.json")
     with atomic_writer(path, "w") as f:
         json.dump(results, f, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    echo(f"speedups are measured on this machine (median of {repeats} interleaved runs, dense / pruned, "
-         f"formats chosen by measurement for each batch); figures written to {path}")
+    echo(f"speedups are measured on this machine (median of the ratios dense / pruned over {repeats} alternating "
+         f"rounds, formats chosen by measurement for each batch); figures written to {path}")
     if plots.available():
         from .html_report import write_report
 
