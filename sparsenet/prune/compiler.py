@@ -192,7 +192,8 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
     ranked by its speedup over dense (the median of per-round ratios). The fastest wins, except that
     a candidate within `_NOISE` of it and holding fewer bytes is preferred.
     """
-    candidates = {_spec(name, bs): _convert(values, pattern, name, bs) for name, bs in _candidates(pattern, blocksizes)}
+    candidates = {_spec(name, bs): _convert(values, pattern, name, bs)
+                  for name, bs in _candidates(pattern, blocksizes)}
     fns = {spec: (lambda trial=_with_weight(layer, weight): trial.forward(x))
            for spec, (weight, _) in candidates.items()}
     settle = _BLAS_SETTLE if len(fns) > 1 else 0.0  # dense alone: no other pool to wait for
@@ -274,7 +275,7 @@ def compile_model(model: Sequential, formats="auto", *, batch_size: int = 64,
     choices, with every measured layer dense, and with every measured layer in its fastest sparse
     format: plans slower than all-dense beyond the noise band are out, and of the plans as fast as
     the fastest (within 3 %) the smallest wins, so that the compiled model is not slower than dense
-    and, when speed does not decide, smaller. Cost: about (repeats + 3) * min_time + (repeats + 1) *
+    and, when speed does not decide, smaller. Cost: about (repeats + 4) * min_time + (repeats + 1) *
     0.12 s per candidate and per plan (no pause for a layer whose only candidate is dense).
     `timer` and `sleep` are the clock `compare` uses (tests pass a fake one).
 
