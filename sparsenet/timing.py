@@ -41,6 +41,7 @@ SETTLE_SECONDS = 0.15
 # Upper bound of the calibrated inner loop: a callable too fast for `min_time` even then (a no-op
 # under a coarse clock) is sampled with this many calls rather than looping for ever.
 _MAX_CALLS = 1 << 20
+_CALIBRATION_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -151,14 +152,15 @@ def _sample(fn, n: int, timer) -> float:
 
 
 def _calibrate(fn, min_time: float, timer) -> int:
-    """Calls per sample so that one sample lasts at least `min_time` (at most `_MAX_CALLS`). A trial
-    long enough is repeated once and the faster one counts: on a shared machine one preempted trial
-    (a 4 ms scheduler slice for a 40 us call) would otherwise leave the loop at a single call."""
+    """Calls per sample so that one sample lasts at least `min_time` (at most `_MAX_CALLS`). A try
+    long enough is repeated and the fastest of `_CALIBRATION_TRIES` counts: one stalled try (4-7 ms
+    for a 0.03 ms call on the 2-core VM, now and then, just after a pause) would otherwise fix the
+    loop at a single call for every round, and each sample would be one stall-prone call."""
     n = 1
     while True:
         elapsed = _sample(fn, n, timer)
         if elapsed >= min_time:
-            elapsed = min(elapsed, _sample(fn, n, timer))
+            elapsed = min([elapsed] + [_sample(fn, n, timer) for _ in range(_CALIBRATION_TRIES - 1)])
         if elapsed >= min_time or n >= _MAX_CALLS:
             return n
         n = min(_MAX_CALLS, max(2 * n, math.ceil(n * 1.2 * min_time / max(elapsed, 1e-9))))
@@ -177,20 +179,22 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, baseline: str | N
     """Time each of `candidates` ({name: function of no arguments}) in alternating rounds.
 
     Each candidate is called `warmup` times (JIT compilation, caches), then its inner loop is
-    calibrated: n calls per sample, n doubling (or scaled from the last try) until two tries in a
-    row last at least `min_time` seconds. Then `rounds` rounds: in round r the candidates are timed once each,
+    calibrated: n calls per sample, n doubling (or scaled from the last try) until the fastest of
+    three tries lasts at least `min_time` seconds. Then `rounds` rounds: in round r the candidates are timed once each,
     starting at the (r mod k)-th of the k names and wrapping around. With `settle` > 0, `sleep(settle)`
     runs before each candidate's warm-up and before every timed sample, so that thread pools still
     spinning after the previous candidate (OpenBLAS, ~0.1 s) do not slow this one; pass
-    `SETTLE_SECONDS` when a candidate calls BLAS. After each such pause one untimed call precedes
-    the sample: the pause is for the other candidates' pools, and this candidate's own (asleep after
-    0.15 s) should not be woken up inside its sample. `timer` (seconds, monotonic) and `sleep` are
-    the clock: tests pass a fake one.
+    `SETTLE_SECONDS` when a candidate calls BLAS. After each such pause the candidate's loop runs
+    once untimed before its sample: the pause is for the other candidates' pools, and this
+    candidate's own threads, asleep after it, must not be woken inside the sample (measured on the
+    2-core VM: the first call after a 0.12 s pause took ~0.3 ms instead of 0.02 ms, and now and then
+    the first two took 4-7 ms each). `timer` (seconds, monotonic) and `sleep` are the clock: tests
+    pass a fake one.
 
     Returns a `Comparison`: per candidate the per-round samples (seconds per call), their median and
     spread, and with `baseline` (one of the names) the per-round ratios baseline / candidate and
-    their median (`Timing.speedup`). Cost: about (warmup + 2 + rounds) * min_time + (rounds + 1) *
-    settle seconds per candidate, plus one call per round with `settle`. Bad arguments raise
+    their median (`Timing.speedup`). Cost: about (warmup + 4 + rounds) * min_time + (rounds + 1) *
+    settle seconds per candidate, and rounds * min_time more with `settle`. Bad arguments raise
     `TimingError`.
 
     >>> c = compare({"sum": lambda: sum(range(100)), "len": lambda: len("x")}, baseline="sum",
@@ -222,7 +226,7 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, baseline: str | N
         for name in names[k:] + names[:k]:
             if settle:
                 sleep(settle)
-                fns[name]()  # wakes this candidate's own thread pool, idle after the pause
+                _sample(fns[name], calls[name], timer)  # untimed: wakes this candidate's own threads
             samples[name].append(_sample(fns[name], calls[name], timer) / calls[name])
 
     timings = {}

@@ -25,7 +25,7 @@ def test_rounds_rotate_the_order():
     clock = FakeClock()
     fns = {n: clock.work(n, 1e-3) for n in "abc"}
     compare(fns, **_fake(clock, rounds=4, min_time=0.0, warmup=1))
-    warm_and_calibrate = ["a"] * 3 + ["b"] * 3 + ["c"] * 3  # one warm-up call, two calibration tries of 1 call
+    warm_and_calibrate = ["a"] * 4 + ["b"] * 4 + ["c"] * 4  # one warm-up call, three calibration tries of 1 call
     rounds = ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
     assert clock.calls() == warm_and_calibrate + rounds
 
@@ -34,16 +34,16 @@ def test_two_candidates_alternate():
     clock = FakeClock()
     compare({"dense": clock.work("dense", 1e-3), "csr": clock.work("csr", 1e-3)},
             **_fake(clock, rounds=5, min_time=0.0, warmup=0))
-    assert clock.calls()[4:] == ["dense", "csr", "csr", "dense", "dense", "csr", "csr", "dense", "dense", "csr"]
+    assert clock.calls()[6:] == ["dense", "csr", "csr", "dense", "dense", "csr", "csr", "dense", "dense", "csr"]
 
 
 # -- statistics -----------------------------------------------------------------------------------------
 
 def test_speedup_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
     clock = FakeClock()
-    # calls 0-1 calibrate (min_time 0: one call per sample), calls 2-4 are the rounds' samples
-    base = clock.work("base", [1.0, 1.0, 1.0, 2.0, 10.0])
-    cand = clock.work("cand", [1.0, 1.0, 2.0, 1.0, 5.0])
+    # calls 0-2 calibrate (min_time 0: one call per sample), calls 3-5 are the rounds' samples
+    base = clock.work("base", [1.0] * 3 + [1.0, 2.0, 10.0])
+    cand = clock.work("cand", [1.0] * 3 + [2.0, 1.0, 5.0])
     c = compare({"base": base, "cand": cand}, baseline="base", **_fake(clock, rounds=3, min_time=0.0, warmup=0))
     assert c["base"].samples == (1.0, 2.0, 10.0) and c["cand"].samples == (2.0, 1.0, 5.0)
     assert c["cand"].speedups == (0.5, 2.0, 2.0)
@@ -56,8 +56,8 @@ def test_speedup_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
 
 def test_median_and_spread_over_rounds():
     clock = FakeClock()
-    # call 0 warms up, calls 1-2 calibrate (one call per sample since min_time is 0), calls 3-7 are the rounds
-    fn = clock.work("f", [0.0, 0.0, 0.0, 3.0, 1.0, 5.0, 2.0, 4.0])
+    # call 0 warms up, calls 1-3 calibrate (one call per sample since min_time is 0), calls 4-8 are the rounds
+    fn = clock.work("f", [0.0] * 4 + [3.0, 1.0, 5.0, 2.0, 4.0])
     t = time_call(fn, **_fake(clock, rounds=5, min_time=0.0, warmup=1))
     assert isinstance(t, Timing)
     assert t.samples == (3.0, 1.0, 5.0, 2.0, 4.0)
@@ -71,18 +71,20 @@ def test_calibration_makes_each_sample_last_min_time():
     clock = FakeClock()
     c = compare({"fast": clock.work("fast", 1e-4), "slow": clock.work("slow", 5e-3)},
                 **_fake(clock, rounds=3, min_time=1e-3, warmup=0))
-    # 1 call takes 0.1 ms < 1 ms: scaled to ceil(1.2 * 1 ms / 0.1 ms) = 12 calls, tried twice; 5 ms
-    # needs no loop (tried twice too)
+    # 1 call takes 0.1 ms < 1 ms: scaled to ceil(1.2 * 1 ms / 0.1 ms) = 12 calls, tried three times;
+    # 5 ms needs no loop (tried three times too)
     assert c["fast"].calls_per_sample == 12 and c["slow"].calls_per_sample == 1
     assert c["fast"].samples == pytest.approx((1e-4,) * 3) and c["slow"].samples == pytest.approx((5e-3,) * 3)
-    assert clock.calls().count("fast") == 1 + 12 + 12 + 3 * 12 and clock.calls().count("slow") == 2 + 3
+    assert clock.calls().count("fast") == 1 + 3 * 12 + 3 * 12 and clock.calls().count("slow") == 3 + 3
 
 
 def test_a_preempted_calibration_try_does_not_end_the_calibration():
     clock = FakeClock()
-    # the first try (1 call) is preempted for 4 ms; its repeat shows the call takes 0.1 ms
-    t = time_call(clock.work("f", [4e-3] + [1e-4] * 100), **_fake(clock, rounds=1, min_time=1e-3, warmup=0))
-    assert t.calls_per_sample == 12 and t.samples == pytest.approx((1e-4,))
+    # the first try (1 call) stalls for ~4 ms, and the second; the third shows the call takes ~0.12 ms
+    # (powers of 2: the fake clock adds them exactly)
+    call, stall, min_time = 2.0 ** -13, 2.0 ** -8, 2.0 ** -10
+    t = time_call(clock.work("f", [stall, stall] + [call] * 100), **_fake(clock, rounds=1, min_time=min_time, warmup=0))
+    assert t.calls_per_sample == 10 and t.samples == (call,)  # ceil(1.2 * min_time / call) = ceil(9.6)
 
 
 def test_calibration_doubles_at_least_and_stops_at_a_cap():
@@ -95,7 +97,7 @@ def test_calibration_doubles_at_least_and_stops_at_a_cap():
 
 def test_a_sample_of_zero_seconds_gives_an_infinite_or_undefined_ratio():
     clock = FakeClock()
-    c = compare({"b": clock.work("b", [0.0, 0.0, 1.0, 0.0]), "z": clock.work("z", 0.0)}, baseline="b",
+    c = compare({"b": clock.work("b", [0.0, 0.0, 0.0, 1.0, 0.0]), "z": clock.work("z", 0.0)}, baseline="b",
                 **_fake(clock, rounds=2, min_time=0.0, warmup=0))
     assert c["z"].speedups[0] == math.inf and math.isnan(c["z"].speedups[1])
 
@@ -105,15 +107,25 @@ def test_a_sample_of_zero_seconds_gives_an_infinite_or_undefined_ratio():
 def test_settle_sleeps_before_each_warm_up_and_each_sample_outside_the_timed_region():
     clock = FakeClock()
     # a's first call after each pause is slow (its pool wakes up): it must not be timed
-    a_costs = [1e-3] * 3 + [9.0, 1e-3] * 3
+    a_costs = [1e-3] * 4 + [9.0, 1e-3] * 3
     c = compare({"a": clock.work("a", a_costs), "b": clock.work("b", 2e-3)}, baseline="a",
                 **_fake(clock, rounds=3, min_time=0.0, warmup=1, settle=0.5))
     s = ("sleep", 0.5)
-    prelude = [s, "a", "a", "a", s, "b", "b", "b"]  # pause, warm-up, calibration (two tries)
+    prelude = [s] + ["a"] * 4 + [s] + ["b"] * 4  # pause, warm-up, calibration (three tries)
     rounds = [s, "a", "a", s, "b", "b", s, "b", "b", s, "a", "a", s, "a", "a", s, "b", "b"]  # pause, wake, sample
     assert clock.log == prelude + rounds
     assert c["a"].samples == pytest.approx((1e-3,) * 3)  # neither the pauses nor the wake-up calls are timed
     assert c["b"].speedup == pytest.approx(0.5)
+
+
+def test_after_a_pause_the_whole_calibrated_loop_runs_once_untimed():
+    clock = FakeClock()
+    # 2 calls per sample; after each pause, the first two calls are slow (threads waking up)
+    costs = [1e-3] * 8 + [4e-3, 4e-3, 1e-3, 1e-3] * 3  # warm-up 1, calibration tries of 1, 2, 2 and 2 calls
+    t = time_call(clock.work("a", costs), **_fake(clock, rounds=3, min_time=1.5e-3, warmup=1, settle=0.1))
+    assert t.calls_per_sample == 2 and t.samples == pytest.approx((1e-3,) * 3)
+    s = ("sleep", 0.1)
+    assert clock.log == [s] + ["a"] * 8 + ([s] + ["a"] * 4) * 3
 
 
 def test_no_settle_no_sleep():
@@ -186,9 +198,10 @@ def test_bench_reports_medians_and_the_median_of_per_round_ratios():
     from sparsenet.timing import SETTLE_SECONDS
 
     clock = FakeClock()
-    # per format: warm-up, calibration (two tries of 1 call >= min_time), then per round a wake-up call
-    # after the pause and the sample
-    costs = {"dense": _ms_sequence(9, 9, 9, 9, 2, 9, 1, 9, 10), "csr": _ms_sequence(9, 9, 9, 9, 1, 9, 2, 9, 5)}
+    # per format: warm-up, calibration (three tries of 1 call >= min_time), then per round an untimed
+    # call after the pause and the sample
+    costs = {"dense": _ms_sequence(9, 9, 9, 9, 9, 2, 9, 1, 9, 10),
+             "csr": _ms_sequence(9, 9, 9, 9, 9, 1, 9, 2, 9, 5)}
     model = Sequential(MeteredLinear(8, 4, seed=0).meter(clock, lambda spec: next(costs[spec])))
     model.input_shape = (8,)
     compile_model(model, "csr")
@@ -197,7 +210,7 @@ def test_bench_reports_medians_and_the_median_of_per_round_ratios():
     assert row["dense_ms"] == pytest.approx(2.0) and row["model_ms"] == pytest.approx(2.0)
     assert row["speedup"] == pytest.approx(2.0)  # ratios 2, 0.5, 2; the ratio of medians would be 1
     assert row["speedup_range"] == pytest.approx([0.5, 2.0]) and row["rounds"] == 3
-    assert clock.calls() == ["dense"] * 3 + ["csr"] * 3 + ["dense"] * 2 + ["csr"] * 4 + ["dense"] * 4 + ["csr"] * 2
+    assert clock.calls() == ["dense"] * 4 + ["csr"] * 4 + ["dense"] * 2 + ["csr"] * 4 + ["dense"] * 4 + ["csr"] * 2
     assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8  # before each
 
 
@@ -219,13 +232,13 @@ def test_sweep_latency_reports_medians_and_the_median_of_per_round_ratios():
     from sparsenet.timing import SETTLE_SECONDS
 
     clock = FakeClock()
-    # warm-up, calibration (two tries), then per round a wake-up call after the pause and the sample
-    dense = _FakeModel(clock, "dense", [0.0, 1.0, 1.0, 7.0, 2.0, 7.0, 1.0, 7.0, 10.0])
-    compiled = _FakeModel(clock, "compiled", [0.0, 1.0, 1.0, 7.0, 1.0, 7.0, 2.0, 7.0, 5.0])
+    # warm-up, calibration (three tries), then per round an untimed call after the pause and the sample
+    dense = _FakeModel(clock, "dense", [0.0, 1.0, 1.0, 1.0, 7.0, 2.0, 7.0, 1.0, 7.0, 10.0])
+    compiled = _FakeModel(clock, "compiled", [0.0, 1.0, 1.0, 1.0, 7.0, 1.0, 7.0, 2.0, 7.0, 5.0])
     out = measure_point(dense, compiled, np.zeros((4, 3)), batch_sizes=(64,), repeats=3, min_time=0.5,
                         timer=clock, sleep=clock.sleep)
     assert set(out) == {64} and out[64]["batch"] == 4  # x is shorter than the batch size
     assert out[64]["dense_s"] == pytest.approx(2.0) and out[64]["compiled_s"] == pytest.approx(2.0)
     assert out[64]["speedup"] == pytest.approx(2.0) and out[64]["speedup_range"] == pytest.approx([0.5, 2.0])
-    assert clock.calls()[6:] == ["dense"] * 2 + ["compiled"] * 4 + ["dense"] * 4 + ["compiled"] * 2
+    assert clock.calls()[8:] == ["dense"] * 2 + ["compiled"] * 4 + ["dense"] * 4 + ["compiled"] * 2
     assert [e for e in clock.log if isinstance(e, tuple)] == [("sleep", SETTLE_SECONDS)] * 8
