@@ -180,16 +180,16 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, baseline: str | N
 
     Each candidate is called `warmup` times (JIT compilation, caches), then its inner loop is
     calibrated: n calls per sample, n doubling (or scaled from the last try) until the fastest of
-    three tries lasts at least `min_time` seconds. Then `rounds` rounds: in round r the candidates are timed once each,
-    starting at the (r mod k)-th of the k names and wrapping around. With `settle` > 0, `sleep(settle)`
-    runs before each candidate's warm-up and before every timed sample, so that thread pools still
-    spinning after the previous candidate (OpenBLAS, ~0.1 s) do not slow this one; pass
-    `SETTLE_SECONDS` when a candidate calls BLAS. After each such pause the candidate's loop runs
-    once untimed before its sample: the pause is for the other candidates' pools, and this
-    candidate's own threads, asleep after it, must not be woken inside the sample (measured on the
-    2-core VM: the first call after a 0.12 s pause took ~0.3 ms instead of 0.02 ms, and now and then
-    the first two took 4-7 ms each). `timer` (seconds, monotonic) and `sleep` are the clock: tests
-    pass a fake one.
+    three tries lasts at least `min_time` seconds. Then `rounds` rounds: in round r the candidates
+    are timed once each, starting at the (r mod k)-th of the k names and wrapping around. With
+    `settle` > 0, `sleep(settle)` runs before each candidate's warm-up and before every timed sample,
+    so that thread pools still spinning after the previous candidate (OpenBLAS, ~0.1 s) do not slow
+    this one; pass `SETTLE_SECONDS` when a candidate calls BLAS. After each such pause the
+    candidate's loop runs once untimed before its sample: the pause is for the other candidates'
+    pools, and this candidate's own threads, asleep after it, must not be woken inside the sample
+    (measured on the 2-core VM: the first call after a 0.12 s pause took ~0.3 ms instead of 0.02 ms,
+    and now and then the first two took 4-7 ms each). `timer` (seconds, monotonic) and `sleep` are
+    the clock: tests pass a fake one.
 
     Returns a `Comparison`: per candidate the per-round samples (seconds per call), their median and
     spread, and with `baseline` (one of the names) the per-round ratios baseline / candidate and
