@@ -1,5 +1,6 @@
-"""Measurement helpers shared by the benchmarks: pinned threads, warm-up, adaptive repeats, medians,
-cold (rotated copies) vs hot timing, machine information and load checks.
+"""Measurement helpers shared by the benchmarks: pinned threads, `measure` (sparsenet's one timing
+primitive, `sparsenet.timing.compare`, with the benchmarks' settings), cold (rotated copies) vs hot
+timing, machine information and load checks.
 
 Nothing here is imported by the library: speed claims live in benchmarks/, never in unit tests.
 """
@@ -15,6 +16,8 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+
+from sparsenet.timing import SETTLE_SECONDS, compare
 
 COLD_BYTES = 192 << 20  # rotate weight copies totalling at least this much (L3 is 32 MiB)
 
@@ -53,44 +56,22 @@ def threads(n: int):
         numba.set_num_threads(previous)
 
 
-SETTLE_SECONDS = 0.15
+ROUNDS = 7  # alternating rounds per comparison
+MIN_SAMPLE = 2e-3  # seconds per sample, at least
 
 
-def settle() -> None:
-    """Pause so that thread pools that spin after a call (OpenBLAS, torch, onnxruntime, OpenMP) go
-    idle before the next implementation is timed: otherwise their spinning threads steal the cores
-    from it (PERF-NOTES, pitfalls) and the comparison measures that contention, not the code."""
-    time.sleep(SETTLE_SECONDS)
-
-
-def measure(fn, *, min_sample: float = 2e-3, min_repeats: int = 7, max_repeats: int = 25,
-            rel_spread: float = 0.05, budget: float = 3.0) -> dict:
-    """Time `fn()` (one call = one operation): warm-up, then samples of n calls each lasting at least
-    `min_sample`, repeated until the interquartile spread is below `rel_spread` of the median (or
-    `max_repeats` / `budget` seconds). Returns seconds per call: median, min, max, samples, n."""
-    settle()
-    fn()
-    n, t = 1, 0.0
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        t = time.perf_counter() - t0
-        if t >= min_sample or n >= 1 << 16:
-            break
-        n *= 2
-    samples, start = [], time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - t0) / n)
-        if len(samples) >= min_repeats:
-            q1, med, q3 = np.percentile(samples, [25, 50, 75])
-            if (q3 - q1) <= rel_spread * med or len(samples) >= max_repeats or time.perf_counter() - start > budget:
-                break
-    return {"median": float(np.median(samples)), "min": float(np.min(samples)), "max": float(np.max(samples)),
-            "repeats": len(samples), "calls_per_sample": n}
+def measure(candidates: dict, *, baseline: str | None = None, rounds: int = ROUNDS,
+            min_sample: float = MIN_SAMPLE) -> dict[str, dict]:
+    """Time `candidates` ({name: function of no arguments, one call = one operation}) side by side
+    with `sparsenet.timing.compare`: warm-up, a calibrated loop (samples of at least `min_sample`
+    seconds), `rounds` rounds in rotating order. Before every sample the harness pauses
+    `SETTLE_SECONDS` (0.15 s, as it always has before each implementation): thread pools that spin
+    after a call (OpenBLAS, torch, onnxruntime, OpenMP) would otherwise steal the cores from the
+    next candidate (PERF-NOTES, pitfalls) and the comparison would measure that contention, not the
+    code. Returns {name: `Timing.to_dict()`}: seconds per call (median, min, max, q1, q3 over
+    rounds), and with `baseline` "speedup", the median of the per-round ratios baseline / candidate."""
+    c = compare(candidates, baseline=baseline, rounds=rounds, min_time=min_sample, settle=SETTLE_SECONDS)
+    return {name: t.to_dict() for name, t in c.timings.items()}
 
 
 def rotating(make_copy, nbytes_one: int):

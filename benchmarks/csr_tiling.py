@@ -5,8 +5,9 @@ gathers from (`X_PANEL_BYTES`) and the rows per parallel task (`ROW_CHUNK`).
 
 4096 x 4096 at 90 % (uniform random pattern), batch 64, weights hot (the kernel is bound by the
 gathers from x, not by the 10 MB of weights). Every configuration runs the library's own inner
-loops (`sparsenet.kernels._csr_tiles.csr_rows_f32`) under a parallel driver defined here, in
-alternating rounds; printed are medians over rounds, in ms, and the ratio to the shipped sizes.
+loops (`sparsenet.kernels._csr_tiles.csr_rows_f32`) under a parallel driver defined here, all
+configurations side by side in alternating rounds (`_harness.measure`); printed are medians over
+rounds, in ms, and the speedup over the shipped sizes (median of the per-round ratios).
 The last row is `csr_spmm`, the kernel without register tiles (used for float64), for comparison.
 """
 
@@ -46,23 +47,19 @@ def main(argv=None):
     shipped = (_csr_tiles.X_PANEL_BYTES, _csr_tiles.ROW_CHUNK)
     configs = [(kib << 10, rows) for kib in (16, 32, 64, 128, 256, 1024) for rows in (32, 64, 256)]
     configs = sorted(set(configs) | {shipped})
-    times = {c: [] for c in configs}
-    untiled = []
+    names = {c: f"{c[0] >> 10} KiB x {c[1]} rows" for c in configs}
+    candidates = {names[c]: (lambda c=c: _driver(w.data, w.indices, w.indptr, x, out, *c)) for c in configs}
+    candidates["csr_spmm"] = lambda: csr_spmm(w.data, w.indices, w.indptr, x, out)
     with threads(args.threads):
-        for _ in range(args.rounds):
-            for c in configs:
-                times[c].append(measure(lambda c=c: _driver(w.data, w.indices, w.indptr, x, out, *c),
-                                        budget=1)["median"])
-            untiled.append(measure(lambda: csr_spmm(w.data, w.indices, w.indptr, x, out), budget=1)["median"])
-    base = np.median(times[shipped])
+        timed = measure(candidates, baseline=names[shipped], rounds=args.rounds)
     print(f"shipped: X_PANEL_BYTES = {shipped[0] >> 10} KiB, ROW_CHUNK = {shipped[1]}")
-    print("| x panel (KiB) | rows per task | ms | time / shipped |")
+    print("| x panel (KiB) | rows per task | ms | speedup over shipped |")
     print("|---|---|---|---|")
     for c in configs:
-        t = np.median(times[c])
-        print(f"| {c[0] >> 10} | {c[1]} | {t * 1e3:.2f} | {t / base:.2f} |")
-    t = np.median(untiled)
-    print(f"| csr_spmm: sums in out, no panels | | {t * 1e3:.2f} | {t / base:.2f} |")
+        r = timed[names[c]]
+        print(f"| {c[0] >> 10} | {c[1]} | {r['median'] * 1e3:.2f} | {r['speedup']:.2f} |")
+    r = timed["csr_spmm"]
+    print(f"| csr_spmm: sums in out, no panels | | {r['median'] * 1e3:.2f} | {r['speedup']:.2f} |")
 
 
 if __name__ == "__main__":

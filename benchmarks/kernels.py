@@ -3,11 +3,15 @@
 Each configuration (shape, sparsity, batch, threads) times, in the same run: numpy dense (OpenBLAS),
 sparsenet CSR (unstructured pruning), sparsenet BSR (block-pruned to the same overall sparsity, several
 block shapes), int8-valued variants when available, scipy.sparse CSR, and torch dense / torch.sparse
-CSR when torch is installed. Weights are cold (rotated copies totalling >= 192 MiB, more than L3)
-unless `hot` is set. The reported speedup is dense median / format median in the same configuration.
+CSR when torch is installed. Weights are cold (rotated copies totalling >= 192 MiB, more than L3,
+per implementation: about 2 GiB alive at once) unless `hot` is set. The implementations of one
+configuration are timed side by side in alternating rounds (`_harness.measure`); the reported
+speedup is the median of the per-round ratios numpy dense / implementation.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -51,28 +55,28 @@ def _quantized(fmt):
     return QCSR.from_float(fmt) if isinstance(fmt, sn.CSR) and not isinstance(fmt, sn.BSR) else QBSR.from_float(fmt)
 
 
-def _time_sparsenet(fmt, x, hot):
+def _sparsenet_call(fmt, x, hot):
     if hot:
-        return measure(lambda: fmt.matmul(x))
+        return lambda: fmt.matmul(x)
     nxt, _ = rotating(lambda: _copy_fmt(fmt), fmt.nbytes)
-    return measure(lambda: nxt().matmul(x))
+    return lambda: nxt().matmul(x)
 
 
-def _time_dense(w, x, hot):
+def _dense_call(w, x, hot):
     if hot:
-        return measure(lambda: w @ x)
+        return lambda: w @ x
     nxt, _ = rotating(lambda: w.copy(), w.nbytes)
-    return measure(lambda: nxt() @ x)
+    return lambda: nxt() @ x
 
 
 def _peers(w, x, hot, n_threads):
-    """scipy CSR and (if installed) torch dense and torch.sparse CSR, same weights and input."""
+    """{name: call}: scipy CSR and (if installed) torch dense and torch.sparse CSR, same weights and input."""
     import scipy.sparse as sp
 
     out = {}
     m = sp.csr_array(w)
     nxt, _ = rotating(lambda: m.copy(), m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
-    out["scipy-csr"] = measure((lambda: m @ x) if hot else (lambda: nxt() @ x))
+    out["scipy-csr"] = (lambda: m @ x) if hot else (lambda: nxt() @ x)
     try:
         import torch
     except ImportError:
@@ -81,10 +85,17 @@ def _peers(w, x, hot, n_threads):
     tx = torch.from_numpy(x)
     td = torch.from_numpy(w)
     ts = td.to_sparse_csr()
-    with torch.inference_mode():
-        out["torch-dense"] = measure(lambda: td @ tx)
-        out["torch-csr"] = measure(lambda: ts @ tx)
+    out["torch-dense"] = lambda: td @ tx
+    out["torch-csr"] = lambda: ts @ tx
     return out
+
+
+def _torch_inference():
+    try:
+        import torch
+    except ImportError:
+        return nullcontext()
+    return torch.inference_mode()
 
 
 def sweep(shapes, sparsities, batches, thread_counts, blocksizes=((4, 4), (8, 1), (16, 1)), hot=False,
@@ -107,12 +118,14 @@ def sweep(shapes, sparsities, batches, thread_counts, blocksizes=((4, 4), (8, 1)
                 x = rng.standard_normal((shape[1], batch)).astype(np.float32)
                 for t in thread_counts:
                     with threads(t):
-                        dense = _time_dense(w, x, hot)
-                        results = {"numpy-dense": dense}
+                        calls = {"numpy-dense": _dense_call(w, x, hot)}
                         for name, fmt in formats.items():
-                            results[name] = _time_sparsenet(fmt, x, hot)
+                            calls[name] = _sparsenet_call(fmt, x, hot)
                         if peers and s > 0:
-                            results.update(_peers(w, x, hot, t))
+                            calls.update(_peers(w, x, hot, t))
+                        with _torch_inference():
+                            results = measure(calls, baseline="numpy-dense")
+                        del calls  # frees the rotated copies
                     for impl, r in results.items():
                         fmt = formats.get(impl)
                         nbytes = fmt.nbytes if fmt is not None else w.nbytes
@@ -120,8 +133,7 @@ def sweep(shapes, sparsities, batches, thread_counts, blocksizes=((4, 4), (8, 1)
                         rec = {"shape": list(shape), "sparsity": s, "batch": batch, "threads": t, "impl": impl,
                                "cold": not hot, "weight_bytes": int(nbytes), "nnz": int(nnz),
                                "bytes_moved": int(nbytes + x.nbytes + shape[0] * batch * 4),
-                               "flops": 2 * int(nnz) * batch, **r,
-                               "speedup_vs_numpy": dense["median"] / r["median"]}
+                               "flops": 2 * int(nnz) * batch, **r, "speedup_vs_numpy": r["speedup"]}
                         yield rec
                     log(f"{shape} s={s} b={batch} t={t}: " + ", ".join(
-                        f"{k} {dense['median'] / v['median']:.2f}x" for k, v in results.items() if k != "numpy-dense"))
+                        f"{k} {v['speedup']:.2f}x" for k, v in results.items() if k != "numpy-dense"))

@@ -4,12 +4,15 @@ Models: the zoo (LeNet-300-100 and the CNN on 8x8 digits inputs) and an MLP 1024
 with random weights. Variants: dense; unstructured 50 % and 90 % (magnitude, layer scope) compiled
 automatically (measured formats) and to CSR; block 4x4 90 % to BSR; 2:4; 50 % of hidden neurons
 removed. Peers: onnxruntime and torch (dense), and DeepSparse 1.8 (through its own venv) on the same
-exported pruned ONNX model. Speedups of sparsenet variants are dense median / variant median with the
-two timed in alternating rounds; peers are timed once after the dense model.
+exported pruned ONNX model. The dense model, every sparsenet variant and the in-process peers
+(onnxruntime, torch) are timed side by side in alternating rounds (`_harness.measure`); their speedup
+is the median of the per-round ratios dense / variant. DeepSparse runs in its own process with its own
+loop (`peers/deepsparse_runner.py`): its speedup is the dense median / its median.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -54,29 +57,14 @@ def variants(model, batch):
     return out
 
 
-def _time_model(model, x):
+def _forward(model, x):
     model.eval()
 
     def run():
         with no_grad():
             model.forward(x)
 
-    return measure(run, budget=4)
-
-
-def _paired(dense, variant, x, rounds: int = 5):
-    """The variant's timing and its speedup over dense, both timed in alternating rounds so that a
-    slow drift of this shared machine (seen: 15 % within a minute at 2 threads) hits both alike.
-    The speedup is the median of the per-round ratios (with 3 rounds and a ratio of medians, a
-    model identical to dense once came out at 0.93x)."""
-    td, tv = [], []
-    for _ in range(rounds):
-        td.append(_time_model(dense, x)["median"])
-        r = _time_model(variant, x)
-        tv.append(r["median"])
-    r = dict(r, median=float(np.median(tv)), min=float(min(tv)), max=float(max(tv)), rounds=rounds,
-             round_ratios=[float(a / b) for a, b in zip(td, tv)])
-    return r, float(np.median(r["round_ratios"]))
+    return run
 
 
 def _onnxruntime(model, x, n_threads, tmp):
@@ -92,7 +80,7 @@ def _onnxruntime(model, x, n_threads, tmp):
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return measure(lambda: sess.run(None, {name: x}), budget=4)
+    return lambda: sess.run(None, {name: x})
 
 
 def _torch(model, x, n_threads):
@@ -117,8 +105,15 @@ def _torch(model, x, n_threads):
     net = torch.nn.Sequential(*layers).eval()
     torch.set_num_threads(n_threads)
     tx = torch.from_numpy(x)
-    with torch.inference_mode():
-        return measure(lambda: net(tx), budget=4)
+    return lambda: net(tx)  # timed inside torch.inference_mode (`_torch_inference`)
+
+
+def _torch_inference():
+    try:
+        import torch
+    except ImportError:
+        return contextlib.nullcontext()
+    return torch.inference_mode()
 
 
 def _deepsparse(model, batch, n_threads, tmp):
@@ -158,22 +153,30 @@ def sweep(quick=True, log=print):
                 for t in thread_counts:
                     with threads(t):
                         built = variants(model, batch)  # 'auto' measures under the same thread count
-                        base = _time_model(model, x)
-                        for vname, vm in built:
-                            if vname == "dense":
-                                r, ratio = base, 1.0
-                            else:
-                                r, ratio = _paired(model, vm, x)
-                            records.append({"model": mname, "variant": vname, "batch": batch, "threads": t,
-                                            **r, "speedup_vs_dense": ratio,
-                                            "formats": [type(l.weight).__name__ for l in vm.layers if hasattr(l, "weight")]})
-                        peers = {"onnxruntime dense": _onnxruntime(model, x, t, tmp), "torch dense": _torch(model, x, t)}
                         pruned90 = dict(built)["unstructured 90% csr"]
-                        peers["onnxruntime 90% (zeros in dense)"] = _onnxruntime(pruned90, x, t, tmp)
+                        calls = {vname: _forward(vm, x) for vname, vm in built}
+                        peers = {"onnxruntime dense": _onnxruntime(model, x, t, tmp),
+                                 "torch dense": _torch(model, x, t),
+                                 "onnxruntime 90% (zeros in dense)": _onnxruntime(pruned90, x, t, tmp)}
+                        calls.update((p, c) for p, c in peers.items() if callable(c))
+                        # alternating rounds, the speedup a median of per-round ratios: the 2-thread
+                        # dense timing of this VM drifted by 15 % within a minute, and with 3 rounds
+                        # and a ratio of medians a model identical to dense once came out at 0.93x
+                        with _torch_inference():
+                            timed = measure(calls, baseline="dense")
+                        base = timed["dense"]
+                        for vname, vm in built:
+                            formats = [type(l.weight).__name__ for l in vm.layers if hasattr(l, "weight")]
+                            records.append({"model": mname, "variant": vname, "batch": batch, "threads": t,
+                                            **timed[vname], "speedup_vs_dense": timed[vname]["speedup"],
+                                            "formats": formats})
+                        peers = {p: timed[p] if callable(c) else c for p, c in peers.items()}
                     peers["deepsparse 90%"] = _deepsparse(pruned90, batch, t, tmp)
                     for pname, r in peers.items():
                         rec = {"model": mname, "variant": pname, "batch": batch, "threads": t, **r}
-                        if "median" in r:
+                        if "speedup" in r:
+                            rec["speedup_vs_dense"] = r["speedup"]
+                        elif "median" in r:  # timed in its own process: not paired with dense
                             rec["speedup_vs_dense"] = base["median"] / r["median"]
                         records.append(rec)
                     log(f"{mname} b={batch} t={t}: " + ", ".join(
@@ -183,7 +186,8 @@ def sweep(quick=True, log=print):
 
 
 def summary(records) -> list[str]:
-    lines = ["Speedup over the dense sparsenet model (numpy/OpenBLAS), median, same run; absolute median in ms.", ""]
+    lines = ["Speedup over the dense sparsenet model (numpy/OpenBLAS) in the same run: median of the per-round "
+             "ratios (DeepSparse: ratio of medians, its own process); absolute median in ms.", ""]
     for mname in sorted({r["model"] for r in records}):
         for batch in sorted({r["batch"] for r in records}):
             rows = [r for r in records if r["model"] == mname and r["batch"] == batch]

@@ -27,11 +27,11 @@ def _read_sum(a):
 def bandwidth(n_threads: int, nbytes: int = 512 << 20) -> dict:
     """Read bandwidth (GB/s) of a Numba prange sum and of numpy's OpenBLAS sgemv, best of both."""
     a = np.ones(nbytes // 4, dtype=np.float32)
+    w = np.ones((8192, 8192), dtype=np.float32)  # 256 MiB
+    x = np.ones(8192, dtype=np.float32)
     with threads(n_threads):
-        t_numba = measure(lambda: _read_sum(a), min_repeats=5, budget=5)["median"]
-        w = np.ones((8192, 8192), dtype=np.float32)  # 256 MiB
-        x = np.ones(8192, dtype=np.float32)
-        t_gemv = measure(lambda: w @ x, min_repeats=5, budget=5)["median"]
+        timed = measure({"numba": lambda: _read_sum(a), "sgemv": lambda: w @ x}, rounds=5)
+    t_numba, t_gemv = timed["numba"]["median"], timed["sgemv"]["median"]
     numba_gbs, gemv_gbs = a.nbytes / t_numba / 1e9, w.nbytes / t_gemv / 1e9
     return {"threads": n_threads, "numba_read_GBs": numba_gbs, "sgemv_GBs": gemv_gbs,
             "GBs": max(numba_gbs, gemv_gbs)}
@@ -42,7 +42,7 @@ def peak_flops(n_threads: int, n: int = 2048) -> dict:
     a = np.ones((n, n), dtype=np.float32)
     b = np.ones((n, n), dtype=np.float32)
     with threads(n_threads):
-        t = measure(lambda: a @ b, min_repeats=5, budget=5)["median"]
+        t = measure({"sgemm": lambda: a @ b}, rounds=5)["sgemm"]["median"]
     return {"threads": n_threads, "GFLOPs": 2 * n ** 3 / t / 1e9}
 
 

@@ -126,7 +126,8 @@ def main(argv=None):
     for t, r in out["roofline"].items():
         lines.append(f"- {t} thread(s): read bandwidth {r['GBs']:.1f} GB/s (numba {r['numba_read_GBs']:.1f}, "
                      f"sgemv {r['sgemv_GBs']:.1f}); SGEMM {r['GFLOPs']:.0f} GFLOP/s")
-    lines += ["", "## Kernels", "", "Cells: speedup over numpy dense in the same run (median of repeats); "
+    lines += ["", "## Kernels", "", "Cells: speedup over numpy dense in the same run (median of the per-round ratios, "
+              "all implementations timed in alternating rounds); "
               "batch 1 adds the fraction of the bandwidth roofline reached, batch >= 64 the fraction of SGEMM peak."]
     lines += _summary_kernels(out["kernels"], out["roofline"])
     if args.models:

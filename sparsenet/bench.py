@@ -2,13 +2,16 @@
 command is `sparsenet.cli.bench`).
 
 The dense equivalent has the same layers with every weight stored dense (pruned entries as zeros):
-what a framework that keeps zeros in dense tensors would run. Figures are medians of repeats in this
-process; the machine's load is recorded (CPU pressure) so a noisy run can be recognised.
+what a framework that keeps zeros in dense tensors would run. The two are timed side by side in
+alternating rounds (`sparsenet.timing.compare`) in this process: times are medians over the rounds,
+the speedup is the median of the per-round ratios; the machine's load is recorded (CPU pressure) so
+a noisy run can be recognised.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 
@@ -16,7 +19,7 @@ from .errors import ConfigError
 from .formats import Dense
 from .nn import no_grad
 from .nn._weighted import WeightedLayer
-from .timing import median_time, settle
+from .timing import SETTLE_SECONDS, compare
 
 __all__ = ["dense_equivalent", "bench_model"]
 
@@ -38,8 +41,14 @@ def _pressure():
         return None
 
 
-def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5e-3, seed: int = 0) -> dict:
-    """Median forward time of `model` and of its dense equivalent at each batch size, in one run."""
+def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5e-3, seed: int = 0,
+                timer=time.perf_counter, sleep=time.sleep) -> dict:
+    """Forward time of `model` and of its dense equivalent at each batch size, in one run.
+
+    Per batch size: `repeats` alternating rounds of one sample each (at least `min_time` seconds),
+    a pause before every sample; "model_ms" and "dense_ms" are medians over the rounds, "speedup"
+    the median of the per-round ratios dense / model, "speedup_range" their min and max.
+    """
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise ConfigError("bench: the model has no input_shape; save it with one (zoo models have it)")
@@ -58,12 +67,12 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
             with no_grad():
                 m.forward(x)
 
-        t_model, t_dense = [], []
-        for _ in range(2):  # alternate so that load bursts hit both; pause: BLAS threads spin after a call
-            settle()
-            t_dense.append(median_time(run_dense, repeats, min_time))
-            settle()
-            t_model.append(median_time(run, repeats, min_time))
-        tm, td = min(t_model), min(t_dense)
-        rows.append({"batch": int(b), "model_ms": tm * 1e3, "dense_ms": td * 1e3, "speedup": td / tm})
+        # the pause bench has always made (SETTLE_SECONDS), now before every sample: BLAS threads
+        # spin after the dense model's calls and would slow the sparse model timed next
+        c = compare({"dense": run_dense, "model": run}, baseline="dense", rounds=repeats, min_time=min_time,
+                    settle=SETTLE_SECONDS, timer=timer, sleep=sleep)
+        ratios = c["model"].speedups
+        rows.append({"batch": int(b), "model_ms": c["model"].median * 1e3, "dense_ms": c["dense"].median * 1e3,
+                     "speedup": c["model"].speedup, "speedup_range": [min(ratios), max(ratios)],
+                     "rounds": int(repeats)})
     return {"batches": rows, "cpu_pressure_before": before, "cpu_pressure_after": _pressure()}

@@ -25,7 +25,7 @@ from .prune import prune
 from .prune.report import pruning_report
 from .runtime import predict
 from .summary import summarize
-from .timing import median_time, settle
+from .timing import SETTLE_SECONDS, compare
 from .train import evaluate, fit
 from .zoo import build_model
 
@@ -68,11 +68,11 @@ class _Monitored(Importance):
 
 
 def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
-    """{"batch1", "batch64"}: median time of the dense model's forward / the compiled one's, the two
-    measured in interleaved rounds so that a burst of load on a shared machine hits both alike,
-    each after a pause (`timing.settle`: BLAS threads spin after a call). `compiled` is the model
-    compiled for batch 64; with `pruned`, batch 1 times `pruned` compiled with formats chosen by
-    measurement for batch 1."""
+    """{"batch1", "batch64"}: the speedup of the compiled model's forward over the dense one's, the
+    median of per-round ratios from `repeats` alternating rounds (`timing.compare`) so that a burst
+    of load on a shared machine hits both alike, each sample after a pause (BLAS threads spin after
+    a call). `compiled` is the model compiled for batch 64; with `pruned`, batch 1 times `pruned`
+    compiled with formats chosen by measurement for batch 1."""
     dense.eval()
     compiled.eval()
     per_batch = {1: compile_model(pruned, "auto", batch_size=1) if pruned is not None else compiled,
@@ -81,13 +81,10 @@ def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
     for batch, model in per_batch.items():
         model.eval()
         x = x_test[:batch]
-        td, tc = [], []
-        for _ in range(repeats):
-            settle()
-            td.append(median_time(lambda: dense.forward(x), repeats=1, min_time=5e-3))
-            settle()
-            tc.append(median_time(lambda: model.forward(x), repeats=1, min_time=5e-3))
-        out[f"batch{batch}"] = float(np.median(td) / np.median(tc))
+        # the pause the demo has always made (SETTLE_SECONDS) before each sample
+        c = compare({"dense": lambda: dense.forward(x), "compiled": lambda m=model: m.forward(x)},
+                    baseline="dense", rounds=repeats, min_time=5e-3, settle=SETTLE_SECONDS)
+        out[f"batch{batch}"] = c["compiled"].speedup
     return out
 
 
@@ -259,8 +256,8 @@ def _write_outputs(results: dict, out_dir: str, repeats: int, echo) -> None:
     path = os.path.join(out_dir, "demo.json")
     with atomic_writer(path, "w") as f:
         json.dump(results, f, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    echo(f"speedups are measured on this machine (median of {repeats} interleaved runs, dense / pruned, "
-         f"formats chosen by measurement for each batch); figures written to {path}")
+    echo(f"speedups are measured on this machine (median of the ratios dense / pruned over {repeats} alternating "
+         f"rounds, formats chosen by measurement for each batch); figures written to {path}")
     if plots.available():
         from .html_report import write_report
 

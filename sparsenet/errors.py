@@ -29,6 +29,7 @@ __all__ = [
     "DTypeError",
     "DataError",
     "ModelFileError",
+    "TimingError",
 ]
 
 
@@ -58,3 +59,7 @@ class DataError(SparsenetError, ValueError):
 
 class ModelFileError(SparsenetError, ValueError):
     """A model file is malformed, truncated, of an unknown version, or inconsistent."""
+
+
+class TimingError(SparsenetError, ValueError):
+    """A timing request is unusable (no candidates, rounds < 1, negative seconds, an unknown baseline)."""

@@ -38,11 +38,11 @@ EXPLANATIONS = {
     "speedup_vs_sparsity": (
         "Theoretical vs measured speedup",
         "Hollow circles: the speedup promised by counting multiply-adds (dense FLOPs / remaining FLOPs). "
-        "Triangles and squares: the speedup measured on this machine at batch 1 and batch 64 (median time of "
-        "the dense model / median time of the compiled pruned model, measured in the same run). The gap is "
-        "the lesson: sparse kernels read indices, jump around in memory and vectorise less well, and at small "
-        "batch the per-call overheads dominate. Question: which method comes closest to its promise, and is "
-        "it the one with the most FLOPs removed?"),
+        "Triangles and squares: the speedup measured on this machine at batch 1 and batch 64 (the two models "
+        "timed in alternating rounds in the same run; the median over rounds of dense time / compiled time). "
+        "The gap is the lesson: sparse kernels read indices, jump around in memory and vectorise less well, "
+        "and at small batch the per-call overheads dominate. Question: which method comes closest to its "
+        "promise, and is it the one with the most FLOPs removed?"),
     "layer_sparsity": (
         "Per-layer sparsity",
         "How much of each layer every method removed, and (the small text) which storage format the compiler "

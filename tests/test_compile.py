@@ -1,12 +1,12 @@
 """The formats pass behind `sparsenet.prune.compiled` (`_store_formats`, in place, tested layer by layer
 on the model each test builds), then `compiled` itself: fixed specs keep what the masked model computes, BSR stores exactly the kept blocks,
 pruned entries stay zero during fine-tuning, "auto" picks the fastest measured candidate (ties by
-bytes; the timer is monkeypatched to check the choice logic, never real speed), spec and input errors;
-`compiled` returns a copy and leaves the model alone; the deprecated names still work and warn."""
+bytes; the choice logic is checked with a fake clock and layers that cost fake seconds, never real
+speed), spec and input errors; `compiled` returns a copy and leaves the model alone; the deprecated
+names still work and warn."""
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -17,22 +17,47 @@ from sparsenet.errors import ConfigError, SparsenetError
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from sparsenet.prune import compiled
+from sparsenet.prune import compiler as compile_mod
 from sparsenet.prune.compiler import _store_formats, parse_format_spec
 from sparsenet.prune.masks import apply_masks
 
-compile_mod = importlib.import_module("sparsenet.prune.compiler")
+from fake_clock import FakeClock, MeteredConv2d, MeteredLinear, MeteredSequential
 
 
-@pytest.fixture(autouse=True)
-def _per_layer_choice_only(request, monkeypatch):
-    """Most tests check the per-layer choice: the whole-model check runs only where a test asks for
-    it (marker `whole_model_check`)."""
-    monkeypatch.setattr(compile_mod, "_settle", lambda: None)
-    if "whole_model_check" not in request.keywords:
-        monkeypatch.setattr(compile_mod, "_check_whole_model", lambda model, plans, x, r, t: ("chosen", {}))
+def _no_pause(seconds):
+    pass
+
 
 FIXED_SPECS = ["dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1", "bsr1x4", "bsr2x3"]
-FAST = dict(repeats=1, min_time=0.0)  # real timings in tests: as short as possible
+FAST = dict(repeats=1, min_time=0.0, sleep=_no_pause)  # real timings in tests: as short as possible
+
+
+def _metered_layer(clock, cost, calls=None, shape=(48, 32)):
+    """A one-layer model, Linear(shape[1] -> shape[0]), whose forward costs fake seconds by format."""
+    model = Sequential(MeteredLinear(shape[1], shape[0], seed=0).meter(clock, cost, calls))
+    model.input_shape = (shape[1],)
+    return model
+
+
+def _clock(clock):
+    return dict(timer=clock, sleep=clock.sleep)
+
+
+def _samples(clock):
+    """The spec timed in each stretch of the clock's log between two pauses (a warm-up with its
+    calibration, or one sample), in order; what ran before the first pause (tracing) is left out."""
+    out, current = [], None
+    for event in clock.log:
+        if isinstance(event, tuple):  # a pause
+            if current:
+                out.append(current)
+            current = []
+        elif current is not None:
+            current.append(event)
+    if current:
+        out.append(current)
+    assert all(len(set(run)) == 1 for run in out), "one candidate per stretch between pauses"
+    return [run[0] for run in out]
 
 
 # -- models and patterns ------------------------------------------------------------------------------
@@ -88,17 +113,6 @@ def _fine_tune(model, x, steps=3, seed=2):
         loss(model(x), labels)
         model.backward(loss.backward())
         opt.step()
-
-
-def _fake_timer(times, calls=None):
-    """A `_time_forward` stand-in: seconds from `times` by the layer's current format spec."""
-    def timer(layer, x, repeats, min_time):
-        spec = layer.weight.spec
-        if calls is not None:
-            calls.append(dict(spec=spec, nbytes=layer.weight.nbytes, shape=x.shape, dtype=x.dtype,
-                              repeats=repeats, min_time=min_time))
-        return times(spec) if callable(times) else times[spec]
-    return timer
 
 
 # -- specs --------------------------------------------------------------------------------------------
@@ -310,87 +324,92 @@ def test_auto_on_an_unpruned_layer_keeps_it_dense():
     np.testing.assert_array_equal(_logits(model, x), expected)
 
 
-def test_auto_picks_the_fastest_candidate(monkeypatch):
-    model = Sequential(Linear(32, 48, seed=0))
-    model.input_shape = (32,)
+def test_auto_picks_the_fastest_candidate():
+    clock, calls = FakeClock(), []
+    times = {"dense": 5e-6, "csr": 4e-6, "bsr4x4": 3e-6, "bsr8x1": 1e-6, "bsr16x1": 2e-6, "bsr1x4": 6e-6}
+    model = _metered_layer(clock, times, calls)
     pattern, _ = _block_pattern((48, 32), (16, 4), keep=0.3)  # whole 16x4 blocks: every shape fits
     apply_masks(model, {"0": pattern})
-    times = {"dense": 5e-6, "csr": 4e-6, "bsr4x4": 3e-6, "bsr8x1": 1e-6, "bsr16x1": 2e-6, "bsr1x4": 6e-6}
-    calls = []
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(times, calls))
 
-    record = _store_formats(model, batch_size=7, repeats=3, min_time=1e-3)
+    record = _store_formats(model, batch_size=7, repeats=3, min_time=1e-3, **_clock(clock))
 
-    # all of them were timed, in 3 interleaved rounds of one sample each, dense (BLAS) last
-    assert [c["spec"] for c in calls] == (list(times)[1:] + ["dense"]) * 3
-    assert all(c["shape"] == (7, 32) and c["dtype"] == np.float32 for c in calls)
-    assert all(c["repeats"] == 1 and c["min_time"] == 1e-3 for c in calls)
+    # all of them were timed: a warm-up and calibration each, then 3 rounds of one sample each in
+    # rotating order, every stretch after a pause; then the whole model's 3 plans in the same way
+    names = list(times)
+    rounds = [names[r:] + names[:r] for r in range(3)]
+    timed = _samples(clock)
+    assert timed[:24] == names + sum(rounds, []) and len(timed) == 24 + 3 * (1 + 3)
+    assert {e for e in clock.log if isinstance(e, tuple)} == {("sleep", 0.12)}
+    shapes = [c["shape"] for c in calls]
+    assert shapes.count((1, 32)) == 1 and set(shapes) == {(1, 32), (7, 32)}  # traced once, then timed
+    assert all(c["dtype"] == np.float32 for c in calls)
     assert record["0"]["format"] == "bsr8x1" and model[0].weight.spec == "bsr8x1"
     assert record["0"]["timings_us"] == pytest.approx({k: v * 1e6 for k, v in times.items()})
     assert np.array_equal(model[0].weight.mask(), pattern) and model[0].weight_param.mask is None
 
 
-def test_auto_breaks_ties_by_bytes(monkeypatch):
-    model = Sequential(Linear(32, 48, seed=0))
-    model.input_shape = (32,)
+def test_auto_breaks_ties_by_bytes():
+    clock, calls = FakeClock(), []
+    model = _metered_layer(clock, lambda spec: 1e-3, calls)
     pattern, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
     apply_masks(model, {"0": pattern})
-    calls = []
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda spec: 1e-3, calls))
-    record = _store_formats(model)
+    record = _store_formats(model, **_clock(clock))
     smallest = min(calls, key=lambda c: c["nbytes"])
     distinct = {(c["spec"], c["nbytes"]) for c in calls}
     assert sum(nbytes == smallest["nbytes"] for _, nbytes in distinct) == 1  # the test means something
     assert record["0"]["format"] == smallest["spec"] and record["0"]["bytes"] == smallest["nbytes"]
 
     # a slower candidate never wins on bytes: dense is bigger but faster
-    model2 = Sequential(Linear(32, 48, seed=0))
+    clock = FakeClock()
+    model2 = _metered_layer(clock, lambda s: 1e-3 if s == "dense" else 2e-3)
+    model2.input_shape = None
     apply_masks(model2, {"0": pattern})
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda s: 1e-3 if s == "dense" else 2e-3))
-    assert _store_formats(model2, input_shape=(32,))["0"]["format"] == "dense"
+    assert _store_formats(model2, input_shape=(32,), **_clock(clock))["0"]["format"] == "dense"
 
 
-def test_auto_skips_hopeless_candidates(monkeypatch):
-    model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1), ReLU(), Linear(16, 8, seed=2))
+def test_auto_skips_hopeless_candidates():
+    clock, calls = FakeClock(), []
+    def linear(fan_in, out, seed):
+        return MeteredLinear(fan_in, out, seed=seed).meter(clock, lambda spec: 1e-3, calls)
+
+    model = Sequential(linear(32, 48, 0), ReLU(), linear(48, 16, 1), ReLU(), linear(16, 8, 2))
     model.input_shape = (32,)
     scattered = np.zeros((48, 32), dtype=bool)
     scattered[np.arange(48), (np.arange(48) * 7) % 32] = True  # one entry per row: blocks would be mostly zeros
     rows, _ = _block_pattern((16, 48), (1, 4), keep=0.4)  # 1x4 blocks: 4x4 / 8x1 / 16x1 store too much
     apply_masks(model, {"0": scattered, "2": rows, "4": np.ones((8, 16), dtype=bool)})
+    record = _store_formats(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)), repeats=2, **_clock(clock))
     seen = {}
-    monkeypatch.setattr(compile_mod, "_time_forward",
-                        lambda layer, x, r, t: seen.setdefault(layer.name, []).append(layer.weight.spec) or 1.0)
-    record = _store_formats(model, blocksizes=((4, 4), (16, 1), (1, 4), (4, 4)), repeats=2)
-    seen = {k: v[: len(v) // 2] for k, v in seen.items()}  # two interleaved rounds: look at the first
-    assert seen[model[0].name] == ["csr", "dense"]
-    assert seen[model[2].name] == ["csr", "bsr1x4", "dense"]
-    assert seen[model[4].name] == ["dense"]  # unpruned: CSR and blocks would only add bytes
+    for c in calls:
+        seen.setdefault(c["layer"], set()).add(c["spec"])
+    assert seen == {model[0].name: {"dense", "csr"}, model[2].name: {"dense", "csr", "bsr1x4"},
+                    model[4].name: {"dense"}}  # unpruned: CSR and blocks would only add bytes
     assert {n: set(e["timings_us"]) for n, e in record.items()} == {
         "0": {"dense", "csr"}, "2": {"dense", "csr", "bsr1x4"}, "4": {"dense"}}
 
 
-def test_auto_times_conv_layers_on_their_traced_input(monkeypatch):
-    model = _cnn()
+def test_auto_times_conv_layers_on_their_traced_input():
+    clock, calls = FakeClock(), []
+
+    def cost(spec):
+        return 1e-4 if spec == "csr" else 1e-3
+
+    model = Sequential(MeteredConv2d(2, 8, 3, padding=1, seed=0).meter(clock, cost, calls), BatchNorm2d(8), ReLU(),
+                       MeteredConv2d(8, 6, 3, stride=2, seed=1).meter(clock, cost, calls), Flatten(),
+                       MeteredLinear(6 * 3 * 3, 5, seed=2).meter(clock, cost, calls))
+    model.input_shape = (2, 7, 7)
     masks = _random_masks(model, keep=0.15)
     apply_masks(model, masks)
     x = _input(model)
     expected = _logits(model, x)
-    calls = []
-    monkeypatch.setattr(compile_mod, "_time_forward",
-                        _fake_timer(lambda spec: 1e-6 if spec == "csr" else 1e-5, calls))
-    record = _store_formats(model, batch_size=3)
-    assert {c["shape"] for c in calls} == {(3, 2, 7, 7), (3, 8, 7, 7), (3, 54)}
+    calls.clear()
+    record = _store_formats(model, batch_size=3, **_clock(clock))
+    assert {c["shape"] for c in calls if c["shape"][0] == 3} == {(3, 2, 7, 7), (3, 8, 7, 7), (3, 54)}
+    assert {c["shape"] for c in calls if c["shape"][0] != 3} == {(1, 2, 7, 7), (1, 8, 7, 7), (1, 54)}  # tracing
     assert all(record[n]["format"] == "csr" for n in masks)
     for n, layer in _weighted(model).items():
         assert isinstance(layer.weight, CSR) and np.array_equal(layer.weight.mask(), masks[n])
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_real_timer_returns_a_positive_median():
-    layer = Linear(8, 4, seed=0)
-    x = np.ones((3, 8), dtype=np.float32)
-    assert compile_mod._time_forward(layer, x, 3, 1e-4) > 0
-    assert compile_mod._time_forward(layer, x, 1, 0.0) > 0
 
 
 def test_package_compile_function_survives_importing_the_compile_module():
@@ -484,63 +503,58 @@ def test_layer_mask_of_a_compiled_bsr_layer_is_its_kept_pattern():
     assert np.array_equal(layer_mask(model[0]), masks["0"])
 
 
-def test_auto_prefers_the_smaller_format_within_measurement_noise(monkeypatch):
-    model = Sequential(Linear(32, 48, seed=0))
-    model.input_shape = (32,)
+def test_auto_prefers_the_smaller_format_within_measurement_noise():
     pattern, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
-    apply_masks(model, {"0": pattern})
     # CSR is 2 % slower than dense (within the 3 % noise band) and much smaller: it wins
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(
-        lambda s: {"dense": 1.00e-3, "csr": 1.02e-3}.get(s, 5e-3)))
-    assert _store_formats(model)["0"]["format"] == "csr"
+    clock = FakeClock()
+    model = _metered_layer(clock, lambda s: {"dense": 1.00e-3, "csr": 1.02e-3}.get(s, 5e-3))
+    apply_masks(model, {"0": pattern})
+    assert _store_formats(model, **_clock(clock))["0"]["format"] == "csr"
     # 10 % slower is outside the band: the faster dense wins
-    model2 = Sequential(Linear(32, 48, seed=0))
+    clock = FakeClock()
+    model2 = _metered_layer(clock, lambda s: {"dense": 1.00e-3, "csr": 1.10e-3}.get(s, 5e-3))
     apply_masks(model2, {"0": pattern})
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(
-        lambda s: {"dense": 1.00e-3, "csr": 1.10e-3}.get(s, 5e-3)))
-    assert _store_formats(model2, input_shape=(32,))["0"]["format"] == "dense"
+    assert _store_formats(model2, **_clock(clock))["0"]["format"] == "dense"
 
 
-
-@pytest.mark.whole_model_check
-def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower(monkeypatch):
-    model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
-    model.input_shape = (32,)
+def test_whole_model_check_falls_back_to_dense_when_the_mix_is_slower():
+    clock = FakeClock()
     pattern0, _ = _block_pattern((48, 32), (16, 4), keep=0.3)
     pattern2, _ = _block_pattern((16, 48), (16, 4), keep=0.3)
-    apply_masks(model, {"0": pattern0, "2": pattern2})
+
+    def alone(spec):  # alone, every layer is fastest in CSR
+        return 1e-3 if spec == "csr" else 2e-3
+
+    def formats(m):
+        return {l.weight.format_name for l in m.layers if hasattr(l, "weight")}
+
+    def two_layers(in_a_model):
+        m = MeteredSequential(MeteredLinear(32, 48, seed=0).meter(clock, alone), ReLU(),
+                              MeteredLinear(48, 16, seed=1).meter(clock, alone)).meter(clock, in_a_model)
+        m.input_shape = (32,)
+        apply_masks(m, {"0": pattern0, "2": pattern2})
+        return m
+
+    # in the model, the all-dense plan is 10 % faster
+    model = two_layers(lambda m: 0.9e-3 if formats(m) == {"dense"} else 1e-3)
     x = np.random.default_rng(0).random((5, 32), dtype=np.float32)
     expected = _logits(model, x)
-    # alone, every layer is fastest in CSR; in the model, the all-dense plan is 10 % faster
-    monkeypatch.setattr(compile_mod, "_time_forward", _fake_timer(lambda s: 1e-3 if s == "csr" else 2e-3))
-
-    def model_timer(m, x, repeats, min_time):
-        return 0.9e-3 if all(l.weight.format_name == "dense" for l in m.layers if hasattr(l, "weight")) else 1e-3
-
-    monkeypatch.setattr(compile_mod, "_time_model", model_timer)
-    record = _store_formats(model, batch_size=5)
+    record = _store_formats(model, batch_size=5, **_clock(clock))
     assert model.meta["compile"]["plan"] == "dense"
-    assert set(model.meta["compile"]["model_timings_us"]) == {"chosen", "dense", "sparse"}
+    assert model.meta["compile"]["model_timings_us"] == pytest.approx({"chosen": 1e3, "dense": 0.9e3, "sparse": 1e3})
     assert [record[n]["format"] for n in ("0", "2")] == ["dense", "dense"]
-    assert all(l.weight.format_name == "dense" for l in model.layers if hasattr(l, "weight"))
+    assert formats(model) == {"dense"}
     np.testing.assert_allclose(_logits(model, x), expected, rtol=1e-5, atol=1e-6)
     # a sparse plan as fast as dense (within the 3 % noise band) wins: it holds fewer bytes
-    model2 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
-    apply_masks(model2, {"0": pattern0, "2": pattern2})
-    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.02e-3 if any(
-        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
-    _store_formats(model2, batch_size=5, input_shape=(32,))
+    model2 = two_layers(lambda m: 1.02e-3 if "csr" in formats(m) else 1e-3)
+    _store_formats(model2, batch_size=5, **_clock(clock))
     assert model2.meta["compile"]["plan"] in {"chosen", "sparse"} and model2[0].weight.format_name == "csr"
     # a sparse plan 10 % slower than all-dense is out, however small
-    model3 = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
-    apply_masks(model3, {"0": pattern0, "2": pattern2})
-    monkeypatch.setattr(compile_mod, "_time_model", lambda m, x, r, t: 1.1e-3 if any(
-        l.weight.format_name == "csr" for l in m.layers if hasattr(l, "weight")) else 1e-3)
-    _store_formats(model3, batch_size=5, input_shape=(32,))
+    model3 = two_layers(lambda m: 1.1e-3 if "csr" in formats(m) else 1e-3)
+    _store_formats(model3, batch_size=5, **_clock(clock))
     assert model3.meta["compile"]["plan"] == "dense" and model3[0].weight.format_name == "dense"
 
 
-@pytest.mark.whole_model_check
 def test_auto_with_real_timers_records_the_plan():
     model = Sequential(Linear(32, 48, seed=0), ReLU(), Linear(48, 16, seed=1))
     model.input_shape = (32,)

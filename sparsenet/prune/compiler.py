@@ -12,6 +12,7 @@ and ``"auto"``.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 
@@ -23,7 +24,7 @@ from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
 from ..nn import Sequential, model_dtype, no_grad
 from ..nn._weighted import WeightedLayer
-from ..timing import median_time
+from ..timing import compare
 from .masks import prunable_layers
 from .trace import trace_shapes
 
@@ -143,9 +144,12 @@ def _convert(values: np.ndarray, pattern: np.ndarray, name: str, blocksize):
 
 
 # -- timing -----------------------------------------------------------------------------------------
-def _time_forward(layer: WeightedLayer, x: np.ndarray, repeats: int, min_time: float) -> float:
-    """Median seconds of one ``layer.forward(x)`` with the layer's current weight (tests patch this)."""
-    return median_time(lambda: layer.forward(x), repeats, min_time)
+# OpenBLAS threads keep spinning for a while after a call (about 0.1 s) and slow down a parallel Numba
+# kernel that runs meanwhile (PERF-NOTES, pitfalls): every sample waits that long (`settle`), so that
+# each candidate is measured as it runs in a model of its own kind. The value is the one "auto" has
+# always used (not timing.SETTLE_SECONDS); since the order of the candidates now rotates from round
+# to round, the pause comes before every sample instead of once per round after dense.
+_BLAS_SETTLE = 0.12
 
 
 def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.ndarray:
@@ -170,85 +174,83 @@ def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]
     return out
 
 
-def _choose(layer, values, pattern, x, blocksizes, repeats, min_time):
-    """Time every candidate in `layer` and return (spec, weight, mask, {spec: microseconds}).
+def _with_weight(layer: WeightedLayer, weight: WeightFormat) -> WeightedLayer:
+    """A shallow copy of `layer` holding `weight`: candidates are timed side by side, `layer` untouched."""
+    trial = copy.copy(layer)
+    trial.weight = weight
+    return trial
 
-    The candidates are timed in interleaved rounds (one sample of each per round, `repeats` rounds),
-    so that a burst of load on a shared machine hits all of them alike; each gets its median. The
-    fastest wins, except that a candidate within `_NOISE` of it and holding fewer bytes is preferred.
+
+def _near_fastest(speedups: dict[str, float], names) -> list[str]:
+    """The names whose speedup (over dense) is within `_NOISE` of the best of `names`."""
+    best = max(speedups[n] for n in names)
+    return [n for n in names if speedups[n] * (1 + _NOISE) >= best]
+
+
+def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
+    """Time every candidate format of `layer`; return (spec, weight, mask, {spec: microseconds}, alternatives).
+
+    The candidates are timed with `timing.compare` (alternating rounds, one sample of each per round,
+    `repeats` rounds), so that a burst of load on a shared machine hits all of them alike; each is
+    ranked by its speedup over dense (the median of per-round ratios). The fastest wins, except that
+    a candidate within `_NOISE` of it and holding fewer bytes is preferred.
     """
-    original, original_mask = layer.weight, layer.weight_param.mask
-    candidates = [(_spec(name, bs), *_convert(values, pattern, name, bs)) for name, bs in _candidates(pattern, blocksizes)]
-    samples = {spec: [] for spec, _, _ in candidates}
-    try:
-        for _ in range(repeats):
-            for spec, weight, _ in candidates[1:] + candidates[:1]:  # dense (BLAS) last in each round
-                layer.weight = weight
-                samples[spec].append(float(_time_forward(layer, x, 1, min_time)))
-            _settle()
-    finally:
-        layer.weight, layer.weight_param.mask = original, original_mask
-    medians = {spec: float(np.median(v)) for spec, v in samples.items()}
-    fastest = min(medians.values())
-    near = [c for c in candidates if medians[c[0]] <= fastest * (1 + _NOISE)]
-    spec, weight, mask = min(near, key=lambda c: (c[1].nbytes, medians[c[0]]))
-    sparse = [c for c in candidates if c[0] != "dense"]
-    alternatives = {"dense": candidates[0][1:],
-                    "sparse": min(sparse, key=lambda c: medians[c[0]])[1:] if sparse else candidates[0][1:]}
-    return spec, weight, mask, {k: round(v * 1e6, 3) for k, v in medians.items()}, alternatives
+    candidates = {_spec(name, bs): _convert(values, pattern, name, bs)
+                  for name, bs in _candidates(pattern, blocksizes)}
+    fns = {spec: (lambda trial=_with_weight(layer, weight): trial.forward(x))
+           for spec, (weight, _) in candidates.items()}
+    settle = _BLAS_SETTLE if len(fns) > 1 else 0.0  # dense alone: no other pool to wait for
+    measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=settle, **clock)
+    speedups = measured.speedups()
+    spec = min(_near_fastest(speedups, candidates), key=lambda s: (candidates[s][0].nbytes, -speedups[s]))
+    sparse = [s for s in candidates if s != "dense"]
+    alternatives = {"dense": candidates["dense"],
+                    "sparse": candidates[max(sparse, key=speedups.get)] if sparse else candidates["dense"]}
+    timings_us = {k: round(v * 1e6, 3) for k, v in measured.medians().items()}
+    return (spec, *candidates[spec], timings_us, alternatives)
 
 
-# OpenBLAS threads keep spinning for a while after a call (about 0.1 s) and slow down a parallel Numba
-# kernel that runs meanwhile (PERF-NOTES, pitfalls): timings of sparse candidates wait that long after
-# a dense one, so that each is measured as it runs in a model of its own kind.
-_BLAS_SETTLE = 0.12
+def _planned(model: Sequential, assignment: dict) -> Sequential:
+    """A shallow copy of `model` whose layers named in `assignment` ({layer: (weight, mask)}) hold
+    those weights; `model` is untouched."""
+    planned = copy.copy(model)
+    planned.layers = list(model.layers)
+    for name, (weight, _) in assignment.items():
+        planned.layers[int(name)] = _with_weight(model.layers[int(name)], weight)
+    return planned
 
 
-def _settle() -> None:
-    """Let BLAS threads that spin after a call go idle (tests patch this out)."""
-    time.sleep(_BLAS_SETTLE)
-
-
-def _time_model(model: Sequential, x: np.ndarray, repeats: int, min_time: float) -> float:
-    """Median seconds of one forward pass of the whole model (tests patch this)."""
-    model.eval()
-
-    def run():
-        with no_grad():
-            model.forward(x)
-
-    return median_time(run, repeats, min_time)
-
-
-def _check_whole_model(model, plans: dict, x, repeats, min_time) -> tuple[str, dict]:
-    """Time the whole model under each plan ({plan: {layer: (weight, mask)}}) in interleaved rounds.
-    Plans more than `_NOISE` slower than all-dense are out; of the rest, those within `_NOISE` of the
-    fastest count as equally fast and the one holding the fewest bytes wins.
+def _check_whole_model(model, plans: dict, x, repeats, min_time, clock) -> tuple[str, dict]:
+    """Time the whole model under each plan ({plan: {layer: (weight, mask)}}) in alternating rounds.
+    Plans whose speedup over all-dense (median of per-round ratios) is more than `_NOISE` below 1
+    are out; of the rest, those within `_NOISE` of the fastest count as equally fast and the one
+    holding the fewest bytes wins. The winning plan's weights and masks are set on `model`.
 
     Layers timed alone can mislead: in a model, a BLAS call and a parallel Numba kernel in a row
     compete for the cores (each pool's threads spin after a call), so a mix of dense and sparse
     layers can be slower than either alone. The all-dense plan is a candidate, so the compiled model
     is never slower than dense by more than the noise band."""
-    layers = model.layers
-    samples = {plan: [] for plan in plans}
-    for _ in range(repeats):
-        for plan in ("sparse", "chosen", "dense"):  # BLAS-heavy last, then let its threads settle
-            for name, (weight, mask) in plans[plan].items():
-                layers[int(name)].weight = weight
-                layers[int(name)].weight_param.mask = mask
-            samples[plan].append(float(_time_model(model, x, 1, min_time)))
-            _settle()
-    medians = {plan: float(np.median(v)) for plan, v in samples.items()}
+    model.eval()
+
+    def runner(planned):
+        def run():
+            with no_grad():
+                planned.forward(x)
+        return run
+
+    fns = {plan: runner(_planned(model, plans[plan])) for plan in ("sparse", "chosen", "dense")}
+    measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=_BLAS_SETTLE, **clock)
+    speedups = measured.speedups()
     nbytes = {plan: sum(w.nbytes for w, _ in assignment.values()) for plan, assignment in plans.items()}
     # never slower than dense beyond the noise band; among the plans as fast as the fastest of
     # those, the one holding the fewest bytes
-    eligible = [p for p in plans if medians[p] <= medians["dense"] * (1 + _NOISE)]
-    fastest = min(medians[p] for p in eligible)
-    best = min((p for p in eligible if medians[p] <= fastest * (1 + _NOISE)), key=lambda p: (nbytes[p], medians[p]))
+    eligible = [p for p in fns if speedups[p] * (1 + _NOISE) >= 1.0]
+    best = min(_near_fastest(speedups, eligible), key=lambda p: (nbytes[p], -speedups[p]))
+    layers = model.layers
     for name, (weight, mask) in plans[best].items():
         layers[int(name)].weight = weight
         layers[int(name)].weight_param.mask = mask
-    return best, {plan: round(v * 1e6, 3) for plan, v in medians.items()}
+    return best, {plan: round(v * 1e6, 3) for plan, v in measured.medians().items()}
 
 
 # -- the pass ---------------------------------------------------------------------------------------
@@ -262,7 +264,8 @@ def compile_model(model: Sequential, formats="auto", **options) -> dict:
 
 def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
                    blocksizes=DEFAULT_BLOCKSIZES, repeats: int = 5, min_time: float = 2e-3,
-                   input_shape=None, seed: int = 0) -> dict:
+                   input_shape=None, seed: int = 0, timer=time.perf_counter,
+                   sleep=time.sleep) -> dict:
     """Store every weighted layer of `model` in a real format, in place; return the record.
     (The pass behind `sparsenet.prune.compiled`, which runs it on a copy.)
 
@@ -277,17 +280,22 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
 
     "auto" times ``layer.forward`` on a random [batch_size, *input] batch (shapes from `trace_shapes`;
     `input_shape` defaults to ``model.input_shape``) for dense, CSR (density < 0.7) and each BSR block
-    shape in `blocksizes` storing at most 1.5x the kept entries and < 0.7 of the matrix: the median of
-    `repeats` samples of at least `min_time` seconds each, after a warm-up. The fastest wins; ties go
-    to the smaller ``nbytes``. Then the whole model is timed with the per-layer choices, with every
-    measured layer dense, and with every measured layer in its fastest sparse format: the per-layer
-    choice is one plan among them: plans slower than all-dense beyond the noise band (3 %) are out,
-    and of the plans as fast as the fastest (within 3 %) the smallest wins, so that the compiled model
-    is not slower than dense and, when speed does not decide, smaller. Cost: about (repeats + 3) * min_time per candidate and per plan.
+    shape in `blocksizes` storing at most 1.5x the kept entries and < 0.7 of the matrix, with
+    `sparsenet.timing.compare`: after a warm-up and a calibrated loop (samples of at least `min_time`
+    seconds), `repeats` rounds in rotating order with a 0.12 s pause before every sample (BLAS
+    threads spin after a call). Each candidate's speed is its speedup over dense, the median of the
+    per-round ratios; the fastest wins, and a candidate within the noise band (3 %) of it holding
+    fewer ``nbytes`` is preferred. Then the whole model is timed the same way with the per-layer
+    choices, with every measured layer dense, and with every measured layer in its fastest sparse
+    format: plans slower than all-dense beyond the noise band are out, and of the plans as fast as
+    the fastest (within 3 %) the smallest wins, so that the compiled model is not slower than dense
+    and, when speed does not decide, smaller. Cost: about (repeats + 4) * min_time + (repeats + 1) *
+    0.12 s per candidate and per plan (no pause for a layer whose only candidate is dense).
+    `timer` and `sleep` are the clock `compare` uses (tests pass a fake one).
 
     Returns ``{name: {"format", "density", "bytes", "converted"[, "timings_us"]}}`` ("density": kept
-    fraction; "bytes": the weight's nbytes; "timings_us": median microseconds per candidate, for
-    layers measured). The same record is stored in ``model.meta["compile"]["layers"]``.
+    fraction; "bytes": the weight's nbytes; "timings_us": median microseconds per candidate over the
+    rounds, for layers measured). The same record is stored in ``model.meta["compile"]["layers"]``.
 
     >>> from sparsenet.nn import Linear, ReLU
     >>> m = Sequential(Linear(8, 8), ReLU(), Linear(8, 2))
@@ -309,6 +317,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
         except SparsenetError as e:
             raise ConfigError(f"compiled with 'auto' formats needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(seed)
+    clock = {"timer": timer, "sleep": sleep}
 
     record, plans = {}, {"chosen": {}, "dense": {}, "sparse": {}}
     for name, layer in layers.items():
@@ -324,7 +333,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
         if spec == "auto":
             x = _random_input(layer, shapes[int(name)][0], int(batch_size), rng)
             spec, weight, mask, entry["timings_us"], alternatives = _choose(
-                layer, values, pattern, x, blocksizes, int(repeats), float(min_time))
+                layer, values, pattern, x, blocksizes, int(repeats), float(min_time), clock)
             plans["chosen"][name] = (weight, mask)
             plans["dense"][name], plans["sparse"][name] = alternatives["dense"], alternatives["sparse"]
         else:
@@ -346,7 +355,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     if plans["chosen"]:  # some layers were measured: check the whole model too
         dtype = model_dtype(model)
         x = rng.standard_normal((int(batch_size), *shapes[0][0])).astype(dtype)  # as a user passes it
-        plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time))
+        plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time), clock)
         for name in plans[plan]:
             weight = model.layers[int(name)].weight
             record[name].update(format=weight.spec, bytes=int(weight.nbytes))

@@ -29,9 +29,10 @@ import numpy as np
 
 from .._checks import check_fraction, check_int, check_nonnegative
 from ..errors import ConfigError, DataError, SparsenetError
+from ..timing import compare
 from ..train import evaluate
 from .api import prune_step
-from .compiler import _convert, _pattern, _random_input, _spec, _time_forward, parse_format_spec
+from .compiler import _convert, _pattern, _random_input, _spec, _with_weight, parse_format_spec
 from .granularity import make_granularity
 from .importance import Importance, Movement, make_importance
 from .masks import layer_mask, prunable_layers, sparsity_of
@@ -85,15 +86,19 @@ def _check_formats(formats) -> list[str]:
 
 
 def _time_formats(layer, x, specs, repeats, min_time) -> dict[str, float]:
-    """{spec: median microseconds of layer.forward(x)} with the layer's pattern stored in each format."""
+    """{spec: median microseconds of layer.forward(x)} with the layer's pattern stored in each format,
+    the formats timed side by side in alternating rounds (`timing.compare`). No pause before the
+    samples (`settle`), as the scan has never paused: a 0.15 s pause per sample would make it
+    several times slower, though a sparse sample right after dense may share the cores with
+    OpenBLAS threads still spinning (PERF-NOTES)."""
     pattern = _pattern(layer)
     values = layer.weight.to_dense() * pattern
-    out = {}
+    fns = {}
     for spec in specs:
-        name, bs = parse_format_spec(spec)
-        layer.weight, layer.weight_param.mask = _convert(values, pattern, name, bs)
-        out[spec] = round(_time_forward(layer, x, repeats, min_time) * 1e6, 3)
-    return out
+        trial = _with_weight(layer, _convert(values, pattern, *parse_format_spec(spec))[0])
+        fns[spec] = lambda trial=trial: trial.forward(x)
+    medians = compare(fns, rounds=repeats, min_time=min_time).medians()
+    return {spec: round(medians[spec] * 1e6, 3) for spec in specs}
 
 
 def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="magnitude",
@@ -105,8 +110,9 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     has that layer alone pruned to s with `prune_step` (scope 'layer'; a layer's scores are computed
     once, so its masks are nested across s) and is evaluated on ``val_data = (x, y)``. With
     `time_layers`, the pruned layer's forward on a random [batch_size, *input] batch (shapes from
-    `trace_shapes`) is timed in each of `formats` (fixed specs: 'dense', 'csr', 'bsrRxC'): the median
-    of `repeats` samples of at least `min_time` seconds, as `compiled` measures. `model` is left
+    `trace_shapes`) is timed in each of `formats` (fixed specs: 'dense', 'csr', 'bsrRxC') with
+    `sparsenet.timing.compare`: the formats side by side in `repeats` alternating rounds, each the
+    median of its samples of at least `min_time` seconds. `model` is left
     untouched. 0.0 is always scanned; sparsities are sorted. Layers already pruned keep their pruned
     weights (s is the layer's total sparsity). Structured granularities skip the last layer (its
     outputs are the model's); N:M is rejected (its sparsity is fixed).

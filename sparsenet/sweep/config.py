@@ -147,7 +147,7 @@ _TOP = {
 }
 _TIMING = {
     "batch_sizes": _Field([1, 64], None, "batch sizes of the latency measurements"),
-    "repeats": _Field(5, _int(1), "samples per median"),
+    "repeats": _Field(5, _int(1), "alternating rounds (samples per median)"),
     "min_time": _Field(5e-3, _float(0.0, 10.0), "seconds per sample, at least"),
 }
 

@@ -2,8 +2,8 @@
 
 ``accuracy.png``: test accuracy vs reached sparsity, one line per series (a series is one value of
 every grid axis except sparsity and seed), a band of +- one standard deviation across seeds, and the
-dense baseline's accuracy dashed. ``speedup.png``: measured speedup (dense latency / compiled latency,
-from the serial timing phase) vs sparsity, one panel per timed batch size.
+dense baseline's accuracy dashed. ``speedup.png``: measured speedup (dense latency / compiled latency:
+the median of per-round ratios from the serial timing phase) vs sparsity, one panel per timed batch size.
 """
 
 from __future__ import annotations

@@ -14,33 +14,35 @@ import os
 import socket
 import time
 
-from ..timing import median_time, settle
+from ..timing import SETTLE_SECONDS, compare
 from .task import _dataset
 
 __all__ = ["measure_point", "timing_phase"]
 
 
-def _latency(model, x, repeats: int, min_time: float) -> float:
-    model.eval()
-    settle()  # BLAS threads spinning after the other model's calls would slow this one
-    return median_time(lambda: model.forward(x), repeats=repeats, min_time=min_time)
-
-
-def measure_point(dense, compiled, x, *, batch_sizes=(1, 64), repeats: int = 5, min_time: float = 5e-3) -> dict:
-    """{batch size: {"dense_s", "compiled_s", "speedup"}}: median seconds of one forward pass of the
-    first `batch size` rows of `x` (fewer if `x` is shorter), dense and compiled timed alternately
-    (one median each per round, the best of two rounds) so that a burst of load hits both alike."""
+def measure_point(dense, compiled, x, *, batch_sizes=(1, 64), repeats: int = 5, min_time: float = 5e-3,
+                  timer=time.perf_counter, sleep=time.sleep) -> dict:
+    """{batch size: {"batch", "dense_s", "compiled_s", "speedup", "speedup_range"}}: seconds of one
+    forward pass of the first `batch size` rows of `x` (fewer if `x` is shorter), dense and compiled
+    timed side by side in `repeats` alternating rounds (`sparsenet.timing.compare`) so that a burst
+    of load hits both alike: medians over the rounds, and the median (min, max) of the per-round
+    ratios dense / compiled."""
     from ..nn.module import no_grad
 
+    dense.eval()
+    compiled.eval()
     out = {}
     with no_grad():
         for b in batch_sizes:
             xb = x[:b]
-            rounds = [(_latency(dense, xb, repeats, min_time), _latency(compiled, xb, repeats, min_time))
-                      for _ in range(2)]
-            d = min(r[0] for r in rounds)
-            c = min(r[1] for r in rounds)
-            out[int(b)] = {"batch": int(len(xb)), "dense_s": d, "compiled_s": c, "speedup": d / c if c > 0 else None}
+            # the pause this phase has always made (SETTLE_SECONDS), now before every sample: BLAS
+            # threads spinning after the other model's calls would slow this one
+            c = compare({"dense": lambda: dense.forward(xb), "compiled": lambda: compiled.forward(xb)},
+                        baseline="dense", rounds=repeats, min_time=min_time, settle=SETTLE_SECONDS,
+                        timer=timer, sleep=sleep)
+            ratios = c["compiled"].speedups
+            out[int(b)] = {"batch": int(len(xb)), "dense_s": c["dense"].median, "compiled_s": c["compiled"].median,
+                           "speedup": c["compiled"].speedup, "speedup_range": [min(ratios), max(ratios)]}
     return out
 
 
