@@ -19,11 +19,9 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 
 import sparsenet as sn
-from sparsenet.io._legacy_v1 import write_v1
-from sparsenet.io.layers import encode_layer
+from sparsenet.io._legacy_v1 import save_v1
 from sparsenet.timing import compare
 
 _MEMORY = r"""
@@ -44,17 +42,6 @@ model = sn.load(sys.argv[2])
 after = status()
 print(json.dumps({k: after[k] - before[k] for k in before}))
 """
-
-
-def _save_v1(model, path) -> None:
-    layers, arrays = [], {}
-    for i, layer in enumerate(model.layers):
-        spec, arrs = encode_layer(layer)
-        layers.append(spec)
-        arrays.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
-    manifest = {"format": "sparsenet-model", "schema_version": 1, "sparsenet_version": "0.1.0",
-                "input_shape": list(model.input_shape), "layers": layers, "metadata": {}}
-    write_v1(path, manifest, arrays)
 
 
 def _models(quick: bool):
@@ -81,7 +68,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in _models(args.quick).items():
             v1, v2 = os.path.join(tmp, f"{name}.npz"), os.path.join(tmp, f"{name}.safetensors")
-            _save_v1(model, v1)
+            save_v1(model, v1)
             sn.save_model(model, v2)
             c = compare({"npz (0.1 loader)": lambda: sn.load(v1), "safetensors": lambda: sn.load(v2)},
                         baseline="npz (0.1 loader)", rounds=rounds, min_time=0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,48 @@ def delete_path(doc, path):
         parent = parent[key]
     del parent[path[-1]]
     return doc
+
+
+# -- edits of arrays, shared by the fuzzers --------------------------------------------------------
+def set_values(values, cast):
+    """An edit setting entries at fractions of an array's length to `values` (cast by `cast`)."""
+    def edit(arr):
+        if arr.size == 0:
+            return None
+        flat = arr.reshape(-1).copy()
+        for frac, v in values:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flat[min(int(frac * flat.size), flat.size - 1)] = cast(v, flat.dtype)
+        return flat.reshape(arr.shape)
+    return edit
+
+
+def cast_int(v, dtype):
+    return np.array(v, dtype=np.int64).astype(dtype) if dtype.kind != "f" else float(v)
+
+
+def cast_float(v, dtype):
+    return np.array(v).astype(dtype)
+
+
+def reshape(how):
+    """An edit giving an array another shape or length."""
+    def edit(arr):
+        if how == "flatten":
+            return arr.reshape(-1)
+        if how == "lead":
+            return arr[None]
+        if how == "transpose":
+            return arr.T.copy()
+        if how == "shorter":
+            return arr.reshape(-1)[:-1] if arr.size else arr
+        if how == "longer":
+            return np.concatenate([arr.reshape(-1), arr.reshape(-1)[:1]])
+        if how == "empty":
+            return arr.reshape(-1)[:0]
+        return arr.reshape(-1)[0].copy() if arr.size else arr.reshape(())
+    return edit
 
 
 # -- the subprocess -------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from hypothesis import strategies as st
 
 import sparsenet as sn
 from helpers import manifest_text
-from model_fuzz import (BATCH, BUILDERS, delete_path, json_paths, json_values, judge, mlp_model, run_batch,
-                        set_path)
+from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, json_paths, json_values, judge,
+                        mlp_model, reshape, run_batch, set_path, set_values)
 from sparsenet.errors import ModelFileError
 
 _CODES = {np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8",
@@ -168,45 +168,6 @@ cases = st.one_of(
 )
 
 
-def _set_values(values, cast):
-    def edit(arr):
-        if arr.size == 0:
-            return None
-        flat = arr.reshape(-1).copy()
-        for frac, v in values:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flat[min(int(frac * flat.size), flat.size - 1)] = cast(v, flat.dtype)
-        return flat.reshape(arr.shape)
-    return edit
-
-
-def _cast_int(v, dtype):
-    return np.array(v, dtype=np.int64).astype(dtype) if dtype.kind != "f" else float(v)
-
-
-def _cast_float(v, dtype):
-    return np.array(v).astype(dtype)
-
-
-def _reshape(how):
-    def edit(arr):
-        if how == "flatten":
-            return arr.reshape(-1)
-        if how == "lead":
-            return arr[None]
-        if how == "transpose":
-            return arr.T.copy()
-        if how == "shorter":
-            return arr.reshape(-1)[:-1] if arr.size else arr
-        if how == "longer":
-            return np.concatenate([arr.reshape(-1), arr.reshape(-1)[:1]])
-        if how == "empty":
-            return arr.reshape(-1)[:0]
-        return arr.reshape(-1)[0].copy() if arr.size else arr.reshape(())
-    return edit
-
-
 def _header_edit(op):
     kind = op[0]
 
@@ -271,13 +232,13 @@ def mutate(base: Base, ops, checksums: bool) -> tuple[bytes, bool, list[str]]:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NaN -> int casts and the like: wanted here
             if kind == "int_values":
-                new = _set_values(op[2], _cast_int)(arr)
+                new = set_values(op[2], cast_int)(arr)
             elif kind == "float_values":
-                new = _set_values(op[2], _cast_float)(arr)
+                new = set_values(op[2], cast_float)(arr)
             elif kind == "dtype":
                 new = arr.astype(op[2])
             elif kind == "reshape":
-                new = _reshape(op[2])(arr)
+                new = reshape(op[2])(arr)
         if new is not None:
             tensors[i] = (name, np.asarray(new))
         elif kind == "swap":

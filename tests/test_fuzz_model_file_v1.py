@@ -39,26 +39,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsenet as sn
-from model_fuzz import (BATCH, BUILDERS, delete_path, json_paths, json_values, judge, run_batch,
-                        mlp_model, set_path)
+from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, json_paths, json_values, judge,
+                        mlp_model, reshape, run_batch, set_path, set_values)
 from sparsenet.errors import ModelFileError
 from sparsenet.io import model_file
-from sparsenet.io._legacy_v1 import write_v1
-from sparsenet.io.layers import encode_layer
+from sparsenet.io._legacy_v1 import save_v1
 from sparsenet.nn import Conv2d, GlobalAvgPool2d, Sequential
 
-
-def save_v1(model, path) -> None:
-    """Write `model` as sparsenet 0.1 did (schema 1, .npz)."""
-    layers, arrays = [], {}
-    for i, layer in enumerate(model.layers):
-        spec, arrs = encode_layer(layer)
-        layers.append(spec)
-        arrays.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
-    manifest = {"format": "sparsenet-model", "schema_version": 1, "sparsenet_version": "0.1.0",
-                "input_shape": list(model.input_shape) if model.input_shape else None, "layers": layers,
-                "metadata": dict(model.meta)}
-    write_v1(path, manifest, arrays)
 
 @dataclass(frozen=True)
 class Base:
@@ -151,42 +138,12 @@ def _edit_array(members, sel, edit):
         members[i] = (members[i][0], new if isinstance(new, bytes) else _npy(new))
 
 
-def _set_values(values, cast):
+def _values(values, cast):
+    """`set_values` on members that hold numbers (never the manifest's bytes)."""
     def edit(name, arr):
-        if arr.size == 0 or arr.dtype.kind not in "biuf" or name.startswith("__manifest__"):
+        if arr.dtype.kind not in "biuf" or name.startswith("__manifest__"):
             return None
-        flat = arr.reshape(-1).copy()
-        for frac, v in values:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flat[min(int(frac * flat.size), flat.size - 1)] = cast(v, flat.dtype)
-        return flat.reshape(arr.shape)
-    return edit
-
-
-def _cast_int(v, dtype):
-    return np.array(v, dtype=np.int64).astype(dtype) if dtype.kind != "f" else float(v)
-
-
-def _cast_float(v, dtype):
-    return np.array(v).astype(dtype)
-
-
-def _reshape(how):
-    def edit(name, arr):
-        if how == "flatten":
-            return arr.reshape(-1)
-        if how == "lead":
-            return arr[None]
-        if how == "transpose":
-            return arr.T.copy()
-        if how == "shorter":
-            return arr.reshape(-1)[:-1] if arr.size else arr
-        if how == "longer":
-            return np.concatenate([arr.reshape(-1), arr.reshape(-1)[:1]])
-        if how == "empty":
-            return arr.reshape(-1)[:0]
-        return arr.reshape(-1)[0] if arr.size else arr.reshape(())
+        return set_values(values, cast)(arr)
     return edit
 
 
@@ -235,15 +192,15 @@ def mutate(base: Base, ops, deflate: bool) -> tuple[bytes, bool, list[str]]:
                 blob[min(int(frac * len(blob)), len(blob) - 1)] ^= x
             members[op[1] % len(members)] = (name, bytes(blob))
         elif kind == "int_values":
-            _edit_array(members, op[1], _set_values(op[2], _cast_int))
+            _edit_array(members, op[1], _values(op[2], cast_int))
         elif kind == "float_values":
-            _edit_array(members, op[1], _set_values(op[2], _cast_float))
+            _edit_array(members, op[1], _values(op[2], cast_float))
         elif kind == "dtype":
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # NaN -> int casts and the like: wanted here
                 _edit_array(members, op[1], lambda name, arr: arr.astype(op[2]) if arr.dtype.kind in "biuf" else None)
         elif kind == "reshape":
-            _edit_array(members, op[1], _reshape(op[2]))
+            _edit_array(members, op[1], lambda name, arr: reshape(op[2])(arr))
         elif kind == "header":
             _edit_array(members, op[1], _header(*op[2:]))
         elif kind == "swap":

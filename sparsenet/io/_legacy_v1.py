@@ -2,7 +2,7 @@
 
 sparsenet writes schema 2 (safetensors, `model_file`); this module only reads schema 1 so that files
 written by 0.1 still load (``load_model`` migrates them; ``sparsenet convert OLD NEW`` rewrites them).
-`write_v1` exists for the migration tests and the load-time benchmark only.
+`save_v1` and `write_v1` exist for the migration tests and the load-time benchmark only.
 
 Layout: member ``__manifest__.npy`` (uint8 bytes of UTF-8 JSON: the manifest) and members
 ``layers.<i>.<array>.npy``. Checks, before anything is read: the declared uncompressed sizes of all
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ModelFileError
 
-__all__ = ["is_npz", "V1File", "write_v1"]
+__all__ = ["is_npz", "V1File", "save_v1", "write_v1"]
 
 _MAX_HEADER_BYTES = 10_000  # numpy's own limit for .npy headers parsed without trusting the file
 _CHUNK = 1 << 24
@@ -43,8 +43,24 @@ def is_npz(head: bytes) -> bool:
     return head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
 
 
+def save_v1(model, path) -> None:
+    """Write `model` as sparsenet 0.1 did (tests and benchmarks only: sparsenet writes schema 2)."""
+    from .layers import encode_layer
+
+    layers, arrays = [], {}
+    for i, layer in enumerate(model.layers):
+        spec, arrs = encode_layer(layer)
+        layers.append(spec)
+        arrays.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
+    shape = getattr(model, "input_shape", None)
+    manifest = {"format": "sparsenet-model", "schema_version": 1, "sparsenet_version": "0.1.0",
+                "input_shape": list(shape) if shape else None, "layers": layers,
+                "metadata": dict(getattr(model, "meta", {}) or {})}
+    write_v1(path, manifest, arrays)
+
+
 def write_v1(path, manifest: dict, arrays: dict) -> None:
-    """Write a schema-1 file (tests and benchmarks only: sparsenet itself writes schema 2)."""
+    """Write a schema-1 file of `manifest` and `arrays` as given (tests only)."""
     import json
 
     from .atomic import atomic_writer
