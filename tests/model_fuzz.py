@@ -206,6 +206,18 @@ for name in sys.argv[1:]:
 """
 
 
+# Loads the file argv[1] under a 2 GiB address-space limit; prints the ModelFileError's message.
+LIMITED_LOAD = r"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+import sparsenet as sn
+try:
+    sn.load(sys.argv[1])
+except sn.ModelFileError as e:
+    print(str(e))
+"""
+
+
 def run_batch(files: list[Path], cwd: Path) -> dict[str, tuple[str, str]]:
     try:
         r = subprocess.run([sys.executable, "-c", RUNNER, *map(str, files)], capture_output=True, text=True,

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 import sparsenet as sn
 from helpers import manifest_text
 from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, json_paths, json_values, judge,
-                        mlp_model, reshape, run_batch, set_path, set_values)
+                        LIMITED_LOAD, mlp_model, reshape, run_batch, set_path, set_values)
 from sparsenet.errors import ModelFileError
 
 _CODES = {np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8",
@@ -351,17 +351,6 @@ def _with(base, name, arr):
     return [(n, arr if n == name else a) for n, a in base.tensors]
 
 
-_LIMITED_LOAD = r"""
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-import sparsenet as sn
-try:
-    sn.load(sys.argv[1])
-except sn.ModelFileError as e:
-    print(str(e))
-"""
-
-
 @pytest.mark.parametrize("shape", [[10**9], [2**40, 2**20], [2**20, 2**20, 2**20]])
 def test_header_cannot_request_gigabytes_from_a_tiny_file(mlp, tmp_path, shape):
     """An entry claiming gigabytes that the file does not hold, under a 2 GiB address-space limit."""
@@ -375,7 +364,7 @@ def test_header_cannot_request_gigabytes_from_a_tiny_file(mlp, tmp_path, shape):
     names = [n for n, _ in base.tensors]
     last = [i for i, n in enumerate(names) if n != "layers.1.bias"] + [names.index("layers.1.bias")]
     path = _file(tmp_path, base, header_edit=edit, order=last)  # stored last: its bytes would run past the end
-    r = subprocess.run([sys.executable, "-c", _LIMITED_LOAD, str(path)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", LIMITED_LOAD, str(path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "layers.1.bias" in r.stdout and "MemoryError" not in r.stdout, r.stdout
 

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 import sparsenet as sn
 from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, json_paths, json_values, judge,
-                        mlp_model, reshape, run_batch, set_path, set_values)
+                        LIMITED_LOAD, mlp_model, reshape, run_batch, set_path, set_values)
 from sparsenet.errors import ModelFileError
 from sparsenet.io import model_file
 from sparsenet.io._legacy_v1 import save_v1
@@ -321,17 +321,6 @@ def test_header_cannot_request_gigabytes_from_a_tiny_file(mlp, tmp_path):
         assert name[:-4] in msg and ("header declares" in msg or "more than the limit" in msg), msg
 
 
-_LIMITED_LOAD = r"""
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-import sparsenet as sn
-try:
-    sn.load(sys.argv[1])
-except sn.ModelFileError as e:
-    print(str(e))
-"""
-
-
 def test_zip_sizes_claiming_gigabytes_allocate_nothing(mlp, tmp_path):
     """Header and zip entry agree on 4 GB of data that the 2 kB member does not hold: the loader
     must find out by reading, not by allocating 4 GB first (checked under a 2 GiB address-space limit)."""
@@ -348,7 +337,7 @@ def test_zip_sizes_claiming_gigabytes_allocate_nothing(mlp, tmp_path):
     central = next(m.start() for m in re.finditer(b"PK\x01\x02", data) if data[m.start() + 46:].startswith(name))
     data[central + 20:central + 28] = struct.pack("<II", claimed, claimed)  # the central directory entry
     path.write_bytes(bytes(data))
-    r = subprocess.run([sys.executable, "-c", _LIMITED_LOAD, str(path)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", LIMITED_LOAD, str(path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "layers.1.bias" in r.stdout and "MemoryError" not in r.stdout, r.stdout
 
