@@ -28,14 +28,14 @@ print(json.dumps({"import": t1 - t0, "load": t2 - t1, "predict": t3 - t2}))
 
 def main():
     import sparsenet as sn
-    from sparsenet.prune import compiled as compile_model
+    from sparsenet.prune import compiled
     from sparsenet.prune import prune
 
     with tempfile.TemporaryDirectory() as tmp:
         model = sn.build_model("lenet300", seed=0)
         prune(model, sparsity=0.9, scope="global")
         path = os.path.join(tmp, "pruned.safetensors")
-        sn.save_model(compile_model(model, "csr"), path)
+        sn.save_model(compiled(model, "csr"), path)
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))
         runs = []
         for _ in range(4):

@@ -25,7 +25,7 @@ from _harness import measure, threads
 
 import sparsenet as sn
 from sparsenet.nn import Linear, ReLU, Sequential, no_grad
-from sparsenet.prune import compiled as compile_model
+from sparsenet.prune import compiled
 from sparsenet.prune import prune
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,7 +53,7 @@ def variants(model, batch):
     for name, kw, fmt in recipes:
         m = copy.deepcopy(model)
         prune(m, method="magnitude", **kw)
-        out.append((name, compile_model(m, fmt, batch_size=batch)))
+        out.append((name, compiled(m, fmt, batch_size=batch)))
     return out
 
 

@@ -23,7 +23,7 @@ from .zoo import build_model
 # Deprecated names (one release): each warns and calls its replacement.
 load_model = deprecated_alias(load, "sparsenet.load_model", "sparsenet.load")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "__version__",

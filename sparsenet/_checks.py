@@ -1,5 +1,5 @@
 """Argument checks shared by every entry point, so that the same mistake raises the same
-`ConfigError` with the same wording wherever it is made (``fit``, ``predict``, ``compile_model``...).
+`ConfigError` with the same wording wherever it is made (``fit``, ``predict``, ``compiled``...).
 
 `where` names the function (or setting) the argument belongs to: ``predict: expected an integer
 batch_size >= 1, found 0``.

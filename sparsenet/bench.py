@@ -15,9 +15,10 @@ import time
 
 import numpy as np
 
+from ._checks import check_int
 from .errors import ConfigError
 from .formats import Dense
-from .nn import no_grad
+from .nn import model_dtype, no_grad
 from .nn._weighted import WeightedLayer
 from .timing import SETTLE_SECONDS, compare
 
@@ -52,12 +53,17 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise ConfigError("bench: the model has no input_shape; save it with one (zoo models have it)")
+    batches = [check_int(b, "batch size", "bench") for b in batches]
+    repeats = check_int(repeats, "repeats", "bench")
+    if not batches:
+        raise ConfigError("bench: expected at least one batch size, found none")
     dense = dense_equivalent(model).eval()
     model.eval()
     rng = np.random.default_rng(seed)
+    dtype = model_dtype(model)
     rows, before = [], _pressure()
     for b in batches:
-        x = rng.standard_normal((int(b), *shape)).astype(np.float32)
+        x = rng.standard_normal((b, *shape)).astype(dtype)
 
         def run(m=model):
             with no_grad():

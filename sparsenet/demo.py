@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
+from . import prune as _prune
 from .data import load_dataset
 from .io import save_model
 from .io.atomic import atomic_writer
 from .metrics import classification_report
 from .prune import Importance, make_importance
-from .prune import compiled as compile_model
 from .prune import prune
 from .prune.report import pruning_report
 from .runtime import predict
@@ -75,7 +75,7 @@ def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
     compiled with formats chosen by measurement for batch 1."""
     dense.eval()
     compiled.eval()
-    per_batch = {1: compile_model(pruned, "auto", batch_size=1) if pruned is not None else compiled,
+    per_batch = {1: _prune.compiled(pruned, "auto", batch_size=1) if pruned is not None else compiled,
                  64: compiled}
     out = {}
     for batch, model in per_batch.items():
@@ -91,7 +91,7 @@ def _speedups(dense, compiled, x_test, repeats: int, pruned=None) -> dict:
 def _bytes_by_format(model, granularity: str) -> dict:
     """Total true bytes of the pruned `model` stored in each fixed format (no timing)."""
     specs = ["dense", "csr"] + ([f"bsr{granularity[5:]}"] if granularity.startswith("block") else ["bsr4x4"])
-    return {s: int(summarize(compile_model(model, s))["totals"]["total_bytes"]) for s in specs}
+    return {s: int(summarize(_prune.compiled(model, s))["totals"]["total_bytes"]) for s in specs}
 
 
 def _row(arch, dense, compiled, ds, repeats, sparsity, pruned=None) -> dict:
@@ -196,7 +196,7 @@ def run_demo(out_dir: str, *, quick: bool = False, seed: int = 0, quiet: bool = 
             kwargs = dict(kwargs, method=monitor)
         result = prune(model, train_data=(ds.x_train, ds.y_train), val_data=(ds.x_test, ds.y_test),
                        finetune_epochs=finetune, seed=seed, quiet=quiet, **kwargs)
-        compiled = compile_model(model, "auto", batch_size=64)
+        compiled = _prune.compiled(model, "auto", batch_size=64)
         compiled_models[name] = compiled
         row = _row(arch, dense_models[arch], compiled, ds, repeats, result.sparsity, pruned=model)
         row.update(method=result.method, granularity=result.granularity,

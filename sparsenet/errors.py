@@ -9,6 +9,8 @@ The same mistake raises the same class wherever it is made::
     |                              unknown name, or that does not fit another one: batch_size, seed,
     |                              sparsity, lr, repeats, method, schedule, scope, granularity, format
     |                              spec, a study file's settings
+    |   +-- TimingError            a timing request that cannot run: no candidates, rounds < 1,
+    |                              negative seconds, an unknown baseline (`sparsenet.timing`)
     +-- DataError(ValueError)      input data that is unusable: NaN/inf values, bad labels, an
     |                              unreadable dataset file
     +-- ShapeError(ValueError)     an array's shape does not fit where it is used
@@ -61,5 +63,5 @@ class ModelFileError(SparsenetError, ValueError):
     """A model file is malformed, truncated, of an unknown version, or inconsistent."""
 
 
-class TimingError(SparsenetError, ValueError):
+class TimingError(ConfigError):
     """A timing request is unusable (no candidates, rounds < 1, negative seconds, an unknown baseline)."""

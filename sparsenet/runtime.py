@@ -30,6 +30,8 @@ from .nn.module import Module, model_dtype, no_grad
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads"]
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
 def load(path, *, mmap: bool = True):
     """The model saved at `path` (by `sparsenet.save_model`, or a .npz of sparsenet 0.1), every check
     of the file done, in evaluation mode. The one public loader (``sparsenet.load_model`` is its

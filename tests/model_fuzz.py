@@ -188,7 +188,7 @@ for name in sys.argv[1:]:
     if shape is None:
         line(name, "OK", "no-input-shape")
         continue
-    dtype = next((l.dtype for l in model if hasattr(l, "dtype")), np.float32)
+    dtype = sn.nn.model_dtype(model)
     try:
         zeros = sn.predict(model, np.zeros((2, *shape), dtype=dtype))
         x = np.random.default_rng(0).standard_normal((3, *shape)).astype(dtype)

@@ -16,7 +16,7 @@ import pytest
 
 import sparsenet as sn
 from sparsenet.data import load_dataset, train_test_split
-from sparsenet.errors import ConfigError, DataError, ShapeError, SparsenetError
+from sparsenet.errors import ConfigError, DataError, ShapeError, SparsenetError, TimingError
 from sparsenet.prune import compiled, prune, sensitivity_scan, allocate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_deprecated_names_warn_name_their_replacement_and_agree(tmp_path, digits
     import sparsenet.train
 
     model = _model()
-    path = tmp_path / "m.npz"
+    path = tmp_path / "m.safetensors"
     sn.save_model(model, path)
     x = digits.x_test[:16]
     with pytest.warns(DeprecationWarning, match=r"sparsenet\.load_model is deprecated.*0\.3.*sparsenet\.load"):
@@ -119,8 +119,8 @@ def test_main_paths_raise_no_deprecation_warning_from_sparsenet(tmp_path, digits
         pruning_report(original, small)
         quantize_model(small)
         sensitivity_scan(model, (digits.x_test[:32], digits.y_test[:32]), sparsities=(0.5,), time_layers=False)
-        sn.save_model(small, tmp_path / "small.npz")
-        sn.load(tmp_path / "small.npz").predict(digits.x_test[:4])
+        sn.save_model(small, tmp_path / "small.safetensors")
+        sn.load(tmp_path / "small.safetensors").predict(digits.x_test[:4])
 
 
 # -- the same mistake, the same class ------------------------------------------------------------
@@ -145,6 +145,14 @@ def _mistakes():
                                              "batch_size"),
             f"sensitivity_scan batch_size={bad!r}": (lambda b=bad: sensitivity_scan(m(), calib(), batch_size=b),
                                                      ConfigError, "batch_size"),
+        }
+    from sparsenet.bench import bench_model
+
+    for bad in (0, -2, 1.5, "1"):
+        cases |= {
+            f"bench batch={bad!r}": (lambda b=bad: bench_model(m(), batches=(b,)), ConfigError, "batch size"),
+            f"bench repeats={bad!r}": (lambda b=bad: bench_model(m(), batches=(1,), repeats=b), ConfigError,
+                                       "repeats"),
         }
     for bad in (-1, 1.5, None, "0"):
         cases |= {
@@ -204,12 +212,13 @@ def test_the_same_mistake_raises_the_same_class_everywhere(case):
 def test_error_hierarchy_refines_the_builtins():
     from sparsenet.onnx import OnnxImportError
 
-    for cls in (ConfigError, DataError, ShapeError, sn.FormatError, sn.ModelFileError, OnnxImportError):
+    for cls in (ConfigError, DataError, ShapeError, sn.FormatError, sn.ModelFileError, OnnxImportError,
+                TimingError):
         assert issubclass(cls, SparsenetError) and issubclass(cls, ValueError)
-    assert issubclass(sn.DTypeError, TypeError)
+    assert issubclass(sn.DTypeError, TypeError) and issubclass(TimingError, ConfigError)
     doc = sn.errors.__doc__
     assert all(c in doc for c in ("ConfigError", "DataError", "ShapeError", "DTypeError", "FormatError",
-                                  "ModelFileError", "OnnxImportError"))
+                                  "ModelFileError", "OnnxImportError", "TimingError"))
 
 
 # -- the Python floor --------------------------------------------------------------------------------

@@ -70,16 +70,30 @@ def _dead_pid():
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
-    path = tmp_path / "m.bin"
-    dead = tmp_path / f".m.bin.{_dead_pid()}.0123abcd{TEMP_SUFFIX}"
-    live = tmp_path / f".m.bin.{os.getppid()}.0123abcd{TEMP_SUFFIX}"  # a save in flight elsewhere
-    other = tmp_path / f".other.bin.{_dead_pid()}.0123abcd{TEMP_SUFFIX}"  # another target's
-    for p in (dead, live, other):
+    from sparsenet.io.atomic import _host
+
+    path, host = tmp_path / "m.bin", _host()
+    dead = tmp_path / f".m.bin.{host}.{_dead_pid()}.0123abcd{TEMP_SUFFIX}"
+    live = tmp_path / f".m.bin.{host}.{os.getppid()}.0123abcd{TEMP_SUFFIX}"  # a save in flight elsewhere
+    remote = tmp_path / f".m.bin.{'0' * 8 if host != '0' * 8 else '1' * 8}.{_dead_pid()}.0123abcd{TEMP_SUFFIX}"
+    other = tmp_path / f".other.bin.{host}.{_dead_pid()}.0123abcd{TEMP_SUFFIX}"  # another target's
+    for p in (dead, live, remote, other):
         p.write_bytes(b"half")
     with atomic_writer(path) as f:
         f.write(b"x")
-    assert _hidden(tmp_path) == sorted([live.name, other.name])
+    assert _hidden(tmp_path) == sorted([live.name, remote.name, other.name])  # another host's pid means nothing
     assert remove_stale_temporaries(tmp_path / "other.bin") == [str(other)]
+
+
+def test_a_symbolic_link_is_followed(tmp_path):
+    real = tmp_path / "run3.bin"
+    real.write_bytes(b"old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "latest.bin"
+    link.symlink_to(real.name)
+    with atomic_writer(link) as f:
+        f.write(b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new" and os.stat(real).st_mode & 0o777 == 0o640
 
 
 _SAVER = """

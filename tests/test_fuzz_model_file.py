@@ -152,7 +152,9 @@ header_edits = st.one_of(
     st.tuples(st.just("repeat_name"), selectors),
     st.tuples(st.just("metadata_value"), st.sampled_from([1, None, ["x"], {"a": "b"}])),
     st.tuples(st.just("header_length"), st.sampled_from([0, 1, 7, 2**63, 2**64 - 1, -8, 8])),
-    st.tuples(st.just("not_object"), st.sampled_from(["[]", "1", '"x"', "{", "{}", '{"__metadata__": {}}'])),
+    st.tuples(st.just("not_object"), st.sampled_from(["[]", "1", '"x"', "{", "{}", '{"__metadata__": {}}',
+                                                      '{"__metadata__": {"sparsenet": "\\ud800"}}',
+                                                      '{"\\udc00": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'])),
 )
 harmless = st.one_of(st.tuples(st.just("padding"), st.integers(1, 64)),
                      st.tuples(st.just("reorder"), st.randoms(use_true_random=False)))
@@ -308,7 +310,7 @@ def test_the_fuzzer_writes_what_save_model_writes(bases, tmp_path):
         path.write_bytes(mutate(bases[k], [], True)[0])
         assert set(load_file(path)) == {n for n, _ in bases[k].tensors}
         loaded = sn.load(path)
-        dtype = next((l.dtype for l in loaded if hasattr(l, "dtype")), np.float32)
+        dtype = sn.nn.model_dtype(loaded)
         x = np.random.default_rng(0).standard_normal((2, *model.input_shape)).astype(dtype)
         assert np.array_equal(sn.predict(loaded, x), sn.predict(model, x))
 
@@ -478,6 +480,9 @@ def test_huge_input_shape_is_refused_before_allocating(mlp, tmp_path):
     (lambda m: m["layers"][3].update(negative_slope=10**30), "does not fit in 64 bits"),
     (lambda m: m.update(input_shape=[1, 8, 2**70]), "does not fit in 64 bits"),
     (lambda m: m.update(crc32=[1, 2]), "'crc32' should map"),
+    (lambda m: m["crc32"].update({"layers.1.bias": "12"}), "'crc32' should map"),
+    (lambda m: m["crc32"].update({"layers.1.bias": 1 << 32}), "'crc32' should map"),
+    (lambda m: m.update(metadata=[1, 2]), "'metadata' should be an object"),
     (lambda m: m["crc32"].pop("layers.1.bias"), "has no checksum"),
     (lambda m: m["crc32"].update({"layers.7.bias": 1}), "does not hold"),
 ])
@@ -489,7 +494,7 @@ def test_manifest_values(mlp, tmp_path, edit, fragment):
                                          stale_crc=manifest["crc32"]))
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": 1' + "0" * 5000 + "}", "1e999",
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "\ud800", '{"a": "\udfff"}', '{"a": 1' + "0" * 5000 + "}", "1e999",
                                   '{"format": "sparsenet-model", "schema_version": 2, "layers": {}}',
                                   '{"format": "sparsenet-model", "schema_version": 2, "layers": [], "crc32": 1}'])
 def test_hostile_manifest_json(mlp, tmp_path, text):

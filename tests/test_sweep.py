@@ -122,12 +122,26 @@ def test_unreadable_study_files(tmp_path):
 
 
 # -- store and tables --------------------------------------------------------------------------------
+def test_opening_a_store_leaves_a_live_writers_temporary_alone(tmp_path):
+    from sparsenet.io.atomic import atomic_writer
+
+    ResultStore(tmp_path)
+    target = tmp_path / "points" / ("b" * 64 + ".json")
+    with atomic_writer(target) as f:
+        f.write(b"{}")
+        ResultStore(tmp_path)  # a second driver looking at the directory (its lock() would refuse it)
+    assert target.read_bytes() == b"{}"
+
+
 def test_store_writes_atomically_and_takes_over_a_dead_drivers_lock(tmp_path):
     store = ResultStore(tmp_path)
     key = "a" * 64
     (tmp_path / "points" / f".{key}.json.123.tmp").write_text("{half a rec")  # a writer killed mid-way
     store = ResultStore(tmp_path)
+    assert any(n.endswith(".tmp") for n in os.listdir(tmp_path / "points"))  # opening alone removes nothing
+    store.lock()
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path / "points"))
+    store.unlock()
     assert store.point(key) is None
     store.write_point({"key": key, "metrics": {"accuracy": 1.0}})
     assert store.point(key)["metrics"] == {"accuracy": 1.0} and _point_events(store) == {key: 1}

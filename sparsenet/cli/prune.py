@@ -49,7 +49,7 @@ def run(args) -> int:
 
     from ..data import load_dataset
     from ..io import load_model, save_model
-    from ..prune import compiled as compile_model, prune
+    from ..prune import compiled as compiled_copy, prune
     from ..prune.report import format_report, pruning_report
     from ..train import evaluate
 
@@ -65,7 +65,7 @@ def run(args) -> int:
                    data=(ds.x_train[: args.calibration], ds.y_train[: args.calibration]) if ds is not None else None,
                    finetune_epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
                    quiet=args.quiet or args.json)
-    compiled = compile_model(model, args.format, batch_size=args.batch_size)
+    compiled = compiled_copy(model, args.format, batch_size=args.batch_size)
     report = pruning_report(before, compiled)
     payload = {"pruning": result.to_dict(), "report": report, "format": args.format}
     if ds is not None:

@@ -22,19 +22,18 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import zipfile
 
 import numpy as np
 
 from ..errors import ModelFileError
+from ._common import LAYER_ARRAY
 
 __all__ = ["is_npz", "V1File", "save_v1", "write_v1"]
 
 _MAX_HEADER_BYTES = 10_000  # numpy's own limit for .npy headers parsed without trusting the file
 _CHUNK = 1 << 24
 _MANIFEST = "__manifest__"
-_LAYER_MEMBER = re.compile(r"layers\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
 _DTYPE_KINDS = "biuf"
 
 
@@ -111,12 +110,12 @@ class V1File:
             if not name.endswith(".npy"):
                 continue
             key = name[:-4]
-            if key != _MANIFEST and not _LAYER_MEMBER.fullmatch(key):
+            if key != _MANIFEST and not LAYER_ARRAY.fullmatch(key):
                 continue
             if key in self.members:
                 raise ModelFileError(f"model file {path!r}: member {name!r} appears more than once")
             self.members[key] = info
-            m = _LAYER_MEMBER.fullmatch(key)
+            m = LAYER_ARRAY.fullmatch(key)
             if m:
                 self.layers.setdefault(int(m.group(1)), {})[m.group(2)] = key
 

@@ -33,6 +33,7 @@ import sys
 import numpy as np
 
 from ..errors import ModelFileError
+from ._common import MAX_JSON_INT, no_constant
 
 __all__ = ["write_safetensors", "is_safetensors", "SafetensorsFile"]
 
@@ -40,7 +41,6 @@ _DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I
            "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64,
            "F16": np.float16, "F32": np.float32, "F64": np.float64}
 _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
-_MAX_JSON_INT = (1 << 63) - 1
 
 
 def write_safetensors(f, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
@@ -55,10 +55,6 @@ def write_safetensors(f, tensors: dict[str, np.ndarray], metadata: dict[str, str
 def is_safetensors(head: bytes) -> bool:
     """Whether the first bytes of a file look like safetensors (a header length, then ``{``)."""
     return len(head) >= 9 and head[8:9] == b"{"
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not allowed")
 
 
 def _unique_object(pairs):
@@ -110,7 +106,7 @@ class SafetensorsFile:
             raise ModelFileError(f"{where}: cannot be read ({type(e).__name__}: {e})") from None
         try:
             header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_object,
-                                parse_constant=_no_constant)
+                                parse_constant=no_constant)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, duplicates, NaN...
             raise ModelFileError(f"{where}: safetensors header is not valid JSON ({type(e).__name__}: {e})") from None
         if not isinstance(header, dict):
@@ -153,14 +149,14 @@ class SafetensorsFile:
         if not isinstance(code, str) or code not in _DTYPES:
             raise ModelFileError(f"{what}: dtype {code!r} is not supported (expected one of {sorted(_DTYPES)})")
         if not (isinstance(shape, list) and len(shape) <= 32
-                and all(type(s) is int and 0 <= s <= _MAX_JSON_INT for s in shape)):
+                and all(type(s) is int and 0 <= s <= MAX_JSON_INT for s in shape)):
             raise ModelFileError(f"{what}: shape {shape!r} is not a valid array shape (at most 32 non-negative sizes)")
         count = math.prod(shape)
         if count > max_elements or any(s > max_elements for s in shape):
             raise ModelFileError(f"{what}: shape {shape} ({count} elements) is more than the limit {max_elements} "
                                  f"per tensor and per dimension")
         if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(type(o) is int and 0 <= o <= _MAX_JSON_INT for o in offsets) and offsets[0] <= offsets[1]):
+                and all(type(o) is int and 0 <= o <= MAX_JSON_INT for o in offsets) and offsets[0] <= offsets[1]):
             raise ModelFileError(f"{what}: data_offsets {offsets!r} should be two increasing non-negative integers")
         dtype = np.dtype(_DTYPES[code])
         if offsets[1] - offsets[0] != count * dtype.itemsize:

@@ -16,7 +16,8 @@ memory-maps it: weights are not copied (copy-on-write pages, so a loaded model c
 without the file changing). Before any layer is built: the manifest's size (``MAX_MANIFEST_BYTES``)
 is capped, its JSON may not hold NaN/Infinity and integers in layer specs must fit in 64 bits;
 the manifest matches its checksum, and every tensor belongs to a layer of the manifest and has a
-checksum that matches its bytes (so damage anywhere is an error, never a silently different model). Each
+checksum; each layer's tensors are matched against their checksums as that layer is read, before it
+is decoded (so damage anywhere is an error, never a silently different model). Each
 decoder then validates its arrays (dtypes, shapes, the full O(nnz) check of sparse formats); a
 layer's arrays must be exactly those the decoded layer would save. The rebuilt model must chain on a
 zero sample of its declared input shape (at most ``MAX_INPUT_ELEMENTS`` values; layers x values
@@ -38,7 +39,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import zlib
 
 import numpy as np
@@ -46,6 +46,7 @@ import numpy as np
 from ..errors import ConfigError, ModelFileError, SparsenetError
 from ..nn import Sequential
 from ..nn.module import model_dtype, no_grad
+from ._common import LAYER_ARRAY, check_ints, finite_float, no_constant
 from ._legacy_v1 import V1File, is_npz
 from ._safetensors import SafetensorsFile, is_safetensors, write_safetensors
 from .atomic import atomic_writer
@@ -66,9 +67,7 @@ MAX_LAYERS = 100_000
 MAX_INPUT_ELEMENTS = 1 << 24  # one sample of the declared input shape (the load-time check allocates it)
 _MAX_HEADER_BYTES = MAX_MANIFEST_BYTES + (16 << 20)  # manifest + tensor entries (~100 bytes each)
 _MAX_CHECK_VALUES = 1 << 32  # layers x values per sample: bounds the time of the load-time check pass
-_MAX_JSON_INT = (1 << 63) - 1
 _METADATA_KEY = "sparsenet"
-_TENSOR = re.compile(r"layers\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
 
 
 def _crc32(buffer) -> int:
@@ -123,34 +122,10 @@ def convert_model(src, dst) -> dict:
     return {"from": version, "to": SCHEMA_VERSION}
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not allowed")
-
-
-def _check_ints(value, where: str) -> None:
-    """Every integer in a JSON value fits in 64 bits (iteratively: no recursion on deep nesting)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_JSON_INT:
-            raise ModelFileError(f"{where}: integer {v} does not fit in 64 bits")
-
-
 def _parse_manifest(raw: bytes, path: str, *, checksum: bool) -> dict:
     """The manifest's JSON, checked; with `checksum`, its ``manifest_crc32`` is verified and removed."""
     try:
-        manifest = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+        manifest = json.loads(raw.decode("utf-8"), parse_float=finite_float, parse_constant=no_constant)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints, NaN...
         raise ModelFileError(f"model file {path!r}: manifest is not valid JSON ({type(e).__name__}: {e})") from None
     if checksum and isinstance(manifest, dict):
@@ -178,8 +153,11 @@ def _parse_manifest(raw: bytes, path: str, *, checksum: bool) -> dict:
         raise ModelFileError(f"model file {path!r}: manifest field 'layers' should be a list")
     if len(layers) > MAX_LAYERS:
         raise ModelFileError(f"model file {path!r}: {len(layers)} layers, more than the limit {MAX_LAYERS}")
-    _check_ints(layers, f"model file {path!r}: manifest field 'layers'")
-    _check_ints(manifest.get("input_shape"), f"model file {path!r}: manifest field 'input_shape'")
+    check_ints(layers, f"model file {path!r}: manifest field 'layers'")
+    check_ints(manifest.get("input_shape"), f"model file {path!r}: manifest field 'input_shape'")
+    if not isinstance(manifest.get("metadata", {}), dict):
+        raise ModelFileError(f"model file {path!r}: manifest field 'metadata' should be an object, found "
+                             f"{type(manifest['metadata']).__name__}")
     return manifest
 
 
@@ -226,7 +204,10 @@ class _Source:
         if raw is None:
             raise ModelFileError(f"model file {path!r}: a safetensors file without sparsenet's manifest "
                                  f"(__metadata__ key {_METADATA_KEY!r}); is it a model of another tool?")
-        raw = raw.encode("utf-8")
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate escape (\ud800) is valid JSON, not valid text
+            raise ModelFileError(f"model file {path!r}: manifest is not valid UTF-8 text ({e})") from None
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ModelFileError(f"model file {path!r}: manifest of {len(raw)} bytes, more than the limit "
                                  f"{MAX_MANIFEST_BYTES}")
@@ -242,11 +223,12 @@ class _Source:
     def _index_tensors(st, manifest, path) -> dict[int, dict[str, str]]:
         n = len(manifest["layers"])
         crc = manifest.get("crc32")
-        if not isinstance(crc, dict):
-            raise ModelFileError(f"model file {path!r}: manifest field 'crc32' should map tensors to checksums")
+        if not isinstance(crc, dict) or not all(type(v) is int and 0 <= v < 1 << 32 for v in crc.values()):
+            raise ModelFileError(f"model file {path!r}: manifest field 'crc32' should map tensor names to "
+                                 f"32-bit checksums")
         layers: dict[int, dict[str, str]] = {}
         for name in st.entries:
-            m = _TENSOR.fullmatch(name)
+            m = LAYER_ARRAY.fullmatch(name)
             if not m or int(m.group(1)) >= n:
                 raise ModelFileError(f"model file {path!r}: tensor {name!r} does not belong to any of the "
                                      f"{n} layers (expected names layers.<i>.<array>)")
@@ -264,8 +246,7 @@ class _Source:
             return self._v1.layer_arrays(i)
         out = {}
         for name, key in self._layers.get(i, {}).items():
-            expected = self.manifest["crc32"][key]
-            if type(expected) is not int or _crc32(self._st.raw(key)) != expected:
+            if _crc32(self._st.raw(key)) != self.manifest["crc32"][key]:
                 raise ModelFileError(f"model file {self.path!r}: tensor {key!r} is corrupt (its bytes do not "
                                      f"match the checksum in the manifest)")
             out[name] = self._st.array(key)
@@ -360,7 +341,7 @@ def load_model(path, *, mmap: bool = True) -> Sequential:
         layers = [_decode(spec, src.layer_arrays(i), f"model file {path!r}, layer {i}")
                   for i, spec in enumerate(manifest["layers"])]
     model = Sequential(*layers)
-    model.meta = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    model.meta = manifest.get("metadata", {})
     if shape is not None:
         if len(layers) * math.prod(shape) > _MAX_CHECK_VALUES:
             raise ModelFileError(f"model file {path!r}: {len(layers)} layers on inputs of {math.prod(shape)} values "

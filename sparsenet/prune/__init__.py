@@ -3,7 +3,7 @@ application (mask -> smaller model / real formats: `compiled`) and schedule (ste
 
 `compile` (the old name of `compiled`, which shadows the builtin) is deprecated."""
 
-from .api import PruneResult, compile, compiled, prune, prune_step
+from .api import PruneResult, compile, compiled, prune, prune_step  # noqa: F401 (compile: deprecated, not in __all__)
 from .granularity import NM, Block, Granularity, Unstructured, Units, make_granularity
 from .importance import (CRITERIA, OBD, SNIP, ActivationAware, BNScale, Importance, Magnitude, Movement,
                          RandomScore, SynFlow, Taylor, make_importance, slimming_penalty)

@@ -2,7 +2,7 @@
 
 A mask is a boolean array of a layer's logical weight shape [out, fan_in]: True = kept. Applying
 masks keeps the weight Dense, zeroes the pruned entries and pins them with ``Parameter.mask`` so that
-fine-tuning cannot bring them back; `compile_model` later stores each layer in a real format, and
+fine-tuning cannot bring them back; `compiled` later stores each layer in a real format, and
 structured pruning physically removes whole units.
 """
 

@@ -83,7 +83,6 @@ class ResultStore:
                 os.makedirs(os.path.join(self.root, d), exist_ok=True)
         except OSError as e:
             raise SparsenetError(f"results directory {self.root!r}: cannot create it ({e.strerror or e})") from None
-        self._remove_stale_temporaries()
         self._locked = False
 
     def __repr__(self):
@@ -102,7 +101,8 @@ class ResultStore:
         return legacy if not os.path.exists(path) and os.path.exists(legacy) else path
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of a writer that was killed before its rename (never a finished record)."""
+        """Temporary files of a writer that was killed before its rename (never a finished record).
+        Called by `lock` once this process holds the directory: no live writer can own one then."""
         for d in ("", *_DIRS):
             folder = os.path.join(self.root, d)
             for name in os.listdir(folder):
@@ -228,6 +228,7 @@ class ResultStore:
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self._locked = True
+            self._remove_stale_temporaries()
             return
         raise SparsenetError(f"results directory {self.root!r}: could not take the lock {path!r}")
 

@@ -118,7 +118,7 @@ def _train(point):
 
 def train_dense(point: dict) -> dict:
     """Train a point's dense baseline. Returns {"key", "spec", "metrics", "info", "model_file"}:
-    `model_file` is the model's `.npz` bytes (the driver stores it); metrics are on the test split.
+    `model_file` is the model file's bytes (the driver stores it); metrics are on the test split.
 
     >>> from sparsenet.sweep import expand_grid, parse_config
     >>> p = expand_grid(parse_config({"model": "mlp", "train": {"epochs": 1}}))[0]
@@ -143,11 +143,11 @@ def train_dense(point: dict) -> dict:
 def _smallest_formats(model) -> dict:
     """{layer name: spec} storing each weighted layer in the candidate of fewest bytes (ties: the
     earlier candidate, dense first). Deterministic: nothing is timed."""
-    from ..prune import compiled as compile_model
+    from .. import prune as _prune
 
     best = {}
     for spec in _SMALLEST_CANDIDATES:
-        layers = compile_model(model, spec).meta["compile"]["layers"]
+        layers = _prune.compiled(model, spec).meta["compile"]["layers"]
         for name, rec in layers.items():
             if name not in best or rec["bytes"] < best[name][1]:
                 best[name] = (spec, rec["bytes"])
@@ -164,7 +164,7 @@ def run_point(point: dict, dense: bytes | None = None) -> dict:
     theoretical `flops_speedup`, `dense_accuracy` and `accuracy_drop`. Raises what the engine raises
     (e.g. SparsenetError for an unknown method). Same point and dense model -> the same metrics.
     """
-    from ..prune import compiled as compile_model
+    from .. import prune as _prune
     from ..prune import prune
     from ..prune.report import pruning_report
 
@@ -183,7 +183,7 @@ def run_point(point: dict, dense: bytes | None = None) -> dict:
                        finetune_epochs=point["finetune_epochs"], lr=point["finetune_lr"],
                        batch_size=point["finetune_batch_size"], seed=point["seed"], quiet=True)
         formats = _smallest_formats(model) if point["format"] == "smallest" else point["format"]
-        compiled = compile_model(model, formats)
+        compiled = _prune.compiled(model, formats)
         metrics = _classification(compiled, ds)
         report = pruning_report(base, compiled)
         t = report["totals"]
