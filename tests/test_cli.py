@@ -60,11 +60,13 @@ def test_demo_quick_writes_figures(tmp_path, capsys):
     pruned = figures["pruned"]
     assert len(pruned) == 2
     for row in pruned.values():
-        assert row["accuracy"] > 0.85 and row["bytes"] < row["bytes_before"]
+        # "auto" keeps a layer dense where sparse measured slower (a loaded machine): never bigger
+        assert row["accuracy"] > 0.85 and row["bytes"] <= row["bytes_before"]
         assert set(row["measured_speedup"]) == {"batch1", "batch64"}
         assert all(v > 0 for v in row["measured_speedup"].values())
     neurons = pruned["neurons 50% (structured)"]
     assert [r["shape_after"] for r in neurons["layers"]] == [[150, 64], [50, 150], [10, 50]]
+    assert neurons["bytes"] < neurons["bytes_before"]  # removed units are gone whatever the formats
 
 
 def test_prune_cli_reports_and_saves(small_model_file, tmp_path, capsys):
