@@ -28,7 +28,7 @@ __all__ = ["dense_equivalent", "bench_model"]
 def dense_equivalent(model):
     """A copy of `model` with every weight stored dense (dequantised, zeros kept)."""
     dense = copy.deepcopy(model)
-    for layer in dense.layers:
+    for _, layer in dense.named_modules():  # a Sequential's layers or a Graph's nodes
         if isinstance(layer, WeightedLayer) and not isinstance(layer.weight, Dense):
             layer.weight = Dense(layer.weight.to_dense())
     return dense

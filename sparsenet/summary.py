@@ -43,7 +43,7 @@ def summarize(model: Sequential) -> dict:
     nonzero ones; `bytes` is the true memory of every array (values + indices + pointers + biases +
     BatchNorm statistics) and `dense_bytes` what the same layer takes dense in float32.
     """
-    rows = [_layer_row(f"{i}", layer) for i, layer in enumerate(model.layers)]
+    rows = [_layer_row(name, layer) for name, layer in model.children()]  # a Sequential's or a Graph's
     totals = {
         "params": sum(r["params"] for r in rows),
         "stored_params": sum(r["stored"] for r in rows),

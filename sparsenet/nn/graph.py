@@ -1,0 +1,293 @@
+"""Graph: a DAG of named nodes, each an op (a `Module`) applied to named inputs (graph inputs or other
+nodes' outputs); forward in topological order, backward in reverse with gradients summed where one
+output feeds several nodes. `Sequential` is the simple builder of chains; `Graph.from_sequential`
+and `to_sequential` convert between the two without copying layers.
+
+Everything about a graph's structure is checked in one place (`Graph._validate`, at construction):
+names non-empty and unique across inputs and nodes, every referenced name defined, each op a
+`Module` used by one node only, the op's number of inputs (``op.arity``: 1 unless the op says
+otherwise, ``None`` for "two or more"), no cycle, every input and node on a path to an output. With
+the inputs' sample shapes given, one zero sample is traced through the nodes, so a node that does
+not accept its inputs' shapes fails there, by name. Every failure is a `ConfigError` (structure) or
+`ShapeError` (shapes) naming the node.
+
+This is the graph engine's first step (issue 11): training, prediction and `fit`/`evaluate` work on
+single-input graphs; model files, ONNX, pruning and the compiled plan still take `Sequential`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError, SparsenetError
+from .module import Module, no_grad
+
+__all__ = ["Graph", "Node"]
+
+_MAX_NAME = 256
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step of a graph: `op` applied to the values named by `inputs`; its output is called `name`."""
+
+    name: str
+    op: Module
+    inputs: tuple[str, ...]
+
+
+def _arity(op: Module):
+    return getattr(op, "arity", 1)
+
+
+class Graph(Module):
+    """A DAG of named nodes.
+
+    inputs: {name: one sample's shape (or None)} or a list of names; nodes: (name, op, input names)
+    triples or `Node`s, in any order; outputs: a name or a list of names.
+
+    >>> from sparsenet.nn import Add, Linear, ReLU
+    >>> g = Graph({"x": (4,)}, [("fc", Linear(4, 4), ["x"]), ("relu", ReLU(), ["fc"]),
+    ...                         ("res", Add(), ["relu", "x"])], "res")
+    >>> g.forward(np.ones((2, 4), np.float32)).shape
+    (2, 4)
+    """
+
+    def __init__(self, inputs, nodes, outputs):
+        super().__init__()
+        if isinstance(inputs, dict):
+            self.input_shapes = {k: (None if v is None else tuple(v)) for k, v in inputs.items()}
+        elif isinstance(inputs, (list, tuple)):
+            self.input_shapes = {k: None for k in inputs}
+        else:
+            raise ConfigError(f"Graph: inputs should be a dict of names to shapes or a list of names, found "
+                              f"{type(inputs).__name__}")
+        if isinstance(outputs, str):
+            outputs = (outputs,)
+        if not isinstance(outputs, (list, tuple)):
+            raise ConfigError(f"Graph: outputs should be a node name or a list of them, found {outputs!r}")
+        self.outputs = tuple(outputs)
+        given = []
+        for i, n in enumerate(nodes):
+            if isinstance(n, Node):
+                given.append(n)
+            elif isinstance(n, (tuple, list)) and len(n) == 3:
+                name, op, ins = n
+                given.append(Node(name, op, (ins,) if isinstance(ins, str) else tuple(ins)))
+            else:
+                raise ConfigError(f"Graph: node {i} should be a Node or a (name, op, inputs) triple, found {n!r}")
+        self.nodes: list[Node] = self._validate(given)
+        self.meta: dict = {}
+        for node in self.nodes:
+            node.op.name = f"node {node.name!r} ({type(node.op).__name__})"
+        if all(s is not None for s in self.input_shapes.values()):
+            self._trace()
+
+    # -- structure ----------------------------------------------------------------------------------
+    def _validate(self, nodes: list[Node]) -> list[Node]:
+        """The nodes in topological order, after every structural check (see the module docstring)."""
+        def check_name(name, what):
+            if not isinstance(name, str) or not name or len(name) > _MAX_NAME or not name.isprintable():
+                raise ConfigError(f"Graph: {what} name should be a printable string of 1 to {_MAX_NAME} "
+                                  f"characters, found {name!r}")
+
+        if not self.input_shapes:
+            raise ConfigError("Graph: expected at least one input")
+        for name, shape in self.input_shapes.items():
+            check_name(name, "input")
+            if shape is not None and not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+                raise ConfigError(f"Graph: input {name!r} should have a shape of positive sizes, found {shape}")
+        defined = set(self.input_shapes)
+        by_name, ops = {}, {}
+        for node in nodes:
+            check_name(node.name, "node")
+            if node.name in defined or node.name in by_name:
+                raise ConfigError(f"Graph: name {node.name!r} is defined twice")
+            if not isinstance(node.op, Module):
+                raise ConfigError(f"Graph: node {node.name!r} should hold a Module, found {type(node.op).__name__}")
+            if id(node.op) in ops:
+                raise ConfigError(f"Graph: node {node.name!r} uses the same {type(node.op).__name__} object as node "
+                                  f"{ops[id(node.op)]!r} (a module keeps what its backward needs: one node each)")
+            ops[id(node.op)] = node.name
+            arity = _arity(node.op)
+            if (arity is None and len(node.inputs) < 2) or (arity is not None and len(node.inputs) != arity):
+                want = "two or more" if arity is None else str(arity)
+                raise ConfigError(f"Graph: node {node.name!r} ({type(node.op).__name__}) takes {want} inputs, "
+                                  f"found {len(node.inputs)}: {list(node.inputs)}")
+            by_name[node.name] = node
+        names = defined | set(by_name)
+        for node in nodes:
+            for ref in node.inputs:
+                if ref not in names:
+                    raise ConfigError(f"Graph: node {node.name!r} reads {ref!r}, which no input or node defines")
+        if not self.outputs:
+            raise ConfigError("Graph: expected at least one output")
+        for out in self.outputs:
+            if out not in by_name:
+                raise ConfigError(f"Graph: output {out!r} should name a node, found "
+                                  f"{'an input' if out in defined else 'nothing of that name'}")
+        if len(set(self.outputs)) != len(self.outputs):
+            raise ConfigError(f"Graph: outputs {list(self.outputs)} name a node twice")
+        # Kahn's algorithm, stable in the given order
+        waiting = {n.name: sum(ref in by_name for ref in n.inputs) for n in nodes}
+        readers: dict[str, list[str]] = {}
+        for n in nodes:
+            for ref in n.inputs:
+                readers.setdefault(ref, []).append(n.name)
+        ready = [n.name for n in nodes if waiting[n.name] == 0]
+        order = []
+        while ready:
+            name = ready.pop(0)
+            order.append(by_name[name])
+            for r in readers.get(name, []):
+                waiting[r] -= 1
+                if waiting[r] == 0:
+                    ready.append(r)
+        if len(order) != len(nodes):
+            stuck = sorted(k for k, v in waiting.items() if v > 0)
+            raise ConfigError(f"Graph: nodes {stuck[:10]} form a cycle (or depend on one)")
+        # every input and node must lead to an output
+        live, stack = set(), list(self.outputs)
+        while stack:
+            name = stack.pop()
+            if name in live:
+                continue
+            live.add(name)
+            if name in by_name:
+                stack.extend(by_name[name].inputs)
+        unused = [k for k in self.input_shapes if k not in live] + [n.name for n in order if n.name not in live]
+        if unused:
+            raise ConfigError(f"Graph: {unused[:10]} lead to no output (remove them, or name them as outputs)")
+        return order
+
+    def _trace(self) -> None:
+        """One zero sample of the declared input shapes through every node: shape mismatches fail
+        here, naming the node."""
+        total = sum(math.prod(s) for s in self.input_shapes.values())
+        if total > 1 << 24:
+            return  # too large to trace cheaply; shapes are then checked at the first forward
+        from .module import model_dtype
+
+        dtype = model_dtype(self)
+        values = {k: np.zeros((1, *s), dtype=dtype) for k, s in self.input_shapes.items()}
+        training = [m for _, m in self.named_modules() if m.training]
+        self.eval()
+        try:
+            with no_grad():
+                for node in self.nodes:
+                    ins = [values[r] for r in node.inputs]
+                    try:
+                        values[node.name] = np.asarray(node.op.forward(*ins))
+                    except SparsenetError as e:
+                        raise ShapeError(f"Graph: node {node.name!r} ({type(node.op).__name__}) does not accept "
+                                         f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
+                                         f"{e}") from None
+        finally:
+            for m in training:
+                m.training = True
+
+    @property
+    def input_shape(self):
+        """One sample's shape when the graph has a single input of known shape, else None."""
+        if len(self.input_shapes) == 1:
+            return next(iter(self.input_shapes.values()))
+        return None
+
+    @input_shape.setter
+    def input_shape(self, shape) -> None:
+        if len(self.input_shapes) != 1:
+            raise ConfigError(f"Graph: input_shape is for single-input graphs; this one has inputs "
+                              f"{list(self.input_shapes)}")
+        self.input_shapes = {next(iter(self.input_shapes)): None if shape is None else tuple(shape)}
+
+    def children(self):
+        return [(node.name, node.op) for node in self.nodes]
+
+    # -- computing ----------------------------------------------------------------------------------
+    def forward(self, *xs, **named):
+        """Outputs for the inputs given in order (``forward(x)``) or by name (``forward(x=..., y=...)``);
+        one output is returned as an array, several as a tuple in the order of `outputs`."""
+        names = list(self.input_shapes)
+        if named and xs:
+            raise ConfigError("Graph.forward: give the inputs either in order or by name, not both")
+        if named:
+            if set(named) != set(names):
+                raise ConfigError(f"Graph.forward: expected inputs {names}, found {sorted(named)}")
+            values = dict(named)
+        else:
+            if len(xs) != len(names):
+                raise ConfigError(f"Graph.forward: expected {len(names)} inputs {names}, found {len(xs)}")
+            values = dict(zip(names, xs))
+        for node in self.nodes:
+            values[node.name] = node.op.forward(*[values[r] for r in node.inputs])
+        outs = tuple(values[o] for o in self.outputs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def backward(self, *grads):
+        """Gradients with respect to the inputs (one array, or a tuple in input order), given one
+        upstream gradient per output, after a forward. Where a value feeds several nodes (or is an
+        output and feeds a node), its gradients are summed."""
+        if len(grads) == 1 and isinstance(grads[0], tuple):
+            grads = grads[0]
+        if len(grads) != len(self.outputs):
+            raise ConfigError(f"Graph.backward: expected {len(self.outputs)} gradients (one per output), "
+                              f"found {len(grads)}")
+        acc: dict[str, np.ndarray] = {}
+
+        def add(name, g):
+            acc[name] = g if name not in acc else acc[name] + g  # never in place: g may be shared
+
+        for name, g in zip(self.outputs, grads):
+            add(name, g)
+        for node in reversed(self.nodes):
+            g_in = node.op.backward(acc.pop(node.name))
+            g_in = g_in if isinstance(g_in, tuple) else (g_in,)
+            for ref, g in zip(node.inputs, g_in):
+                add(ref, g)
+        out = tuple(acc[k] for k in self.input_shapes)
+        return out[0] if len(out) == 1 else out
+
+    def predict(self, x, batch_size: int = 256):
+        """``sparsenet.predict(self, x, batch_size)`` (single-input graphs)."""
+        from ..runtime import predict
+
+        return predict(self, x, batch_size=batch_size)
+
+    # -- conversions --------------------------------------------------------------------------------
+    @classmethod
+    def from_sequential(cls, seq) -> "Graph":
+        """The chain `seq` as a graph with input ``"x"`` and nodes named ``"0"``, ``"1"``, ... (the
+        parameter names stay ``"1.weight"``...). The graph uses `seq`'s layers, not copies."""
+        from .sequential import Sequential
+
+        if not isinstance(seq, Sequential) or not len(seq):
+            raise ConfigError(f"Graph.from_sequential: expected a non-empty Sequential, found {seq!r}")
+        nodes = [(str(i), layer, ["x" if i == 0 else str(i - 1)]) for i, layer in enumerate(seq.layers)]
+        g = cls({"x": seq.input_shape}, nodes, str(len(seq) - 1))
+        g.meta = dict(seq.meta)
+        return g
+
+    def to_sequential(self):
+        """This graph as a `Sequential`, when it is a chain (one input, one output, one input per
+        node, each value read once); the layers are shared, not copied."""
+        from .sequential import Sequential
+
+        chain = len(self.input_shapes) == 1 and len(self.outputs) == 1
+        previous = next(iter(self.input_shapes))
+        for node in self.nodes:
+            chain = chain and node.inputs == (previous,)
+            previous = node.name
+        if not chain:
+            raise ConfigError("Graph.to_sequential: only a chain (one input, each node reading the one before) "
+                              "is a Sequential")
+        seq = Sequential(*[n.op for n in self.nodes])
+        seq.input_shape = self.input_shape
+        seq.meta = dict(self.meta)
+        return seq
+
+    def __repr__(self) -> str:
+        lines = [f"  {n.name} = {n.op!r}({', '.join(n.inputs)})" for n in self.nodes]
+        return (f"Graph(inputs={list(self.input_shapes)}, outputs={list(self.outputs)},\n" + "\n".join(lines) + "\n)")

@@ -1,0 +1,76 @@
+"""Ops with several inputs, for graphs (`sparsenet.nn.Graph`): `Add` (residual connections) and
+`Concat`. Each backward beside its forward; backward returns one gradient per input, in order.
+
+The inputs of one call must have the same shape (`Add`) or the same shape but on `axis`
+(`Concat`); broadcasting comes with the elementwise ops of the real-model issue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from .module import Module, as_float
+
+__all__ = ["Add", "Concat"]
+
+
+class Add(Module):
+    """The elementwise sum of two or more inputs of one shape: ``y = x0 + x1 + ...``.
+
+    >>> Add().forward(np.ones((2, 3)), np.ones((2, 3))).tolist()
+    [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+    """
+
+    arity = None  # any number >= 2
+
+    def forward(self, *xs):
+        if len(xs) < 2:
+            raise ShapeError(f"{self.name}: expected two or more inputs, found {len(xs)}")
+        xs = [as_float(x) for x in xs]
+        if any(x.shape != xs[0].shape for x in xs[1:]):
+            raise ShapeError(f"{self.name}: expected inputs of one shape, found {[list(x.shape) for x in xs]}")
+        self._save(_n=len(xs))
+        out = xs[0] + xs[1]
+        for x in xs[2:]:
+            out += x
+        return out
+
+    def backward(self, grad):
+        return tuple(grad for _ in range(self._n))
+
+
+class Concat(Module):
+    """Inputs joined along `axis` (1: features or channels, the batch being axis 0).
+
+    >>> Concat().forward(np.ones((2, 1)), np.zeros((2, 2))).tolist()
+    [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+
+    arity = None
+
+    def __init__(self, axis: int = 1):
+        super().__init__()
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis < 1:
+            raise ConfigError(f"Concat: expected an axis >= 1 (axis 0 is the batch), found {axis!r}")
+        self.axis = int(axis)
+
+    def forward(self, *xs):
+        if len(xs) < 2:
+            raise ShapeError(f"{self.name}: expected two or more inputs, found {len(xs)}")
+        xs = [as_float(x) for x in xs]
+        a = self.axis
+        first = xs[0].shape
+        if any(x.ndim != len(first) or x.ndim <= a or x.shape[:a] + x.shape[a + 1:] != first[:a] + first[a + 1:]
+               for x in xs):
+            raise ShapeError(f"{self.name}: expected inputs that differ only on axis {a}, found "
+                             f"{[list(x.shape) for x in xs]}")
+        self._save(_sizes=[x.shape[a] for x in xs])
+        return np.concatenate(xs, axis=a)
+
+    def backward(self, grad):
+        edges = np.cumsum(self._sizes)[:-1]
+        return tuple(np.split(grad, edges, axis=self.axis))
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"

@@ -1,0 +1,214 @@
+"""Graphs: structure checks that name the node, forward against a hand-written reference, backward
+against finite differences (gradients summed where a value feeds several nodes), training with
+`fit`, and lossless conversion from and to `Sequential`."""
+
+import numpy as np
+import pytest
+
+import sparsenet as sn
+from gradcheck import check_layer_gradients
+from sparsenet.errors import ConfigError, ShapeError
+from sparsenet.nn import Add, Concat, Flatten, Graph, Linear, Node, ReLU, Tanh
+
+
+def _residual(dtype=np.float64, seed=0):
+    """x -> fc1 -> relu -> fc2 -> (+ x) -> tanh; and the same value also concatenated with fc1."""
+    fc1, fc2, head = Linear(6, 6, seed=seed, dtype=dtype), Linear(6, 6, seed=seed + 1, dtype=dtype), \
+        Linear(12, 3, seed=seed + 2, dtype=dtype)
+    nodes = [("fc1", fc1, ["x"]), ("relu", ReLU(), ["fc1"]), ("fc2", fc2, ["relu"]), ("res", Add(), ["fc2", "x"]),
+             ("act", Tanh(), ["res"]), ("cat", Concat(), ["act", "fc1"]), ("head", head, ["cat"])]
+    return Graph({"x": (6,)}, nodes, "head"), (fc1, fc2, head)
+
+
+def _reference(x, fc1, fc2, head):
+    w1, b1 = fc1.weight.to_dense(), fc1.bias.data
+    w2, b2 = fc2.weight.to_dense(), fc2.bias.data
+    wh, bh = head.weight.to_dense(), head.bias.data
+    h1 = x @ w1.T + b1
+    act = np.tanh(np.maximum(h1, 0) @ w2.T + b2 + x)
+    return np.concatenate([act, h1], axis=1) @ wh.T + bh
+
+
+def test_forward_matches_a_hand_written_reference():
+    g, layers = _residual()
+    x = np.random.default_rng(0).standard_normal((5, 6))
+    np.testing.assert_allclose(g.forward(x), _reference(x, *layers), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g.predict(x), _reference(x, *layers), rtol=1e-12, atol=1e-12)
+
+
+def test_backward_against_finite_differences_sums_gradients_of_shared_values():
+    """x feeds fc1 and the residual Add; fc1 feeds relu and the Concat: both gradients are sums."""
+    g, layers = _residual()
+    x = np.random.default_rng(1).standard_normal((4, 6))
+    check_layer_gradients(g, x, reference=lambda v: _reference(v, *layers))
+
+
+@pytest.mark.parametrize("op, shapes", [(Add(), [(3, 4), (3, 4), (3, 4)]), (Concat(), [(3, 2), (3, 5)]),
+                                        (Concat(axis=2), [(2, 3, 1), (2, 3, 4)])])
+def test_merge_ops_backward_against_finite_differences(op, shapes):
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal(s) for s in shapes]
+    g = rng.standard_normal(op.forward(*xs).shape)
+    grads = op.backward(g)
+    assert len(grads) == len(xs)
+    for i, x in enumerate(xs):
+        num = np.zeros_like(x)
+        for idx in np.ndindex(*x.shape):
+            old = x[idx]
+            x[idx] = old + 1e-6
+            plus = float(np.sum(op.forward(*xs) * g))
+            x[idx] = old - 1e-6
+            minus = float(np.sum(op.forward(*xs) * g))
+            x[idx] = old
+            num[idx] = (plus - minus) / 2e-6
+        np.testing.assert_allclose(grads[i], num, rtol=1e-6, atol=1e-8)
+
+
+def test_two_inputs_and_two_outputs():
+    a, b = Linear(3, 2, seed=0, dtype=np.float64), Linear(4, 2, seed=1, dtype=np.float64)
+    g = Graph({"u": (3,), "v": (4,)}, [("a", a, "u"), ("b", b, "v"), ("sum", Add(), ["a", "b"]),
+                                       ("both", Concat(), ["sum", "a"])], ["sum", "both"])
+    rng = np.random.default_rng(3)
+    u, v = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
+    s, both = g.forward(u, v)
+    s2, both2 = g.forward(v=v, u=u)
+    np.testing.assert_array_equal(s, s2)
+    np.testing.assert_allclose(s, a.forward(u) + b.forward(v), rtol=1e-12)
+    assert both.shape == (5, 4) and g.input_shape is None
+    gs, gb = rng.standard_normal(s.shape), rng.standard_normal(both.shape)
+    du, dv = g.backward(gs, gb)
+    # d/du of sum(s * gs) + sum(both * gb) = (gs + gb[:, :2] + gb[:, 2:]) @ Wa, since both = [s, a]
+    wa, wb = a.weight.to_dense(), b.weight.to_dense()
+    np.testing.assert_allclose(du, (gs + gb[:, :2] + gb[:, 2:]) @ wa, rtol=1e-10)
+    np.testing.assert_allclose(dv, (gs + gb[:, :2]) @ wb, rtol=1e-10)
+
+
+def test_fit_trains_a_residual_graph():
+    from sparsenet.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    fc1, fc2, head = Linear(64, 64, seed=1), Linear(64, 64, seed=2), Linear(64, 10, seed=3)
+
+    g = Graph({"x": (1, 8, 8)}, [("flat", Flatten(), "x"), ("fc1", fc1, "flat"), ("r1", ReLU(), "fc1"),
+                                 ("fc2", fc2, "r1"), ("res", Add(), ["fc2", "fc1"]), ("r2", ReLU(), "res"),
+                                 ("head", head, "r2")], "head")
+    before = sn.evaluate(g, ds.x_test, ds.y_test)["accuracy"]
+    sn.fit(g, ds.x_train, ds.y_train, epochs=8, batch_size=32, seed=0, quiet=True)
+    after = sn.evaluate(g, ds.x_test, ds.y_test)["accuracy"]
+    assert before < 0.3 and after > 0.9, (before, after)
+    assert g.predict(ds.x_test[0]).shape == (10,)  # one sample, as for any model
+
+
+def test_sequential_converts_both_ways_without_changing_outputs():
+    seq = sn.build_model("lenet300", seed=0)
+    x = np.random.default_rng(4).random((3, *seq.input_shape), dtype=np.float32)
+    expected = seq.predict(x)
+    g = Graph.from_sequential(seq)
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in seq.named_parameters()]
+    np.testing.assert_array_equal(g.predict(x), expected)
+    back = g.to_sequential()
+    assert back.input_shape == seq.input_shape and [type(l) for l in back] == [type(l) for l in seq]
+    np.testing.assert_array_equal(back.predict(x), expected)
+    with pytest.raises(ConfigError, match="only a chain"):
+        _residual()[0].to_sequential()
+
+
+def _lin(i=2, o=2, seed=0):
+    return Linear(i, o, seed=seed)
+
+
+@pytest.mark.parametrize("build, fragment", [
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["y"])], "a"), "'a' reads 'y', which no input or node defines"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"]), ("a", _lin(), ["x"])], "a"), "'a' is defined twice"),
+    (lambda: Graph({"x": (2,)}, [("x", _lin(), ["x"])], "x"), "'x' is defined twice"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["b"]), ("b", _lin(), ["a"]), ("c", Add(), ["a", "x"])], "c"),
+     "form a cycle"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["a"])], "a"), "form a cycle"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"]), ("b", _lin(), ["x"])], "a"), "['b'] lead to no output"),
+    (lambda: Graph({"x": (2,), "y": (2,)}, [("a", _lin(), ["x"])], "a"), "['y'] lead to no output"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"])], "x"), "should name a node, found an input"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"])], "z"), "should name a node, found nothing"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"])], ["a", "a"]), "name a node twice"),
+    (lambda: Graph({"x": (2,)}, [("a", Add(), ["x"])], "a"), "takes two or more inputs, found 1"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x", "x"])], "a"), "takes 1 inputs, found 2"),
+    (lambda: Graph({"x": (2,)}, [("a", "relu", ["x"])], "a"), "should hold a Module"),
+    (lambda: Graph({"x": (2,)}, [("", _lin(), ["x"])], ""), "node name should be"),
+    (lambda: Graph({"x": (2,)}, [(3, _lin(), ["x"])], [3]), "node name should be"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"])], 3), "outputs should be a node name"),
+    (lambda: Graph({"x": (0,)}, [("a", _lin(), ["x"])], "a"), "positive sizes"),
+    (lambda: Graph({}, [], "a"), "at least one input"),
+    (lambda: Graph({"x": (2,)}, [("a", _lin(), ["x"])], []), "at least one output"),
+    (lambda: Graph({"x": (2,)}, ["a"], "a"), "should be a Node or a (name, op, inputs) triple"),
+    (lambda: Graph(3, [], "a"), "inputs should be"),
+])
+def test_malformed_graphs_raise_config_error_naming_the_node(build, fragment):
+    with pytest.raises(ConfigError) as err:
+        build()
+    assert fragment in str(err.value)
+
+
+def test_a_module_used_by_two_nodes_is_refused():
+    lin = _lin()
+    with pytest.raises(ConfigError, match="uses the same Linear object as node 'a'"):
+        Graph({"x": (2,)}, [("a", lin, ["x"]), ("b", lin, ["a"])], "b")
+
+
+@pytest.mark.parametrize("nodes, fragment", [
+    ([("a", _lin(3, 2), ["x"])], "node 'a' (Linear) does not accept inputs of shapes [[2]]"),
+    ([("a", _lin(2, 3), ["x"]), ("s", Add(), ["a", "x"])], "node 's' (Add) does not accept inputs of shapes [[3], [2]]"),
+    ([("a", _lin(2, 3), ["x"]), ("c", Concat(axis=2), ["a", "x"])], "node 'c' (Concat)"),
+])
+def test_incompatible_shapes_raise_shape_error_naming_the_node(nodes, fragment):
+    with pytest.raises(ShapeError) as err:
+        Graph({"x": (2,)}, nodes, nodes[-1][0])
+    assert fragment in str(err.value)
+
+
+def test_repr_lists_the_nodes_in_order():
+    g, _ = _residual()
+    text = repr(g)
+    assert text.startswith("Graph(inputs=['x'], outputs=['head'],") and "res = Add()(fc2, x)" in text
+    assert text.index("fc1 =") < text.index("relu =") < text.index("head =")
+
+
+def test_nodes_in_any_order_run_in_topological_order():
+    a, b = _lin(seed=1), _lin(seed=2)
+    g = Graph(["x"], [Node("b", b, ("a",)), Node("a", a, ("x",))], "b")
+    assert [n.name for n in g.nodes] == ["a", "b"]
+    x = np.ones((2, 2), np.float32)
+    np.testing.assert_allclose(g.forward(x), b.forward(a.forward(x)), rtol=1e-6)
+    with pytest.raises(ConfigError, match="expected 1 inputs"):
+        g.forward(x, x)
+    with pytest.raises(ConfigError, match="expected 1 gradients"):
+        g.backward(x, x)
+
+
+def test_concat_axis_and_merge_shapes_are_checked():
+    with pytest.raises(ConfigError, match="axis >= 1"):
+        Concat(axis=0)
+    with pytest.raises(ShapeError, match="two or more inputs"):
+        Add().forward(np.ones((2, 2)))
+    with pytest.raises(ShapeError, match="one shape"):
+        Add().forward(np.ones((2, 2)), np.ones((2, 3)))
+    with pytest.raises(ShapeError, match="differ only on axis 1"):
+        Concat().forward(np.ones((2, 2)), np.ones((3, 2)))
+
+
+def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
+    """Model files, ONNX, pruning and int8 still take a Sequential (the next steps of issue 11):
+    a graph gets a SparsenetError naming what was expected, never another exception."""
+    from sparsenet.bench import bench_model
+    from sparsenet.onnx import export_onnx
+    from sparsenet.prune import compiled, prune
+    from sparsenet.quantize import quantize_model
+    from sparsenet.summary import summarize
+
+    g, _ = _residual(np.float32)
+    for call in (lambda: prune(g, sparsity=0.5), lambda: compiled(g, "csr"), lambda: quantize_model(g),
+                 lambda: sn.save_model(g, "unused.safetensors"), lambda: export_onnx(g, "unused.onnx")):
+        with pytest.raises(sn.SparsenetError, match="expected a Sequential|expects a Sequential"):
+            call()
+    rows = summarize(g)["layers"]
+    assert [r["name"] for r in rows] == [n.name for n in g.nodes] and rows[0]["params"] == 6 * 6 + 6
+    out = bench_model(g, batches=(2,), repeats=1, min_time=1e-4, sleep=lambda s: None)
+    assert out["batches"][0]["speedup"] > 0
