@@ -78,6 +78,20 @@ def int8_model():
 BUILDERS = (mlp_model, cnn_model, f64_model, int8_model)
 
 
+def graph_model():
+    """A residual graph with a CSR node, an Add and a Concat (schema 2 only: 0.1 had no graphs)."""
+    from sparsenet.nn import Add, Concat, Graph
+
+    fc1 = Linear(64, 16, seed=1)
+    w = fc1.weight.to_dense()
+    w[np.abs(w) < 0.1] = 0
+    fc1.weight = sn.CSR.from_dense(w)
+    nodes = [("flat", Flatten(), ["x"]), ("fc1", fc1, ["flat"]), ("relu", ReLU(), ["fc1"]),
+             ("fc2", Linear(16, 16, seed=2), ["relu"]), ("res", Add(), ["fc2", "fc1"]),
+             ("cat", Concat(), ["res", "relu"]), ("head", Linear(32, 10, seed=3), ["cat"])]
+    return Graph({"x": (1, 8, 8)}, nodes, "head")
+
+
 def json_paths(value, prefix=()):
     yield prefix
     if isinstance(value, dict):

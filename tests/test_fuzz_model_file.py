@@ -39,10 +39,11 @@ from hypothesis import strategies as st
 
 import sparsenet as sn
 from helpers import manifest_text
-from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, json_paths, json_values, judge,
-                        LIMITED_LOAD, mlp_model, reshape, run_batch, set_path, set_values)
+from model_fuzz import (BATCH, BUILDERS, cast_float, cast_int, delete_path, graph_model, json_paths, json_values,
+                        judge, LIMITED_LOAD, mlp_model, reshape, run_batch, set_path, set_values)
 from sparsenet.errors import ModelFileError
 
+V2_BUILDERS = (*BUILDERS, graph_model)  # the last: a Graph (schema 2 only)
 _CODES = {np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8",
           np.dtype(np.uint16): "U16", np.dtype(np.int16): "I16", np.dtype(np.uint32): "U32",
           np.dtype(np.int32): "I32", np.dtype(np.uint64): "U64", np.dtype(np.int64): "I64",
@@ -61,7 +62,7 @@ def bases(tmp_path_factory):
     from safetensors.numpy import load_file
 
     out = []
-    for i, build in enumerate(BUILDERS):
+    for i, build in enumerate(V2_BUILDERS):
         path = tmp_path_factory.mktemp("bases") / f"base{i}.safetensors"
         sn.save_model(build().eval(), path)
         with safe_open(path, framework="np") as f:
@@ -154,18 +155,19 @@ header_edits = st.one_of(
     st.tuples(st.just("header_length"), st.sampled_from([0, 1, 7, 2**63, 2**64 - 1, -8, 8])),
     st.tuples(st.just("not_object"), st.sampled_from(["[]", "1", '"x"', "{", "{}", '{"__metadata__": {}}',
                                                       '{"__metadata__": {"sparsenet": "\\ud800"}}',
-                                                      '{"\\udc00": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'])),
+                                                      '{"\\udc00": {"dtype": "F32", "shape": [0], '
+                                                      '"data_offsets": [0, 0]}}'])),
 )
 harmless = st.one_of(st.tuples(st.just("padding"), st.integers(1, 64)),
                      st.tuples(st.just("reorder"), st.randoms(use_true_random=False)))
 # (base, ops, recompute checksums?)
 cases = st.one_of(
-    st.tuples(st.integers(0, len(BUILDERS) - 1), st.lists(bytes_damage, min_size=1, max_size=2), st.just(True)),
-    st.tuples(st.integers(0, len(BUILDERS) - 1), st.lists(edits, min_size=1, max_size=3), st.booleans()),
-    st.tuples(st.integers(0, len(BUILDERS) - 1), st.lists(edits, min_size=1, max_size=3), st.just(True)),
-    st.tuples(st.integers(0, len(BUILDERS) - 1), st.lists(st.one_of(header_edits, harmless), min_size=1, max_size=2),
+    st.tuples(st.integers(0, len(V2_BUILDERS) - 1), st.lists(bytes_damage, min_size=1, max_size=2), st.just(True)),
+    st.tuples(st.integers(0, len(V2_BUILDERS) - 1), st.lists(edits, min_size=1, max_size=3), st.booleans()),
+    st.tuples(st.integers(0, len(V2_BUILDERS) - 1), st.lists(edits, min_size=1, max_size=3), st.just(True)),
+    st.tuples(st.integers(0, len(V2_BUILDERS) - 1), st.lists(st.one_of(header_edits, harmless), min_size=1, max_size=2),
               st.just(True)),
-    st.tuples(st.integers(0, len(BUILDERS) - 1), st.lists(edits, min_size=1, max_size=2).flatmap(
+    st.tuples(st.integers(0, len(V2_BUILDERS) - 1), st.lists(edits, min_size=1, max_size=2).flatmap(
         lambda ops: bytes_damage.map(lambda damage: ops + [damage])), st.booleans()),
 )
 
@@ -304,7 +306,7 @@ def test_the_fuzzer_writes_what_save_model_writes(bases, tmp_path):
     and the safetensors package reads them."""
     from safetensors.numpy import load_file
 
-    for k, build in enumerate(BUILDERS):
+    for k, build in enumerate(V2_BUILDERS):
         model = build().eval()
         path = tmp_path / f"{k}.safetensors"
         path.write_bytes(mutate(bases[k], [], True)[0])
@@ -494,7 +496,8 @@ def test_manifest_values(mlp, tmp_path, edit, fragment):
                                          stale_crc=manifest["crc32"]))
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "\ud800", '{"a": "\udfff"}', '{"a": 1' + "0" * 5000 + "}", "1e999",
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "\ud800", '{"a": "\udfff"}',
+                                  '{"a": 1' + "0" * 5000 + "}", "1e999",
                                   '{"format": "sparsenet-model", "schema_version": 2, "layers": {}}',
                                   '{"format": "sparsenet-model", "schema_version": 2, "layers": [], "crc32": 1}'])
 def test_hostile_manifest_json(mlp, tmp_path, text):

@@ -155,7 +155,8 @@ def test_a_module_used_by_two_nodes_is_refused():
 
 @pytest.mark.parametrize("nodes, fragment", [
     ([("a", _lin(3, 2), ["x"])], "node 'a' (Linear) does not accept inputs of shapes [[2]]"),
-    ([("a", _lin(2, 3), ["x"]), ("s", Add(), ["a", "x"])], "node 's' (Add) does not accept inputs of shapes [[3], [2]]"),
+    ([("a", _lin(2, 3), ["x"]), ("s", Add(), ["a", "x"])],
+     "node 's' (Add) does not accept inputs of shapes [[3], [2]]"),
     ([("a", _lin(2, 3), ["x"]), ("c", Concat(axis=2), ["a", "x"])], "node 'c' (Concat)"),
 ])
 def test_incompatible_shapes_raise_shape_error_naming_the_node(nodes, fragment):
@@ -195,7 +196,7 @@ def test_concat_axis_and_merge_shapes_are_checked():
 
 
 def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
-    """Model files, ONNX, pruning and int8 still take a Sequential (the next steps of issue 11):
+    """ONNX, pruning and int8 still take a Sequential (the next steps of issue 11):
     a graph gets a SparsenetError naming what was expected, never another exception."""
     from sparsenet.bench import bench_model
     from sparsenet.onnx import export_onnx
@@ -205,10 +206,88 @@ def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
 
     g, _ = _residual(np.float32)
     for call in (lambda: prune(g, sparsity=0.5), lambda: compiled(g, "csr"), lambda: quantize_model(g),
-                 lambda: sn.save_model(g, "unused.safetensors"), lambda: export_onnx(g, "unused.onnx")):
+                 lambda: export_onnx(g, "unused.onnx")):
         with pytest.raises(sn.SparsenetError, match="expected a Sequential|expects a Sequential"):
             call()
     rows = summarize(g)["layers"]
     assert [r["name"] for r in rows] == [n.name for n in g.nodes] and rows[0]["params"] == 6 * 6 + 6
     out = bench_model(g, batches=(2,), repeats=1, min_time=1e-4, sleep=lambda s: None)
     assert out["batches"][0]["speedup"] > 0
+
+
+# -- model files ----------------------------------------------------------------------------------
+def _saved_graph(tmp_path):
+    g, _ = _residual(np.float32)
+    w = g.nodes[0].op.weight.to_dense()
+    w[np.abs(w) < 0.3] = 0
+    g.nodes[0].op.weight = sn.CSR.from_dense(w)  # a sparse node too
+    g.meta = {"note": "residual"}
+    path = tmp_path / "g.safetensors"
+    sn.save_model(g, path)
+    return g, path
+
+
+def test_graph_round_trips_through_a_model_file(tmp_path):
+    g, path = _saved_graph(tmp_path)
+    loaded = sn.load(path)
+    assert isinstance(loaded, Graph) and [n.name for n in loaded.nodes] == [n.name for n in g.nodes]
+    assert [n.inputs for n in loaded.nodes] == [n.inputs for n in g.nodes] and loaded.outputs == g.outputs
+    assert loaded.input_shapes == g.input_shapes and loaded.meta == {"note": "residual"}
+    assert loaded.nodes[0].op.weight.format_name == "csr"
+    x = np.random.default_rng(5).random((4, 6), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), g.predict(x))
+    sn.save_model(loaded, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()
+
+
+def test_two_input_graph_round_trips(tmp_path):
+    a, b = Linear(3, 2, seed=0), Linear(4, 2, seed=1)
+    g = Graph({"u": (3,), "v": (4,)}, [("a", a, "u"), ("b", b, "v"), ("sum", Add(), ["a", "b"])], "sum")
+    sn.save_model(g, tmp_path / "two.safetensors")
+    loaded = sn.load(tmp_path / "two.safetensors")
+    u, v = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(loaded.forward(u=u, v=v), g.forward(u=u, v=v))
+
+
+def _edit_graph(edit):
+    def mutate(arrays, manifest):
+        edit(manifest["graph"])
+    return mutate
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda gr: gr["nodes"][1].update(inputs=["head"]), "form a cycle"),
+    (lambda gr: gr["nodes"][1].update(inputs=["nope"]), "reads 'nope', which no input or node defines"),
+    (lambda gr: gr["nodes"][2].update(name="fc1"), "defined twice"),
+    (lambda gr: gr["nodes"].pop(), "one entry per layer"),
+    (lambda gr: gr["nodes"][3].update(inputs=["fc2"]), "takes two or more inputs"),
+    (lambda gr: gr["nodes"][3].update(inputs=["fc2", "cat"]), "form a cycle"),
+    (lambda gr: gr["nodes"][5].update(inputs=["act", "relu", "x"]), "does not accept inputs of shapes"),
+    (lambda gr: gr["inputs"][0].update(shape=[7]), "does not accept inputs of shapes"),
+    (lambda gr: gr["inputs"][0].update(shape=[0]), "positive integers"),
+    (lambda gr: gr["inputs"].append(dict(gr["inputs"][0])), "listed twice"),
+    (lambda gr: gr.update(outputs=["x"]), "should name a node"),
+    (lambda gr: gr.update(outputs="head"), "outputs should be a list of names"),
+    (lambda gr: gr["nodes"][0].update(inputs=[3]), "should be a list of names"),
+    (lambda gr: gr.update(extra=1), "expected an object with inputs, nodes and outputs"),
+    (lambda gr: gr["inputs"][0].update(shape=[1 << 30]), "more than the limit"),
+])
+def test_a_malformed_graph_in_a_file_is_a_model_file_error(tmp_path, edit, fragment):
+    from helpers import rewrite_model_file
+
+    _, path = _saved_graph(tmp_path)
+    rewrite_model_file(path, _edit_graph(edit))
+    with pytest.raises(sn.ModelFileError) as err:
+        sn.load(path)
+    assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def test_info_command_reads_a_graph(tmp_path, capsys):
+    import json
+
+    from sparsenet.cli import main
+
+    g, path = _saved_graph(tmp_path)
+    assert main(["info", str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["layers"]
+    assert [r["name"] for r in rows] == [n.name for n in g.nodes] and rows[0]["format"] == "csr"

@@ -189,8 +189,9 @@ LAYER_KINDS = {
                 lambda s, a, w: nn.Softmax(_field(s, "axis", int, w))),
     "Dropout": (nn.Dropout, lambda l: ({"p": l.p, "seed": l.seed}, {}),
                 lambda s, a, w: nn.Dropout(float(_field(s, "p", (int, float), w)), seed=_field(s, "seed", int, w))),
+    "Concat": (nn.Concat, lambda l: ({"axis": l.axis}, {}), lambda s, a, w: nn.Concat(_field(s, "axis", int, w))),
 }
-for _cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity, nn.Flatten, nn.GlobalAvgPool2d):
+for _cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity, nn.Flatten, nn.GlobalAvgPool2d, nn.Add):
     LAYER_KINDS[_cls.__name__] = (_cls, *_plain(_cls))
 
 

@@ -2,11 +2,15 @@
 manifest in the header's metadata. No pickle, no code on load.
 
 Layout: tensors ``layers.<i>.<array>`` (e.g. ``layers.1.weight.indices``) and ``__metadata__``
-``{"sparsenet": <manifest JSON>}``; the manifest holds the format name, schema version, sparsenet
+``{"sparsenet": <manifest JSON>}``. The manifest holds the format name, schema version, sparsenet
 version, input shape, layer specs, the model's metadata, a CRC-32 of every tensor's bytes
 (safetensors itself has no checksum) and ``manifest_crc32``, the CRC-32 of the manifest's canonical
 JSON without that field (sorted keys, no spaces). One metadata key only: the safetensors package
-writes metadata keys in a random order, and the same model must give the same bytes. Any safetensors reader can list and read the arrays.
+writes metadata keys in a random order, and the same model must give the same bytes. Any
+safetensors reader can list and read the arrays. A `Graph`'s file lists its nodes' layers in
+topological order and adds ``"graph": {"inputs": [{"name", "shape"}], "nodes": [{"name",
+"inputs"}], "outputs": [...]}`` (lists, so that the order survives canonical JSON); a
+`Sequential`'s file has no ``graph`` field.
 Saving goes through `atomic_writer` (temporary file, fsync, rename, directory fsync): a failed or
 killed save leaves any previous file intact, and the file gets the mode ``open()`` would give it.
 
@@ -44,7 +48,7 @@ import zlib
 import numpy as np
 
 from ..errors import ConfigError, ModelFileError, SparsenetError
-from ..nn import Sequential
+from ..nn import Graph, Sequential
 from ..nn.module import model_dtype, no_grad
 from ._common import LAYER_ARRAY, check_ints, finite_float, no_constant
 from ._legacy_v1 import V1File, is_npz
@@ -78,17 +82,27 @@ def _canonical(manifest: dict) -> str:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
-    """Write `model` to `path` (safetensors, schema 2) atomically and durably.
+def save_model(model: Sequential | Graph, path, metadata: dict | None = None) -> None:
+    """Write `model` (a `Sequential` or a `Graph`) to `path` (safetensors, schema 2) atomically and
+    durably.
 
     `metadata` must be JSON-serialisable; it is stored with the model (and `model.meta` is merged in).
     """
     from .. import __version__
 
-    if not isinstance(model, Sequential):
-        raise ConfigError(f"save_model: expected a Sequential, found {type(model).__name__}")
+    graph = None
+    if isinstance(model, Graph):
+        modules = [n.op for n in model.nodes]
+        graph = {"inputs": [{"name": k, "shape": None if s is None else list(s)}
+                            for k, s in model.input_shapes.items()],
+                 "nodes": [{"name": n.name, "inputs": list(n.inputs)} for n in model.nodes],
+                 "outputs": list(model.outputs)}
+    elif isinstance(model, Sequential):
+        modules = model.layers
+    else:
+        raise ConfigError(f"save_model: expected a Sequential or a Graph, found {type(model).__name__}")
     layers, tensors = [], {}
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(modules):
         spec, arrs = encode_layer(layer)
         layers.append(spec)
         tensors.update({f"layers.{i}.{k}": np.ascontiguousarray(v) for k, v in arrs.items()})
@@ -97,7 +111,7 @@ def save_model(model: Sequential, path, metadata: dict | None = None) -> None:
     manifest = {
         "format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "sparsenet_version": __version__,
         "input_shape": list(model.input_shape) if getattr(model, "input_shape", None) else None,
-        "layers": layers, "metadata": meta,
+        "layers": layers, "metadata": meta, **({"graph": graph} if graph is not None else {}),
         "crc32": {k: _crc32(memoryview(v).cast("B")) if v.size else 0 for k, v in tensors.items()},
     }
     try:
@@ -287,43 +301,85 @@ def _decode(spec, arrays, where):
     return layer
 
 
-def _input_shape(manifest, path):
-    shape = manifest.get("input_shape")
+def _graph_spec(spec, n_layers: int, path: str):
+    """(inputs {name: shape or None}, node names and input names, outputs) of a manifest's ``graph``
+    field, its JSON types checked (the structure itself is `Graph`'s to check)."""
+    where = f"model file {path!r}: manifest field 'graph'"
+
+    def names(value, what):
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ModelFileError(f"{where}: {what} should be a list of names, found {value!r}"[:500])
+        return value
+
+    if not (isinstance(spec, dict) and set(spec) == {"inputs", "nodes", "outputs"}):
+        raise ModelFileError(f"{where}: expected an object with inputs, nodes and outputs, found "
+                             f"{sorted(spec) if isinstance(spec, dict) else type(spec).__name__}")
+    inputs = {}
+    if not isinstance(spec["inputs"], list) or not spec["inputs"]:
+        raise ModelFileError(f"{where}: inputs should be a non-empty list")
+    for entry in spec["inputs"]:
+        if not (isinstance(entry, dict) and set(entry) == {"name", "shape"} and isinstance(entry["name"], str)):
+            raise ModelFileError(f"{where}: an input should be {{name, shape}}, found {entry!r}"[:500])
+        if entry["name"] in inputs:
+            raise ModelFileError(f"{where}: input {entry['name']!r} is listed twice")
+        inputs[entry["name"]] = _shape(entry["shape"], f"{where}: input {entry['name']!r}")
+    if sum(math.prod(s) for s in inputs.values() if s is not None) > MAX_INPUT_ELEMENTS:
+        raise ModelFileError(f"{where}: the inputs hold more values per sample than the limit {MAX_INPUT_ELEMENTS}")
+    nodes = spec["nodes"]
+    if not isinstance(nodes, list) or len(nodes) != n_layers:
+        raise ModelFileError(f"{where}: nodes should be a list of one entry per layer ({n_layers}), found "
+                             f"{len(nodes) if isinstance(nodes, list) else type(nodes).__name__}")
+    wiring = []
+    for i, entry in enumerate(nodes):
+        if not (isinstance(entry, dict) and set(entry) == {"name", "inputs"} and isinstance(entry["name"], str)):
+            raise ModelFileError(f"{where}: node {i} should be {{name, inputs}}, found {entry!r}"[:500])
+        wiring.append((entry["name"], names(entry["inputs"], f"node {i}'s inputs")))
+    return inputs, wiring, names(spec["outputs"], "outputs")
+
+
+def _shape(shape, where):
+    """One sample's shape from a manifest (None allowed), checked and capped."""
     if shape is None:
         return None
     if not (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)):
-        raise ModelFileError(f"model file {path!r}: input_shape should be positive integers, found {shape!r}")
+        raise ModelFileError(f"{where}: input_shape should be positive integers, found {shape!r}"[:500])
     if math.prod(shape) > MAX_INPUT_ELEMENTS:
-        raise ModelFileError(f"model file {path!r}: input_shape {shape} has {math.prod(shape)} values per sample, "
+        raise ModelFileError(f"{where}: input_shape {shape} has {math.prod(shape)} values per sample, "
                              f"more than the limit {MAX_INPUT_ELEMENTS}")
     return tuple(shape)
 
 
-def _check_chain(model, shape, path) -> None:
-    """One zero sample through the model: layers that do not chain fail here, not at first use."""
+def _check_chain(model, shapes: dict, path) -> None:
+    """One zero sample through the model (`shapes`: {input name: sample shape}): layers that do not
+    chain fail here, not at first use."""
     dtype = model_dtype(model)
+    shape = next(iter(shapes.values())) if len(shapes) == 1 else shapes
     try:
         with no_grad():  # nothing of this pass stays cached on the layers
-            out = model.eval().forward(np.zeros((1, *shape), dtype=dtype))
+            zeros = {k: np.zeros((1, *s), dtype=dtype) for k, s in shapes.items()}
+            out = (model.eval().forward(**zeros) if isinstance(model, Graph)
+                   else model.eval().forward(next(iter(zeros.values()))))
     except SparsenetError as e:
         raise ModelFileError(f"model file {path!r}: layers do not chain for input shape {shape}: {e}") from None
     except Exception as e:  # MemoryError, or a constructor that accepted a value its forward cannot use
         raise ModelFileError(f"model file {path!r}: the check forward pass on input shape {shape} failed "
                              f"({type(e).__name__}: {e})") from None
-    out = np.asarray(out)
-    if out.dtype.kind not in "biuf" or (out.dtype.kind == "f" and not np.all(np.isfinite(out))):
-        raise ModelFileError(f"model file {path!r}: the model gives non-finite output ({out.dtype}) on a zero "
-                             f"input of shape {shape}")
+    for o in out if isinstance(out, tuple) else (out,):
+        o = np.asarray(o)
+        if o.dtype.kind not in "biuf" or (o.dtype.kind == "f" and not np.all(np.isfinite(o))):
+            raise ModelFileError(f"model file {path!r}: the model gives non-finite output ({o.dtype}) on a zero "
+                                 f"input of shape {shape}")
 
 
-def load_model(path, *, mmap: bool = True) -> Sequential:
+def load_model(path, *, mmap: bool = True) -> Sequential | Graph:
     """Load a model saved by `save_model` (or by sparsenet 0.1), validating everything before any
     kernel runs.
 
     With `mmap` (the default) weights are views of the memory-mapped file, not copies (copy-on-write:
     training the model leaves the file as it is); replace a mapped file by a rename (as `save_model`
-    does), never by writing into it. ``mmap=False`` reads the file into memory. The rebuilt model is checked end to end with a forward
-    pass of one zero sample of its declared input shape, so layers whose shapes do not chain are
+    does), never by writing into it. ``mmap=False`` reads the file into memory. The rebuilt model
+    (a `Sequential`, or a `Graph` when the file holds one) is checked end to end with a forward pass
+    of one zero sample of its declared input shapes, so layers whose shapes do not chain are
     reported here, not at the first prediction. Any problem raises `ModelFileError` (see the module
     docstring for the checks and caps).
 
@@ -337,16 +393,32 @@ def load_model(path, *, mmap: bool = True) -> Sequential:
     path = os.fspath(path)
     with _Source(path, mmap=mmap) as src:
         manifest = src.manifest
-        shape = _input_shape(manifest, path)
+        shape = _shape(manifest.get("input_shape"), f"model file {path!r}")
+        graph = manifest.get("graph")
+        if graph is not None:
+            inputs, wiring, outputs = _graph_spec(graph, len(manifest["layers"]), path)
+            shapes = inputs if all(s is not None for s in inputs.values()) else None
+        else:
+            shapes = {"x": shape} if shape is not None else None
+        if shapes is not None and len(manifest["layers"]) * sum(map(math.prod, shapes.values())) > _MAX_CHECK_VALUES:
+            raise ModelFileError(f"model file {path!r}: {len(manifest['layers'])} layers on inputs of "
+                                 f"{sum(map(math.prod, shapes.values()))} values is more than the limit "
+                                 f"{_MAX_CHECK_VALUES} for the load-time check")
         layers = [_decode(spec, src.layer_arrays(i), f"model file {path!r}, layer {i}")
                   for i, spec in enumerate(manifest["layers"])]
-    model = Sequential(*layers)
-    model.meta = manifest.get("metadata", {})
-    if shape is not None:
-        if len(layers) * math.prod(shape) > _MAX_CHECK_VALUES:
-            raise ModelFileError(f"model file {path!r}: {len(layers)} layers on inputs of {math.prod(shape)} values "
-                                 f"is more than the limit {_MAX_CHECK_VALUES} for the load-time check")
+    if graph is None:
+        model = Sequential(*layers)
         model.input_shape = shape
-        _check_chain(model, shape, path)
+    else:
+        try:  # the structure (names, cycles, arity) and, shapes known, one traced zero sample
+            model = Graph(inputs, [(name, layer, ins) for (name, ins), layer in zip(wiring, layers)], outputs)
+        except SparsenetError as e:
+            raise ModelFileError(f"model file {path!r}: graph: {e}") from None
+        except Exception as e:  # a layer that accepted a value its forward cannot use
+            raise ModelFileError(f"model file {path!r}: graph: the check forward pass failed "
+                                 f"({type(e).__name__}: {e})") from None
+    model.meta = manifest.get("metadata", {})
+    if shapes is not None:
+        _check_chain(model, shapes, path)
     model.eval()
     return model

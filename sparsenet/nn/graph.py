@@ -11,8 +11,9 @@ the inputs' sample shapes given, one zero sample is traced through the nodes, so
 not accept its inputs' shapes fails there, by name. Every failure is a `ConfigError` (structure) or
 `ShapeError` (shapes) naming the node.
 
-This is the graph engine's first step (issue 11): training, prediction and `fit`/`evaluate` work on
-single-input graphs; model files, ONNX, pruning and the compiled plan still take `Sequential`.
+This is the graph engine's first step (issue 11): training, prediction, `fit`/`evaluate`, model
+files (`save_model`/`load`), `summarize` and `bench` take graphs (prediction: single-input ones);
+ONNX, pruning, int8 and the compiled plan still take `Sequential`.
 """
 
 from __future__ import annotations
