@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from ._checks import check_int
-from .errors import DataError, DTypeError, ShapeError
+from .errors import ConfigError, DataError, DTypeError, ShapeError
 from .io import load_model
 from .nn.module import Module, model_dtype, no_grad
 
@@ -48,12 +48,22 @@ def load(path, *, mmap: bool = True):
     return load_model(path, mmap=mmap)
 
 
+def check_one_in_one_out(model, where: str) -> None:
+    """`predict`, `evaluate` and `fit` take one array in and give one out: a graph of several inputs
+    or outputs is refused (its `forward` takes and returns several)."""
+    inputs, outputs = getattr(model, "input_shapes", None), getattr(model, "outputs", None)
+    if (inputs is not None and len(inputs) != 1) or (outputs is not None and len(outputs) != 1):
+        raise ConfigError(f"{where}: expected a model of one input and one output, found a graph with inputs "
+                          f"{list(inputs or [])} and outputs {list(outputs or [])} (call its forward)")
+
+
 def _check_input(model, x, where: str = "predict", allow_single: bool = True) -> tuple[np.ndarray, bool]:
     """(x as [N, *input_shape] in the model's dtype, whether a single sample was given).
 
     The one input check of inference (`predict`, `Sequential.predict`, `evaluate`): shape against
     ``model.input_shape`` when the model declares one, real numeric dtype, finite values that fit the
     model's dtype (`sparsenet.nn.model_dtype`)."""
+    check_one_in_one_out(model, where)
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise DTypeError(f"{where}: expected a real numeric input, found dtype {x.dtype}")

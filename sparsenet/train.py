@@ -14,7 +14,7 @@ from .errors import DataError, DTypeError, ShapeError
 from .losses import SoftmaxCrossEntropy
 from .nn.module import Module
 from .optim import Adam, Optimizer
-from .runtime import _check_input, run_batches
+from .runtime import _check_input, check_one_in_one_out, run_batches
 from .runtime import predict as _predict
 
 __all__ = ["History", "fit", "evaluate", "check_features", "check_labels"]
@@ -90,6 +90,7 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     """
     from tqdm.auto import tqdm
 
+    check_one_in_one_out(model, "fit")
     epochs = check_int(epochs, "epochs", "fit", low=0)
     batch_size = check_int(batch_size, "batch_size", "fit")
     seed = check_seed(seed, "fit")

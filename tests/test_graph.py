@@ -8,7 +8,7 @@ import pytest
 import sparsenet as sn
 from gradcheck import check_layer_gradients
 from sparsenet.errors import ConfigError, ShapeError
-from sparsenet.nn import Add, Concat, Flatten, Graph, Linear, Node, ReLU, Tanh
+from sparsenet.nn import Add, Concat, Flatten, Graph, Linear, Node, ReLU, Sequential, Tanh
 
 
 def _residual(dtype=np.float64, seed=0):
@@ -196,8 +196,8 @@ def test_concat_axis_and_merge_shapes_are_checked():
 
 
 def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
-    """ONNX, pruning and int8 still take a Sequential (the next steps of issue 11):
-    a graph gets a SparsenetError naming what was expected, never another exception."""
+    """ONNX, pruning and int8 still take a Sequential (the next steps of issue 11): a graph gets a
+    ConfigError naming what was expected, never another exception."""
     from sparsenet.bench import bench_model
     from sparsenet.onnx import export_onnx
     from sparsenet.prune import compiled, prune
@@ -207,7 +207,7 @@ def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
     g, _ = _residual(np.float32)
     for call in (lambda: prune(g, sparsity=0.5), lambda: compiled(g, "csr"), lambda: quantize_model(g),
                  lambda: export_onnx(g, "unused.onnx")):
-        with pytest.raises(sn.SparsenetError, match="expected a Sequential|expects a Sequential"):
+        with pytest.raises(ConfigError, match=r"(expected|expects) a Sequential.*found Graph"):
             call()
     rows = summarize(g)["layers"]
     assert [r["name"] for r in rows] == [n.name for n in g.nodes] and rows[0]["params"] == 6 * 6 + 6
@@ -249,9 +249,11 @@ def test_two_input_graph_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.forward(u=u, v=v), g.forward(u=u, v=v))
 
 
-def _edit_graph(edit):
+def _edit_graph(edit, sync_input_shape=True):
     def mutate(arrays, manifest):
         edit(manifest["graph"])
+        if sync_input_shape and isinstance(manifest["graph"], dict):  # keep the two declarations agreeing
+            manifest["input_shape"] = manifest["graph"]["inputs"][0]["shape"]
     return mutate
 
 
@@ -282,6 +284,19 @@ def test_a_malformed_graph_in_a_file_is_a_model_file_error(tmp_path, edit, fragm
     assert fragment in str(err.value) and str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m: m["graph"]["inputs"][0].update(shape=[7]), "input_shape (6,) should be the graph's single input's"),
+    (lambda m: m.update(graph=None), "'graph' should be an object, found null"),
+])
+def test_the_graph_and_the_manifest_must_agree(tmp_path, edit, fragment):
+    from helpers import rewrite_model_file
+
+    _, path = _saved_graph(tmp_path)
+    rewrite_model_file(path, lambda arrays, manifest: edit(manifest))
+    with pytest.raises(sn.ModelFileError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        sn.load(path)
+
+
 def test_info_command_reads_a_graph(tmp_path, capsys):
     import json
 
@@ -291,3 +306,59 @@ def test_info_command_reads_a_graph(tmp_path, capsys):
     assert main(["info", str(path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["layers"]
     assert [r["name"] for r in rows] == [n.name for n in g.nodes] and rows[0]["format"] == "csr"
+
+
+def test_values_that_grow_along_the_graph_are_refused_before_they_take_memory():
+    """40 nested Concats of a 1-value input would ask for 2**40 values; an Add reading one input
+    thousands of times would run for hours: both stop at the trace's bounds."""
+    nodes, prev = [], "x"
+    for k in range(40):
+        nodes.append((f"c{k}", Concat(), [prev, prev]))
+        prev = f"c{k}"
+    with pytest.raises(ShapeError, match="would hold more than"):
+        Graph({"x": (1,)}, nodes, prev)
+    with pytest.raises(ShapeError, match="would hold more than"):
+        Graph({"x": (1 << 20,)}, [("s", Add(), ["x"] * 2000)], "s")
+    deep = Graph({"x": (4096,)}, [(f"r{k}", ReLU(), ["x" if k == 0 else f"r{k - 1}"]) for k in range(5000)], "r4999")
+    assert deep.predict(np.ones(4096)).shape == (4096,)  # a deep chain frees what it no longer needs
+
+
+def test_predict_evaluate_and_fit_take_one_input_and_one_output():
+    a, b = Linear(3, 2, seed=0), Linear(3, 2, seed=1)
+    two_out = Graph({"u": (3,)}, [("a", a, "u"), ("b", b, "u")], ["a", "b"])
+    two_in = Graph({"u": (3,), "v": (3,)}, [("s", Add(), ["u", "v"])], "s")
+    x, y = np.ones((4, 3), np.float32), np.zeros(4, np.int64)
+    for g in (two_out, two_in):
+        for call in (lambda: g.predict(x), lambda: sn.evaluate(g, x, y), lambda: sn.fit(g, x, y, quiet=True)):
+            with pytest.raises(ConfigError, match="one input and one output"):
+                call()
+    assert len(two_out.forward(x)) == 2 and two_in(x, x).shape == (4, 3)  # forward (and __call__) take several
+
+
+def test_names_and_inputs_are_normalised_or_refused():
+    with pytest.raises(ConfigError, match="input 'x' is defined twice"):
+        Graph(["x", "x"], [("a", _lin(), "x")], "a")
+    with pytest.raises(ConfigError, match="without '.'"):
+        Graph({"x": (2,)}, [("a.0", _lin(), "x")], "a.0")
+    for bad in ({"x": 4}, {"x": (True,)}, {"x": ()}, {"x": (2.5,)}):
+        with pytest.raises(ConfigError, match="positive sizes"):
+            Graph(bad, [("a", _lin(), "x")], "a")
+    with pytest.raises(ConfigError, match="input name should be"):
+        Graph([["x"]], [("a", _lin(), "x")], "a")
+    assert Node("r", ReLU(), "fc").inputs == ("fc",) and Node("r", ReLU(), ["fc"]).inputs == ("fc",)
+    g = Graph({"x": (2,)}, [Node("a", _lin(), ["x"])], "a")
+    assert g.to_sequential()[0] is g.nodes[0].op  # a list of inputs still makes a chain
+    inner = _lin()
+    with pytest.raises(ConfigError, match="same Linear object as node 'a'"):
+        Graph({"x": (2,)}, [("a", Sequential(inner), "x"), ("b", inner, "a")], "b")
+    with pytest.raises(ConfigError, match="several inputs: use a Graph"):
+        Sequential(Add())
+    with pytest.raises(ConfigError, match="should read a list of names"):
+        Graph({"x": (2,)}, [("a", _lin(), [3])], "a")
+
+
+def test_an_input_named_self_saves_and_loads(tmp_path):
+    g = Graph({"self": (2,)}, [("a", _lin(), "self")], "a")
+    sn.save_model(g, tmp_path / "s.safetensors")
+    x = np.ones((1, 2), np.float32)
+    np.testing.assert_array_equal(sn.load(tmp_path / "s.safetensors").forward(self=x), g.forward(x))

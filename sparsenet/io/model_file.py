@@ -395,9 +395,15 @@ def load_model(path, *, mmap: bool = True) -> Sequential | Graph:
         manifest = src.manifest
         shape = _shape(manifest.get("input_shape"), f"model file {path!r}")
         graph = manifest.get("graph")
+        if "graph" in manifest and graph is None:
+            raise ModelFileError(f"model file {path!r}: manifest field 'graph' should be an object, found null")
         if graph is not None:
             inputs, wiring, outputs = _graph_spec(graph, len(manifest["layers"]), path)
             shapes = inputs if all(s is not None for s in inputs.values()) else None
+            declared = next(iter(inputs.values())) if len(inputs) == 1 else None
+            if shape != declared:
+                raise ModelFileError(f"model file {path!r}: input_shape {shape} should be the graph's single input's "
+                                     f"shape ({declared}; None for several inputs)")
         else:
             shapes = {"x": shape} if shape is not None else None
         if shapes is not None and len(manifest["layers"]) * sum(map(math.prod, shapes.values())) > _MAX_CHECK_VALUES:

@@ -4,12 +4,15 @@ output feeds several nodes. `Sequential` is the simple builder of chains; `Graph
 and `to_sequential` convert between the two without copying layers.
 
 Everything about a graph's structure is checked in one place (`Graph._validate`, at construction):
-names non-empty and unique across inputs and nodes, every referenced name defined, each op a
-`Module` used by one node only, the op's number of inputs (``op.arity``: 1 unless the op says
-otherwise, ``None`` for "two or more"), no cycle, every input and node on a path to an output. With
-the inputs' sample shapes given, one zero sample is traced through the nodes, so a node that does
-not accept its inputs' shapes fails there, by name. Every failure is a `ConfigError` (structure) or
-`ShapeError` (shapes) naming the node.
+names printable, without ``.`` (parameters are named ``<node>.<parameter>``) and unique across
+inputs and nodes, every referenced name defined, each op a `Module` whose modules no other node
+uses, the op's number of inputs (``op.arity``: 1 unless the op says otherwise, ``None`` for "two or
+more"), no cycle, every input and node on a path to an output. With the inputs' sample shapes
+given, one zero sample is traced through the nodes, so a node that does not accept its inputs'
+shapes fails there, by name; the trace is bounded in values alive at once and values touched, so a
+graph whose values grow (nested Concats) is refused before it takes memory. Every failure is a
+`ConfigError` (structure) or `ShapeError` (shapes) naming the node. Forward drops each value after
+its last reader. `predict`, `evaluate` and `fit` take graphs of one input and one output.
 
 This is the graph engine's first step (issue 11): training, prediction, `fit`/`evaluate`, model
 files (`save_model`/`load`), `summarize` and `bench` take graphs (prediction: single-input ones);
@@ -19,6 +22,7 @@ ONNX, pruning, int8 and the compiled plan still take `Sequential`.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +43,23 @@ class Node:
     op: Module
     inputs: tuple[str, ...]
 
+    def __post_init__(self):
+        ins = self.inputs
+        object.__setattr__(self, "inputs", (ins,) if isinstance(ins, str) else
+                           tuple(ins) if isinstance(ins, (list, tuple)) else ins)
+
 
 def _arity(op: Module):
     return getattr(op, "arity", 1)
+
+
+def _check_name(name, what):
+    # no "." in names: a node's parameters are named "<node>.<parameter>", and "a.0" beside a
+    # container node "a" would give two parameters one name
+    if (not isinstance(name, str) or not name or len(name) > _MAX_NAME or not name.isprintable()
+            or "." in name):
+        raise ConfigError(f"Graph: {what} name should be a printable string of 1 to {_MAX_NAME} characters "
+                          f"without '.', found {name!r}"[:400])
 
 
 class Graph(Module):
@@ -57,15 +75,31 @@ class Graph(Module):
     (2, 4)
     """
 
+    # Bounds of the traced zero sample: values alive at once, and values read and written in all (a
+    # Concat of Concats doubles its values at every node, an Add may read one input a million times:
+    # a few kB of file could otherwise ask for gigabytes or hours).
+    _TRACE_VALUES = 1 << 24
+    _TRACE_WORK = 1 << 30
+
     def __init__(self, inputs, nodes, outputs):
         super().__init__()
         if isinstance(inputs, dict):
-            self.input_shapes = {k: (None if v is None else tuple(v)) for k, v in inputs.items()}
+            pairs = list(inputs.items())
         elif isinstance(inputs, (list, tuple)):
-            self.input_shapes = {k: None for k in inputs}
+            pairs = [(k, None) for k in inputs]
         else:
             raise ConfigError(f"Graph: inputs should be a dict of names to shapes or a list of names, found "
                               f"{type(inputs).__name__}")
+        self.input_shapes = {}
+        for name, shape in pairs:
+            _check_name(name, "input")
+            if name in self.input_shapes:
+                raise ConfigError(f"Graph: input {name!r} is defined twice")
+            if shape is not None and not (isinstance(shape, (list, tuple)) and shape and all(
+                    isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)):
+                raise ConfigError(f"Graph: input {name!r} should have a shape of positive sizes (or None), "
+                                  f"found {shape!r}")
+            self.input_shapes[name] = None if shape is None else tuple(int(s) for s in shape)
         if isinstance(outputs, str):
             outputs = (outputs,)
         if not isinstance(outputs, (list, tuple)):
@@ -76,11 +110,19 @@ class Graph(Module):
             if isinstance(n, Node):
                 given.append(n)
             elif isinstance(n, (tuple, list)) and len(n) == 3:
-                name, op, ins = n
-                given.append(Node(name, op, (ins,) if isinstance(ins, str) else tuple(ins)))
+                given.append(Node(*n))
             else:
                 raise ConfigError(f"Graph: node {i} should be a Node or a (name, op, inputs) triple, found {n!r}")
         self.nodes: list[Node] = self._validate(given)
+        # liveness: after node i, the values read for the last time there are dropped
+        last = {}
+        for i, node in enumerate(self.nodes):
+            for r in node.inputs:
+                last[r] = i
+        self._free_after = [[] for _ in self.nodes]
+        for name, i in last.items():
+            if name not in self.outputs:
+                self._free_after[i].append(name)
         self.meta: dict = {}
         for node in self.nodes:
             node.op.name = f"node {node.name!r} ({type(node.op).__name__})"
@@ -90,29 +132,23 @@ class Graph(Module):
     # -- structure ----------------------------------------------------------------------------------
     def _validate(self, nodes: list[Node]) -> list[Node]:
         """The nodes in topological order, after every structural check (see the module docstring)."""
-        def check_name(name, what):
-            if not isinstance(name, str) or not name or len(name) > _MAX_NAME or not name.isprintable():
-                raise ConfigError(f"Graph: {what} name should be a printable string of 1 to {_MAX_NAME} "
-                                  f"characters, found {name!r}")
-
         if not self.input_shapes:
             raise ConfigError("Graph: expected at least one input")
-        for name, shape in self.input_shapes.items():
-            check_name(name, "input")
-            if shape is not None and not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
-                raise ConfigError(f"Graph: input {name!r} should have a shape of positive sizes, found {shape}")
         defined = set(self.input_shapes)
         by_name, ops = {}, {}
         for node in nodes:
-            check_name(node.name, "node")
+            _check_name(node.name, "node")
             if node.name in defined or node.name in by_name:
                 raise ConfigError(f"Graph: name {node.name!r} is defined twice")
             if not isinstance(node.op, Module):
                 raise ConfigError(f"Graph: node {node.name!r} should hold a Module, found {type(node.op).__name__}")
-            if id(node.op) in ops:
-                raise ConfigError(f"Graph: node {node.name!r} uses the same {type(node.op).__name__} object as node "
-                                  f"{ops[id(node.op)]!r} (a module keeps what its backward needs: one node each)")
-            ops[id(node.op)] = node.name
+            for _, m in node.op.named_modules():  # a container op's layers count too
+                if id(m) in ops:
+                    raise ConfigError(f"Graph: node {node.name!r} uses the same {type(m).__name__} object as node "
+                                      f"{ops[id(m)]!r} (a module keeps what its backward needs: one node each)")
+                ops[id(m)] = node.name
+            if not (isinstance(node.inputs, tuple) and all(isinstance(r, str) for r in node.inputs)):
+                raise ConfigError(f"Graph: node {node.name!r} should read a list of names, found {node.inputs!r}")
             arity = _arity(node.op)
             if (arity is None and len(node.inputs) < 2) or (arity is not None and len(node.inputs) != arity):
                 want = "two or more" if arity is None else str(arity)
@@ -138,10 +174,10 @@ class Graph(Module):
         for n in nodes:
             for ref in n.inputs:
                 readers.setdefault(ref, []).append(n.name)
-        ready = [n.name for n in nodes if waiting[n.name] == 0]
+        ready = deque(n.name for n in nodes if waiting[n.name] == 0)
         order = []
         while ready:
-            name = ready.pop(0)
+            name = ready.popleft()
             order.append(by_name[name])
             for r in readers.get(name, []):
                 waiting[r] -= 1
@@ -174,18 +210,30 @@ class Graph(Module):
 
         dtype = model_dtype(self)
         values = {k: np.zeros((1, *s), dtype=dtype) for k, s in self.input_shapes.items()}
+        live, work = total, 0
         training = [m for _, m in self.named_modules() if m.training]
         self.eval()
         try:
             with no_grad():
-                for node in self.nodes:
+                for i, node in enumerate(self.nodes):
                     ins = [values[r] for r in node.inputs]
+                    reads = sum(v.size for v in ins)  # also what a Concat writes
+                    work += reads
+                    if live + reads > self._TRACE_VALUES or work > self._TRACE_WORK:
+                        raise ShapeError(f"Graph: tracing one sample through node {node.name!r} "
+                                         f"({type(node.op).__name__}) would hold more than {self._TRACE_VALUES} "
+                                         f"values at once or touch more than {self._TRACE_WORK} (its inputs hold "
+                                         f"{reads}, {live} are alive)")
                     try:
-                        values[node.name] = np.asarray(node.op.forward(*ins))
+                        values[node.name] = out = np.asarray(node.op.forward(*ins))
                     except SparsenetError as e:
                         raise ShapeError(f"Graph: node {node.name!r} ({type(node.op).__name__}) does not accept "
                                          f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
                                          f"{e}") from None
+                    live += out.size
+                    work += out.size
+                    for name in self._free_after[i]:
+                        live -= values.pop(name).size
         finally:
             for m in training:
                 m.training = True
@@ -208,7 +256,7 @@ class Graph(Module):
         return [(node.name, node.op) for node in self.nodes]
 
     # -- computing ----------------------------------------------------------------------------------
-    def forward(self, *xs, **named):
+    def forward(self, /, *xs, **named):
         """Outputs for the inputs given in order (``forward(x)``) or by name (``forward(x=..., y=...)``);
         one output is returned as an array, several as a tuple in the order of `outputs`."""
         names = list(self.input_shapes)
@@ -222,8 +270,10 @@ class Graph(Module):
             if len(xs) != len(names):
                 raise ConfigError(f"Graph.forward: expected {len(names)} inputs {names}, found {len(xs)}")
             values = dict(zip(names, xs))
-        for node in self.nodes:
+        for node, free in zip(self.nodes, self._free_after):
             values[node.name] = node.op.forward(*[values[r] for r in node.inputs])
+            for name in free:
+                del values[name]
         outs = tuple(values[o] for o in self.outputs)
         return outs[0] if len(outs) == 1 else outs
 

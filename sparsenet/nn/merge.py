@@ -33,7 +33,7 @@ class Add(Module):
         self._save(_n=len(xs))
         out = xs[0] + xs[1]
         for x in xs[2:]:
-            out += x
+            out = out + x  # not in place: the result's dtype does not depend on the inputs' order
         return out
 
     def backward(self, grad):

@@ -113,8 +113,8 @@ class Module:
         return ""
 
     # -- shared -------------------------------------------------------------------------------------
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *xs, **named):
+        return self.forward(*xs, **named)
 
     def _save(self, **state) -> None:
         """Keep what backward needs, unless gradients are off (`no_grad`)."""

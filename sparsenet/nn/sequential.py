@@ -21,9 +21,11 @@ class Sequential(Module):
         self.input_shape: tuple | None = None  # one sample's shape, when known (zoo, files)
         self.meta: dict = {}  # JSON-serialisable facts saved with the model
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Module):
+            if not isinstance(layer, Module) or getattr(layer, "arity", 1) != 1:
                 from ..errors import ConfigError
-                raise ConfigError(f"Sequential: expected Module instances, found {type(layer).__name__} at {i}")
+                what = type(layer).__name__ + (" (an op of several inputs: use a Graph)" if isinstance(layer, Module)
+                                               else "")
+                raise ConfigError(f"Sequential: expected Module instances of one input, found {what} at {i}")
             layer.name = f"layer {i} ({type(layer).__name__})"
 
     def children(self):

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from .. import nn
-from ..errors import SparsenetError
+from ..errors import ConfigError, SparsenetError
 from ..formats import Dense
 from ..nn import Sequential, model_dtype, no_grad
 from ._proto import ELEM_TYPE_OF, require_onnx, sparse_from_pattern
@@ -140,7 +140,7 @@ def _input_shape(model: Sequential, input_shape):
         return (first.in_features,)
     if isinstance(first, nn.Conv2d):
         return (first.in_channels, "height", "width")
-    raise SparsenetError("export_onnx: the model has no input_shape; pass input_shape=(...) (one sample)")
+    raise ConfigError("export_onnx: the model has no input_shape; pass input_shape=(...) (one sample)")
 
 
 def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = False, opset: int = 17,
@@ -164,10 +164,10 @@ def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = Fal
     from ..prune.trace import trace_shapes
 
     if not isinstance(model, Sequential):
-        raise SparsenetError(f"export_onnx: expected a Sequential, found {type(model).__name__}")
+        raise ConfigError(f"export_onnx: expected a Sequential, found {type(model).__name__}")
     top = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= top:
-        raise SparsenetError(f"export_onnx: expected an opset from {MIN_OPSET} to {top}, found {opset!r}")
+        raise ConfigError(f"export_onnx: expected an opset from {MIN_OPSET} to {top}, found {opset!r}")
     dtype = _export_dtype(model)
     shape = _input_shape(model, input_shape)
     out_shape = None

@@ -204,9 +204,12 @@ def compiled(model, formats="auto", *, batch_size: int = 64, **options):
     >>> small[1].weight.spec, model[1].weight.spec
     ('csr', 'dense')
     """
+    from ..nn import Sequential
     from .compiler import _store_formats
     from .surgery import remove_dead_units
 
+    if not isinstance(model, Sequential):
+        raise ConfigError(f"compiled: expected a Sequential model, found {type(model).__name__}")
     result, removed = remove_dead_units(model)
     _store_formats(result, formats, batch_size=batch_size, **options)
     result.meta["compile"]["removed_units"] = removed
