@@ -196,17 +196,15 @@ def test_concat_axis_and_merge_shapes_are_checked():
 
 
 def test_what_does_not_take_graphs_yet_says_so_and_summary_and_bench_do():
-    """ONNX, pruning and int8 still take a Sequential (the next steps of issue 11): a graph gets a
+    """Pruning, compiled and int8 still take a Sequential (the next steps of issue 11): a graph gets a
     ConfigError naming what was expected, never another exception."""
     from sparsenet.bench import bench_model
-    from sparsenet.onnx import export_onnx
     from sparsenet.prune import compiled, prune
     from sparsenet.quantize import quantize_model
     from sparsenet.summary import summarize
 
     g, _ = _residual(np.float32)
-    for call in (lambda: prune(g, sparsity=0.5), lambda: compiled(g, "csr"), lambda: quantize_model(g),
-                 lambda: export_onnx(g, "unused.onnx")):
+    for call in (lambda: prune(g, sparsity=0.5), lambda: compiled(g, "csr"), lambda: quantize_model(g)):
         with pytest.raises(ConfigError, match=r"(expected|expects) a Sequential.*found Graph"):
             call()
     rows = summarize(g)["layers"]
@@ -362,3 +360,39 @@ def test_an_input_named_self_saves_and_loads(tmp_path):
     sn.save_model(g, tmp_path / "s.safetensors")
     x = np.ones((1, 2), np.float32)
     np.testing.assert_array_equal(sn.load(tmp_path / "s.safetensors").forward(self=x), g.forward(x))
+
+
+# -- ONNX export --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sparse", [False, True])
+def test_graph_exports_to_onnx_and_runs_in_onnxruntime(tmp_path, sparse):
+    ort = pytest.importorskip("onnxruntime")
+    from sparsenet.onnx import export_onnx
+
+    g, _ = _saved_graph(tmp_path)  # residual Add, Concat, a CSR node
+    proto = export_onnx(g, tmp_path / "g.onnx", sparse_initializers=sparse)
+    assert [i.name for i in proto.graph.input] == ["x"] and [o.name for o in proto.graph.output] == ["head"]
+    assert {"Sum", "Concat", "Gemm", "Relu", "Tanh"} <= {n.op_type for n in proto.graph.node}
+    x = np.random.default_rng(6).standard_normal((5, 6)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(got, g.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_two_input_two_output_graph_exports(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from sparsenet.onnx import export_onnx
+
+    a, b = Linear(3, 2, seed=0), Linear(4, 2, seed=1)
+    g = Graph({"u": (3,), "v": (4,)}, [("a", a, "u"), ("b", b, "v"), ("s", Add(), ["a", "b", "a"]),
+                                       ("c", Concat(), ["s", "b"])], ["s", "c"])
+    proto = export_onnx(g, None)
+    assert [i.name for i in proto.graph.input] == ["u", "v"] and [o.name for o in proto.graph.output] == ["s", "c"]
+    rng = np.random.default_rng(7)
+    u, v = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, want in zip(session.run(None, {"u": u, "v": v}), g.forward(u=u, v=v)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="have no shape"):
+        export_onnx(Graph(["u"], [("a", Linear(3, 2), "u")], "a"), None)
+    with pytest.raises(ConfigError, match="input_shape is for a Sequential"):
+        export_onnx(g, None, input_shape=(3,))

@@ -15,8 +15,8 @@ graph whose values grow (nested Concats) is refused before it takes memory. Ever
 its last reader. `predict`, `evaluate` and `fit` take graphs of one input and one output.
 
 This is the graph engine's first step (issue 11): training, prediction, `fit`/`evaluate`, model
-files (`save_model`/`load`), `summarize` and `bench` take graphs (prediction: single-input ones);
-ONNX, pruning, int8 and the compiled plan still take `Sequential`.
+files (`save_model`/`load`), ONNX export, `summarize` and `bench` take graphs; ONNX import, pruning,
+`compiled`, int8 and the compiled plan still take `Sequential`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""`export_onnx`: a `Sequential` -> an ONNX model that onnxruntime runs with sparsenet's outputs.
+"""`export_onnx`: a `Sequential` or a `Graph` -> an ONNX model that onnxruntime runs with sparsenet's
+outputs.
+
+A Sequential has one input "input" and one output "output"; a Graph keeps its inputs' and outputs'
+names (its inputs' sample shapes must be known), and its `Add` and `Concat` nodes become Sum and
+Concat.
 
 Each layer becomes one or a few standard ops (default domain, opset 13 or later): Linear -> Gemm
 (transB=1), Conv2d -> Conv, BatchNorm1d/2d -> BatchNormalization, pools -> MaxPool / AveragePool
@@ -26,7 +31,7 @@ import numpy as np
 from .. import nn
 from ..errors import ConfigError, SparsenetError
 from ..formats import Dense
-from ..nn import Sequential, model_dtype, no_grad
+from ..nn import Graph, Sequential, model_dtype, no_grad
 from ._proto import ELEM_TYPE_OF, require_onnx, sparse_from_pattern
 
 __all__ = ["export_onnx", "MIN_OPSET"]
@@ -117,11 +122,55 @@ def _layer(b: _Builder, i: int, layer, x: str) -> str:
     raise SparsenetError(f"export_onnx: layer {layer.name} of kind {kind.__name__} has no ONNX mapping")
 
 
-def _export_dtype(model: Sequential):
+def _node(b: _Builder, name: str, op, inputs: list[str]) -> str:
+    """Append the nodes of one graph node (several inputs: Add -> Sum, Concat); returns its output's name."""
+    if type(op) is nn.Add:
+        return b.node("Sum", inputs, f"{name}.Add")
+    if type(op) is nn.Concat:
+        return b.node("Concat", inputs, f"{name}.Concat", axis=op.axis)
+    return _layer(b, name, op, inputs[0])
+
+
+def _wiring(model, input_shape):
+    """(inputs {ONNX name: one sample's shape}, [(name, op, input names)], outputs {node: ONNX name})."""
+    if isinstance(model, Graph):
+        if input_shape is not None:
+            raise ConfigError("export_onnx: a Graph's input shapes are its own; input_shape is for a Sequential")
+        unknown = [k for k, s in model.input_shapes.items() if s is None]
+        if unknown:
+            raise ConfigError(f"export_onnx: the graph's inputs {unknown} have no shape; build the Graph with "
+                              f"their sample shapes")
+        nodes = [(n.name, n.op, list(n.inputs)) for n in model.nodes]
+        return dict(model.input_shapes), nodes, {o: o for o in model.outputs}
+    nodes = [(str(i), layer, ["input" if i == 0 else str(i - 1)]) for i, layer in enumerate(model.layers)]
+    return {"input": _input_shape(model, input_shape)}, nodes, ({str(len(nodes) - 1): "output"} if nodes else {})
+
+
+def _output_shapes(model, inputs: dict) -> list | None:
+    """One sample's output shape per output (None where a size is symbolic)."""
+    if not all(isinstance(s, int) for shape in inputs.values() for s in shape):
+        return None
+    from ..prune.trace import trace_shapes
+
+    if isinstance(model, Sequential):
+        return [list(trace_shapes(model, next(iter(inputs.values())))[-1][1])] if len(model.layers) else None
+    training = [m for _, m in model.named_modules() if m.training]
+    model.eval()
+    try:
+        with no_grad():  # nothing cached on the model's layers
+            outs = model.forward(**{k: np.zeros((1, *s), dtype=model_dtype(model)) for k, s in inputs.items()})
+    finally:
+        for m in training:
+            m.training = True
+    return [list(np.shape(o)[1:]) for o in (outs if isinstance(outs, tuple) else (outs,))]
+
+
+def _export_dtype(model):
     """The model's dtype (`model_dtype`), which ONNX needs every layer to share."""
     dtype = model_dtype(model)
-    dtypes = {np.dtype(l.dtype) for l in model.layers if hasattr(l, "dtype")}
-    dtypes |= {l.weight.data.dtype for l in model.layers if isinstance(l, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    layers = [m for _, m in model.named_modules()][1:]
+    dtypes = {np.dtype(l.dtype) for l in layers if hasattr(l, "dtype")}
+    dtypes |= {l.weight.data.dtype for l in layers if isinstance(l, (nn.BatchNorm1d, nn.BatchNorm2d))}
     if dtypes - {dtype}:
         found = sorted(map(str, dtypes | {dtype}))
         raise SparsenetError(f"export_onnx: expected one dtype for all layers, found {found}")
@@ -143,12 +192,13 @@ def _input_shape(model: Sequential, input_shape):
     raise ConfigError("export_onnx: the model has no input_shape; pass input_shape=(...) (one sample)")
 
 
-def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = False, opset: int = 17,
+def export_onnx(model: Sequential | Graph, path=None, *, sparse_initializers: bool = False, opset: int = 17,
                 input_shape=None):
     """Write `model` as an ONNX file at `path` (atomically; None: do not write) and return the ModelProto.
 
-    The graph has one input "input" of shape ["batch", *input_shape] (`input_shape` defaults to
-    ``model.input_shape``) and one output "output"; ``model.meta`` is kept in the metadata property
+    A Sequential's graph has one input "input" of shape ["batch", *input_shape] (`input_shape`
+    defaults to ``model.input_shape``) and one output "output"; a Graph's keeps its inputs' and
+    outputs' names and shapes. ``model.meta`` is kept in the metadata property
     "sparsenet.meta" (`import_onnx` restores it). See the module docstring for the op mapping and for
     `sparse_initializers`. The result passes ``onnx.checker``.
 
@@ -161,36 +211,36 @@ def export_onnx(model: Sequential, path=None, *, sparse_initializers: bool = Fal
     from onnx import helper
 
     from .. import __version__
-    from ..prune.trace import trace_shapes
 
-    if not isinstance(model, Sequential):
-        raise ConfigError(f"export_onnx: expected a Sequential, found {type(model).__name__}")
+    if not isinstance(model, (Sequential, Graph)):
+        raise ConfigError(f"export_onnx: expected a Sequential or a Graph, found {type(model).__name__}")
     top = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= top:
         raise ConfigError(f"export_onnx: expected an opset from {MIN_OPSET} to {top}, found {opset!r}")
     dtype = _export_dtype(model)
-    shape = _input_shape(model, input_shape)
-    out_shape = None
-    if all(isinstance(s, int) for s in shape) and len(model.layers):
-        with no_grad():  # nothing cached on the model's layers
-            out_shape = list(trace_shapes(model, shape)[-1][1])
+    inputs, nodes, outputs = _wiring(model, input_shape)
+    out_shapes = _output_shapes(model, inputs)
     b = _Builder(dtype, sparse_initializers, int(opset))
-    value = "input"
-    for i, layer in enumerate(model.layers):
-        value = _layer(b, i, layer, value)
-    if value == "input":
-        value = b.node("Identity", ["input"], "identity")
-    b.nodes[-1].output[0] = "output"  # the last node writes the graph output
+    values = {k: k for k in inputs}
+    for name, op, ins in nodes:
+        values[name] = _node(b, name, op, [values[r] for r in ins])
+        if name in outputs:  # the node's last ONNX node writes the graph output of that name
+            b.nodes[-1].output[0] = values[name] = outputs[name]
+    if not nodes:  # an empty Sequential
+        b.node("Identity", ["input"], "identity")
+        b.nodes[-1].output[0] = "output"
+        outputs = {"input": "output"}
     elem = ELEM_TYPE_OF[dtype]
     graph = helper.make_graph(
         b.nodes, "sparsenet",
-        [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
-        [helper.make_tensor_value_info("output", elem, None if out_shape is None else ["batch", *out_shape])],
+        [helper.make_tensor_value_info(k, elem, ["batch", *s]) for k, s in inputs.items()],
+        [helper.make_tensor_value_info(o, elem, None if out_shapes is None else ["batch", *out_shapes[k]])
+         for k, o in enumerate(outputs.values())],
         initializer=b.initializers)
     opsets = [helper.make_opsetid("", int(opset))]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="sparsenet",
                               producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets))
-    if out_shape is None:  # symbolic sizes: let onnx infer the output's shape
+    if out_shapes is None:  # symbolic sizes: let onnx infer the output's shape
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
         proto.graph.output[0].CopyFrom(inferred.graph.output[0])
     try:
