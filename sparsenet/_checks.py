@@ -14,10 +14,10 @@ from .errors import ConfigError
 __all__ = ["check_int", "check_seed", "check_fraction", "check_positive", "check_nonnegative"]
 
 
-def check_int(value, what: str, where: str, low: int = 1) -> int:
-    """`value` as an int if it is an integer (not a bool) >= `low`, else ConfigError."""
+def check_int(value, what: str, where: str, low: int = 1, *, error: type = ConfigError) -> int:
+    """`value` as an int if it is an integer (not a bool) >= `low`, else `error` (a ConfigError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigError(f"{where}: expected an integer {what} >= {low}, found {value!r}")
+        raise error(f"{where}: expected an integer {what} >= {low}, found {value!r}")
     return int(value)
 
 
@@ -40,8 +40,8 @@ def check_positive(value, what: str, where: str) -> float:
     return float(value)
 
 
-def check_nonnegative(value, what: str, where: str) -> float:
-    """`value` as a float >= 0 (finite), else ConfigError."""
+def check_nonnegative(value, what: str, where: str, *, error: type = ConfigError) -> float:
+    """`value` as a float >= 0 (finite), else `error` (a ConfigError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < float("inf"):
-        raise ConfigError(f"{where}: expected {what} >= 0, found {value!r}")
+        raise error(f"{where}: expected {what} >= 0, found {value!r}")
     return float(value)

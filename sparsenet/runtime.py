@@ -25,7 +25,7 @@ import numpy as np
 from ._checks import check_int
 from .errors import ConfigError, DataError, DTypeError, ShapeError
 from .io import load_model
-from .nn.module import Module, model_dtype, no_grad
+from .nn.module import Module, inference, model_dtype
 
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads"]
 
@@ -118,17 +118,11 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
 def run_batches(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Forward passes over an already validated `x` in batches, in evaluation mode and under
     `no_grad` (nothing is kept on the layers); modules that were training are switched back after."""
-    training = [m for _, m in model.named_modules() if m.training]
-    model.eval()
-    try:
-        with no_grad():
-            if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
-                return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
-            outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
-            return np.ascontiguousarray(np.concatenate(outs, axis=0))
-    finally:
-        for m in training:
-            m.training = True
+    with inference(model):
+        if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
+            return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
+        outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
+        return np.ascontiguousarray(np.concatenate(outs, axis=0))
 
 
 # -- threads ---------------------------------------------------------------------------------------

@@ -21,13 +21,13 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
 
+from ._checks import check_int, check_nonnegative
 from .errors import TimingError
 
 __all__ = ["compare", "time_call", "Comparison", "Timing", "SETTLE_SECONDS"]
@@ -116,18 +116,6 @@ class Comparison:
 
 
 # -- checks ---------------------------------------------------------------------------------------------
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise TimingError(f"timing: expected an integer {name} >= {low}, found {value!r}")
-    return int(value)
-
-
-def _check_seconds(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise TimingError(f"timing: expected {name} as a finite number of seconds >= 0, found {value!r}")
-    return float(value)
-
-
 def _check_candidates(candidates, baseline) -> dict[str, Callable[[], object]]:
     if not isinstance(candidates, Mapping) or not candidates:
         raise TimingError(f"timing: expected a non-empty dict {{name: callable}} of candidates, found {candidates!r}")
@@ -203,10 +191,10 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, baseline: str | N
     True
     """
     fns = _check_candidates(candidates, baseline)
-    rounds = _check_int(rounds, "rounds", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    min_time = _check_seconds(min_time, "min_time")
-    settle = _check_seconds(settle, "settle")
+    rounds = check_int(rounds, "rounds", "timing", 1, error=TimingError)
+    warmup = check_int(warmup, "warmup", "timing", 0, error=TimingError)
+    min_time = check_nonnegative(min_time, "min_time (seconds)", "timing", error=TimingError)
+    settle = check_nonnegative(settle, "settle (seconds)", "timing", error=TimingError)
     if not callable(timer) or not callable(sleep):
         raise TimingError(f"timing: expected callable timer and sleep, found {timer!r} and {sleep!r}")
 

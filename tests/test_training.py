@@ -386,3 +386,16 @@ def test_no_grad_stores_nothing_and_predict_is_thread_safe():
     for outs in results.values():
         for out in outs:
             np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_inference_restores_each_modules_own_training_flag():
+    from sparsenet.nn import Dropout, Linear, inference
+
+    model = Sequential(Linear(2, 2), Dropout(0.5), Dropout(0.5))
+    model.train()
+    model[2].training = False  # a mixed state, as a partly frozen model has
+    with inference(model) as m:
+        assert m is model and not any(mod.training for _, mod in model.named_modules())
+        model.forward(np.ones((1, 2), np.float32))
+        assert getattr(model[0], "_xt", None) is None  # under no_grad: nothing kept for backward
+    assert [mod.training for _, mod in model.named_modules()] == [True, True, True, False]

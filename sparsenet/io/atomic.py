@@ -24,7 +24,7 @@ import secrets
 import socket
 from contextlib import contextmanager
 
-__all__ = ["atomic_writer", "remove_stale_temporaries", "TEMP_SUFFIX"]
+__all__ = ["atomic_writer", "remove_stale_temporaries", "pid_alive", "TEMP_SUFFIX"]
 
 TEMP_SUFFIX = ".sparsenet-tmp"
 
@@ -38,7 +38,8 @@ def _temporary_name(path: str) -> str:
     return os.path.join(head, f".{tail}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (this process included)."""
     if pid == os.getpid():
         return True
     try:
@@ -63,7 +64,7 @@ def remove_stale_temporaries(path) -> list[str]:
         parts = os.path.basename(tmp)[len(tail) + 2:-len(TEMP_SUFFIX)].split(".")  # host, pid, random
         if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or len(parts[2]) != 8:
             continue
-        if _alive(int(parts[1])):
+        if pid_alive(int(parts[1])):
             continue
         try:
             os.unlink(tmp)

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelFileError, SparsenetError
 from ..nn import Graph, Sequential
-from ..nn.module import model_dtype, no_grad
+from ..nn.module import inference, model_dtype
 from ._common import LAYER_ARRAY, check_ints, finite_float, no_constant
 from ._legacy_v1 import V1File, is_npz
 from ._safetensors import SafetensorsFile, is_safetensors, write_safetensors
@@ -352,13 +352,13 @@ def _shape(shape, where):
 def _check_chain(model, shapes: dict, path) -> None:
     """One zero sample through the model (`shapes`: {input name: sample shape}): layers that do not
     chain fail here, not at first use."""
-    dtype = model_dtype(model)
     shape = next(iter(shapes.values())) if len(shapes) == 1 else shapes
     try:
-        with no_grad():  # nothing of this pass stays cached on the layers
-            zeros = {k: np.zeros((1, *s), dtype=dtype) for k, s in shapes.items()}
-            out = (model.eval().forward(**zeros) if isinstance(model, Graph)
-                   else model.eval().forward(next(iter(zeros.values()))))
+        if isinstance(model, Graph):  # node by node, bounded, a mismatch named by its node
+            out = model.trace()
+        else:
+            with inference(model):  # nothing of this pass stays cached on the layers
+                out = model.forward(np.zeros((1, *shape), dtype=model_dtype(model)))
     except SparsenetError as e:
         raise ModelFileError(f"model file {path!r}: layers do not chain for input shape {shape}: {e}") from None
     except Exception as e:  # MemoryError, or a constructor that accepted a value its forward cannot use
@@ -416,8 +416,9 @@ def load_model(path, *, mmap: bool = True) -> Sequential | Graph:
         model = Sequential(*layers)
         model.input_shape = shape
     else:
-        try:  # the structure (names, cycles, arity) and, shapes known, one traced zero sample
-            model = Graph(inputs, [(name, layer, ins) for (name, ins), layer in zip(wiring, layers)], outputs)
+        try:  # the structure (names, cycles, arity); the zero sample is `_check_chain`'s, below
+            model = Graph(inputs, [(name, layer, ins) for (name, ins), layer in zip(wiring, layers)], outputs,
+                          check_shapes=False)
         except SparsenetError as e:
             raise ModelFileError(f"model file {path!r}: graph: {e}") from None
         except Exception as e:  # a layer that accepted a value its forward cannot use

@@ -8,12 +8,12 @@ from .flatten import Flatten
 from .graph import Graph, Node
 from .linear import Linear
 from .merge import Add, Concat
-from .module import Module, Parameter, grad_enabled, model_dtype, no_grad
+from .module import Module, Parameter, grad_enabled, inference, model_dtype, no_grad
 from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .sequential import Sequential
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Graph", "Node", "no_grad", "grad_enabled", "model_dtype",
+    "Module", "Parameter", "Sequential", "Graph", "Node", "no_grad", "grad_enabled", "inference", "model_dtype",
     "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ShapeError, SparsenetError
-from .module import Module, no_grad
+from .module import Module, inference, model_dtype
 
 __all__ = ["Graph", "Node"]
 
@@ -81,7 +81,7 @@ class Graph(Module):
     _TRACE_VALUES = 1 << 24
     _TRACE_WORK = 1 << 30
 
-    def __init__(self, inputs, nodes, outputs):
+    def __init__(self, inputs, nodes, outputs, *, check_shapes: bool = True):
         super().__init__()
         if isinstance(inputs, dict):
             pairs = list(inputs.items())
@@ -126,8 +126,10 @@ class Graph(Module):
         self.meta: dict = {}
         for node in self.nodes:
             node.op.name = f"node {node.name!r} ({type(node.op).__name__})"
-        if all(s is not None for s in self.input_shapes.values()):
-            self._trace()
+        shapes = list(self.input_shapes.values())
+        if (check_shapes and all(s is not None for s in shapes)
+                and sum(math.prod(s) for s in shapes) <= self._TRACE_VALUES):  # larger: checked at first use
+            self.trace()
 
     # -- structure ----------------------------------------------------------------------------------
     def _validate(self, nodes: list[Node]) -> list[Node]:
@@ -200,43 +202,42 @@ class Graph(Module):
             raise ConfigError(f"Graph: {unused[:10]} lead to no output (remove them, or name them as outputs)")
         return order
 
-    def _trace(self) -> None:
-        """One zero sample of the declared input shapes through every node: shape mismatches fail
-        here, naming the node."""
+    def trace(self) -> tuple[np.ndarray, ...]:
+        """The outputs for one zero sample of the declared input shapes (each ``[1, ...]``, in the
+        order of `outputs`), computed node by node in evaluation mode: a node that does not accept its
+        inputs' shapes raises `ShapeError` naming it, and so does a graph whose values would grow past
+        the trace's bounds (see `_TRACE_VALUES`). Needs every input's shape."""
+        if any(s is None for s in self.input_shapes.values()):
+            raise ConfigError(f"Graph.trace: inputs {[k for k, s in self.input_shapes.items() if s is None]} "
+                              f"have no shape")
         total = sum(math.prod(s) for s in self.input_shapes.values())
-        if total > 1 << 24:
-            return  # too large to trace cheaply; shapes are then checked at the first forward
-        from .module import model_dtype
-
+        if total > self._TRACE_VALUES:
+            raise ShapeError(f"Graph: one sample of the inputs holds {total} values, more than the trace's "
+                             f"bound {self._TRACE_VALUES}")
         dtype = model_dtype(self)
         values = {k: np.zeros((1, *s), dtype=dtype) for k, s in self.input_shapes.items()}
         live, work = total, 0
-        training = [m for _, m in self.named_modules() if m.training]
-        self.eval()
-        try:
-            with no_grad():
-                for i, node in enumerate(self.nodes):
-                    ins = [values[r] for r in node.inputs]
-                    reads = sum(v.size for v in ins)  # also what a Concat writes
-                    work += reads
-                    if live + reads > self._TRACE_VALUES or work > self._TRACE_WORK:
-                        raise ShapeError(f"Graph: tracing one sample through node {node.name!r} "
-                                         f"({type(node.op).__name__}) would hold more than {self._TRACE_VALUES} "
-                                         f"values at once or touch more than {self._TRACE_WORK} (its inputs hold "
-                                         f"{reads}, {live} are alive)")
-                    try:
-                        values[node.name] = out = np.asarray(node.op.forward(*ins))
-                    except SparsenetError as e:
-                        raise ShapeError(f"Graph: node {node.name!r} ({type(node.op).__name__}) does not accept "
-                                         f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
-                                         f"{e}") from None
-                    live += out.size
-                    work += out.size
-                    for name in self._free_after[i]:
-                        live -= values.pop(name).size
-        finally:
-            for m in training:
-                m.training = True
+        with inference(self):
+            for i, node in enumerate(self.nodes):
+                ins = [values[r] for r in node.inputs]
+                reads = sum(v.size for v in ins)  # also what a Concat writes
+                work += reads
+                if live + reads > self._TRACE_VALUES or work > self._TRACE_WORK:
+                    raise ShapeError(f"Graph: tracing one sample through node {node.name!r} "
+                                     f"({type(node.op).__name__}) would hold more than {self._TRACE_VALUES} "
+                                     f"values at once or touch more than {self._TRACE_WORK} (its inputs hold "
+                                     f"{reads}, {live} are alive)")
+                try:
+                    values[node.name] = out = np.asarray(node.op.forward(*ins))
+                except SparsenetError as e:
+                    raise ShapeError(f"Graph: node {node.name!r} ({type(node.op).__name__}) does not accept "
+                                     f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
+                                     f"{e}") from None
+                live += out.size
+                work += out.size
+                for name in self._free_after[i]:
+                    live -= values.pop(name).size
+        return tuple(values[o] for o in self.outputs)
 
     @property
     def input_shape(self):

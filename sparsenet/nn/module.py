@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "model_dtype"]
+__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "inference", "model_dtype"]
 
 _local = threading.local()
 
@@ -37,6 +37,29 @@ def no_grad():
         yield
     finally:
         _local.grad = previous
+
+
+@contextmanager
+def inference(model: "Module"):
+    """`model` in evaluation mode and under `no_grad` inside this block; every module's own training
+    flag is restored after (``model.train(was)`` would set them all to the top module's).
+
+    >>> from sparsenet.nn import Dropout
+    >>> d = Dropout(0.5)
+    >>> with inference(d):
+    ...     d.training
+    False
+    >>> d.training
+    True
+    """
+    training = [m for _, m in model.named_modules() if m.training]
+    model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        for m in training:
+            m.training = True
 
 
 def _zero_gradient(data: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from .. import nn
 from ..errors import ConfigError, SparsenetError
 from ..formats import Dense
-from ..nn import Graph, Sequential, model_dtype, no_grad
+from ..nn import Graph, Sequential, model_dtype
 from ._proto import ELEM_TYPE_OF, require_onnx, sparse_from_pattern
 
 __all__ = ["export_onnx", "MIN_OPSET"]
@@ -154,15 +154,7 @@ def _output_shapes(model, inputs: dict) -> list | None:
 
     if isinstance(model, Sequential):
         return [list(trace_shapes(model, next(iter(inputs.values())))[-1][1])] if len(model.layers) else None
-    training = [m for _, m in model.named_modules() if m.training]
-    model.eval()
-    try:
-        with no_grad():  # nothing cached on the model's layers
-            outs = model.forward(**{k: np.zeros((1, *s), dtype=model_dtype(model)) for k, s in inputs.items()})
-    finally:
-        for m in training:
-            m.training = True
-    return [list(np.shape(o)[1:]) for o in (outs if isinstance(outs, tuple) else (outs,))]
+    return [list(np.shape(o)[1:]) for o in model.trace()]
 
 
 def _export_dtype(model):

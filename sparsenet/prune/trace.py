@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..nn import Sequential, model_dtype, no_grad
+from ..nn import Sequential, inference, model_dtype
 
 __all__ = ["trace_shapes"]
 
@@ -19,15 +19,10 @@ def trace_shapes(model: Sequential, input_shape=None) -> list[tuple[tuple, tuple
     if shape is None:
         raise ConfigError("trace_shapes: the model has no input_shape; pass input_shape=(...)")
     x = np.zeros((1, *shape), dtype=model_dtype(model))
-    was_training = model.training
-    model.eval()
     shapes = []
-    try:
-        with no_grad():  # nothing is kept on the layers
-            for layer in model.layers:
-                y = layer.forward(x)
-                shapes.append((tuple(x.shape[1:]), tuple(np.shape(y)[1:])))
-                x = y
-    finally:
-        model.train(was_training)
+    with inference(model):  # nothing is kept on the layers
+        for layer in model.layers:
+            y = layer.forward(x)
+            shapes.append((tuple(x.shape[1:]), tuple(np.shape(y)[1:])))
+            x = y
     return shapes

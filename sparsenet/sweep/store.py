@@ -25,7 +25,7 @@ import socket
 import time
 
 from ..errors import SparsenetError
-from ..io.atomic import TEMP_SUFFIX, atomic_writer
+from ..io.atomic import TEMP_SUFFIX, atomic_writer, pid_alive
 
 __all__ = ["ResultStore"]
 
@@ -54,16 +54,6 @@ def _read_json(path: str):
             return json.loads(f.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ResultStore:
@@ -217,7 +207,7 @@ class ResultStore:
             except FileExistsError:
                 other = _read_json(path) or {}
                 pid, host = other.get("pid"), other.get("host")
-                if host == me["host"] and isinstance(pid, int) and (pid == me["pid"] or not _pid_alive(pid)):
+                if host == me["host"] and isinstance(pid, int) and (pid == me["pid"] or not pid_alive(pid)):
                     try:
                         os.remove(path)
                     except FileNotFoundError:
