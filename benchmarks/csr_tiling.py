@@ -22,7 +22,7 @@ from numba import prange
 from _harness import measure, threads
 
 from sparsenet.formats import CSR
-from sparsenet.kernels import _csr_tiles, csr_spmm
+from sparsenet.kernels import _csr_tiles, csr_spmm, no_bias
 
 
 @numba.njit(parallel=True, fastmath=True, boundscheck=False)
@@ -49,7 +49,7 @@ def main(argv=None):
     configs = sorted(set(configs) | {shipped})
     names = {c: f"{c[0] >> 10} KiB x {c[1]} rows" for c in configs}
     candidates = {names[c]: (lambda c=c: _driver(w.data, w.indices, w.indptr, x, out, *c)) for c in configs}
-    candidates["csr_spmm"] = lambda: csr_spmm(w.data, w.indices, w.indptr, x, out)
+    candidates["csr_spmm"] = lambda: csr_spmm(w.data, w.indices, w.indptr, x, out, no_bias(np.float32), 0, 0.0)
     with threads(args.threads):
         timed = measure(candidates, baseline=names[shipped], rounds=args.rounds)
     print(f"shipped: X_PANEL_BYTES = {shipped[0] >> 10} KiB, ROW_CHUNK = {shipped[1]}")

@@ -37,11 +37,10 @@ def main(argv=None):
                 x = rng.standard_normal((side, batch)).astype(np.float32)
                 out = np.empty((side, batch), np.float32)
                 if batch == 1:
-                    x, out = x[:, 0].copy(), out[:, 0].copy()
                     pair = (kernels.csr_spmv_serial, kernels.csr_spmv)
                 else:
                     pair = (kernels.csr_spmm_f32_serial, kernels.csr_spmm_f32)
-                timed = measure({name: (lambda k=k: k(w.data, w.indices, w.indptr, x, out))
+                timed = measure({name: (lambda k=k: k(w.data, w.indices, w.indptr, x, out, kernels.no_bias(np.float32), 0, 0.0))
                                  for name, k in zip(("serial", "parallel"), pair)}, baseline="serial")
                 ser, par = timed["serial"]["median"], timed["parallel"]["median"]
                 print(f"| {side} | {w.nnz} | {batch} | {w.nnz * batch} | {ser * 1e6:.1f} | {par * 1e6:.1f} "

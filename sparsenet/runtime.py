@@ -23,9 +23,9 @@ import warnings
 import numpy as np
 
 from ._checks import check_int
-from .errors import ConfigError, DataError, DTypeError, ShapeError
+from .errors import ConfigError
 from .io import load_model
-from .nn.module import Module, inference, model_dtype
+from .plan import plan_for
 
 __all__ = ["load", "predict", "set_num_threads", "get_num_threads"]
 
@@ -57,43 +57,10 @@ def check_one_in_one_out(model, where: str) -> None:
                           f"{list(inputs or [])} and outputs {list(outputs or [])} (call its forward)")
 
 
-def _check_input(model, x, where: str = "predict", allow_single: bool = True) -> tuple[np.ndarray, bool]:
-    """(x as [N, *input_shape] in the model's dtype, whether a single sample was given).
-
-    The one input check of inference (`predict`, `Sequential.predict`, `evaluate`): shape against
-    ``model.input_shape`` when the model declares one, real numeric dtype, finite values that fit the
-    model's dtype (`sparsenet.nn.model_dtype`)."""
-    check_one_in_one_out(model, where)
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise DTypeError(f"{where}: expected a real numeric input, found dtype {x.dtype}")
-    shape = getattr(model, "input_shape", None)
-    single = False
-    if shape is not None:
-        shape = tuple(shape)
-        if x.shape == shape and allow_single:
-            x, single = x[None], True
-        elif x.shape[1:] != shape:
-            one = f" or one sample {list(shape)}" if allow_single else ""
-            raise ShapeError(f"{where}: expected input of shape [N, {', '.join(map(str, shape))}]{one}, "
-                             f"found {list(x.shape)}")
-    elif x.ndim < 2:
-        raise ShapeError(f"{where}: expected [batch, features...] (the model declares no input shape), "
-                         f"found shape {list(x.shape)}")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise DataError(f"{where}: expected finite values, found {bad} NaN/inf entries")
-    dtype = model_dtype(model)
-    with np.errstate(over="ignore"):
-        cast = np.ascontiguousarray(x, dtype=dtype)
-    if x.dtype.kind == "f" and not np.all(np.isfinite(cast)):
-        raise DataError(f"{where}: values overflow the model's dtype {dtype} "
-                        f"(largest magnitude {np.max(np.abs(x.astype(np.float64)))})")
-    return cast, single
-
-
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """Outputs of `model` for `x`, in batches of `batch_size`, without storing anything on the layers.
+    """Outputs of `model` for `x`, in batches of `batch_size`, through the model's compiled plan
+    (`sparsenet.plan`: built at the first call and after any change to the model, cached on it);
+    nothing is stored on the layers.
 
     The one predict: ``sparsenet.predict(model, x)`` and ``model.predict(x)`` are this function.
     x: [N, *model.input_shape], or one sample [*model.input_shape] (then the result has no batch
@@ -110,19 +77,8 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     dtype('float32')
     """
     batch_size = check_int(batch_size, "batch_size", "predict")
-    x, single = _check_input(model, x)
-    out = run_batches(model, x, batch_size)
-    return out[0] if single else out
-
-
-def run_batches(model: Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Forward passes over an already validated `x` in batches, in evaluation mode and under
-    `no_grad` (nothing is kept on the layers); modules that were training are switched back after."""
-    with inference(model):
-        if len(x) == 0:  # the output shape comes from one zero sample (not every layer takes 0 rows)
-            return np.ascontiguousarray(model.forward(np.zeros((1, *x.shape[1:]), dtype=x.dtype)))[:0]
-        outs = [np.asarray(model.forward(x[i:i + batch_size])) for i in range(0, len(x), int(batch_size))]
-        return np.ascontiguousarray(np.concatenate(outs, axis=0))
+    check_one_in_one_out(model, "predict")
+    return plan_for(model, x).predict(x, batch_size)
 
 
 # -- threads ---------------------------------------------------------------------------------------

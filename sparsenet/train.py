@@ -14,7 +14,8 @@ from .errors import DataError, DTypeError, ShapeError
 from .losses import SoftmaxCrossEntropy
 from .nn.module import Module
 from .optim import Adam, Optimizer
-from .runtime import _check_input, check_one_in_one_out, run_batches
+from .plan import plan_for
+from .runtime import check_one_in_one_out
 from .runtime import predict as _predict
 
 __all__ = ["History", "fit", "evaluate", "check_features", "check_labels"]
@@ -65,7 +66,8 @@ def evaluate(model: Module, x, y, batch_size: int = 256, loss=None) -> dict:
     """Loss and accuracy of `model` on (x, y): x [N, *model.input_shape] is checked as `predict`
     checks it (a batch axis is required), y holds N integer labels."""
     batch_size = check_int(batch_size, "batch_size", "evaluate")
-    logits = run_batches(model, _check_input(model, x, "evaluate", allow_single=False)[0], batch_size)
+    check_one_in_one_out(model, "evaluate")
+    logits = plan_for(model, x).predict(x, batch_size, where="evaluate", allow_single=False)
     y = check_labels(y, len(logits))
     loss = loss or SoftmaxCrossEntropy()
     return {"loss": loss(logits, y), "accuracy": float(np.mean(logits.argmax(axis=1) == y)) if len(y) else 0.0}

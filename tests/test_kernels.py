@@ -11,6 +11,7 @@ from sparsenet import kernels
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.formats.quantized import QBSR, QCSR
 from sparsenet.kernels import _csr_tiles, reference
+from sparsenet.kernels.epilogue import NONE, activate_ref, no_bias
 from sparsenet.kernels import int8 as int8_kernels
 from strategies import (
     BATCH_SIZES, DTYPES, SETTINGS, BlockCase, SparseCase, activations, batch_sizes,
@@ -31,6 +32,22 @@ def _garbage(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+def _check_forward(kern, arrays, x, ref, mag, n, dtype, what):
+    """A forward kernel without its epilogue against `ref`, then with a bias and an activation (one
+    of the codes, chosen from the case) against act(ref + bias)."""
+    out = _garbage(ref.shape, dtype)
+    kern(*arrays, x, out, no_bias(dtype), NONE, 0.0)
+    assert_close(out, ref, mag, n, dtype, what)
+    rng = np.random.default_rng(ref.size + 7 * ref.shape[0])
+    bias = rng.standard_normal(ref.shape[0]).astype(dtype)
+    act = int(rng.integers(1, 6))
+    out = _garbage(ref.shape, dtype)
+    kern(*arrays, x, out, bias, act, 0.1)
+    # the activations are at most 1.13-Lipschitz; exp/tanh add a few ulp of a value below |y| + 1
+    assert_close(out, activate_ref(ref + bias[:, None], act, 0.1), 2 * (mag + abs(bias)[:, None] + 1), n,
+                 dtype, f"{what} + bias + activation {act}")
+
+
 def _ops(fmt_name, op, dtype):
     """`op`, and its register-tiled float32 twin when there is one and dtype is float32."""
     f32 = op + "_f32"
@@ -41,13 +58,11 @@ def _run_spmv(fmt_name, data, indices, indptr, w, x):
     """The batch-1 kernels (1-D input and output) on the first column of x."""
     if x.shape[1] == 0:
         return
-    x1 = np.ascontiguousarray(x[:, 0])
+    x1 = np.ascontiguousarray(x[:, :1])
     w64, x64 = w.astype(np.float64), x1.astype(np.float64)
     ref, mag = w64 @ x64, abs(w64) @ abs(x64)
     for name, kern in [v for op in _ops(fmt_name, "spmv", w.dtype) for v in _variants(fmt_name, op)]:
-        out = _garbage(ref.shape, w.dtype)
-        kern(data, indices, indptr, x1, out)
-        assert_close(out, ref, mag, w.shape[1], w.dtype, f"{name} (shape {w.shape})")
+        _check_forward(kern, (data, indices, indptr), x1, ref, mag, w.shape[1], w.dtype, f"{name} (shape {w.shape})")
 
 
 def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32):
@@ -65,12 +80,16 @@ def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32)
     for op in [o for base in OPS for o in _ops("csr", base, dtype)]:
         ref, mag, n = expected[op.removesuffix("_f32")]
         for name, kern in _variants("csr", op):
+            what = f"{name} (shape {case.w.shape}, batch {batch})"
+            if op.startswith("spmm") and op != "spmm_t":
+                _check_forward(kern, (data, indices, indptr), x, ref, mag, n, dtype, what)
+                continue
             out = _garbage(ref.shape, dtype)
             if op == "sddmm":
                 kern(indices, indptr, dy, x, out)
             else:
-                kern(data, indices, indptr, dy if op == "spmm_t" else x, out)
-            assert_close(out, ref, mag, n, dtype, f"{name} (shape {case.w.shape}, batch {batch})")
+                kern(data, indices, indptr, dy, out)
+            assert_close(out, ref, mag, n, dtype, what)
     _run_spmv("csr", data, indices, indptr, case.w, x)
     for before, after in zip(inputs, (data, indices, indptr, x, dy)):
         np.testing.assert_array_equal(before, after, err_msg="a kernel wrote to an input")
@@ -95,12 +114,15 @@ def _run_bsr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32,
     for op in [o for base in OPS for o in _ops("bsr", base, dtype)]:
         ref, mag, n = expected[op.removesuffix("_f32")]
         for name, kern in _variants("bsr", op):
+            what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
+            if op.startswith("spmm") and op != "spmm_t":
+                _check_forward(kern, (data, indices, indptr), x, ref, mag, n, dtype, what)
+                continue
             out = _garbage(ref.shape, dtype)
             if op == "sddmm":
                 kern(indices, indptr, dy, x, out)
             else:
-                kern(data, indices, indptr, dy if op == "spmm_t" else x, out)
-            what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
+                kern(data, indices, indptr, dy, out)
             assert_close(out, ref, mag, n, dtype, what)
     _run_spmv("bsr", data, indices, indptr, case.w, x)
 
@@ -209,15 +231,12 @@ def test_csr_tiles_across_panels_and_tasks(batch):
                                 panel_bytes)
         assert_close(out, ref, mag, k, np.float32, f"csr_rows_f32 (panel {panel_bytes} B, batch {batch})")
     for name, kern in _variants("csr", "spmm_f32"):
-        out = _garbage((m, batch), np.float32)
-        kern(fmt.data, fmt.indices, fmt.indptr, x, out)
-        assert_close(out, ref, mag, k, np.float32, f"{name} (batch {batch})")
+        _check_forward(kern, (fmt.data, fmt.indices, fmt.indptr), x, ref, mag, k, np.float32, f"{name} (batch {batch})")
     q = QCSR.from_float(fmt)
     ref, mag = _i8_reference(q, x)
     for kern in (int8_kernels.csr_i8_spmm_serial, int8_kernels.csr_i8_spmm):
-        out = _garbage((m, batch), np.float32)
-        kern(q.data, q.indices, q.indptr, q.scales, x, out)
-        assert_close(out, ref, mag, k, np.float32, f"{kern.__name__} (batch {batch})")
+        _check_forward(kern, (q.data, q.indices, q.indptr, q.scales), x, ref, mag, k, np.float32,
+                       f"{kern.__name__} (batch {batch})")
 
 
 @pytest.mark.parametrize("batch", [1, 9, 17, 64])
@@ -239,9 +258,8 @@ def test_bsr_tiles_every_vector_path(blocksize, batch):
     q = QBSR.from_float(BSR.from_block_mask(w, block_mask, blocksize))
     ref, mag = _i8_reference(q, x)
     for kern in (int8_kernels.bsr_i8_spmm_serial, int8_kernels.bsr_i8_spmm):
-        out = _garbage((m, batch), np.float32)
-        kern(q.data, q.indices, q.indptr, q.scales, x, out)
-        assert_close(out, ref, mag, k, np.float32, f"{kern.__name__} (blocks {blocksize}, batch {batch})")
+        _check_forward(kern, (q.data, q.indices, q.indptr, q.scales), x, ref, mag, k, np.float32,
+                       f"{kern.__name__} (blocks {blocksize}, batch {batch})")
 
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------
@@ -302,6 +320,22 @@ def test_parallel_threshold_is_nnz_times_batch(fmt_name):
             # a float32 weight takes the register-tiled twin of the forward product
             ops = ("spmm_f32",) + OPS[1:]
             assert calls == [f"{fmt_name}_{op}{suffix}" for op in ops], (batch, calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (7, 9), (33, 70)], ids=str)
+def test_dense_kernels_match_reference(shape, dtype):
+    """The plan's Numba dense product (serial and parallel) and the BLAS product + epilogue, every
+    batch size, with and without the epilogue."""
+    from sparsenet.formats.dense import _blas_product
+
+    rng = np.random.default_rng(sum(shape))
+    w = rng.standard_normal(shape).astype(dtype)
+    for batch in BATCH_SIZES:
+        x = rng.standard_normal((shape[1], batch)).astype(dtype)
+        ref, mag = w.astype(np.float64) @ x, abs(w.astype(np.float64)) @ abs(x)
+        for kern in (kernels.dense_spmm_serial, kernels.dense_spmm, _blas_product):
+            _check_forward(kern, (w,), x, ref, mag, shape[1], dtype, f"{kern.__name__} ({shape}, batch {batch})")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

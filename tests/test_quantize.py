@@ -17,6 +17,7 @@ from sparsenet.errors import DTypeError, FormatError, ModelFileError, ShapeError
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.formats.quantized import QBSR, QCSR, QDense, quantize_weight
 from sparsenet.kernels import int8
+from sparsenet.kernels.epilogue import no_bias
 from sparsenet.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential
 from sparsenet.summary import summarize
 from sparsenet.cli.quantize import register as add_quantize_parser, run as cmd_quantize
@@ -36,6 +37,9 @@ def _int8_values(rng, shape):
     q = rng.integers(-127, 128, size=shape).astype(np.int8)
     q[rng.random(shape) < 0.1] = 0
     return q
+
+
+NO_BIAS = no_bias(np.float32)  # the epilogue is tested in test_kernels
 
 
 def _scales(rng, m):
@@ -78,17 +82,17 @@ def _run_all_kernels(w_shape, sparse_case, block_case, x, seed):
     m, k = w_shape
     q, s = _int8_values(rng, (m, k)), _scales(rng, m)
     inputs = [a.copy() for a in (q, s, x)]
-    _check_kernel("dense_i8_spmm", lambda kern, out: kern(q, s, x, out), (q, s), int8.dense_i8_spmm_ref, k, x)
+    _check_kernel("dense_i8_spmm", lambda kern, out: kern(q, s, x, out, NO_BIAS, 0, 0.0), (q, s), int8.dense_i8_spmm_ref, k, x)
     for before, after in zip(inputs, (q, s, x)):
         np.testing.assert_array_equal(before, after, err_msg="a kernel wrote to an input")
 
     if sparse_case is not None:
         data, indices, indptr, s = sparse_case
-        _check_kernel("csr_i8_spmm", lambda kern, out: kern(data, indices, indptr, s, x, out),
+        _check_kernel("csr_i8_spmm", lambda kern, out: kern(data, indices, indptr, s, x, out, NO_BIAS, 0, 0.0),
                       (data, indices, indptr, s), int8.csr_i8_spmm_ref, k, x)
     if block_case is not None:
         dirty, clean, indices, indptr, s = block_case
-        _check_kernel("bsr_i8_spmm", lambda kern, out: kern(dirty, indices, indptr, s, x, out),
+        _check_kernel("bsr_i8_spmm", lambda kern, out: kern(dirty, indices, indptr, s, x, out, NO_BIAS, 0, 0.0),
                       (clean, indices, indptr, s), int8.bsr_i8_spmm_ref, k, x)
 
 
@@ -107,7 +111,7 @@ def test_bsr_i8_kernel_matches_reference_and_ignores_overhang(case, batch, idx, 
     x = data.draw(activations(case.shape[1], batch, np.float32))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     block = _bsr_i8_case(case, rng, *idx, dirty_overhang=True)
-    _check_kernel("bsr_i8_spmm", lambda kern, out: kern(block[0], block[2], block[3], block[4], x, out),
+    _check_kernel("bsr_i8_spmm", lambda kern, out: kern(block[0], block[2], block[3], block[4], x, out, NO_BIAS, 0, 0.0),
                   block[1:], int8.bsr_i8_spmm_ref, case.shape[1], x)
 
 

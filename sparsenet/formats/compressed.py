@@ -64,14 +64,19 @@ class CompressedFormat(WeightFormat):
             name = self._KERNEL_NAMES[key] = name if parallel else name + "_serial"
         return getattr(kernels, name)
 
+    def product(self, batch: int):
+        """(kernel, arrays) computing W @ x for `batch` columns, as a compiled plan binds it once:
+        ``kernel(*arrays, x, out, bias, act, alpha)`` with x [K, batch], out [M, batch] (C-contiguous,
+        this format's dtype) and the epilogue of `sparsenet.kernels.epilogue`. Batch 1 takes the
+        gather-and-reduce ``spmv`` kernel."""
+        return self._kernel("spmv" if batch == 1 else "spmm", batch), (self.data, self.indices, self.indptr)
+
     def matmul(self, x) -> np.ndarray:
         what = type(self).__name__
         x = self._as_input(x, self.shape[1], f"{what}.matmul x")
         out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        if x.shape[1] == 1:  # batch 1: a gather-and-reduce kernel over a 1-D input
-            kernels.launch(self._kernel("spmv", 1), self.data, self.indices, self.indptr, x[:, 0], out[:, 0])
-        else:
-            kernels.launch(self._kernel("spmm", x.shape[1]), self.data, self.indices, self.indptr, x, out)
+        kern, arrays = self.product(x.shape[1])
+        kernels.launch(kern, *arrays, x, out, kernels.no_bias(self.dtype), 0, 0.0)
         return out
 
     def tmatmul(self, dy) -> np.ndarray:

@@ -5,9 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FormatError, ShapeError
+from .. import kernels
 from .base import WeightFormat, check_float_dtype
 
-__all__ = ["Dense"]
+__all__ = ["Dense", "BLAS_MIN_WORK"]
+
+# Multiply-adds (M * K * batch) from which a plan's dense product goes to BLAS: below, the Numba
+# kernel's missing register tiles cost less than BLAS's set-up and its threads' spinning
+# (benchmarks/plan.py measures both sides on the digits models).
+BLAS_MIN_WORK = 1 << 16
+
+
+def _blas_product(w, x, out, bias, act, alpha):
+    """out = act(w @ x + bias) with the product in BLAS (NumPy) and the epilogue in Numba."""
+    np.matmul(w, x, out=out)
+    if act != 0 or bias.shape[0]:
+        kern = kernels.dense_epilogue if out.size >= kernels.PARALLEL_MIN_WORK else kernels.dense_epilogue_serial
+        kern(out, bias, act, alpha)
 
 
 class Dense(WeightFormat):
@@ -69,6 +83,15 @@ class Dense(WeightFormat):
     def matmul(self, x) -> np.ndarray:
         x = self._as_input(x, self.shape[1], "Dense.matmul x")
         return self.data @ x
+
+    def product(self, batch: int):
+        """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product`: the Numba dense kernel
+        for batch 1 (memory-bound: as fast as BLAS's gemv, without its set-up or spinning threads)
+        and for products below `BLAS_MIN_WORK` multiply-adds, else BLAS then the epilogue."""
+        work = self.size * max(batch, 1)
+        if batch == 1 or work < BLAS_MIN_WORK:
+            return (kernels.dense_spmm if work >= kernels.PARALLEL_MIN_WORK else kernels.dense_spmm_serial), (self.data,)
+        return _blas_product, (self.data,)
 
     def tmatmul(self, dy) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], "Dense.tmatmul dy")

@@ -125,9 +125,12 @@ class QuantizedFormat(WeightFormat):
             raise DTypeError(f"{type(self).__name__}.with_data: expected int8 values, found {data.dtype}")
         return data
 
-    def _out(self, x):
+    def matmul(self, x) -> np.ndarray:
         x = self._as_input(x, self.shape[1], f"{type(self).__name__}.matmul x")
-        return x, np.empty((self.shape[0], x.shape[1]), dtype=_COMPUTE_DTYPE)
+        out = np.empty((self.shape[0], x.shape[1]), dtype=_COMPUTE_DTYPE)
+        kern, arrays = self.product(x.shape[1])
+        kernels.launch(kern, *arrays, x, out, kernels.no_bias(_COMPUTE_DTYPE), 0, 0.0)
+        return out
 
     def tmatmul(self, dy) -> np.ndarray:
         raise SparsenetError(f"{type(self).__name__}.tmatmul: {_INFERENCE_ONLY}")
@@ -181,11 +184,10 @@ class QDense(QuantizedFormat):
     def with_data(self, data) -> "QDense":
         return QDense(self._new_data(data), self.scales, check=False)
 
-    def matmul(self, x) -> np.ndarray:
-        x, out = self._out(x)
-        kern = _i8.dense_i8_spmm if self._parallel(x.shape[1]) else _i8.dense_i8_spmm_serial
-        kernels.launch(kern, self.data, self.scales, x, out)
-        return out
+    def product(self, batch: int):
+        """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product`."""
+        kern = _i8.dense_i8_spmm if self._parallel(batch) else _i8.dense_i8_spmm_serial
+        return kern, (self.data, self.scales,)
 
     def __repr__(self) -> str:
         return f"QDense(shape={self.shape}, dtype=int8 -> {self.dtype}, nbytes={self.nbytes})"
@@ -250,11 +252,10 @@ class QCSR(QuantizedFormat):
     def with_data(self, data) -> "QCSR":
         return QCSR(self._new_data(data), self.indices, self.indptr, self.scales, self.shape, check=False)
 
-    def matmul(self, x) -> np.ndarray:
-        x, out = self._out(x)
-        kern = _i8.csr_i8_spmm if self._parallel(x.shape[1]) else _i8.csr_i8_spmm_serial
-        kernels.launch(kern, self.data, self.indices, self.indptr, self.scales, x, out)
-        return out
+    def product(self, batch: int):
+        """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product`."""
+        kern = _i8.csr_i8_spmm if self._parallel(batch) else _i8.csr_i8_spmm_serial
+        return kern, (self.data, self.indices, self.indptr, self.scales,)
 
 
 class QBSR(BlockPattern, QuantizedFormat):
@@ -315,11 +316,10 @@ class QBSR(BlockPattern, QuantizedFormat):
     def with_data(self, data) -> "QBSR":
         return QBSR(self._new_data(data), self.indices, self.indptr, self.scales, self.shape, check=False)
 
-    def matmul(self, x) -> np.ndarray:
-        x, out = self._out(x)
-        kern = _i8.bsr_i8_spmm if self._parallel(x.shape[1]) else _i8.bsr_i8_spmm_serial
-        kernels.launch(kern, self.data, self.indices, self.indptr, self.scales, x, out)
-        return out
+    def product(self, batch: int):
+        """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product`."""
+        kern = _i8.bsr_i8_spmm if self._parallel(batch) else _i8.bsr_i8_spmm_serial
+        return kern, (self.data, self.indices, self.indptr, self.scales,)
 
     def __repr__(self) -> str:
         return (f"QBSR(shape={self.shape}, blocksize={self.blocksize}, nblocks={self.nblocks}, "

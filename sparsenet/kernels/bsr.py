@@ -4,7 +4,9 @@ data: [nblocks, R, C], indices: [nblocks] block-column of each block, indptr: [c
 When M or K is not a multiple of the block shape, the last block row / column is partial: its
 entries beyond the logical shape are stored (as zeros) but never read or written here.
 Activations are feature-major ([K, B], batch contiguous); callers allocate outputs; inputs must have
-been validated (`sparsenet.formats.BSR.check`): these kernels do not bounds-check.
+been validated (`sparsenet.formats.BSR.check`): these kernels do not bounds-check. The forward
+kernels end with ``bias, act, alpha``: the epilogue ``act(W @ x + bias)`` of
+`sparsenet.kernels.epilogue`, applied to each block row as soon as it is computed.
 """
 
 import numba
@@ -13,6 +15,7 @@ from numba import prange
 
 from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
 from ._jit import OPTIONS, serial_and_parallel
+from .epilogue import epilogue_rows
 
 __all__ = [
     "bsr_spmv", "bsr_spmv_serial",
@@ -47,16 +50,21 @@ def _block_row_spmv(data, indices, indptr, x, out, bi):
                 out[r0 + rr] += data[jj, rr, cc] * xv
 
 
-def _bsr_spmv(data, indices, indptr, x, out):
-    """out[M] = W @ x[K] (batch 1). Parallel over block rows; one loaded x value serves the R rows
+def _bsr_spmv(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, 1] = act(W @ x[K, 1] + bias) (batch 1). Parallel over block rows; one loaded x value serves the R rows
     of a block (for R x 1 blocks the R products are one vector operation)."""
     mb = indptr.shape[0] - 1
+    r = data.shape[1]
+    m = out.shape[0]
+    x1 = x.reshape(x.shape[0])
+    out1 = out.reshape(m)
     for bi in prange(mb):
-        _block_row_spmv(data, indices, indptr, x, out, bi)
+        _block_row_spmv(data, indices, indptr, x1, out1, bi)
+        epilogue_rows(out, bi * r, min(m, bi * r + r), bias, act, alpha)
 
 
-def _bsr_spmm(data, indices, indptr, x, out):
-    """out[M, B] = W @ x[K, B]. O(nblocks * R * C * B); parallel over block rows.
+def _bsr_spmm(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, B] = act(W @ x[K, B] + bias). O(nblocks * R * C * B); parallel over block rows.
 
     One loaded row of x serves the R rows of a block; the innermost loop runs along the batch in
     tiles of 64 columns (see csr_spmm for the never-taken break).
@@ -90,10 +98,11 @@ def _bsr_spmm(data, indices, indptr, x, out):
                         orow = out[r0 + rr]
                         for b in range(b0, b1):
                             orow[b] += w * xrow[b]
+        epilogue_rows(out, r0, r0 + nr, bias, act, alpha)
 
 
-def _bsr_spmv_f32(data, indices, indptr, x, out):
-    """out[M] = W @ x[K] for float32: blocks of R x 1 with R a multiple of 8 update 8 rows per
+def _bsr_spmv_f32(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, 1] = act(W @ x[K, 1] + bias) for float32: blocks of R x 1 with R a multiple of 8 update 8 rows per
     vector, blocks of R x 4 with R even two rows per vector (`_bsr_tiles`); other block shapes,
     and a partial last block row, take `bsr_spmv`'s loops. Parallel over block rows."""
     m = out.shape[0]
@@ -106,6 +115,8 @@ def _bsr_spmv_f32(data, indices, indptr, x, out):
     data2 = data.reshape(data.shape[0], r * c)
     x2 = x.reshape(1, k_total)
     out2 = out.reshape(1, m)
+    x1 = x.reshape(k_total)
+    out1 = out.reshape(m)
     for bi in prange(mb):
         full = min(r, m - bi * r) == r
         if columns and full:
@@ -113,15 +124,19 @@ def _bsr_spmv_f32(data, indices, indptr, x, out):
         elif quads and full:
             bsr_quad_blocks_f32(data2, indices, indptr, x2, out2, bi, r)
         else:
-            _block_row_spmv(data, indices, indptr, x, out, bi)
+            _block_row_spmv(data, indices, indptr, x1, out1, bi)
+        epilogue_rows(out, bi * r, min(m, bi * r + r), bias, act, alpha)
 
 
-def _bsr_spmm_f32(data, indices, indptr, x, out):
-    """out[M, B] = W @ x[K, B] for float32 x and out: 4 rows x 16 batch columns of sums in
+def _bsr_spmm_f32(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, B] = act(W @ x[K, B] + bias) for float32 x and out: 4 rows x 16 batch columns of sums in
     registers, each loaded row of x serving the 4 rows (`_bsr_tiles`). Parallel over block rows."""
     mb = indptr.shape[0] - 1
+    r = data.shape[1]
+    m = out.shape[0]
     for bi in prange(mb):
         bsr_rows_f32(data, indices, indptr, x, out, bi)
+        epilogue_rows(out, bi * r, min(m, bi * r + r), bias, act, alpha)
 
 
 def _bsr_spmm_t(data, indices, indptr, dy, out):

@@ -5,6 +5,9 @@ Activations are feature-major: X is [K, B] with the batch contiguous, so the inn
 every kernel runs along the batch. Callers allocate outputs; inputs must have been validated
 (`sparsenet.formats.CSR.check`): these kernels do not bounds-check.
 
+The forward kernels (``spmv``, ``spmm``) end with ``bias, act, alpha``: the epilogue
+``act(W @ x + bias)`` of `sparsenet.kernels.epilogue`, applied to each row as soon as it is computed.
+
 Each kernel exists as ``csr_<op>`` (parallel over rows, or over batch slices for the transposed
 product) and ``csr_<op>_serial`` (same code, one thread) for small problems.
 """
@@ -14,6 +17,7 @@ from numba import prange
 
 from ._csr_tiles import csr_task_f32, rows_per_task
 from ._jit import serial_and_parallel
+from .epilogue import activate, epilogue_rows
 
 __all__ = [
     "csr_spmv", "csr_spmv_serial",
@@ -29,24 +33,28 @@ _T_CHUNK = 64
 _TILE = 64
 
 
-def _csr_spmv(data, indices, indptr, x, out):
-    """out[M] = W @ x[K] (batch 1). O(nnz); parallel over rows.
+def _csr_spmv(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, 1] = act(W @ x[K, 1] + bias) (batch 1). O(nnz); parallel over rows.
 
     Indices are turned into unsigned machine integers before use: signed ones make Numba emit
     negative-index wrap-around code that blocks vectorisation (PERF-NOTES, trick 1). The accumulator
     has the output's dtype so that float32 runs in float32 lanes.
     """
     m = out.shape[0]
+    x1 = x.reshape(x.shape[0])
     zero = np.zeros(1, out.dtype)[0]
+    has_bias = bias.shape[0] != 0
     for i in prange(m):
         acc = zero
         for jj in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
-            acc += data[jj] * x[np.uintp(indices[jj])]
-        out[i] = acc
+            acc += data[jj] * x1[np.uintp(indices[jj])]
+        if has_bias:
+            acc += bias[i]
+        out[i, 0] = activate(acc, act, alpha)
 
 
-def _csr_spmm(data, indices, indptr, x, out):
-    """out[M, B] = W @ x[K, B]. O(nnz * B) multiply-adds; parallel over rows.
+def _csr_spmm(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, B] = act(W @ x[K, B] + bias). O(nnz * B) multiply-adds; parallel over rows.
 
     The batch is processed in tiles of 64 columns so that a row's partial sums stay in cache while
     every nonzero of the row is applied; the innermost loop runs along the (contiguous) batch. The
@@ -73,16 +81,18 @@ def _csr_spmm(data, indices, indptr, x, out):
                 xrow = x[k]
                 for b in range(b0, b1):
                     orow[b] += w * xrow[b]
+        epilogue_rows(out, i, i + 1, bias, act, alpha)
 
 
-def _csr_spmm_f32(data, indices, indptr, x, out):
-    """out[M, B] = W @ x[K, B] for float32 x and out (data float32): as `csr_spmm`, with each row's
+def _csr_spmm_f32(data, indices, indptr, x, out, bias, act, alpha):
+    """out[M, B] = act(W @ x[K, B] + bias) for float32 x and out (data float32): as `csr_spmm`, with each row's
     partial sums in registers and x swept in L2-sized panels (see `_csr_tiles`). Parallel over
     chunks of up to 256 rows (`rows_per_task`)."""
     m = out.shape[0]
     rows = rows_per_task(m)
     for c in prange((m + rows - 1) // rows):
-        csr_task_f32(data, indices, indptr, x, out, c, rows)
+        r0, r1 = csr_task_f32(data, indices, indptr, x, out, c, rows)
+        epilogue_rows(out, r0, r1, bias, act, alpha)
 
 
 def _csr_spmm_t(data, indices, indptr, dy, out):

@@ -7,7 +7,8 @@ float32 and the row's scale is applied once per output entry, after the row's su
 Same loop structure as the float kernels in `csr.py` / `bsr.py`: activations are feature-major
 (x is [K, B], batch contiguous), the innermost loop runs along the batch, callers allocate `out`
 (float32 [M, B]) and inputs must have been validated (`sparsenet.formats.quantized`): no bounds
-checks. Each kernel exists as ``<format>_i8_spmm`` (parallel over rows or block rows) and
+checks. Each ends with ``bias, act, alpha``: the epilogue ``act(W @ x + bias)`` of
+`sparsenet.kernels.epilogue`, applied after the scales. Each kernel exists as ``<format>_i8_spmm`` (parallel over rows or block rows) and
 ``<format>_i8_spmm_serial``. The ``*_ref`` functions below are the plain NumPy references (float64).
 """
 
@@ -17,6 +18,7 @@ from numba import prange
 from ._bsr_tiles import bsr_column_blocks_f32, bsr_quad_blocks_f32, bsr_rows_f32
 from ._csr_tiles import csr_task_f32, rows_per_task
 from ._jit import serial_and_parallel
+from .epilogue import activate, epilogue_rows
 from .reference import bsr_to_dense_ref, csr_to_dense_ref
 
 __all__ = [
@@ -34,8 +36,8 @@ __all__ = [
 _TILE = 64
 
 
-def _dense_i8_spmm(q, scales, x, out):
-    """out[M, B] = diag(scales) @ q @ x.
+def _dense_i8_spmm(q, scales, x, out, bias, act, alpha):
+    """out[M, B] = act(diag(scales) @ q @ x + bias).
 
     q: [M, K] int8, scales: [M] float32, x: [K, B] float32, out: [M, B] float32.
     O(M * K * B) multiply-adds; parallel over rows; batch tiles of 64 columns, batch innermost.
@@ -44,6 +46,7 @@ def _dense_i8_spmm(q, scales, x, out):
     k_total = q.shape[1]
     nb = np.uintp(out.shape[1])
     tile = np.uintp(_TILE)
+    has_bias = bias.shape[0] != 0
     for i in prange(m):
         s = scales[i]
         qrow = q[i]
@@ -52,7 +55,10 @@ def _dense_i8_spmm(q, scales, x, out):
             acc = np.float32(0.0)
             for k in range(k_total):
                 acc += np.float32(qrow[k]) * x[k, 0]
-            orow[0] = acc * s
+            acc *= s
+            if has_bias:
+                acc += bias[i]
+            orow[0] = activate(acc, act, alpha)
             continue
         for b0 in range(np.uintp(0), nb, tile):
             b1 = min(nb, b0 + tile)
@@ -65,10 +71,11 @@ def _dense_i8_spmm(q, scales, x, out):
                     orow[b] += w * xrow[b]
             for b in range(b0, b1):
                 orow[b] *= s
+        epilogue_rows(out, i, i + 1, bias, act, alpha)
 
 
-def _csr_i8_spmm(data, indices, indptr, scales, x, out):
-    """out[M, B] = diag(scales) @ Q @ x with Q in CSR.
+def _csr_i8_spmm(data, indices, indptr, scales, x, out, bias, act, alpha):
+    """out[M, B] = act(diag(scales) @ Q @ x + bias) with Q in CSR.
 
     data: [nnz] int8, indices: [nnz] (column of each value), indptr: [M + 1], scales: [M] float32,
     x: [K, B] float32, out: [M, B] float32. O(nnz * B). Batch 1: parallel over rows, one gathered
@@ -77,12 +84,16 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
     """
     m = out.shape[0]
     nb = out.shape[1]
+    has_bias = bias.shape[0] != 0
     if nb == 1:
         for i in prange(m):
             acc = np.float32(0.0)
             for jj in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
                 acc += np.float32(data[jj]) * x[np.uintp(indices[jj]), 0]
-            out[i, 0] = acc * scales[i]
+            acc *= scales[i]
+            if has_bias:
+                acc += bias[i]
+            out[i, 0] = activate(acc, act, alpha)
         return
     rows = rows_per_task(m)
     for c in prange((m + rows - 1) // rows):
@@ -91,10 +102,11 @@ def _csr_i8_spmm(data, indices, indptr, scales, x, out):
             s = scales[i]
             for b in range(nb):
                 out[i, b] *= s
+        epilogue_rows(out, r0, r1, bias, act, alpha)
 
 
-def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
-    """out[M, B] = diag(scales) @ Q @ x with Q in BSR.
+def _bsr_i8_spmm(data, indices, indptr, scales, x, out, bias, act, alpha):
+    """out[M, B] = act(diag(scales) @ Q @ x + bias) with Q in BSR.
 
     data: [nblocks, R, C] int8, indices: [nblocks] block columns, indptr: [ceil(M/R) + 1],
     scales: [M] float32 (per row, not per block row), x: [K, B] float32, out: [M, B] float32.
@@ -136,6 +148,7 @@ def _bsr_i8_spmm(data, indices, indptr, scales, x, out):
             s = scales[r0 + rr]
             for b in range(nb):
                 out[r0 + rr, b] *= s
+        epilogue_rows(out, r0, r0 + nr, bias, act, alpha)
 
 
 dense_i8_spmm_serial, dense_i8_spmm = serial_and_parallel(_dense_i8_spmm)

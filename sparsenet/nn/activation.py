@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..kernels import epilogue
 from .module import Module, as_float, grad_enabled
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"]
@@ -13,6 +14,9 @@ __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"
 class Identity(Module):
     def forward(self, x):
         return x
+
+    def lower(self, builder, inputs):
+        return inputs[0]
 
     def backward(self, grad):
         return grad
@@ -28,6 +32,9 @@ class ReLU(Module):
         # activation against 0.13 ms, a quarter of the sparse MLP's time at batch 64). As in
         # PyTorch, a NaN input stays NaN.
         return np.maximum(x, x.dtype.type(0))
+
+    def lower(self, builder, inputs):  # fused into the product before it (sparsenet.kernels.epilogue)
+        return builder.activation(self, inputs[0], epilogue.RELU)
 
     def backward(self, grad):
         return grad * self._mask
@@ -45,6 +52,9 @@ class LeakyReLU(Module):
         zero = x.dtype.type(0)  # ufuncs keep x's layout (see ReLU)
         return np.maximum(x, zero) + x.dtype.type(self.negative_slope) * np.minimum(x, zero)
 
+    def lower(self, builder, inputs):  # fused into the product before it (sparsenet.kernels.epilogue)
+        return builder.activation(self, inputs[0], epilogue.LEAKY_RELU, self.negative_slope)
+
     def backward(self, grad):
         return np.where(self._mask, grad, grad * grad.dtype.type(self.negative_slope))
 
@@ -61,6 +71,9 @@ class Sigmoid(Module):
         self._save(_y=y)
         return y
 
+    def lower(self, builder, inputs):  # fused into the product before it (sparsenet.kernels.epilogue)
+        return builder.activation(self, inputs[0], epilogue.SIGMOID)
+
     def backward(self, grad):
         return grad * self._y * (1 - self._y)
 
@@ -70,6 +83,9 @@ class Tanh(Module):
         y = np.tanh(as_float(x))
         self._save(_y=y)
         return y
+
+    def lower(self, builder, inputs):  # fused into the product before it (sparsenet.kernels.epilogue)
+        return builder.activation(self, inputs[0], epilogue.TANH)
 
     def backward(self, grad):
         return grad * (1 - self._y * self._y)
@@ -85,6 +101,9 @@ class GELU(Module):
         t = np.tanh(self._C * (x + 0.044715 * x ** 3))
         self._save(_x=x, _t=t)
         return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
+
+    def lower(self, builder, inputs):  # fused into the product before it (sparsenet.kernels.epilogue)
+        return builder.activation(self, inputs[0], epilogue.GELU_TANH)
 
     def backward(self, grad):
         x, t = self._x, self._t

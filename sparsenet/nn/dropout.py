@@ -32,6 +32,9 @@ class Dropout(Module):
         self._save(_mask=mask)
         return x * mask
 
+    def lower(self, builder, inputs):
+        return inputs[0]  # plans run in evaluation mode: nothing is dropped
+
     def backward(self, grad):
         return grad if self._mask is None else grad * self._mask
 

@@ -13,5 +13,8 @@ class Flatten(Module):
         self._save(_shape=shape)
         return np.reshape(x, (shape[0], int(np.prod(shape[1:]))))  # explicit: -1 fails on empty batches
 
+    def lower(self, builder, inputs):
+        return builder.alias(inputs[0], (inputs[0].features,))
+
     def backward(self, grad):
         return np.reshape(grad, self._shape)

@@ -257,6 +257,30 @@ class Graph(Module):
         return [(node.name, node.op) for node in self.nodes]
 
     # -- computing ----------------------------------------------------------------------------------
+    def lower(self, builder, inputs):
+        """Each node lowered in topological order; every value learns how many nodes and outputs read
+        it (a product's activation fuses only into a value nothing else reads)."""
+        readers: dict[str, int] = {}
+        for node in self.nodes:
+            for r in node.inputs:
+                readers[r] = readers.get(r, 0) + 1
+        for o in self.outputs:
+            readers[o] = readers.get(o, 0) + 1
+        values = dict(zip(self.input_shapes, inputs))
+        for name, v in values.items():
+            v.readers = readers.get(name, 0)
+        for node in self.nodes:
+            ins = [values[r] for r in node.inputs]
+            v = node.op.lower(builder, ins)
+            count = readers.get(node.name, 0)
+            if any(v is x for x in ins):  # the node passed its input through: both names read it
+                v.readers += count - 1
+            else:
+                v.readers = count
+            values[node.name] = v
+        outs = [values[o] for o in self.outputs]
+        return outs[0] if len(outs) == 1 else outs
+
     def forward(self, /, *xs, **named):
         """Outputs for the inputs given in order (``forward(x)``) or by name (``forward(x=..., y=...)``);
         one output is returned as an array, several as a tuple in the order of `outputs`."""

@@ -41,6 +41,9 @@ class Linear(WeightedLayer):
         self._save(_xt=xt)
         return out.T
 
+    def lower(self, builder, inputs):
+        return builder.product(self, self.weight, None if self.bias is None else self.bias.data, inputs[0])
+
     def backward(self, grad):
         grad = check_input(self, grad, 2, 1, self.out_features, what="gradient")
         gt = np.ascontiguousarray(grad.T, dtype=self.dtype)  # [out, B]

@@ -13,9 +13,18 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "inference", "model_dtype"]
+__all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "inference", "model_dtype", "generation"]
 
 _local = threading.local()
+_GENERATION = [0]
+
+
+def generation() -> int:
+    """A counter that moves whenever any module's attribute (other than its training flag) is set or
+    a parameter's contents are replaced: compiled plans (`sparsenet.plan`) cached on a model are
+    rebuilt when it moved since they were built. In-place changes to arrays do not move it (plans
+    read the model's own arrays)."""
+    return _GENERATION[0]
 
 
 def grad_enabled() -> bool:
@@ -96,6 +105,7 @@ class Parameter:
         self.grad = _zero_gradient(data)
         self.mask = None
         self.version += 1
+        _GENERATION[0] += 1
 
     @property
     def shape(self):
@@ -118,6 +128,11 @@ class Module:
         self.training = True
         self.name = type(self).__name__
 
+    def __setattr__(self, name, value) -> None:
+        if name != "training":  # a new weight, layer or setting: cached plans are out of date
+            _GENERATION[0] += 1
+        object.__setattr__(self, name, value)
+
     # -- to override --------------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -134,6 +149,12 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+    def lower(self, builder, inputs):
+        """This module as steps of a compiled plan (`sparsenet.plan`): `inputs` are the plan values
+        it reads, the value it writes is returned. By default a generic step runs `forward`;
+        modules with kernels of their own (Linear, activations) override it."""
+        return builder.generic(self, inputs)
 
     # -- shared -------------------------------------------------------------------------------------
     def __call__(self, *xs, **named):

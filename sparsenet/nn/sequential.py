@@ -48,6 +48,12 @@ class Sequential(Module):
 
         return predict(self, x, batch_size=batch_size)
 
+    def lower(self, builder, inputs):
+        v = inputs[0]
+        for layer in self.layers:
+            v = layer.lower(builder, [v])
+        return v
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)

@@ -1,0 +1,64 @@
+"""Dense float kernels of the compiled plan: small products without BLAS, and the epilogue of a
+BLAS product.
+
+A plan runs small dense layers here rather than through NumPy's BLAS: a BLAS call costs a few
+microseconds of set-up, the bias and activation would be separate passes, and OpenBLAS's threads
+keep spinning after a call and slow the parallel sparse kernel that follows (PERF-NOTES). Large
+dense products still go to BLAS (`sparsenet.formats.Dense`), followed by `dense_epilogue`.
+
+Feature-major activations as everywhere (x: [K, B], batch contiguous); the caller allocates `out`.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import serial_and_parallel
+from .epilogue import activate, epilogue_rows
+
+__all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial"]
+
+_TILE = 64
+
+
+def _dense_spmm(w, x, out, bias, act, alpha):
+    """out[M, B] = act(w[M, K] @ x[K, B] + bias). O(M * K * B); parallel over rows. Batch 1: one
+    dot product per row (vectorised along K); batches: tiles of 64 columns along the batch, sums in
+    `out` (the row stays in L1)."""
+    m = out.shape[0]
+    k_total = np.uintp(w.shape[1])
+    nb = np.uintp(out.shape[1])
+    tile = np.uintp(_TILE)
+    has_bias = bias.shape[0] != 0
+    zero = np.zeros(1, out.dtype)[0]
+    for i in prange(m):
+        wrow = w[i]
+        orow = out[i]
+        if nb == 1:
+            acc = zero
+            for k in range(np.uintp(0), k_total):
+                acc += wrow[k] * x[k, 0]
+            if has_bias:
+                acc += bias[i]
+            orow[0] = activate(acc, act, alpha)
+            continue
+        for b0 in range(np.uintp(0), nb, tile):
+            b1 = min(nb, b0 + tile)
+            for b in range(b0, b1):
+                orow[b] = 0
+            for k in range(np.uintp(0), k_total):
+                wk = wrow[k]
+                xrow = x[k]
+                for b in range(b0, b1):
+                    orow[b] += wk * xrow[b]
+        epilogue_rows(out, i, i + 1, bias, act, alpha)
+
+
+def _dense_epilogue(out, bias, act, alpha):
+    """out[M, B] = act(out + bias) in place, after a BLAS product. Parallel over rows."""
+    m = out.shape[0]
+    for i in prange(m):
+        epilogue_rows(out, i, i + 1, bias, act, alpha)
+
+
+dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)
+dense_epilogue_serial, dense_epilogue = serial_and_parallel(_dense_epilogue)

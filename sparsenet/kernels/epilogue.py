@@ -1,0 +1,89 @@
+"""The epilogue every forward product applies before it stores: ``out = act(W @ x + bias)``.
+
+Every forward kernel (``<format>_spmv``, ``<format>_spmm``, their ``_f32`` twins and the int8
+kernels) takes three trailing arguments, ``bias, act, alpha``:
+
+- ``bias``: [M] in the output's dtype, or an empty array (`no_bias`) for none;
+- ``act``: an activation code below (``NONE`` for a plain product);
+- ``alpha``: the activation's parameter (LeakyReLU's negative slope), else ignored.
+
+The kernels apply it to a row (or a task's rows) right after computing it, while the row is still
+in cache, so that a compiled plan runs a Linear + bias + activation as one kernel call. The
+activation formulas are those of `sparsenet.nn.activation` (GELU in its tanh form; a stable sigmoid).
+`activate_ref` is the NumPy reference the tests compare against.
+"""
+
+import numba
+import numpy as np
+
+from ._jit import OPTIONS
+
+__all__ = ["NONE", "RELU", "LEAKY_RELU", "SIGMOID", "TANH", "GELU_TANH", "ACTIVATIONS",
+           "no_bias", "activate", "epilogue_rows", "activate_ref"]
+
+NONE, RELU, LEAKY_RELU, SIGMOID, TANH, GELU_TANH = 0, 1, 2, 3, 4, 5
+ACTIVATIONS = {"none": NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": TANH,
+               "gelu_tanh": GELU_TANH}
+
+_GELU_C = np.sqrt(2 / np.pi)
+_NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
+
+
+def no_bias(dtype) -> np.ndarray:
+    """The empty bias array of `dtype` (float32 or float64) that means "no bias"."""
+    return _NO_BIAS[np.dtype(dtype)]
+
+
+@numba.njit(**OPTIONS)
+def activate(v, act, alpha):
+    """act(v) for one value (of the output's dtype)."""
+    if act == RELU:
+        return v if v > 0 else v * 0
+    if act == LEAKY_RELU:
+        return v if v > 0 else v * alpha
+    if act == SIGMOID:
+        e = np.exp(-abs(v))
+        return 1 / (1 + e) if v >= 0 else e / (1 + e)
+    if act == TANH:
+        return np.tanh(v)
+    if act == GELU_TANH:
+        return 0.5 * v * (1 + np.tanh(_GELU_C * (v + 0.044715 * v * v * v)))
+    return v
+
+
+@numba.njit(**OPTIONS)
+def epilogue_rows(out, r0, r1, bias, act, alpha):
+    """out[r0:r1, :] = act(out[r0:r1, :] + bias[r0:r1, None]) in place (out: [M, B], C-contiguous)."""
+    if act == NONE and bias.shape[0] == 0:
+        return
+    nb = np.uintp(out.shape[1])
+    has_bias = bias.shape[0] != 0
+    for i in range(r0, r1):
+        row = out[i]
+        if has_bias:
+            b = bias[i]
+            for j in range(np.uintp(0), nb):
+                row[j] += b
+        if act == RELU:  # the common case as its own loop, which LLVM vectorises
+            for j in range(np.uintp(0), nb):
+                v = row[j]
+                row[j] = v if v > 0 else v * 0
+        elif act != NONE:
+            for j in range(np.uintp(0), nb):
+                row[j] = activate(row[j], act, alpha)
+
+
+def activate_ref(y, act, alpha=0.0):
+    """NumPy reference of `activate` over an array (float64 in, float64 out)."""
+    y = np.asarray(y, np.float64)
+    if act == RELU:
+        return np.maximum(y, 0)
+    if act == LEAKY_RELU:
+        return np.where(y > 0, y, y * alpha)
+    if act == SIGMOID:
+        return 1 / (1 + np.exp(-y))
+    if act == TANH:
+        return np.tanh(y)
+    if act == GELU_TANH:
+        return 0.5 * y * (1 + np.tanh(_GELU_C * (y + 0.044715 * y ** 3)))
+    return y

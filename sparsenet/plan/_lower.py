@@ -1,0 +1,149 @@
+"""Lowering a model to the steps of a compiled plan: values, layouts and the builder modules use.
+
+Each module says how it runs in a plan in its own file (`Module.lower(builder, inputs)`): a Linear
+emits a product, an activation fuses into the product that feeds it, Flatten and Dropout cost
+nothing, and any other module runs as a *generic* step (its own `forward`, batch-major, in
+evaluation mode, its output copied into the plan's buffer).
+
+Layouts are decided here, in one place. A value is one of
+- ``"in"``: a plan input, as the user gives it ([B, *shape], any float dtype);
+- ``"fm"``: feature-major [F, B] (batch contiguous), what every product reads and writes;
+- ``"bm"``: batch-major [B, *shape], what generic steps read and write and what users get.
+The builder inserts the conversions (`ingest_*`, `fm_to_bm`, `bm_to_fm`) where a step needs the
+other layout; for batch 1 the two layouts have the same bytes, but the step still runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..kernels import epilogue
+from ..nn.module import Module, inference
+
+__all__ = ["Value", "Builder"]
+
+
+class Value:
+    """One activation of a plan: its layout, one sample's shape, its dtype and its storage.
+
+    `root` is the value that owns the buffer (itself, or the value an alias such as a Flatten or an
+    in-place activation shares memory with); `readers` counts the steps and plan outputs that read it."""
+
+    __slots__ = ("shape", "layout", "dtype", "root", "producer", "readers", "index")
+
+    def __init__(self, shape, layout, dtype, root=None, producer=None):
+        self.shape = tuple(int(s) for s in shape)
+        self.layout = layout
+        self.dtype = np.dtype(dtype)
+        self.root = self if root is None else root
+        self.producer = producer
+        self.readers = 1
+        self.index = None  # plan input number, for "in" values
+
+    @property
+    def features(self) -> int:
+        return math.prod(self.shape)
+
+
+class Step:
+    """A step: `kind` names it in `Plan.describe`; `reads` and `writes` are values."""
+
+    def __init__(self, kind: str, reads, writes, what: str, **params):
+        self.kind, self.reads, self.writes, self.what, self.params = kind, list(reads), writes, what, params
+
+
+class Builder:
+    """Collects the steps of a plan while the model's modules lower themselves."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.steps: list[Step] = []
+        self._converted: dict[tuple[int, str], Value] = {}
+
+    # -- values ---------------------------------------------------------------------------------------
+    def input(self, index: int, shape) -> Value:
+        v = Value(shape, "in", self.dtype)
+        v.index = index
+        return v
+
+    def alias(self, v: Value, shape) -> Value:
+        """`v` seen with another sample shape of the same size (a Flatten): no step, no copy."""
+        if v.layout == "fm" and len(shape) != 1:
+            v = self.as_bm(v)
+        a = Value(shape, v.layout, v.dtype, root=v.root, producer=v.producer)
+        a.index = v.index
+        return a
+
+    def as_fm(self, v: Value) -> Value:
+        """`v` in feature-major layout (only flat samples: [F, B])."""
+        if v.layout == "fm":
+            return v
+        key = (id(v), "fm")
+        if key not in self._converted:
+            out = Value((v.features,), "fm", self.dtype if v.layout == "in" else v.dtype)
+            kind = "ingest_fm" if v.layout == "in" else "bm_to_fm"
+            self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to feature-major"))
+            self._converted[key] = out
+        return self._converted[key]
+
+    def as_bm(self, v: Value) -> Value:
+        """`v` in batch-major layout."""
+        if v.layout == "bm":
+            return v
+        key = (id(v), "bm")
+        if key not in self._converted:
+            out = Value(v.shape, "bm", self.dtype if v.layout == "in" else v.dtype)
+            kind = "ingest_bm" if v.layout == "in" else "fm_to_bm"
+            self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to batch-major"))
+            self._converted[key] = out
+        return self._converted[key]
+
+    def _emit(self, step: Step) -> Value:
+        step.writes.producer = step
+        self.steps.append(step)
+        return step.writes
+
+    # -- what modules emit ---------------------------------------------------------------------------
+    def product(self, layer: Module, weight, bias, v: Value) -> Value:
+        """act(W @ v + bias) for a [M, K] weight format (the activation fused later, by `activation`)."""
+        m, k = weight.shape
+        if v.shape != (k,):
+            raise ShapeError(f"{layer.name}: expected input of shape [N, {k}], found [N, "
+                             f"{', '.join(map(str, v.shape))}]")
+        x = self.as_fm(v)
+        if x.dtype != weight.dtype:  # e.g. a float64 input to an int8 layer: the layer's own path
+            return self.generic(layer, [v])
+        b = epilogue.no_bias(weight.dtype) if bias is None else bias
+        out = Value((m,), "fm", weight.dtype)
+        return self._emit(Step("product", [x], out, f"{layer.name}: {weight.spec}",
+                               weight=weight, bias=b, act=epilogue.NONE, alpha=0.0))
+
+    def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
+        """act(v): fused into the product that made `v` when nothing else reads `v`, else an
+        in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
+        step = v.producer
+        if (v.layout == "fm" and step is not None and step.kind == "product" and step.writes is v
+                and step.params["act"] == epilogue.NONE and v.readers == 1):
+            step.params.update(act=act, alpha=float(alpha))
+            step.what += f" + {type(layer).__name__}"
+            return v
+        if v.layout == "in":
+            v = self.as_bm(v)
+        in_place = v.readers == 1 and v.root is v  # an alias shares its buffer with other readers
+        out = Value(v.shape, v.layout, v.dtype, root=v if in_place else None)
+        return self._emit(Step("activation", [v], out, layer.name, act=act, alpha=float(alpha)))
+
+    def generic(self, layer: Module, inputs: list[Value]) -> Value:
+        """`layer.forward` on batch-major inputs, in evaluation mode; its output's shape comes from a
+        zero sample (which also checks the shapes, with the layer's own errors)."""
+        xs = [self.as_bm(v) for v in inputs]
+        with inference(layer):
+            y = np.asarray(layer.forward(*[np.zeros((1, *x.shape), x.dtype) for x in xs]))
+        if y.dtype.kind != "f":
+            y = y.astype(self.dtype)
+        out = Value(y.shape[1:], "bm", y.dtype)
+        modules = [m for _, m in layer.named_modules()]
+        return self._emit(Step("generic", xs, out, layer.name, module=layer, modules=modules))

@@ -1,0 +1,196 @@
+"""Compiled inference plans (`sparsenet.plan`): outputs equal the layers' own forward for every zoo
+model, weight format, activation and batch size; fusion where it is safe and not where a value has
+other readers; buffers reused (no allocation per call but the output); the cache follows changes
+to the model; threads; bad input."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import sparsenet as sn
+from sparsenet.errors import DataError, DTypeError, ShapeError
+from sparsenet.formats import CSR
+from sparsenet.nn import (GELU, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear, ReLU, Sequential,
+                          Sigmoid, Tanh, inference)
+from sparsenet.plan import build_plan, plan_for
+from sparsenet.prune import compiled, prune
+from sparsenet.quantize import quantize_model as quantize
+
+
+def _reference(model, x):
+    with inference(model):
+        return np.asarray(model.forward(x))
+
+
+def _pruned(name, spec):
+    model = sn.build_model(name, seed=3)
+    prune(model, method="magnitude", sparsity=0.8, scope="global")
+    model = compiled(model, "dense" if spec == "int8" else spec)
+    return quantize(model) if spec == "int8" else model
+
+
+@pytest.mark.parametrize("spec", ["dense", "csr", "bsr4x4", "int8"])
+@pytest.mark.parametrize("name", ["mlp", "lenet300", "cnn"])
+def test_plan_matches_the_layers_forward(name, spec):
+    model = _pruned(name, spec)
+    rng = np.random.default_rng(0)
+    plan = build_plan(model)
+    for n, batch_size in ((1, 256), (2, 256), (7, 3), (64, 256), (300, 128)):
+        x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+        got = plan.predict(x, batch_size)
+        assert got.shape == (n, 10) and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh(), GELU(), Identity()], ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_every_activation_fuses_and_matches(act, dtype):
+    model = Sequential(Linear(5, 70, seed=1, dtype=dtype), act, Linear(70, 3, seed=2, dtype=dtype, bias=False))
+    model.layers[0].weight = CSR.from_dense(np.where(np.arange(350).reshape(70, 5) % 3, 0,
+                                                     model.layers[0].weight.to_dense()))
+    plan = build_plan(model, input_shape=(5,))
+    if not isinstance(act, Identity):
+        assert f"+ {type(act).__name__}" in plan.describe() and "activation" not in plan.describe()
+    x = np.random.default_rng(1).standard_normal((9, 5)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=tol, atol=tol)
+
+
+def test_a_value_with_other_readers_is_not_fused_into():
+    """fc1 feeds the ReLU and the Concat: the ReLU must not overwrite what the Concat reads."""
+    fc1, fc2 = Linear(4, 6, seed=0, dtype=np.float64), Linear(12, 2, seed=1, dtype=np.float64)
+    g = Graph({"x": (4,)}, [("fc1", fc1, ["x"]), ("relu", ReLU(), ["fc1"]), ("cat", Concat(), ["relu", "fc1"]),
+                            ("out", fc2, ["cat"])], "out")
+    plan = build_plan(g)
+    assert "+ ReLU" not in plan.describe() and "activation" in plan.describe()
+    x = np.random.default_rng(2).standard_normal((5, 4))
+    h = x @ fc1.weight.to_dense().T + fc1.bias.data
+    want = np.concatenate([np.maximum(h, 0), h], axis=1) @ fc2.weight.to_dense().T + fc2.bias.data
+    np.testing.assert_allclose(plan.predict(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_flatten_and_dropout_cost_no_step_and_a_training_model_predicts_in_eval_mode():
+    model = Sequential(Flatten(), Linear(64, 8, seed=0), ReLU(), Dropout(0.5), Linear(8, 3, seed=1))
+    model.input_shape = (1, 8, 8)
+    plan = build_plan(model)
+    assert [s.kind for s in plan.steps] == ["ingest_fm", "product", "product"]
+    model.train()
+    x = np.random.default_rng(3).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    a, b = sn.predict(model, x), sn.predict(model, x)
+    np.testing.assert_array_equal(a, b)  # no dropout
+    assert model.training and all(m.training for _, m in model.named_modules())
+
+
+def test_generic_steps_run_in_eval_mode_and_restore_each_flag():
+    model = sn.build_model("cnn", seed=0)  # Conv2d, BatchNorm2d, MaxPool2d run as generic steps
+    model.layers[1].training = False
+    x = np.random.default_rng(4).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    got = sn.predict(model, x)
+    assert [m.training for m in model.layers] == [True, False] + [True] * (len(model.layers) - 2)
+    np.testing.assert_allclose(got, _reference(model, x), rtol=2e-5, atol=2e-5)
+    assert model.training
+
+
+def test_no_allocation_per_call_but_the_output():
+    model = _pruned("lenet300", "csr")
+    x = np.random.default_rng(5).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    plan = plan_for(model, x)
+    plan.predict(x)
+    tracemalloc.start()
+    try:
+        plan.predict(x)  # bound buffers exist: this call allocates only its output
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        out = plan.predict(x)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    # an intermediate activation (300 x 64 float32 = 76.8 KB) allocated per call would show
+    assert peak <= out.nbytes + 2048, f"a call allocated {peak} bytes for a {out.nbytes}-byte output"
+
+
+def test_cache_follows_changes_to_the_model():
+    model = _pruned("mlp", "csr")
+    x = np.random.default_rng(6).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    plan = plan_for(model, x)
+    assert plan_for(model, x) is plan
+    first = model.predict(x)
+    model.layers[1].weight.data *= 2  # in place: the plan reads the model's own arrays
+    assert plan_for(model, x) is plan
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+    assert not np.allclose(model.predict(x), first)
+    model.layers[3].weight = CSR.from_dense(np.zeros(model.layers[3].weight.shape, np.float32))  # replaced
+    assert plan_for(model, x) is not plan
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+    model.layers[1].bias = None
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+
+
+def test_model_without_input_shape_gets_a_plan_per_sample_shape():
+    model = Sequential(Flatten(), Linear(6, 2, seed=0))
+    assert model.predict(np.ones((3, 6))).shape == (3, 2)
+    assert model.predict(np.ones((3, 2, 3))).shape == (3, 2)
+    with pytest.raises(ShapeError, match="layer 1"):
+        model.predict(np.ones((3, 7)))
+
+
+def test_threads_share_a_plan_with_their_own_buffers():
+    model = _pruned("lenet300", "csr")
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((n, 1, 8, 8)).astype(np.float32) for n in (1, 5, 64, 64, 1, 17)]
+    want = [_reference(model, x) for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(200):
+            got = model.predict(xs[i])
+            if not np.allclose(got, want[i], rtol=2e-5, atol=2e-5):
+                errors.append(i)
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_bad_input_is_refused_at_the_boundary():
+    model = sn.build_model("mlp", seed=0)
+    x = np.zeros((3, 1, 8, 8), np.float32)
+    for bad, err, match in ((np.where(np.arange(192).reshape(x.shape) == 5, np.nan, x), DataError, "1 NaN/inf"),
+                            (np.full(x.shape, 1e300), DataError, "overflow"),
+                            (x.astype(np.complex64), DTypeError, "complex"),
+                            (np.zeros((3, 64)), ShapeError, r"\[N, 1, 8, 8\]")):
+        with pytest.raises(err, match=match):
+            model.predict(bad)
+    assert model.predict(x[0]).shape == (10,)
+    assert model.predict(x[:0]).shape == (0, 10)
+    assert model.predict(np.zeros((2, 1, 8, 8), np.int64)).dtype == np.float32
+    np.testing.assert_allclose(model.predict(np.asfortranarray(np.ones((4, 1, 8, 8)))),
+                               _reference(model, np.ones((4, 1, 8, 8), np.float32)), rtol=2e-5, atol=2e-5)
+
+
+def test_several_inputs_and_outputs_through_run():
+    a, b = Linear(3, 4, seed=0, dtype=np.float64), Linear(7, 2, seed=1, dtype=np.float64)
+    g = Graph({"u": (3,), "v": (3,)}, [("fa", a, ["u"]), ("t", Tanh(), ["fa"]), ("cat", Concat(), ["t", "v"]),
+                                       ("fb", b, ["cat"])], ["fb", "t"])
+    rng = np.random.default_rng(8)
+    u, v = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    got = build_plan(g).run(u, v, batch_size=4)
+    want = g.forward(u, v)
+    assert len(got) == 2
+    for gv, wv in zip(got, want):
+        np.testing.assert_allclose(gv, wv, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.nojit
+def test_plan_runs_without_jit():
+    model = Sequential(Flatten(), Linear(6, 5, seed=0), ReLU(), Linear(5, 2, seed=1), Sigmoid())
+    model.layers[1].weight = CSR.from_dense(np.triu(model.layers[1].weight.to_dense()))
+    x = np.random.default_rng(9).standard_normal((3, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(model.predict(x[:1]), _reference(model, x[:1]), rtol=2e-6, atol=2e-6)
