@@ -56,6 +56,9 @@ class _Metered:
         self.clock, self.cost, self.calls = clock, cost, calls
         return self
 
+    def lower(self, builder, inputs):  # in a plan, a generic step: its (metered) forward runs
+        return builder.generic(self, inputs)
+
     def forward(self, x):
         out = super().forward(x)
         spec = self.weight.spec
@@ -82,6 +85,9 @@ class MeteredSequential(Sequential):
     def meter(self, clock, cost):
         self.clock, self.cost = clock, cost
         return self
+
+    def lower(self, builder, inputs):  # in a plan, one generic step: the metered forward below
+        return builder.generic(self, inputs)
 
     def forward(self, x):
         start = self.clock.now

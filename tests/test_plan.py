@@ -194,3 +194,31 @@ def test_plan_runs_without_jit():
     x = np.random.default_rng(9).standard_normal((3, 2, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(model.predict(x[:1]), _reference(model, x[:1]), rtol=2e-6, atol=2e-6)
+
+
+def test_quiet_blas_stops_the_pool_only_with_one_thread_and_blas_still_works():
+    from sparsenet.kernels import _blas
+
+    _blas.quiet_blas()
+    if not _blas._POOLS:
+        pytest.skip("no OpenBLAS (pthreads) loaded")
+    a = np.random.default_rng(10).standard_normal((600, 600))
+    want = a @ a  # threaded: the pool is up
+    started = threading.Event()
+    stop = threading.Event()
+    other = threading.Thread(target=lambda: (started.set(), stop.wait()))
+    other.start()
+    started.wait()
+    try:
+        assert threading.active_count() > 1
+        _ = a @ a
+        _blas.quiet_blas()  # another Python thread might be inside BLAS: left alone
+        assert any(avail.value for avail, _ in _blas._POOLS)
+    finally:
+        stop.set()
+        other.join()
+    if threading.active_count() != 1:
+        pytest.skip(f"threads left by earlier tests: {[t.name for t in threading.enumerate()]}")
+    _blas.quiet_blas()
+    assert not any(avail.value for avail, _ in _blas._POOLS)
+    np.testing.assert_allclose(a @ a, want, rtol=1e-12, atol=1e-9)  # the pool starts again

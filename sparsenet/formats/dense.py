@@ -17,11 +17,11 @@ BLAS_MIN_WORK = 1 << 16
 
 
 def _blas_product(w, x, out, bias, act, alpha):
-    """out = act(w @ x + bias) with the product in BLAS (NumPy) and the epilogue in Numba."""
+    """out = act(w @ x + bias) with the product in BLAS (NumPy) and the epilogue in Numba, serial:
+    right after a BLAS call its threads spin, and a parallel kernel would share the cores with them."""
     np.matmul(w, x, out=out)
     if act != 0 or bias.shape[0]:
-        kern = kernels.dense_epilogue if out.size >= kernels.PARALLEL_MIN_WORK else kernels.dense_epilogue_serial
-        kern(out, bias, act, alpha)
+        kernels.dense_epilogue_serial(out, bias, act, alpha)
 
 
 class Dense(WeightFormat):

@@ -11,7 +11,9 @@ import types
 
 import numba
 
-__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS"]
+from ._blas import quiet_blas
+
+__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS", "PARALLEL"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
 # synchronisation cost more than they save on small layers. Measured with
@@ -39,7 +41,12 @@ def serial_and_parallel(fn):
     """Return (serial, parallel) Numba dispatchers compiled from `fn` (which uses numba.prange)."""
     serial = numba.njit(**OPTIONS)(_renamed(fn, "_serial"))
     parallel = numba.njit(parallel=True, **OPTIONS)(_renamed(fn, "_parallel"))
+    PARALLEL.add(parallel)
     return serial, parallel
+
+
+# The parallel dispatchers: before one runs, OpenBLAS's spinning threads are stopped (`_blas`).
+PARALLEL: set = set()
 
 
 _LOCK = threading.Lock()
@@ -58,7 +65,10 @@ def _needs_lock() -> bool:
 
 
 def launch(kernel, *args):
-    """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time."""
+    """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time. Before a
+    parallel kernel, OpenBLAS's idle threads are stopped from spinning (`_blas.quiet_blas`)."""
+    if kernel in PARALLEL:
+        quiet_blas()
     if _needs_lock():
         with _LOCK:
             return kernel(*args)

@@ -39,7 +39,9 @@ import numpy as np
 from .. import kernels
 from .._checks import check_int
 from ..errors import ConfigError, DataError, DTypeError, ShapeError
+from ..formats.dense import _blas_product as _BLAS_PRODUCT
 from ..kernels import epilogue, layout
+from ..kernels._blas import quiet_blas
 from ..nn import module as _module
 from ._lower import Builder, Value
 
@@ -109,6 +111,16 @@ class Plan:
             return base.reshape((v.features, batch) if v.layout == "fm" else (batch, *v.shape))
 
         ingests, calls = [], []
+        blas = [True]  # BLAS may have run since (the user's code before this call, a BLAS step)
+
+        def before_parallel(kern):
+            """Stop OpenBLAS's spinning threads before the first parallel Numba kernel after BLAS."""
+            if kern is _BLAS_PRODUCT:
+                blas[0] = True
+            elif kern in kernels._jit.PARALLEL and blas[0]:
+                calls.append((quiet_blas, ()))
+                blas[0] = False
+
         for step in self.steps:
             src, dst = step.reads, step.writes
             if step.kind in ("ingest_fm", "ingest_bm"):
@@ -118,13 +130,15 @@ class Plan:
             elif step.kind == "product":
                 p = step.params
                 kern, weights = p["weight"].product(batch)
+                before_parallel(kern)
                 if kernels._jit._needs_lock():
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
             elif step.kind == "activation":
                 p = step.params
-                parallel = dst.features * batch >= kernels.PARALLEL_MIN_WORK
-                kern = kernels.dense_epilogue if parallel else kernels.dense_epilogue_serial
+                big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
+                kern = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
+                before_parallel(kern)
                 flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
                 args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
                 if dst.root is not src[0].root:
@@ -137,6 +151,7 @@ class Plan:
             else:  # generic
                 p = step.params
                 calls.append((_run_generic, (p["module"], p["modules"], [view(v) for v in src], view(dst))))
+                blas[0] = True  # a layer's own forward may call BLAS
         finals = []
         for j, o in enumerate(self.outputs):
             if o.layout == "fm":
@@ -196,6 +211,18 @@ class Plan:
             if bad is not None:
                 self._raise_not_finite(checked[bad], f"Plan.run input {bad}")
         return tuple(outs)
+
+    def kernels_only(self, *xs):
+        """A function of no arguments running this plan's kernels on `xs` (one batch per input,
+        checked here once), writing into outputs it owns: the bound calls of `predict` without the
+        Python around them (input checks, batching, the returned array). What `compiled(...,
+        "auto")` times, and what benchmarks subtract from `predict` to measure the per-call overhead."""
+        checked = [self._check(x, shape, "Plan.kernels_only", False)[0] for x, shape in zip(xs, self.input_shapes)]
+        n = checked[0].shape[0]
+        flat = [x.reshape(n, -1) for x in checked]
+        outs = [np.empty((n, o.features), dtype=o.dtype) for o in self.outputs]
+        prog = self._program(n)
+        return lambda: prog.run(flat, outs)
 
     def _check(self, x, shape, where, allow_single):
         """(x as a C-contiguous float array of [N, *shape], whether one sample was given)."""

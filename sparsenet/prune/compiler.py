@@ -2,8 +2,9 @@
 
 Pruning leaves Dense weights pinned by ``Parameter.mask``; `sparsenet.prune.compiled` (this pass,
 `_store_formats`, run on a copy) turns each layer's pattern into the storage it names, so that a
-pruned model really is smaller and faster. With ``formats="auto"`` each layer's forward is timed
-on this CPU with every plausible format and the fastest is kept: dense is always a candidate, so
+pruned model really is smaller and faster. With ``formats="auto"`` each layer is timed on this CPU
+as the compiled inference plan runs it (`sparsenet.plan`), with every plausible format, and the
+fastest is kept: dense is always a candidate, so
 compiling never makes a layer slower than dense (within measurement noise).
 
 Format specs are strings: ``"dense"``, ``"csr"``, ``"bsrRxC"`` (e.g. ``"bsr4x4"``, ``"bsr16x1"``),
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from functools import partial
 
 import numpy as np
 
@@ -22,8 +24,10 @@ from .._checks import check_int, check_nonnegative, check_seed
 from .._deprecation import warn_deprecated
 from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
-from ..nn import Sequential, model_dtype, no_grad
+from .. import kernels
+from ..nn import Linear, Sequential, model_dtype
 from ..nn._weighted import WeightedLayer
+from ..plan import build_plan
 from ..timing import compare
 from .masks import prunable_layers
 from .trace import trace_shapes
@@ -144,12 +148,25 @@ def _convert(values: np.ndarray, pattern: np.ndarray, name: str, blocksize):
 
 
 # -- timing -----------------------------------------------------------------------------------------
-# OpenBLAS threads keep spinning for a while after a call (about 0.1 s) and slow down a parallel Numba
-# kernel that runs meanwhile (PERF-NOTES, pitfalls): every sample waits that long (`settle`), so that
-# each candidate is measured as it runs in a model of its own kind. The value is the one "auto" has
-# always used (not timing.SETTLE_SECONDS); since the order of the candidates now rotates from round
-# to round, the pause comes before every sample instead of once per round after dense.
+# "auto" times what inference runs: each layer's candidates as the kernels of its one-layer compiled
+# plan (a Linear's product with the bias fused), the whole model through its plan. OpenBLAS threads
+# keep spinning for a while after a call (about 0.1 s) and slow down a parallel Numba kernel that
+# runs meanwhile (PERF-NOTES, pitfalls); plans stop them before a parallel kernel (`kernels._blas`),
+# but only in a process of one Python thread, so every sample still waits that long (`settle`) and
+# each candidate is measured as it runs in a model of its own kind.
 _BLAS_SETTLE = 0.12
+
+
+def _lazy(make):
+    """A function that builds its runner (`make()`) at its first call, inside the candidate's own
+    warm-up, then runs it: plans are built while their candidate is timed, not before the others."""
+    state = []
+
+    def run():
+        if not state:
+            state.append(make())
+        state[0]()
+    return run
 
 
 def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.ndarray:
@@ -181,6 +198,17 @@ def _with_weight(layer: WeightedLayer, weight: WeightFormat) -> WeightedLayer:
     return trial
 
 
+def _timed_forward(layer: WeightedLayer, weight: WeightFormat, x):
+    """A function running `layer` with `weight` on `x` as a compiled plan runs it: the kernels of the
+    layer's one-layer plan (a Linear's product with its bias fused; a convolution's forward)."""
+    plan = build_plan(_with_weight(layer, weight), x.shape[1:])
+    return plan.kernels_only(np.ascontiguousarray(x))
+
+
+def _plan_predict(model, x):
+    return partial(build_plan(model, x.shape[1:]).predict, x)
+
+
 def _near_fastest(speedups: dict[str, float], names) -> list[str]:
     """The names whose speedup (over dense) is within `_NOISE` of the best of `names`."""
     best = max(speedups[n] for n in names)
@@ -197,8 +225,7 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
     """
     candidates = {_spec(name, bs): _convert(values, pattern, name, bs)
                   for name, bs in _candidates(pattern, blocksizes)}
-    fns = {spec: (lambda trial=_with_weight(layer, weight): trial.forward(x))
-           for spec, (weight, _) in candidates.items()}
+    fns = {spec: _lazy(partial(_timed_forward, layer, weight, x)) for spec, (weight, _) in candidates.items()}
     settle = _BLAS_SETTLE if len(fns) > 1 else 0.0  # dense alone: no other pool to wait for
     measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=settle, **clock)
     speedups = measured.speedups()
@@ -230,15 +257,7 @@ def _check_whole_model(model, plans: dict, x, repeats, min_time, clock) -> tuple
     compete for the cores (each pool's threads spin after a call), so a mix of dense and sparse
     layers can be slower than either alone. The all-dense plan is a candidate, so the compiled model
     is never slower than dense by more than the noise band."""
-    model.eval()
-
-    def runner(planned):
-        def run():
-            with no_grad():
-                planned.forward(x)
-        return run
-
-    fns = {plan: runner(_planned(model, plans[plan])) for plan in ("sparse", "chosen", "dense")}
+    fns = {plan: _lazy(partial(_plan_predict, _planned(model, plans[plan]), x)) for plan in ("sparse", "chosen", "dense")}
     measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=_BLAS_SETTLE, **clock)
     speedups = measured.speedups()
     nbytes = {plan: sum(w.nbytes for w, _ in assignment.values()) for plan, assignment in plans.items()}
@@ -278,8 +297,9 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     bias and shapes are unchanged. Each layer keeps its weight Parameter (new contents; optimisers
     reset that parameter's state, see `Optimizer`).
 
-    "auto" times ``layer.forward`` on a random [batch_size, *input] batch (shapes from `trace_shapes`;
-    `input_shape` defaults to ``model.input_shape``) for dense, CSR (density < 0.7) and each BSR block
+    "auto" times each layer on a random [batch_size, *input] batch (shapes from `trace_shapes`;
+    `input_shape` defaults to ``model.input_shape``) as a plan runs it (a Linear's product kernel
+    with its bias fused, a convolution's forward) for dense, CSR (density < 0.7) and each BSR block
     shape in `blocksizes` storing at most 1.5x the kept entries and < 0.7 of the matrix, with
     `sparsenet.timing.compare`: after a warm-up and a calibrated loop (samples of at least `min_time`
     seconds), `repeats` rounds in rotating order with a 0.12 s pause before every sample (BLAS
@@ -287,7 +307,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     per-round ratios; the fastest wins, and a candidate within the noise band (3 %) of it holding
     fewer ``nbytes`` is preferred. Then the whole model is timed the same way with the per-layer
     choices, with every measured layer dense, and with every measured layer in its fastest sparse
-    format: plans slower than all-dense beyond the noise band are out, and of the plans as fast as
+    format, each through its compiled plan's `predict`: plans slower than all-dense beyond the noise band are out, and of the plans as fast as
     the fastest (within 3 %) the smallest wins, so that the compiled model is not slower than dense
     and, when speed does not decide, smaller. Cost: about (repeats + 4) * min_time + (repeats + 1) *
     0.12 s per candidate and per plan (no pause for a layer whose only candidate is dense).

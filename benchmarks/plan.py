@@ -1,0 +1,115 @@
+"""Compiled plans against onnxruntime, through the public API, with no pause between candidates.
+
+What issue 11 asks, measured as a user's loop runs: every candidate is called back to back, in
+rotating order (`sparsenet.timing.compare` with settle=0), so that threads left spinning by one
+candidate (OpenBLAS, onnxruntime) hit the next one as they would in an application.
+
+1. The zoo LeNet-300-100 pruned to 90 % (global magnitude), compiled with "auto" formats, saved and
+   loaded: ``sparsenet.load(path).predict(x)`` against the dense model the same way and against
+   onnxruntime running the exported dense model, at batch 1 and 64. Beside it, the time of the
+   plan's kernels alone (its bound calls, without the Python around them): the difference is the
+   plan's per-call overhead.
+2. A 4096 x 4096 layer at 90 % in CSR against numpy's dense product, alternating with no pause, at
+   batch 1 and 64 (``w @ x`` then ``csr @ x``, what a user's own comparison does).
+
+    python benchmarks/plan.py [--threads 2] [--rounds 9] [--json results/plan.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import numpy as np
+
+from _harness import machine_info, numba_layer, threads, write_json
+
+import sparsenet as sn
+from sparsenet.formats import CSR
+from sparsenet.onnx import export_onnx
+from sparsenet.plan import plan_for
+from sparsenet.prune import compiled, prune
+from sparsenet.timing import SETTLE_SECONDS, compare
+
+
+def _ort(model, n_threads, tmp):
+    import onnxruntime as ort
+
+    path = os.path.join(tmp, "dense.onnx")
+    export_onnx(model, path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = n_threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def lenet(n_threads, rounds, tmp):
+    dense = sn.build_model("lenet300", seed=0)
+    pruned = sn.build_model("lenet300", seed=0)
+    prune(pruned, method="magnitude", sparsity=0.9, scope="global")
+    rows = []
+    for batch in (1, 64):
+        sn.save_model(dense, os.path.join(tmp, "dense.safetensors"))
+        sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "pruned.safetensors"))
+        d = sn.load(os.path.join(tmp, "dense.safetensors"))
+        p = sn.load(os.path.join(tmp, "pruned.safetensors"))
+        ort = _ort(dense, n_threads, tmp)
+        x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+        kern = plan_for(p, x).kernels_only(x)
+        np.testing.assert_allclose(d.predict(x), ort(x), rtol=1e-4, atol=1e-5)
+        cands = {"onnxruntime dense": lambda: ort(x), "sparsenet dense": lambda: d.predict(x),
+                 "sparsenet 90% auto": lambda: p.predict(x), "plan kernels only": kern}
+        for settle in (0.0, SETTLE_SECONDS):
+            c = compare(cands, baseline="onnxruntime dense", rounds=rounds, min_time=2e-3, settle=settle)
+            row = {"batch": batch, "settle": settle, "formats": [getattr(m, "weight").spec for m in p.layers
+                                                                   if hasattr(m, "weight")],
+                   "plan": plan_for(p, x).describe(), **{k: t.to_dict() for k, t in c.timings.items()}}
+            row["overhead_us"] = (c["sparsenet 90% auto"].median - c["plan kernels only"].median) * 1e6
+            row["vs_sparsenet_dense"] = float(np.median(np.array(c["sparsenet dense"].samples) /
+                                                        np.array(c["sparsenet 90% auto"].samples)))
+            rows.append(row)
+            t = c.timings
+            print(f"LeNet-300-100 batch {batch:2d} {'no pause' if not settle else 'pause   '}: "
+                  f"onnxruntime dense {t['onnxruntime dense'].median * 1e6:7.1f} us, sparsenet dense "
+                  f"{t['sparsenet dense'].median * 1e6:7.1f} us, 90% auto {t['sparsenet 90% auto'].median * 1e6:6.1f} us "
+                  f"({t['sparsenet 90% auto'].speedup:.2f}x onnxruntime, {row['vs_sparsenet_dense']:.2f}x sparsenet "
+                  f"dense), kernels {t['plan kernels only'].median * 1e6:5.1f} us, overhead {row['overhead_us']:.1f} us")
+    return rows
+
+
+def layer_after_blas(rounds):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4096, 4096)).astype(np.float32)
+    w[rng.random(w.shape) < 0.9] = 0
+    c = CSR.from_dense(w)
+    rows = []
+    for batch in (1, 64):
+        x = rng.standard_normal((4096, batch)).astype(np.float32)
+        np.testing.assert_allclose(c @ x, w @ x, rtol=1e-3, atol=1e-3)
+        cmp = compare({"numpy dense": lambda: w @ x, "csr": lambda: c @ x}, baseline="numpy dense",
+                      rounds=rounds, min_time=2e-2, settle=0.0)
+        rows.append({"batch": batch, **{k: t.to_dict() for k, t in cmp.timings.items()}})
+        print(f"4096x4096 90% batch {batch:2d}, no pause: numpy dense {cmp['numpy dense'].median * 1e3:.2f} ms, "
+              f"csr {cmp['csr'].median * 1e3:.2f} ms: {cmp['csr'].speedup:.2f}x "
+              f"(rounds {min(cmp['csr'].speedups):.2f}-{max(cmp['csr'].speedups):.2f})")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
+        out = {"machine": machine_info(), "numba_layer": numba_layer(), "threads": args.threads,
+               "lenet": lenet(args.threads, args.rounds, tmp), "layer_after_blas": layer_after_blas(args.rounds)}
+    if args.json:
+        write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
