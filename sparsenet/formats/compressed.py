@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..kernels._blas import quiet_before
 from ..errors import FormatError, ShapeError
 from .base import WeightFormat
 
@@ -76,6 +77,7 @@ class CompressedFormat(WeightFormat):
         x = self._as_input(x, self.shape[1], f"{what}.matmul x")
         out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
         kern, arrays = self.product(x.shape[1])
+        quiet_before(kern)
         kernels.launch(kern, *arrays, x, out, kernels.no_bias(self.dtype), 0, 0.0)
         return out
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..kernels._blas import quiet_before
 from ..errors import ConfigError, DTypeError, FormatError, ShapeError, SparsenetError
 from ..kernels import int8 as _i8
 from ._index import index_dtype, pointer_dtype
@@ -129,6 +130,7 @@ class QuantizedFormat(WeightFormat):
         x = self._as_input(x, self.shape[1], f"{type(self).__name__}.matmul x")
         out = np.empty((self.shape[0], x.shape[1]), dtype=_COMPUTE_DTYPE)
         kern, arrays = self.product(x.shape[1])
+        quiet_before(kern)
         kernels.launch(kern, *arrays, x, out, kernels.no_bias(_COMPUTE_DTYPE), 0, 0.0)
         return out
 

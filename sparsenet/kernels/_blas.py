@@ -8,6 +8,10 @@ plain loop (4096 x 4096 at 90 %, batch 64, 2 threads), the CSR product took 7.0-
 loaded OpenBLAS (pthreads build) to shut its thread pool down (``blas_thread_shutdown_``, what
 OpenBLAS itself does before a fork); the next threaded BLAS call starts the pool again.
 
+Starting the pool again costs the next threaded BLAS call 0.15-0.6 ms (measured: a 300 x 300
+product 290 -> 435 us, 1000 x 1000 10.0 -> 10.6 ms), so compiled plans that call BLAS themselves
+never do this (`sparsenet.plan`), and a single-threaded BLAS call does not start the pool.
+
 The shutdown is not safe while another thread is inside a BLAS call, so it is done only when the
 process runs a single Python thread; with several threads the spinning is left alone (the cost
 is then speed, never correctness). An idle check costs well under a microsecond; set
@@ -18,7 +22,14 @@ import ctypes
 import os
 import threading
 
-__all__ = ["quiet_blas"]
+__all__ = ["quiet_blas", "QUIET_MIN_WORK", "quiet_before"]
+
+# Multiply-adds from which a compiled plan's parallel kernel that follows the plan's own BLAS step
+# stops BLAS's pool first rather than run serial (restarting the pool costs 0.15-0.6 ms; a kernel of
+# this size takes about a millisecond). Outside plans, every parallel kernel stops the pool: one
+# that shares the cores with it stalls for milliseconds (4096 x 4096 at 90 %, batch 1, right after
+# `w @ x`: 3.3-5.2 ms instead of 0.3 ms, measured).
+QUIET_MIN_WORK = 1 << 22
 
 _POOLS = None  # [(blas_server_avail as a ctypes int, blas_thread_shutdown_)]
 
@@ -40,6 +51,14 @@ def _find_pools() -> list:
         except (OSError, AttributeError, ValueError):  # another build: leave it alone
             continue
     return pools
+
+
+def quiet_before(kernel) -> None:
+    """`quiet_blas` if `kernel` is a parallel one."""
+    from ._jit import PARALLEL
+
+    if kernel in PARALLEL:
+        quiet_blas()
 
 
 def quiet_blas() -> None:

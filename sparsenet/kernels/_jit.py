@@ -11,8 +11,6 @@ import types
 
 import numba
 
-from ._blas import quiet_blas
-
 __all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS", "PARALLEL"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
@@ -42,11 +40,14 @@ def serial_and_parallel(fn):
     serial = numba.njit(**OPTIONS)(_renamed(fn, "_serial"))
     parallel = numba.njit(parallel=True, **OPTIONS)(_renamed(fn, "_parallel"))
     PARALLEL.add(parallel)
+    SERIAL_OF[parallel] = serial
     return serial, parallel
 
 
-# The parallel dispatchers: before one runs, OpenBLAS's spinning threads are stopped (`_blas`).
+# The parallel dispatchers (before one runs, OpenBLAS's spinning threads are stopped: `_blas`) and
+# the serial twin of each.
 PARALLEL: set = set()
+SERIAL_OF: dict = {}
 
 
 _LOCK = threading.Lock()
@@ -65,10 +66,7 @@ def _needs_lock() -> bool:
 
 
 def launch(kernel, *args):
-    """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time. Before a
-    parallel kernel, OpenBLAS's idle threads are stopped from spinning (`_blas.quiet_blas`)."""
-    if kernel in PARALLEL:
-        quiet_blas()
+    """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time."""
     if _needs_lock():
         with _LOCK:
             return kernel(*args)

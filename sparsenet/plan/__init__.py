@@ -41,7 +41,7 @@ from .._checks import check_int
 from ..errors import ConfigError, DataError, DTypeError, ShapeError
 from ..formats.dense import _blas_product as _BLAS_PRODUCT
 from ..kernels import epilogue, layout
-from ..kernels._blas import quiet_blas
+from ..kernels._blas import QUIET_MIN_WORK, quiet_blas
 from ..nn import module as _module
 from ._lower import Builder, Value
 
@@ -111,15 +111,25 @@ class Plan:
             return base.reshape((v.features, batch) if v.layout == "fm" else (batch, *v.shape))
 
         ingests, calls = [], []
-        blas = [True]  # BLAS may have run since (the user's code before this call, a BLAS step)
+        # OpenBLAS's threads spin for ~0.1 s after a threaded call, and a parallel Numba kernel that
+        # runs meanwhile stalls: the dense LeNet-300-100 at batch 64 (two BLAS products, then a
+        # parallel 100 x 10 product) took 6.8 ms per call instead of 67 us. After a BLAS step or a
+        # generic layer of this plan, a parallel kernel therefore runs serial, unless it is large
+        # (>= QUIET_MIN_WORK multiply-adds): then the pool is stopped first (`quiet_blas`; starting
+        # it again costs the next threaded BLAS call 0.15-0.6 ms, measured), at most once per call.
+        # The caller's own BLAS work before the call is unknown: the first parallel kernel stops the
+        # pool (4096 x 4096 at 90 %, batch 64, right after `w @ x`: 7.0 -> 3.2 ms).
+        after_blas = ["caller"]
 
-        def before_parallel(kern):
-            """Stop OpenBLAS's spinning threads before the first parallel Numba kernel after BLAS."""
+        def before_parallel(kern, work):
             if kern is _BLAS_PRODUCT:
-                blas[0] = True
-            elif kern in kernels._jit.PARALLEL and blas[0]:
+                after_blas[0] = "plan"
+            elif after_blas[0] and kern in kernels._jit.PARALLEL:
+                if after_blas[0] == "plan" and work < QUIET_MIN_WORK:
+                    return kernels._jit.SERIAL_OF[kern]
                 calls.append((quiet_blas, ()))
-                blas[0] = False
+                after_blas[0] = None
+            return kern
 
         for step in self.steps:
             src, dst = step.reads, step.writes
@@ -130,15 +140,15 @@ class Plan:
             elif step.kind == "product":
                 p = step.params
                 kern, weights = p["weight"].product(batch)
-                before_parallel(kern)
+                kern = before_parallel(kern, p["weight"].nnz * batch)
                 if kernels._jit._needs_lock():
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
             elif step.kind == "activation":
                 p = step.params
                 big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
-                kern = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
-                before_parallel(kern)
+                kern = before_parallel(kernels.dense_epilogue if big else kernels.dense_epilogue_serial,
+                                       dst.features * batch)
                 flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
                 args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
                 if dst.root is not src[0].root:
@@ -151,7 +161,7 @@ class Plan:
             else:  # generic
                 p = step.params
                 calls.append((_run_generic, (p["module"], p["modules"], [view(v) for v in src], view(dst))))
-                blas[0] = True  # a layer's own forward may call BLAS
+                after_blas[0] = "plan"  # a layer's own forward may call BLAS
         finals = []
         for j, o in enumerate(self.outputs):
             if o.layout == "fm":

@@ -24,8 +24,7 @@ from .._checks import check_int, check_nonnegative, check_seed
 from .._deprecation import warn_deprecated
 from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
-from .. import kernels
-from ..nn import Linear, Sequential, model_dtype
+from ..nn import Sequential, model_dtype
 from ..nn._weighted import WeightedLayer
 from ..plan import build_plan
 from ..timing import compare
