@@ -24,26 +24,13 @@ import tempfile
 import numpy as np
 
 from _harness import machine_info, numba_layer, threads, write_json
+from models import _onnxruntime
 
 import sparsenet as sn
 from sparsenet.formats import CSR
-from sparsenet.onnx import export_onnx
 from sparsenet.plan import plan_for
 from sparsenet.prune import compiled, prune
 from sparsenet.timing import SETTLE_SECONDS, compare
-
-
-def _ort(model, n_threads, tmp):
-    import onnxruntime as ort
-
-    path = os.path.join(tmp, "dense.onnx")
-    export_onnx(model, path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = n_threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})[0]
 
 
 def lenet(n_threads, rounds, tmp):
@@ -56,11 +43,13 @@ def lenet(n_threads, rounds, tmp):
         sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "pruned.safetensors"))
         d = sn.load(os.path.join(tmp, "dense.safetensors"))
         p = sn.load(os.path.join(tmp, "pruned.safetensors"))
-        ort = _ort(dense, n_threads, tmp)
         x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+        ort_run = _onnxruntime(dense, x, n_threads, tmp)  # the peer of the model sweep, same session options
+        if isinstance(ort_run, dict):
+            raise SystemExit(f"benchmarks/plan.py needs onnxruntime: {ort_run['skipped']}")
         kern = plan_for(p, x).kernels_only(x)
-        np.testing.assert_allclose(d.predict(x), ort(x), rtol=1e-4, atol=1e-5)
-        cands = {"onnxruntime dense": lambda: ort(x), "sparsenet dense": lambda: d.predict(x),
+        np.testing.assert_allclose(d.predict(x), ort_run()[0], rtol=1e-4, atol=1e-5)
+        cands = {"onnxruntime dense": ort_run, "sparsenet dense": lambda: d.predict(x),
                  "sparsenet 90% auto": lambda: p.predict(x), "plan kernels only": kern}
         for settle in (0.0, SETTLE_SECONDS):
             c = compare(cands, baseline="onnxruntime dense", rounds=rounds, min_time=2e-3, settle=settle)
