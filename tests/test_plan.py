@@ -124,7 +124,15 @@ def test_cache_follows_changes_to_the_model():
     model.layers[3].weight = CSR.from_dense(np.zeros(model.layers[3].weight.shape, np.float32))  # replaced
     assert plan_for(model, x) is not plan
     np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+    tanh, head = Tanh(), Linear(model.layers[3].weight.shape[0], 4, seed=9)  # (building modules is a change)
     model.layers[1].bias = None
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+    model.layers[2] = tanh  # the layer list changed in place
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
+    model.layers.pop()
+    assert model.predict(x).shape == (2, model.layers[3].weight.shape[0])
+    model.layers.append(head)
+    assert model.predict(x).shape == (2, 4)
     np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
 
 

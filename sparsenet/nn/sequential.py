@@ -2,9 +2,59 @@
 
 from __future__ import annotations
 
+from . import module as _module
 from .module import Module
 
 __all__ = ["Sequential"]
+
+
+def _changed() -> None:
+    _module._GENERATION[0] += 1
+
+
+class _Layers(list):
+    """A Sequential's layers: a list whose in-place changes (``model.layers[1] = ...``, append, ...)
+    count as changes of the model, so that its cached compiled plan is rebuilt."""
+
+    def __setitem__(self, i, v):
+        _changed()
+        super().__setitem__(i, v)
+
+    def __delitem__(self, i):
+        _changed()
+        super().__delitem__(i)
+
+    def __iadd__(self, other):
+        _changed()
+        return super().__iadd__(other)
+
+    def append(self, v):
+        _changed()
+        super().append(v)
+
+    def extend(self, vs):
+        _changed()
+        super().extend(vs)
+
+    def insert(self, i, v):
+        _changed()
+        super().insert(i, v)
+
+    def pop(self, i=-1):
+        _changed()
+        return super().pop(i)
+
+    def remove(self, v):
+        _changed()
+        super().remove(v)
+
+    def clear(self):
+        _changed()
+        super().clear()
+
+    def reverse(self):
+        _changed()
+        super().reverse()
 
 
 class Sequential(Module):
@@ -17,7 +67,7 @@ class Sequential(Module):
 
     def __init__(self, *layers: Module):
         super().__init__()
-        self.layers = list(layers)
+        self.layers = _Layers(layers)
         self.input_shape: tuple | None = None  # one sample's shape, when known (zoo, files)
         self.meta: dict = {}  # JSON-serialisable facts saved with the model
         for i, layer in enumerate(self.layers):
@@ -27,6 +77,11 @@ class Sequential(Module):
                                                else "")
                 raise ConfigError(f"Sequential: expected Module instances of one input, found {what} at {i}")
             layer.name = f"layer {i} ({type(layer).__name__})"
+
+    def __setattr__(self, name, value) -> None:
+        if name == "layers" and not isinstance(value, _Layers):
+            value = _Layers(value)
+        super().__setattr__(name, value)
 
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
