@@ -10,10 +10,10 @@ and checks the shapes on a zero sample. Running it (`Plan.predict`, which `spars
   takes the input in, one pass);
 - calls each step's kernel, chosen for the batch size and bound to its buffers once per batch size
   and calling thread (no lookups, no allocation except the returned output);
-- never calls BLAS for small dense layers (`sparsenet.formats.Dense.product`), whose threads
-  would keep spinning and slow the sparse kernels that follow.
+- runs small dense layers with a Numba kernel rather than BLAS (`sparsenet.formats.Dense.product`),
+  and keeps OpenBLAS's spinning threads from stalling its parallel kernels (see `Plan._bind`).
 
-Plans are cached on the model and rebuilt after any change to it (a replaced weight, layer or
+Plans are cached per model and rebuilt after any change to it (a replaced weight, layer or
 attribute: `sparsenet.nn.module.generation`); in-place changes to weight values are seen without a
 rebuild, since plans hold the model's own arrays. A plan is thread-safe: each calling thread gets
 its own buffers. Generic steps (layers without a lowering of their own) run their module's forward
@@ -25,7 +25,7 @@ in evaluation mode, switching a module that is training for the call (not thread
 >>> plan = build_plan(model)
 >>> plan.predict(np.zeros((2, 1, 8, 8))).shape
 (2, 10)
->>> print(plan.describe().splitlines()[1])
+>>> print(plan.describe().splitlines()[2])
   1. product         layer 1 (Linear): dense + ReLU   [64] -> [300]
 """
 
@@ -141,7 +141,7 @@ class Plan:
                 p = step.params
                 kern, weights = p["weight"].product(batch)
                 kern = before_parallel(kern, p["weight"].nnz * batch)
-                if kernels._jit._needs_lock():
+                if kern in kernels._jit.PARALLEL and kernels._jit._needs_lock():  # workqueue layer
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
             elif step.kind == "activation":
@@ -149,6 +149,8 @@ class Plan:
                 big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
                 kern = before_parallel(kernels.dense_epilogue if big else kernels.dense_epilogue_serial,
                                        dst.features * batch)
+                if kern in kernels._jit.PARALLEL and kernels._jit._needs_lock():
+                    kern = _locked(kern)
                 flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
                 args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
                 if dst.root is not src[0].root:
