@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import partial
 
 import numpy as np
 
 from ._checks import check_int
 from .errors import ConfigError
 from .formats import Dense
-from .nn import model_dtype, no_grad
+from .nn import model_dtype
 from .nn._weighted import WeightedLayer
-from .timing import SETTLE_SECONDS, compare
+from .runtime import predict
+from .timing import compare
 
 __all__ = ["dense_equivalent", "bench_model"]
 
@@ -44,10 +46,11 @@ def _pressure():
 
 def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5e-3, seed: int = 0,
                 timer=time.perf_counter, sleep=time.sleep) -> dict:
-    """Forward time of `model` and of its dense equivalent at each batch size, in one run.
+    """`predict` time of `model` and of its dense equivalent (each through its compiled plan) at each
+    batch size, in one run.
 
     Per batch size: `repeats` alternating rounds of one sample each (at least `min_time` seconds),
-    a pause before every sample; "model_ms" and "dense_ms" are medians over the rounds, "speedup"
+    back to back with no pause, as a user's loop runs; "model_ms" and "dense_ms" are medians over the rounds, "speedup"
     the median of the per-round ratios dense / model, "speedup_range" their min and max.
     """
     shape = getattr(model, "input_shape", None)
@@ -65,18 +68,9 @@ def bench_model(model, batches=(1, 64), *, repeats: int = 7, min_time: float = 5
     for b in batches:
         x = rng.standard_normal((b, *shape)).astype(dtype)
 
-        def run(m=model):
-            with no_grad():
-                m.forward(x)
-
-        def run_dense(m=dense):
-            with no_grad():
-                m.forward(x)
-
-        # the pause bench has always made (SETTLE_SECONDS), now before every sample: BLAS threads
-        # spin after the dense model's calls and would slow the sparse model timed next
-        c = compare({"dense": run_dense, "model": run}, baseline="dense", rounds=repeats, min_time=min_time,
-                    settle=SETTLE_SECONDS, timer=timer, sleep=sleep)
+        # as a user's loop runs: each model's `predict` (its compiled plan), back to back, no pause
+        c = compare({"dense": partial(predict, dense, x), "model": partial(predict, model, x)}, baseline="dense",
+                    rounds=repeats, min_time=min_time, timer=timer, sleep=sleep)
         ratios = c["model"].speedups
         rows.append({"batch": int(b), "model_ms": c["model"].median * 1e3, "dense_ms": c["dense"].median * 1e3,
                      "speedup": c["model"].speedup, "speedup_range": [min(ratios), max(ratios)],
