@@ -41,7 +41,7 @@ from .._checks import check_int
 from ..errors import ConfigError, DataError, DTypeError, ShapeError
 from ..formats.dense import _blas_product as _BLAS_PRODUCT
 from ..kernels import epilogue, layout
-from ..kernels._blas import QUIET_MIN_WORK, quiet_blas
+from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
 from ..nn import module as _module
 from ._lower import Builder, Value
 
@@ -125,8 +125,11 @@ class Plan:
             if kern is _BLAS_PRODUCT:
                 after_blas[0] = "plan"
             elif after_blas[0] and kern in kernels._jit.PARALLEL:
-                if after_blas[0] == "plan" and work < QUIET_MIN_WORK:
-                    return kernels._jit.SERIAL_OF[kern]
+                if work < QUIET_MIN_WORK:
+                    if after_blas[0] == "plan":
+                        return kernels._jit.SERIAL_OF[kern]
+                    # after the caller's BLAS: parallel if the pool is (or can be made) quiet, else serial
+                    return parallel_if_quiet(kern, kernels._jit.SERIAL_OF[kern])
                 calls.append((quiet_blas, ()))
                 after_blas[0] = None
             return kern
@@ -139,17 +142,17 @@ class Plan:
                 ingests.append((fn, src[0].index, out if out.ndim == 2 else out.reshape(batch, -1)))
             elif step.kind == "product":
                 p = step.params
-                kern, weights = p["weight"].product(batch)
-                kern = before_parallel(kern, p["weight"].nnz * batch)
-                if kern in kernels._jit.PARALLEL and kernels._jit._needs_lock():  # workqueue layer
+                raw, weights = p["weight"].product(batch)
+                kern = before_parallel(raw, p["weight"].nnz * batch)
+                if raw in kernels._jit.PARALLEL and kernels._jit._needs_lock():  # workqueue layer
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
             elif step.kind == "activation":
                 p = step.params
                 big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
-                kern = before_parallel(kernels.dense_epilogue if big else kernels.dense_epilogue_serial,
-                                       dst.features * batch)
-                if kern in kernels._jit.PARALLEL and kernels._jit._needs_lock():
+                raw = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
+                kern = before_parallel(raw, dst.features * batch)
+                if raw in kernels._jit.PARALLEL and kernels._jit._needs_lock():
                     kern = _locked(kern)
                 flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
                 args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
