@@ -22,6 +22,8 @@ import ctypes
 import os
 import threading
 
+from ._jit import PARALLEL
+
 __all__ = ["quiet_blas", "QUIET_MIN_WORK", "quiet_before", "parallel_if_quiet"]
 
 # Multiply-adds from which a compiled plan's parallel kernel that follows the plan's own BLAS step
@@ -55,8 +57,6 @@ def _find_pools() -> list:
 
 def quiet_before(kernel) -> None:
     """`quiet_blas` if `kernel` is a parallel one."""
-    from ._jit import PARALLEL
-
     if kernel in PARALLEL:
         quiet_blas()
 
