@@ -11,7 +11,7 @@ from ._jit import OPTIONS
 # No fastmath here: it lets LLVM assume that no value is NaN or infinite and fold the checks away.
 _CHECKED = dict(OPTIONS, fastmath=False)
 
-__all__ = ["ingest_fm", "ingest_bm", "fm_to_bm", "bm_to_fm"]
+__all__ = ["ingest_fm", "ingest_bm", "transpose"]
 
 
 @numba.njit(**_CHECKED)
@@ -45,18 +45,9 @@ def ingest_bm(x, out):
 
 
 @numba.njit(**OPTIONS)
-def fm_to_bm(src, dst):
-    """dst[B, F] = src[F, B].T."""
-    nf, nb = src.shape
-    for b in range(nb):
-        for f in range(nf):
-            dst[b, f] = src[f, b]
-
-
-@numba.njit(**OPTIONS)
-def bm_to_fm(src, dst):
-    """dst[F, B] = src[B, F].T."""
-    nb, nf = src.shape
-    for f in range(nf):
-        for b in range(nb):
-            dst[f, b] = src[b, f]
+def transpose(src, dst):
+    """dst[C, R] = src[R, C].T: feature-major to batch-major and back (one kernel for both)."""
+    nr, nc = src.shape
+    for c in range(nc):
+        for r in range(nr):
+            dst[c, r] = src[r, c]

@@ -160,9 +160,9 @@ class Plan:
                     calls.append((np.copyto, (view(dst), view(src[0]))))
                 calls.append((kern, args))
             elif step.kind == "fm_to_bm":
-                calls.append((layout.fm_to_bm, (view(src[0]), view(dst).reshape(batch, -1))))
+                calls.append((layout.transpose, (view(src[0]), view(dst).reshape(batch, -1))))
             elif step.kind == "bm_to_fm":
-                calls.append((layout.bm_to_fm, (view(src[0]).reshape(batch, -1), view(dst))))
+                calls.append((layout.transpose, (view(src[0]).reshape(batch, -1), view(dst))))
             else:  # generic
                 p = step.params
                 calls.append((_run_generic, (p["module"], p["modules"], [view(v) for v in src], view(dst))))
@@ -170,7 +170,7 @@ class Plan:
         finals = []
         for j, o in enumerate(self.outputs):
             if o.layout == "fm":
-                finals.append((layout.fm_to_bm, view(o), j))
+                finals.append((layout.transpose, view(o), j))
             else:
                 finals.append((_copy_rows, view(o).reshape(batch, -1), j))
         return _Program(ingests, calls, finals, self._generic)

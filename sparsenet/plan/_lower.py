@@ -9,7 +9,7 @@ Layouts are decided here, in one place. A value is one of
 - ``"in"``: a plan input, as the user gives it ([B, *shape], any float dtype);
 - ``"fm"``: feature-major [F, B] (batch contiguous), what every product reads and writes;
 - ``"bm"``: batch-major [B, *shape], what generic steps read and write and what users get.
-The builder inserts the conversions (`ingest_*`, `fm_to_bm`, `bm_to_fm`) where a step needs the
+The builder inserts the conversions (`ingest_*`, steps "fm_to_bm" and "bm_to_fm", both the `transpose` kernel) where a step needs the
 other layout; for batch 1 the two layouts have the same bytes, but the step still runs.
 """
 
