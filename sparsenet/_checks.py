@@ -16,6 +16,8 @@ __all__ = ["check_int", "check_seed", "check_fraction", "check_positive", "check
 
 def check_int(value, what: str, where: str, low: int = 1, *, error: type = ConfigError) -> int:
     """`value` as an int if it is an integer (not a bool) >= `low`, else `error` (a ConfigError)."""
+    if type(value) is int and value >= low:  # the common case, first (predict's per-call path)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise error(f"{where}: expected an integer {what} >= {low}, found {value!r}")
     return int(value)

@@ -230,3 +230,80 @@ def test_quiet_blas_stops_the_pool_only_with_one_thread_and_blas_still_works():
     _blas.quiet_blas()
     assert not any(avail.value for avail, _ in _blas._POOLS)
     np.testing.assert_allclose(a @ a, want, rtol=1e-12, atol=1e-9)  # the pool starts again
+
+
+# -- tapes: a small plan as one compiled call -------------------------------------------------------
+def _without_tape(monkeypatch, plan, batch):
+    from sparsenet.plan import _tape
+
+    monkeypatch.setattr(_tape, "_ENABLED", False)
+    prog = plan._bind(batch)
+    monkeypatch.setattr(_tape, "_ENABLED", True)
+    return prog
+
+
+@pytest.mark.parametrize("spec,dtype", [(spec, dtype) for spec in ("dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1")
+                                         for dtype in (np.float32, np.float64)] + [("int8", np.float32)])
+def test_tape_gives_the_same_bits_as_the_call_by_call_path(spec, dtype, monkeypatch):
+    """Every weight format's serial product in a tape: the same kernels with the same argument
+    types, so the same bits, at batch 1 and at a small batch (serial kernels too)."""
+    from sparsenet.plan._tape import _Tape, tape_of
+
+    model = Sequential(Linear(64, 40, seed=1, dtype=dtype), ReLU(), Linear(40, 24, seed=2, dtype=dtype), Tanh(),
+                       Linear(24, 10, seed=3, dtype=dtype))
+    prune(model, method="magnitude", sparsity=0.75, scope="global")
+    model = compiled(model, "dense" if spec == "int8" else spec)
+    model = quantize(model) if spec == "int8" else model
+    plan = build_plan(model, input_shape=(64,))
+    rng = np.random.default_rng(2)
+    for batch in (1, 3):
+        tape = tape_of(plan._bind(batch), plan.dtype, 1)
+        assert isinstance(tape, _Tape), f"batch {batch}: {plan.describe()}"
+        calls = _without_tape(monkeypatch, plan, batch)
+        x = rng.standard_normal((batch, 64)).astype(plan.dtype)
+        got, want = np.empty((batch, 10), plan.dtype), np.empty((batch, 10), plan.dtype)
+        assert tape.run1(x, got) == 0 and calls.run1(x, want) == 0
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got, _reference(model, x), rtol=1e-5, atol=1e-5)
+        # another input dtype: cast outside the tape, same result
+        x64 = x.astype(np.float64 if plan.dtype == np.float32 else np.float32)
+        assert tape.run1(x64, got) == 0 and calls.run1(x64, want) == 0
+        np.testing.assert_array_equal(got, want)
+
+
+def test_tape_runs_an_unfused_activation_and_reports_bad_input():
+    from sparsenet.kernels import chain
+    from sparsenet.plan._tape import _Tape
+
+    # ReLU fuses into the first product; Tanh after it runs as an in-place epilogue row
+    model = Sequential(Linear(6, 5, seed=1), ReLU(), Tanh(), Linear(5, 4, seed=2))
+    plan = build_plan(model, input_shape=(6,))
+    assert isinstance(plan._program(1), _Tape) and "activation" in plan.describe(), plan.describe()
+    assert chain.EPILOGUE in plan._program(1).tape[:, 0]
+    x = np.random.default_rng(0).standard_normal((1, 6)).astype(np.float32)
+    np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=1e-6, atol=1e-6)
+    x[0, 3] = np.nan
+    with pytest.raises(DataError, match="1 NaN/inf"):
+        plan.predict(x)
+    ro = np.zeros((1, 6), np.float32)
+    ro.flags.writeable = False  # a read-only input takes the cast path (no new compiled signature)
+    np.testing.assert_allclose(plan.predict(ro), _reference(model, ro), rtol=1e-6, atol=1e-6)
+
+
+def test_tape_sees_in_place_weight_changes_and_is_not_used_where_it_does_not_apply():
+    from sparsenet.plan._tape import _Tape
+
+    model = sn.build_model("lenet300", seed=0)
+    prune(model, method="magnitude", sparsity=0.9, scope="global")
+    model = compiled(model, "csr")
+    x = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    plan = plan_for(model, x)
+    before = model.predict(x)
+    assert isinstance(plan._program(1), _Tape)
+    model.layers[-1].bias.data[:] += 1.0  # in place: the same plan, the tape reads the model's array
+    np.testing.assert_allclose(model.predict(x), before + 1.0, rtol=1e-5, atol=1e-5)
+    assert plan_for(model, x) is plan
+    # a parallel kernel (batch 256 on this model) or a generic layer: call by call
+    assert not isinstance(plan._program(256), _Tape)
+    cnn = sn.build_model("cnn", seed=0)
+    assert not isinstance(plan_for(cnn, x)._program(1), _Tape)

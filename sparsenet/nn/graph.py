@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ShapeError, SparsenetError
+from . import module as _module
 from .module import Module, inference, model_dtype
 
 __all__ = ["Graph", "Node"]
@@ -328,9 +329,7 @@ class Graph(Module):
 
     def predict(self, x, batch_size: int = 256):
         """``sparsenet.predict(self, x, batch_size)`` (single-input graphs)."""
-        from ..runtime import predict
-
-        return predict(self, x, batch_size=batch_size)
+        return _module.predict(self, x, batch_size)
 
     # -- conversions --------------------------------------------------------------------------------
     @classmethod

@@ -99,9 +99,7 @@ class Sequential(Module):
         """``sparsenet.predict(self, x, batch_size)``: outputs for `x` ([N, *input_shape] or one
         sample), validated against `input_shape`, in evaluation mode and without keeping anything for
         backward (thread-safe)."""
-        from ..runtime import predict
-
-        return predict(self, x, batch_size=batch_size)
+        return _module.predict(self, x, batch_size)
 
     def lower(self, builder, inputs):
         v = inputs[0]

@@ -44,6 +44,7 @@ from ..kernels import epilogue, layout
 from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
 from ..nn import module as _module
 from ._lower import Builder, Value
+from ._tape import tape_of
 
 __all__ = ["Plan", "build_plan", "plan_for"]
 
@@ -71,6 +72,8 @@ class Plan:
         self.output_shapes = [o.shape for o in outs]
         self._assign_buffers()
         self._generic = any(s.kind == "generic" for s in self.steps)
+        self._one = len(self.input_shapes) == 1 and len(self.outputs) == 1
+        self._out_dtype = self.outputs[0].dtype if self.outputs else self.dtype
         self._local = threading.local()
 
     # -- buffers --------------------------------------------------------------------------------------
@@ -183,27 +186,29 @@ class Plan:
         if prog is None:
             if len(programs) >= _PROGRAMS_PER_THREAD:
                 programs.clear()
-            prog = programs[batch] = self._bind(batch)
+            prog = programs[batch] = tape_of(self._bind(batch), self.dtype, len(self.outputs))
         return prog
 
     # -- running --------------------------------------------------------------------------------------
     def predict(self, x, batch_size: int = 256, *, where: str = "predict", allow_single: bool = True):
         """Outputs for `x` ([N, *input_shape], or one sample when `allow_single`), in batches of
         `batch_size`; checks and errors as `sparsenet.predict`. One input and one output only."""
-        if len(self.input_shapes) != 1 or len(self.outputs) != 1:
+        if not self._one:
             raise ConfigError(f"{where}: expected a plan of one input and one output, found "
                               f"{len(self.input_shapes)} and {len(self.outputs)} (use Plan.run)")
         x, single = self._check(x, self.input_shapes[0], where, allow_single)
         n = x.shape[0]
-        shape = self.output_shapes[0]
-        out = np.empty((n, *shape), dtype=self.outputs[0].dtype)
-        if n:
-            x2, out2 = x.reshape(n, -1), out.reshape(n, -1)
-            step = n if n <= batch_size else batch_size
-            for i in range(0, n, step):
-                j = min(n, i + step)
-                bad = self._program(j - i).run1(x2[i:j], out2[i:j])
-                if bad:
+        out = np.empty((n, *self.output_shapes[0]), dtype=self._out_dtype)
+        if not n:
+            return out[0] if single else out
+        x2, out2 = x.reshape(n, -1), out.reshape(n, -1)
+        if n <= batch_size:  # one batch (a user's per-request call): no slicing
+            if self._program(n).run1(x2, out2):
+                self._raise_not_finite(x, where)
+        elif n:
+            for i in range(0, n, batch_size):
+                j = min(n, i + batch_size)
+                if self._program(j - i).run1(x2[i:j], out2[i:j]):
                     self._raise_not_finite(x, where)
         return out[0] if single else out
 
@@ -345,13 +350,19 @@ def _run_generic(module, modules, xs, out):
             m.__dict__["training"] = True
 
 
-def _sample_shapes(model, x) -> list[tuple]:
+def _declared_shapes(model):
+    """One sample's shape per input as the model declares them, or None if it does not."""
     shapes = getattr(model, "input_shapes", None)
     if isinstance(shapes, dict) and all(s is not None for s in shapes.values()):
         return list(shapes.values())
     shape = getattr(model, "input_shape", None)
-    if shape is not None:
-        return [tuple(shape)]
+    return [tuple(shape)] if shape is not None else None
+
+
+def _sample_shapes(model, x) -> list[tuple]:
+    shapes = _declared_shapes(model)
+    if shapes is not None:
+        return shapes
     if x is None:
         raise ConfigError(f"{type(model).__name__} declares no input shape: give input_shape")
     x = np.asarray(x)
@@ -377,18 +388,23 @@ def plan_for(model, x=None) -> Plan:
     """The cached plan of `model` (for inputs like `x` when the model declares no input shape),
     rebuilt when the model changed since it was built. The cache is keyed by the model object and
     holds it weakly (a copy of a model, `copy.deepcopy`, builds its own)."""
-    cache = _PLANS.get(model)
-    if cache is not None and cache[0] != _module.generation():
+    cache = _PLANS.get(model)  # [generation, {input shapes: plan}, the plan of the declared shapes]
+    if cache is not None and cache[0] == _module._GENERATION[0] and cache[2] is not None:
+        return cache[2]  # the model declares its input shapes: x is not needed (predict's per-call path)
+    if cache is not None and cache[0] != _module._GENERATION[0]:
         cache = None
-    shapes = _sample_shapes(model, x)
+    declared = _declared_shapes(model)
+    shapes = declared if declared is not None else _sample_shapes(model, x)
     key = tuple(shapes)
     plan = cache[1].get(key) if cache else None
     if plan is None:
         plan = Plan(model, shapes, _module.model_dtype(model))
-        if cache is None or cache[0] != _module.generation():
-            cache = (_module.generation(), {})
+        if cache is None or cache[0] != _module.generation():  # building may not change it, but check
+            cache = [_module.generation(), {}, None]
         if len(cache[1]) >= _PROGRAMS_PER_THREAD:
             cache[1].clear()
         cache[1][key] = plan
         _PLANS[model] = cache
+    if declared is not None:
+        cache[2] = plan
     return plan
