@@ -11,6 +11,9 @@ candidate (OpenBLAS, onnxruntime) hit the next one as they would in an applicati
    plan's per-call overhead.
 2. A 4096 x 4096 layer at 90 % in CSR against numpy's dense product, alternating with no pause, at
    batch 1 and 64 (``w @ x`` then ``csr @ x``, what a user's own comparison does).
+3. Two thread pools on two cores: the dense LeNet (its batch-64 plan calls BLAS) timed right after
+   the pruned one (parallel Numba kernels), and the other way round, against each alone: Numba's
+   OpenMP workers spin for milliseconds after a parallel kernel, OpenBLAS's after a threaded call.
 
     python benchmarks/plan.py [--threads 2] [--rounds 9] [--json results/plan.json]
 """
@@ -87,6 +90,45 @@ def layer_after_blas(rounds):
     return rows
 
 
+def pools(rounds, batch=64, calls=200):
+    """Medians (us) of one model's predict timed right after the other's, and of each alone."""
+    import time
+
+    dense = sn.build_model("lenet300", seed=0)
+    pruned = sn.build_model("lenet300", seed=0)
+    prune(pruned, method="magnitude", sparsity=0.9, scope="global")
+    pruned = compiled(pruned, "auto", batch_size=batch)
+    x = np.random.default_rng(0).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+
+    def after(first, second):
+        ts = []
+        for _ in range(calls):
+            first.predict(x)
+            t0 = time.perf_counter()
+            second.predict(x)
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts) * 1e6)
+
+    def alone(model):
+        ts = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            model.predict(x)
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts) * 1e6)
+
+    res = {k: [] for k in ("dense alone", "dense after pruned", "pruned alone", "pruned after dense")}
+    for _ in range(max(1, rounds // 3)):
+        res["dense alone"].append(alone(dense))
+        res["dense after pruned"].append(after(pruned, dense))
+        res["pruned alone"].append(alone(pruned))
+        res["pruned after dense"].append(after(dense, pruned))
+    row = {"batch": batch, **{k: float(np.median(v)) for k, v in res.items()}}
+    print(f"LeNet-300-100 batch {batch}, medians (us): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()
+                                                                   if k != "batch"))
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -95,7 +137,8 @@ def main():
     args = ap.parse_args()
     with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         out = {"machine": machine_info(), "numba_layer": numba_layer(), "threads": args.threads,
-               "lenet": lenet(args.threads, args.rounds, tmp), "layer_after_blas": layer_after_blas(args.rounds)}
+               "lenet": lenet(args.threads, args.rounds, tmp), "layer_after_blas": layer_after_blas(args.rounds),
+               "pools": pools(args.rounds)}
     if args.json:
         write_json(args.json, out)
 
