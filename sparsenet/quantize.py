@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ConfigError, DTypeError
 from .formats.quantized import QuantizedFormat, quantize_weight
-from .nn import Sequential
+from .nn import Graph, Sequential
 from .nn._weighted import WeightedLayer
 
 __all__ = ["quantize_model", "compression_summary", "format_compression_table", "SCHEME"]
@@ -31,15 +31,15 @@ __all__ = ["quantize_model", "compression_summary", "format_compression_table", 
 SCHEME = "int8 symmetric per output channel"
 
 
-def quantize_model(model: Sequential) -> Sequential:
+def quantize_model(model: Sequential | Graph) -> Sequential | Graph:
     """A deep copy of `model` with every weighted layer's weight quantised to int8 (see module doc).
 
     Layers already quantised are left as they are. ``meta["quantization"]`` records the scheme and,
     per layer, the format and the largest absolute rounding error (at most half the row's scale).
     The copy is for inference: training it raises (fine-tune before quantising).
     """
-    if not isinstance(model, Sequential):
-        raise ConfigError(f"quantize_model: expected a Sequential, found {type(model).__name__}")
+    if not isinstance(model, (Sequential, Graph)):
+        raise ConfigError(f"quantize_model: expected a Sequential or a Graph, found {type(model).__name__}")
     out = copy.deepcopy(model)
     layers = {}
     for name, layer in out.named_modules():

@@ -203,11 +203,12 @@ class Graph(Module):
             raise ConfigError(f"Graph: {unused[:10]} lead to no output (remove them, or name them as outputs)")
         return order
 
-    def trace(self) -> tuple[np.ndarray, ...]:
+    def trace(self, record: dict | None = None) -> tuple[np.ndarray, ...]:
         """The outputs for one zero sample of the declared input shapes (each ``[1, ...]``, in the
         order of `outputs`), computed node by node in evaluation mode: a node that does not accept its
         inputs' shapes raises `ShapeError` naming it, and so does a graph whose values would grow past
-        the trace's bounds (see `_TRACE_VALUES`). Needs every input's shape."""
+        the trace's bounds (see `_TRACE_VALUES`). Needs every input's shape. With `record` (a dict),
+        fills it with ``{node: ([one sample's shape per input], output shape)}``."""
         if any(s is None for s in self.input_shapes.values()):
             raise ConfigError(f"Graph.trace: inputs {[k for k, s in self.input_shapes.items() if s is None]} "
                               f"have no shape")
@@ -234,6 +235,8 @@ class Graph(Module):
                     raise ShapeError(f"Graph: node {node.name!r} ({type(node.op).__name__}) does not accept "
                                      f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
                                      f"{e}") from None
+                if record is not None:
+                    record[node.name] = ([tuple(v.shape[1:]) for v in ins], tuple(out.shape[1:]))
                 live += out.size
                 work += out.size
                 for name in self._free_after[i]:
@@ -344,6 +347,33 @@ class Graph(Module):
         g = cls({"x": seq.input_shape}, nodes, str(len(seq) - 1))
         g.meta = dict(seq.meta)
         return g
+
+    def replace(self, name: str, op: Module) -> None:
+        """Let node `name` compute with `op` instead (same inputs; e.g. a layer with its weight in
+        another format, as `sparsenet.prune.compiled` makes). The shapes are checked again when the
+        inputs' shapes are known."""
+        index = next((i for i, n in enumerate(self.nodes) if n.name == name), None)
+        if index is None:
+            raise ConfigError(f"Graph.replace: no node {name!r}; nodes are {[n.name for n in self.nodes]}"[:400])
+        reads = len(self.nodes[index].inputs)
+        arity = _arity(op) if isinstance(op, Module) else -1
+        if not (arity == reads or (arity is None and reads >= 2)):
+            raise ConfigError(f"Graph.replace: node {name!r} reads {reads} values; "
+                              f"expected a Module taking as many, found {op!r}"[:400])
+        if any(n.op is op for i, n in enumerate(self.nodes) if i != index):
+            raise ConfigError(f"Graph.replace: {type(op).__name__} is already the op of another node")
+        before = self.nodes
+        nodes = list(before)
+        nodes[index] = Node(name, op, nodes[index].inputs)
+        self.nodes = nodes  # (an attribute set: compiled plans of this graph are rebuilt)
+        shapes = list(self.input_shapes.values())
+        if all(s is not None for s in shapes) and sum(math.prod(s) for s in shapes) <= self._TRACE_VALUES:
+            try:
+                self.trace()
+            except SparsenetError:
+                self.nodes = before  # the graph as it was
+                raise
+        op.name = f"node {name!r} ({type(op).__name__})"
 
     def to_sequential(self):
         """This graph as a `Sequential`, when it is a chain (one input, one output, one input per

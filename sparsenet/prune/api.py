@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 from .._checks import check_fraction, check_int, check_seed
@@ -17,7 +18,7 @@ from ..errors import ConfigError
 from ..train import evaluate, fit
 from .granularity import make_granularity
 from .importance import Movement, make_importance
-from .masks import apply_masks, layer_mask, prunable_layers, sparsity_of
+from .masks import apply_masks, layer_mask, prunable_layers, require_chain, sparsity_of
 from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
 from .selection import select_masks
 
@@ -100,6 +101,8 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     finetune_epochs = check_int(finetune_epochs, "finetune_epochs", "prune", low=0)
     importance = make_importance(method, seed)
     gran = make_granularity(granularity)
+    if gran.structured:
+        require_chain(model, "prune")
     if schedule not in SCHEDULES or schedule == "lottery":
         raise ConfigError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
                           f"(lottery tickets: sparsenet.prune.lottery_ticket)")
@@ -204,13 +207,16 @@ def compiled(model, formats="auto", *, batch_size: int = 64, **options):
     >>> small[1].weight.spec, model[1].weight.spec
     ('csr', 'dense')
     """
-    from ..nn import Sequential
+    from ..nn import Graph, Sequential
     from .compiler import _store_formats
     from .surgery import remove_dead_units
 
-    if not isinstance(model, Sequential):
-        raise ConfigError(f"compiled: expected a Sequential model, found {type(model).__name__}")
-    result, removed = remove_dead_units(model)
+    if isinstance(model, Graph):  # units are not removed from graphs yet (see masks.require_chain)
+        result, removed = copy.deepcopy(model), {}
+    elif isinstance(model, Sequential):
+        result, removed = remove_dead_units(model)
+    else:
+        raise ConfigError(f"compiled: expected a Sequential or a Graph, found {type(model).__name__}")
     _store_formats(result, formats, batch_size=batch_size, **options)
     result.meta["compile"]["removed_units"] = removed
     return result

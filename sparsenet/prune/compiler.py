@@ -28,8 +28,8 @@ from ..nn import Sequential, model_dtype
 from ..nn._weighted import WeightedLayer
 from ..plan import build_plan
 from ..timing import compare
-from .masks import prunable_layers
-from .trace import trace_shapes
+from .masks import get_layer, prunable_layers, set_layer
+from .trace import layer_shapes, model_input_shape
 
 __all__ = ["parse_format_spec"]
 
@@ -236,13 +236,14 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
     return (spec, *candidates[spec], timings_us, alternatives)
 
 
-def _planned(model: Sequential, assignment: dict) -> Sequential:
-    """A shallow copy of `model` whose layers named in `assignment` ({layer: (weight, mask)}) hold
-    those weights; `model` is untouched."""
+def _planned(model, assignment: dict):
+    """A shallow copy of `model` (a Sequential or a Graph) whose layers named in `assignment`
+    ({layer: (weight, mask)}) hold those weights; `model` is untouched."""
     planned = copy.copy(model)
-    planned.layers = list(model.layers)
+    if isinstance(model, Sequential):
+        planned.layers = list(model.layers)
     for name, (weight, _) in assignment.items():
-        planned.layers[int(name)] = _with_weight(model.layers[int(name)], weight)
+        set_layer(planned, name, _with_weight(get_layer(model, name), weight))
     return planned
 
 
@@ -264,10 +265,10 @@ def _check_whole_model(model, plans: dict, x, repeats, min_time, clock) -> tuple
     # those, the one holding the fewest bytes
     eligible = [p for p in fns if speedups[p] * (1 + _NOISE) >= 1.0]
     best = min(_near_fastest(speedups, eligible), key=lambda p: (nbytes[p], -speedups[p]))
-    layers = model.layers
     for name, (weight, mask) in plans[best].items():
-        layers[int(name)].weight = weight
-        layers[int(name)].weight_param.mask = mask
+        layer = get_layer(model, name)
+        layer.weight = weight
+        layer.weight_param.mask = mask
     return best, {plan: round(v * 1e6, 3) for plan, v in measured.medians().items()}
 
 
@@ -288,7 +289,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     (The pass behind `sparsenet.prune.compiled`, which runs it on a copy.)
 
     `formats`: ``"auto"`` (measure), one spec for every layer (``"dense"``, ``"csr"``,
-    ``"bsrRxC"``), or ``{layer name: spec}`` (names are indices in the Sequential; layers not named
+    ``"bsrRxC"``), or ``{layer name: spec}`` (a Sequential's indices, a Graph's node names; layers not named
     stay as they are). A layer's pattern is its ``Parameter.mask`` if set, else its nonzeros; the new
     weight stores exactly the kept entries (BSR: every block holding one). Where the format also stores
     pruned entries (Dense with zeros, BSR blocks only partly kept), ``weight_param.mask`` (shaped like
@@ -332,7 +333,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     shapes = None
     if "auto" in specs.values():
         try:
-            shapes = trace_shapes(model, input_shape)
+            shapes = layer_shapes(model, input_shape)
         except SparsenetError as e:
             raise ConfigError(f"compiled with 'auto' formats needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(seed)
@@ -350,7 +351,7 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
         values = layer.weight.to_dense() * pattern
         entry = {}
         if spec == "auto":
-            x = _random_input(layer, shapes[int(name)][0], int(batch_size), rng)
+            x = _random_input(layer, shapes[name][0], int(batch_size), rng)
             spec, weight, mask, entry["timings_us"], alternatives = _choose(
                 layer, values, pattern, x, blocksizes, int(repeats), float(min_time), clock)
             plans["chosen"][name] = (weight, mask)
@@ -373,10 +374,10 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
     }
     if plans["chosen"]:  # some layers were measured: check the whole model too
         dtype = model_dtype(model)
-        x = rng.standard_normal((int(batch_size), *shapes[0][0])).astype(dtype)  # as a user passes it
+        x = rng.standard_normal((int(batch_size), *model_input_shape(model, input_shape))).astype(dtype)  # as a user passes it
         plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time), clock)
         for name in plans[plan]:
-            weight = model.layers[int(name)].weight
+            weight = get_layer(model, name).weight
             record[name].update(format=weight.spec, bytes=int(weight.nbytes))
         model.meta["compile"].update(plan=plan, model_timings_us=timings)
     return record

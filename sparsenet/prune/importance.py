@@ -11,13 +11,14 @@ needs observed training steps, not calibration data (see `Movement`).
 from __future__ import annotations
 
 import copy
+import zlib
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..losses import SoftmaxCrossEntropy
 from ..nn import BatchNorm1d, BatchNorm2d, model_dtype
-from .masks import unit_followers
+from .masks import get_layer, unit_followers
 
 __all__ = [
     "Importance", "Magnitude", "RandomScore", "Taylor", "SNIP", "SynFlow", "Movement", "OBD",
@@ -101,7 +102,7 @@ class RandomScore(Importance):
         self.seed = int(seed)
 
     def __call__(self, model, layers, data=None):
-        return {n: np.random.default_rng([self.seed, int(n)]).random(l.weight.shape) for n, l in layers.items()}
+        return {n: np.random.default_rng([self.seed, _layer_key(n)]).random(l.weight.shape) for n, l in layers.items()}
 
 
 class Taylor(Importance):
@@ -228,6 +229,12 @@ class OBD(Importance):
         return {n: 0.5 * (fisher[n] / nb) * weights[n] ** 2 for n in layers}
 
 
+def _layer_key(name: str) -> int:
+    """A layer name as an integer for seeding: a Sequential's index as it is (the bits of earlier
+    releases), a Graph's node name by its CRC-32 (stable across runs and machines)."""
+    return int(name) if name.isdigit() else zlib.crc32(name.encode())
+
+
 class SynFlow(Importance):
     """Iterative-synaptic-flow scores |w * dR/dw| with R = sum of the output of the network whose
     weights are replaced by |w| on an all-ones input (Tanaka et al. 2020). Data-free; BatchNorm in
@@ -242,7 +249,7 @@ class SynFlow(Importance):
         probe = copy.deepcopy(model).eval()
         for p in probe.parameters():
             np.abs(p.data, out=p.data)
-        for layer in probe.layers:
+        for _, layer in probe.named_modules():
             if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
                 layer.running_mean[:] = 0
                 np.abs(layer.running_var, out=layer.running_var)
@@ -251,7 +258,7 @@ class SynFlow(Importance):
         probe.backward(np.ones_like(out))
         scores = {}
         for n in layers:
-            pl = probe.layers[int(n)]
+            pl = get_layer(probe, n)
             scores[n] = np.abs(pl.weight.to_dense().astype(np.float64) * _dense_grad(pl))
         return scores
 
@@ -305,13 +312,10 @@ class ActivationAware(Importance):
         model.eval()
         try:
             for start in range(0, len(x), self.batch_size):
-                h = x[start:start + self.batch_size]
-                for i, layer in enumerate(model.layers):
-                    h = layer.forward(h)
-                    n = str(i)
-                    if n in layers:
-                        feats = layer._xt if hasattr(layer, "_xt") else layer._cols  # [fan_in, samples]
-                        sq[n] += np.einsum("ij,ij->i", feats, feats, dtype=np.float64)
+                model.forward(x[start:start + self.batch_size])  # each layer keeps its input for backward
+                for n, layer in layers.items():
+                    feats = layer._xt if hasattr(layer, "_xt") else layer._cols  # [fan_in, samples]
+                    sq[n] += np.einsum("ij,ij->i", feats, feats, dtype=np.float64)
         finally:
             model.train(was_training)
         return {n: np.abs(l.weight.to_dense().astype(np.float64)) * np.sqrt(sq[n])[None, :]

@@ -26,7 +26,7 @@ __all__ = ["lottery_ticket", "reinitialize"]
 def _snapshot(model) -> dict:
     return {n: p.data.copy() for n, p in model.named_parameters()} | {
         f"{i}.running": (l.running_mean.copy(), l.running_var.copy())
-        for i, l in enumerate(model.layers) if isinstance(l, (BatchNorm1d, BatchNorm2d))}
+        for i, l in model.named_modules() if isinstance(l, (BatchNorm1d, BatchNorm2d))}
 
 
 def _rewind(model, snap) -> None:
@@ -37,7 +37,7 @@ def _rewind(model, snap) -> None:
             raise SparsenetError(f"lottery: parameter {n} changed shape {value.shape} -> {p.data.shape}")
         p.data[...] = value
         p.apply_mask()
-    for i, l in enumerate(model.layers):
+    for i, l in model.named_modules():
         if isinstance(l, (BatchNorm1d, BatchNorm2d)):
             l.running_mean[:], l.running_var[:] = snap[f"{i}.running"]
 
@@ -45,7 +45,7 @@ def _rewind(model, snap) -> None:
 def reinitialize(model, seed: int) -> None:
     """Fresh random weights (same distributions as construction) under the current masks."""
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
+    for _, layer in model.named_modules():
         if isinstance(layer, WeightedLayer):
             fan_in = layer.weight.shape[1]
             p = layer.weight_param

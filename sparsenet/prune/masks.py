@@ -12,20 +12,56 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from ..formats import Dense
-from ..nn import BatchNorm1d, BatchNorm2d, Sequential
+from ..nn import BatchNorm1d, BatchNorm2d, Graph, Sequential
 from ..nn._weighted import WeightedLayer
 
-__all__ = ["prunable_layers", "layer_mask", "apply_masks", "unit_followers", "sparsity_of"]
+__all__ = ["prunable_layers", "layer_mask", "apply_masks", "unit_followers", "sparsity_of", "get_layer",
+           "set_layer", "require_chain", "named_layers"]
 
 
-def prunable_layers(model: Sequential, exclude=()) -> dict[str, WeightedLayer]:
-    """Weighted layers (Linear, Conv2d) by name (their index in the Sequential), minus `exclude`.
+def named_layers(model) -> dict:
+    """Every layer of `model` by name: its index in a Sequential, its node name in a Graph."""
+    if isinstance(model, Sequential):
+        return {str(i): l for i, l in enumerate(model.layers)}
+    if isinstance(model, Graph):
+        return {n.name: n.op for n in model.nodes}
+    raise ConfigError(f"pruning expects a Sequential or a Graph, found {type(model).__name__}")
+
+
+def get_layer(model, name: str):
+    """The layer called `name` in `model` (see `prunable_layers` for the names)."""
+    layers = named_layers(model)
+    if name not in layers:
+        raise ConfigError(f"no layer {name!r}; expected one of {list(layers)}"[:400])
+    return layers[name]
+
+
+def set_layer(model, name: str, layer) -> None:
+    """Put `layer` in the place of the layer called `name` (a Sequential's index, a Graph's node)."""
+    get_layer(model, name)
+    if isinstance(model, Graph):
+        model.replace(name, layer)
+    else:
+        model.layers[int(name)] = layer
+
+
+def require_chain(model, what: str) -> None:
+    """Structured pruning (removing whole units) follows a unit to the layers that read it, which in
+    a Graph needs its dependency groups (a residual Add ties the units of every branch): not
+    supported on graphs yet; a `ConfigError` says so."""
+    if isinstance(model, Graph):
+        raise ConfigError(f"{what}: removing whole units from a Graph is not supported yet (a residual Add or a "
+                          f"Concat ties units across nodes); use an unstructured, block or N:M granularity, or a "
+                          f"Sequential")
+
+
+def prunable_layers(model, exclude=()) -> dict[str, WeightedLayer]:
+    """Weighted layers (Linear, Conv2d) by name, minus `exclude`: a Sequential's layers by index
+    (``"0"``, ``"1"``...), a Graph's by node name, in order.
 
     `exclude` holds names or the keywords 'first' / 'last' (the first / last weighted layer).
     """
-    if not isinstance(model, Sequential):
-        raise ConfigError(f"pruning expects a Sequential model, found {type(model).__name__}")
-    layers = {str(i): l for i, l in enumerate(model.layers) if isinstance(l, WeightedLayer)}
+    layers = {n: l for n, l in named_layers(model).items() if isinstance(l, WeightedLayer)}
     names = list(layers)
     drop = set()
     for e in exclude or ():
@@ -63,6 +99,7 @@ def unit_followers(model: Sequential, name: str) -> list:
     """Layers after weighted layer `name` that carry its output units unchanged until the next
     weighted layer: BatchNorm (whose per-unit parameters must be pruned with the unit) and the
     element-wise / pooling / flatten layers in between. The consumer is the next WeightedLayer."""
+    require_chain(model, "unit_followers")
     i = int(name)
     out = []
     for layer in model.layers[i + 1:]:
@@ -80,7 +117,7 @@ def apply_masks(model: Sequential, masks: dict[str, np.ndarray], *, remove_units
     exactly zero and can be removed physically later without changing what the model computes.
     """
     for name, mask in masks.items():
-        layer = model.layers[int(name)]
+        layer = get_layer(model, name)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tuple(layer.weight.shape):
             raise ShapeError(f"mask for layer {name}: expected shape {layer.weight.shape}, found {mask.shape}")

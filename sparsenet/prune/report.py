@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Sequential
 from ..nn._weighted import WeightedLayer
 from ..nn.conv import Conv2d
 from ..summary import summarize
-from .trace import trace_shapes
+from .masks import named_layers
+from .trace import layer_shapes
 
 __all__ = ["pruning_report", "model_flops", "format_report"]
 
@@ -19,27 +19,28 @@ def _positions(layer, out_shape) -> int:
     return int(np.prod(out_shape[1:])) if isinstance(layer, Conv2d) else 1
 
 
-def model_flops(model: Sequential, input_shape=None) -> dict:
+def model_flops(model, input_shape=None) -> dict:
     """Theoretical multiply-add FLOPs (2 per multiply-add) of the weighted layers for one sample:
     {"dense": as if every weight were stored and nonzero, "sparse": counting nonzero weights only,
     "layers": {name: (dense, sparse)}}."""
-    shapes = trace_shapes(model, input_shape)
+    shapes = layer_shapes(model, input_shape)
     layers, dense, sparse = {}, 0, 0
-    for i, layer in enumerate(model.layers):
+    for name, layer in named_layers(model).items():
         if isinstance(layer, WeightedLayer):
-            pos = _positions(layer, shapes[i][1])
+            pos = _positions(layer, shapes[name][1])
             d = 2 * layer.weight.size * pos
             s = 2 * layer.weight.count_nonzero() * pos
-            layers[str(i)] = (d, s)
+            layers[name] = (d, s)
             dense += d
             sparse += s
     return {"dense": dense, "sparse": sparse, "layers": layers}
 
 
-def pruning_report(before: Sequential, after: Sequential, input_shape=None) -> dict:
-    """Compare a model before pruning with its pruned (and usually compiled) version.
+def pruning_report(before, after, input_shape=None) -> dict:
+    """Compare a model (a Sequential or a Graph) before pruning with its pruned (and usually
+    compiled) version.
 
-    Layers are matched by position (pruning and compilation keep the layer list). Per weighted layer:
+    Layers are matched by position (pruning and compilation keep the layers and their names). Per weighted layer:
     shape before/after, parameters before (dense) and after (nonzero, biases included), sparsity
     relative to the original shape, format, true bytes before/after, FLOPs before/after. Totals
     cover every layer (BatchNorm included).
@@ -47,10 +48,9 @@ def pruning_report(before: Sequential, after: Sequential, input_shape=None) -> d
     sb, sa = summarize(before), summarize(after)
     fb, fa = model_flops(before, input_shape), model_flops(after, input_shape)
     rows = []
-    for i, (lb, la) in enumerate(zip(before.layers, after.layers)):
+    for i, ((name, lb), la) in enumerate(zip(named_layers(before).items(), named_layers(after).values())):
         if not isinstance(lb, WeightedLayer):
             continue
-        name = str(i)
         rb, ra = sb["layers"][i], sa["layers"][i]
         rows.append({
             "name": name, "kind": type(lb).__name__,

@@ -35,8 +35,8 @@ from .api import prune_step
 from .compiler import _convert, _pattern, _random_input, _spec, _with_weight, parse_format_spec
 from .granularity import make_granularity
 from .importance import Importance, Movement, make_importance
-from .masks import layer_mask, prunable_layers, sparsity_of
-from .trace import trace_shapes
+from .masks import get_layer, layer_mask, prunable_layers, sparsity_of
+from .trace import layer_shapes
 
 __all__ = ["sensitivity_scan", "allocate"]
 
@@ -165,7 +165,7 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     shapes = None
     if time_layers:
         try:
-            shapes = trace_shapes(base)
+            shapes = layer_shapes(base)
         except SparsenetError as e:
             raise ConfigError(f"sensitivity_scan with time_layers needs the layers' input shapes: {e}") from e
     rng = np.random.default_rng(0)
@@ -186,13 +186,13 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
             shape = [int(d) for d in layer.weight.shape]
             entry = {"kind": type(layer).__name__, "shape": shape, "params": int(np.prod(shape)),
                      "accuracy": [], "reached": [], "latency_us": {s: [] for s in specs} if time_layers else {}}
-            x = _random_input(layer, shapes[int(name)][0], batch_size, rng) if time_layers else None
+            x = _random_input(layer, shapes[name][0], batch_size, rng) if time_layers else None
             for s in levels:
                 bar.set_postfix(layer=name, sparsity=s)
                 trial = copy.deepcopy(base)
                 if s > 0:
                     prune_step(trial, scores, gran, s, scope="layer", exclude=others[name], data=data)
-                pruned = trial.layers[int(name)]
+                pruned = get_layer(trial, name)
                 entry["reached"].append(round(sparsity_of(layer_mask(pruned)), 6))
                 entry["accuracy"].append(float(evaluate(trial, x_val, y_val)["accuracy"]))
                 if time_layers:

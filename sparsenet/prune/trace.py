@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..nn import Sequential, inference, model_dtype
+from ..nn import Graph, Sequential, inference, model_dtype
 
-__all__ = ["trace_shapes"]
+__all__ = ["trace_shapes", "layer_shapes", "model_input_shape"]
 
 
 def trace_shapes(model: Sequential, input_shape=None) -> list[tuple[tuple, tuple]]:
@@ -26,3 +26,28 @@ def trace_shapes(model: Sequential, input_shape=None) -> list[tuple[tuple, tuple
             shapes.append((tuple(x.shape[1:]), tuple(np.shape(y)[1:])))
             x = y
     return shapes
+
+
+def model_input_shape(model, input_shape=None) -> tuple:
+    """One sample's input shape: `input_shape`, else the model's own (a Graph: its single input's)."""
+    if isinstance(model, Graph):
+        if input_shape is not None and tuple(input_shape) != model.input_shape:
+            raise ConfigError(f"a Graph's input shapes are its own ({model.input_shapes}); found input_shape="
+                              f"{tuple(input_shape)}")
+        shape = model.input_shape
+    else:
+        shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        raise ConfigError("the model has no (single) input shape; pass input_shape=(...)")
+    return tuple(shape)
+
+
+def layer_shapes(model, input_shape=None) -> dict[str, tuple[tuple, tuple]]:
+    """{layer name: (input shape, output shape)} of one sample, for every layer of a Sequential (names
+    "0", "1"...) or every single-input node of a Graph (by node name)."""
+    if isinstance(model, Graph):
+        model_input_shape(model, input_shape)  # checks
+        record: dict = {}
+        model.trace(record=record)
+        return {name: (ins[0], out) for name, (ins, out) in record.items() if len(ins) == 1}
+    return {str(i): s for i, s in enumerate(trace_shapes(model, input_shape))}
