@@ -6,7 +6,9 @@ chosen by `compiled(..., "auto")` for the batch) runs through the public API (`p
 compiled plan) in rotating rounds with onnxruntime on the dense model and with no pause
 (`sparsenet.timing.compare`, settle=0); DeepSparse runs the exported pruned ONNX model in its own
 process (`peers/deepsparse_runner.py`, its own venv: ``bash benchmarks/setup_deepsparse.sh``),
-started between the in-process rounds, `--repeats` times per setting; figures are medians.
+started between the in-process rounds, `--repeats` times per setting; figures are medians. Beside
+them, sparsenet alone (its own calls back to back, no peer in between): onnxruntime's intra-op
+threads spin after each call and share the cores with the next candidate.
 
     python benchmarks/deepsparse_mlp.py [--repeats 3] [--json results/deepsparse-mlp.json]
 """
@@ -35,8 +37,9 @@ def run(n_threads, batch, repeats, tmp):
     if isinstance(ort, dict):
         raise SystemExit(f"needs onnxruntime: {ort['skipped']}")
     np.testing.assert_allclose(fast.predict(x), pruned.predict(x), rtol=1e-3, atol=1e-3)
-    ours, peer, ds = [], [], []
+    ours, peer, ds, alone = [], [], [], []
     for _ in range(repeats):
+        alone.append(compare({"sparsenet 90%": lambda: fast.predict(x)}, rounds=3, min_time=2e-2)["sparsenet 90%"].median)
         c = compare({"onnxruntime dense": ort, "sparsenet 90%": lambda: fast.predict(x)},
                     baseline="onnxruntime dense", rounds=5, min_time=2e-2, settle=0.0)
         ours.append(c["sparsenet 90%"].median)
@@ -48,15 +51,17 @@ def run(n_threads, batch, repeats, tmp):
     row = {"threads": n_threads, "batch": batch,
            "formats": [m.weight.spec for m in fast.layers if hasattr(m, "weight")],
            "sparsenet_ms": [t * 1e3 for t in ours], "onnxruntime_dense_ms": [t * 1e3 for t in peer],
-           "deepsparse_ms": [t * 1e3 for t in ds]}
-    med = {k: float(np.median(row[k])) for k in ("sparsenet_ms", "onnxruntime_dense_ms", "deepsparse_ms")}
+           "deepsparse_ms": [t * 1e3 for t in ds], "sparsenet_alone_ms": [t * 1e3 for t in alone]}
+    med = {k: float(np.median(row[k])) for k in ("sparsenet_ms", "onnxruntime_dense_ms", "deepsparse_ms",
+                                                 "sparsenet_alone_ms")}
     row.update({f"{k}_median": v for k, v in med.items()},
                vs_deepsparse=med["deepsparse_ms"] / med["sparsenet_ms"],
                vs_onnxruntime_dense=med["onnxruntime_dense_ms"] / med["sparsenet_ms"])
     print(f"threads {n_threads} batch {batch:2d}: sparsenet {med['sparsenet_ms']:.3f} ms "
           f"({row['formats']}), DeepSparse {med['deepsparse_ms']:.3f} ms, onnxruntime dense "
           f"{med['onnxruntime_dense_ms']:.3f} ms: {row['vs_deepsparse']:.2f}x DeepSparse, "
-          f"{row['vs_onnxruntime_dense']:.2f}x onnxruntime dense")
+          f"{row['vs_onnxruntime_dense']:.2f}x onnxruntime dense; sparsenet alone (no peer between calls) "
+          f"{med['sparsenet_alone_ms']:.3f} ms")
     return row
 
 
