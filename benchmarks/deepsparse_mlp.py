@@ -1,7 +1,7 @@
 """The MLP 1024-4096-4096-10 (ReLU) at 90 % unstructured against DeepSparse 1.8, in one run.
 
 Issue 11's targets: batch 64 faster than DeepSparse with 1 thread and with 2 (>= 1.3x with 2), and
-batch 1 >= 5x onnxruntime running the dense model. The pruned model (global magnitude 90 %, formats
+batch 1 >= 5x onnxruntime running the dense model. The pruned model (magnitude 90 % per layer, formats
 chosen by `compiled(..., "auto")` for the batch) runs through the public API (`predict`, its
 compiled plan) in rotating rounds with onnxruntime on the dense model and with no pause
 (`sparsenet.timing.compare`, settle=0); DeepSparse runs the exported pruned ONNX model in its own

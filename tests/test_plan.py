@@ -232,53 +232,6 @@ def test_quiet_blas_stops_the_pool_only_with_one_thread_and_blas_still_works():
     np.testing.assert_allclose(a @ a, want, rtol=1e-12, atol=1e-9)  # the pool starts again
 
 
-def test_blas_products_leave_the_pool_asleep_while_numba_workers_spin(monkeypatch):
-    """After a parallel kernel, a plan's BLAS product runs in blocks on the calling thread (same
-    result; OpenBLAS's stopped pool stays stopped); otherwise one threaded call."""
-    from sparsenet.kernels import _blas, _jit
-
-    _blas.quiet_blas()
-    if not _blas._POOLS:
-        pytest.skip("no OpenBLAS (pthreads) loaded")
-    alone = threading.active_count() == 1  # else the pool cannot be stopped to see it stay stopped
-    rng = np.random.default_rng(11)
-    for m, k, b in ((300, 64, 64), (100, 300, 64), (7, 3, 5)):
-        w, x = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, b)).astype(np.float32)
-        want = w.astype(np.float64) @ x
-        calls = []
-        monkeypatch.setattr(_blas.np, "matmul", lambda *a, _real=np.matmul, **kw: (calls.append(1), _real(*a, **kw))[1])
-        out = np.empty((m, b), np.float32)
-        _blas.quiet_blas()
-        _jit.note_parallel()
-        _blas.blas_matmul(w, x, out)
-        assert not alone or not any(avail.value for avail, _ in _blas._POOLS), (m, k, b)
-        assert len(calls) == -(-m // (_blas.ONE_THREAD_GEMM // (k * b)))
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
-        calls.clear()
-        monkeypatch.setattr(_jit, "_LAST_PARALLEL", [-1e9])
-        monkeypatch.setattr(_blas, "_LAST_PARALLEL", _jit._LAST_PARALLEL)
-        _blas.blas_matmul(w, x, out)  # no parallel kernel lately: one call, as NumPy runs it
-        assert len(calls) == 1
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
-        monkeypatch.undo()
-
-
-def test_a_plan_notes_its_parallel_kernels():
-    from sparsenet.kernels import _jit
-
-    pruned = sn.build_model("lenet300", seed=0)
-    prune(pruned, method="magnitude", sparsity=0.9, scope="global")
-    pruned = compiled(pruned, "csr")
-    x = np.zeros((64, 1, 8, 8), np.float32)
-    prog = plan_for(pruned, x)._program(64)
-    assert prog.parallel  # 1 993 x 64 multiply-adds: a parallel kernel
-    _jit._LAST_PARALLEL[0] = -1e9
-    pruned.predict(x)
-    assert _jit._LAST_PARALLEL[0] > 0
-    dense = sn.build_model("lenet300", seed=0)
-    assert not plan_for(dense, x)._program(64).parallel  # BLAS, then the small layer serial
-
-
 # -- tapes: a small plan as one compiled call -------------------------------------------------------
 def _without_tape(monkeypatch, plan, batch):
     from sparsenet.plan import _tape
@@ -290,7 +243,8 @@ def _without_tape(monkeypatch, plan, batch):
 
 
 @pytest.mark.parametrize("spec,dtype", [(spec, dtype) for spec in ("dense", "csr", "bsr4x4", "bsr8x1", "bsr16x1")
-                                         for dtype in (np.float32, np.float64)] + [("int8", np.float32)])
+                                         for dtype in (np.float32, np.float64)] +
+                         [("int8-dense", np.float32), ("int8-csr", np.float32), ("int8-bsr4x4", np.float32)])
 def test_tape_gives_the_same_bits_as_the_call_by_call_path(spec, dtype, monkeypatch):
     """Every weight format's serial product in a tape: the same kernels with the same argument
     types, so the same bits, at batch 1 and at a small batch (serial kernels too)."""
@@ -299,8 +253,8 @@ def test_tape_gives_the_same_bits_as_the_call_by_call_path(spec, dtype, monkeypa
     model = Sequential(Linear(64, 40, seed=1, dtype=dtype), ReLU(), Linear(40, 24, seed=2, dtype=dtype), Tanh(),
                        Linear(24, 10, seed=3, dtype=dtype))
     prune(model, method="magnitude", sparsity=0.75, scope="global")
-    model = compiled(model, "dense" if spec == "int8" else spec)
-    model = quantize(model) if spec == "int8" else model
+    model = compiled(model, spec.removeprefix("int8-"))
+    model = quantize(model) if spec.startswith("int8") else model
     plan = build_plan(model, input_shape=(64,))
     rng = np.random.default_rng(2)
     for batch in (1, 3):
@@ -354,3 +308,16 @@ def test_tape_sees_in_place_weight_changes_and_is_not_used_where_it_does_not_app
     assert not isinstance(plan._program(256), _Tape)
     cnn = sn.build_model("cnn", seed=0)
     assert not isinstance(plan_for(cnn, x)._program(1), _Tape)
+
+
+def test_a_graph_whose_input_shapes_change_in_place_gets_a_new_plan():
+    g = Graph({"x": (4,)}, [("flat", Flatten(), ["x"]), ("fc", Linear(4, 3, seed=1), ["flat"])], "fc")
+    x = np.ones((2, 4), np.float32)
+    first = plan_for(g, x)
+    assert plan_for(g, x) is first
+    want = g.predict(x)
+    g.input_shapes["x"] = (2, 2)  # in place: the generation does not move
+    with pytest.raises(ShapeError, match=r"\[N, 2, 2\]"):
+        g.predict(x)
+    assert plan_for(g, x) is not first
+    np.testing.assert_allclose(g.predict(x.reshape(2, 2, 2)), want, rtol=1e-6)

@@ -6,7 +6,6 @@ import numpy as np
 
 from ..errors import FormatError, ShapeError
 from .. import kernels
-from ..kernels._blas import blas_matmul
 from .base import WeightFormat, check_float_dtype
 
 __all__ = ["Dense", "BLAS_MIN_WORK"]
@@ -20,7 +19,7 @@ BLAS_MIN_WORK = 1 << 16
 def _blas_product(w, x, out, bias, act, alpha):
     """out = act(w @ x + bias) with the product in BLAS (NumPy) and the epilogue in Numba, serial:
     right after a BLAS call its threads spin, and a parallel kernel would share the cores with them."""
-    blas_matmul(w, x, out)  # on one thread while Numba's workers may spin (kernels._blas)
+    np.matmul(w, x, out=out)
     if act != 0 or bias.shape[0]:
         kernels.dense_epilogue_serial(out, bias, act, alpha)
 

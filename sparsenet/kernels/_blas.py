@@ -12,16 +12,6 @@ Starting the pool again costs the next threaded BLAS call 0.15-0.6 ms (measured:
 product 290 -> 435 us, 1000 x 1000 10.0 -> 10.6 ms), so compiled plans that call BLAS themselves
 never do this (`sparsenet.plan`), and a single-threaded BLAS call does not start the pool.
 
-The other way round, Numba's OpenMP workers spin for 10-30 ms after a parallel kernel, and a threaded
-BLAS call meanwhile shares a core with one of them and stalls for a scheduler time slice: a
-300 x 300 x 64 product took 3-4 ms instead of 62 us right after a parallel CSR kernel, still 130 us
-30 ms later (measured); the dense LeNet-300-100 at batch 64 right after its pruned copy, 7.9 ms
-instead of 65 us. `blas_matmul`, the BLAS product of dense layers, therefore splits a product
-into blocks that OpenBLAS runs on the calling thread when a parallel kernel ran within
-`SPIN_SECONDS` and the product is small enough that one thread costs less than a stall; OpenBLAS's
-pool is not woken (changing its thread count instead would start a stopped pool again). Products
-outside sparsenet (a user's own ``w @ x``) are not covered.
-
 The shutdown is not safe while another thread is inside a BLAS call, so it is done only when the
 process runs a single Python thread; with several threads the spinning is left alone (the cost
 is then speed, never correctness). An idle check costs well under a microsecond; set
@@ -31,14 +21,10 @@ is then speed, never correctness). An idle check costs well under a microsecond;
 import ctypes
 import os
 import threading
-import time
 
-import numpy as np
+from ._jit import PARALLEL
 
-from ._jit import _LAST_PARALLEL, PARALLEL
-
-__all__ = ["quiet_blas", "QUIET_MIN_WORK", "quiet_before", "parallel_if_quiet", "blas_matmul",
-           "SPIN_SECONDS", "ONE_THREAD_GEMM", "CHUNKED_MAX_WORK"]
+__all__ = ["quiet_blas", "QUIET_MIN_WORK", "quiet_before", "parallel_if_quiet"]
 
 # Multiply-adds from which a compiled plan's parallel kernel that follows the plan's own BLAS step
 # stops BLAS's pool first rather than run serial (restarting the pool costs 0.15-0.6 ms; a kernel of
@@ -46,14 +32,6 @@ __all__ = ["quiet_blas", "QUIET_MIN_WORK", "quiet_before", "parallel_if_quiet", 
 # that shares the cores with it stalls for milliseconds (4096 x 4096 at 90 %, batch 1, right after
 # `w @ x`: 3.3-5.2 ms instead of 0.3 ms, measured).
 QUIET_MIN_WORK = 1 << 22
-
-# How long after a parallel Numba kernel its workers may still spin (10-30 ms, measured); OpenBLAS
-# runs a GEMM on the calling thread alone when M * N * K <= 4 * 65536 (GEMM_MULTITHREAD_THRESHOLD *
-# SMP_THRESHOLD_MIN, interface/gemm.c); the largest product split into such blocks meanwhile (at
-# most 16 blocks; 4.2 M multiply-adds take ~0.1 ms on one core, less than the 3-4 ms stall).
-SPIN_SECONDS = 0.03
-ONE_THREAD_GEMM = 1 << 18
-CHUNKED_MAX_WORK = 1 << 22
 
 _POOLS = None  # [(blas_server_avail as a ctypes int, blas_thread_shutdown_)]
 
@@ -77,29 +55,6 @@ def _find_pools() -> list:
     return pools
 
 
-def _pools() -> list:
-    global _POOLS
-    if _POOLS is None:
-        _POOLS = _find_pools()
-    return _POOLS
-
-
-def blas_matmul(w, x, out) -> None:
-    """``np.matmul(w, x, out=out)`` for w [M, K] and x [K, B]; while Numba's workers may spin (a
-    parallel kernel ran within `SPIN_SECONDS`) and M * K * B < `CHUNKED_MAX_WORK`, in blocks of rows
-    small enough (M' * K * B <= `ONE_THREAD_GEMM`) that OpenBLAS computes each on the calling thread
-    without waking its pool (see the module docstring)."""
-    m, k = w.shape
-    b = x.shape[1]
-    if (time.perf_counter() - _LAST_PARALLEL[0] < SPIN_SECONDS and m * k * b < CHUNKED_MAX_WORK
-            and 0 < k * b <= ONE_THREAD_GEMM):
-        rows = ONE_THREAD_GEMM // (k * b)
-        for r0 in range(0, m, rows):
-            np.matmul(w[r0:r0 + rows], x, out=out[r0:r0 + rows])
-        return
-    np.matmul(w, x, out=out)
-
-
 def quiet_before(kernel) -> None:
     """`quiet_blas` if `kernel` is a parallel one."""
     if kernel in PARALLEL:
@@ -109,7 +64,10 @@ def quiet_before(kernel) -> None:
 def quiet_blas() -> bool:
     """Shut down the thread pools of OpenBLAS that are up, if this process runs one Python thread.
     Returns whether no pool is up afterwards (False: one is up and was left alone)."""
-    up = [(avail, shutdown) for avail, shutdown in _pools() if avail.value]
+    global _POOLS
+    if _POOLS is None:
+        _POOLS = _find_pools()
+    up = [(avail, shutdown) for avail, shutdown in _POOLS if avail.value]
     if not up:
         return True
     if threading.active_count() != 1:

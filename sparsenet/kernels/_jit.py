@@ -7,7 +7,6 @@ other's cache. `serial_and_parallel` therefore compiles two renamed copies of th
 
 import os
 import threading
-import time
 import types
 
 import numba
@@ -51,15 +50,6 @@ PARALLEL: set = set()
 SERIAL_OF: dict = {}
 
 
-_LAST_PARALLEL = [-1e9]  # time.perf_counter() when a parallel kernel last ran (`note_parallel`)
-
-
-def note_parallel() -> None:
-    """Record that a parallel kernel just ran: Numba's workers spin for a while after it, and
-    `_blas.blas_matmul` keeps BLAS's threads out of their way meanwhile."""
-    _LAST_PARALLEL[0] = time.perf_counter()
-
-
 _LOCK = threading.Lock()
 _LAYER = []
 
@@ -77,8 +67,6 @@ def _needs_lock() -> bool:
 
 def launch(kernel, *args):
     """Call `kernel(*args)`; under the workqueue threading layer, one launch at a time."""
-    if kernel in PARALLEL:
-        _LAST_PARALLEL[0] = time.perf_counter()
     if _needs_lock():
         with _LOCK:
             return kernel(*args)

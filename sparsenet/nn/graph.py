@@ -115,15 +115,7 @@ class Graph(Module):
             else:
                 raise ConfigError(f"Graph: node {i} should be a Node or a (name, op, inputs) triple, found {n!r}")
         self.nodes: list[Node] = self._validate(given)
-        # liveness: after node i, the values read for the last time there are dropped
-        last = {}
-        for i, node in enumerate(self.nodes):
-            for r in node.inputs:
-                last[r] = i
-        self._free_after = [[] for _ in self.nodes]
-        for name, i in last.items():
-            if name not in self.outputs:
-                self._free_after[i].append(name)
+        self._free_after = self._liveness(self.nodes)
         self.meta: dict = {}
         for node in self.nodes:
             node.op.name = f"node {node.name!r} ({type(node.op).__name__})"
@@ -348,30 +340,37 @@ class Graph(Module):
         g.meta = dict(seq.meta)
         return g
 
+    def _liveness(self, nodes) -> list[list[str]]:
+        """After node i, the values read for the last time there (dropped by forward)."""
+        last = {}
+        for i, node in enumerate(nodes):
+            for r in node.inputs:
+                last[r] = i
+        free = [[] for _ in nodes]
+        for name, i in last.items():
+            if name not in self.outputs:
+                free[i].append(name)
+        return free
+
     def replace(self, name: str, op: Module) -> None:
         """Let node `name` compute with `op` instead (same inputs; e.g. a layer with its weight in
-        another format, as `sparsenet.prune.compiled` makes). The shapes are checked again when the
-        inputs' shapes are known."""
+        another format, as `sparsenet.prune.compiled` makes). The new graph is validated as a new one
+        would be (the op's arity, no module shared with another node) and, when every input's shape is
+        known, traced; on any error the graph stays as it was."""
         index = next((i for i, n in enumerate(self.nodes) if n.name == name), None)
         if index is None:
             raise ConfigError(f"Graph.replace: no node {name!r}; nodes are {[n.name for n in self.nodes]}"[:400])
-        reads = len(self.nodes[index].inputs)
-        arity = _arity(op) if isinstance(op, Module) else -1
-        if not (arity == reads or (arity is None and reads >= 2)):
-            raise ConfigError(f"Graph.replace: node {name!r} reads {reads} values; "
-                              f"expected a Module taking as many, found {op!r}"[:400])
-        if any(n.op is op for i, n in enumerate(self.nodes) if i != index):
-            raise ConfigError(f"Graph.replace: {type(op).__name__} is already the op of another node")
-        before = self.nodes
+        before, free = self.nodes, self._free_after
         nodes = list(before)
         nodes[index] = Node(name, op, nodes[index].inputs)
-        self.nodes = nodes  # (an attribute set: compiled plans of this graph are rebuilt)
+        nodes = self._validate(nodes)  # ConfigError naming the node, graph untouched
+        self.nodes, self._free_after = nodes, self._liveness(nodes)  # (attribute sets: plans are rebuilt)
         shapes = list(self.input_shapes.values())
         if all(s is not None for s in shapes) and sum(math.prod(s) for s in shapes) <= self._TRACE_VALUES:
             try:
                 self.trace()
-            except SparsenetError:
-                self.nodes = before  # the graph as it was
+            except BaseException:
+                self.nodes, self._free_after = before, free  # the graph as it was
                 raise
         op.name = f"node {name!r} ({type(op).__name__})"
 

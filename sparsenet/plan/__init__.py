@@ -32,7 +32,6 @@ in evaluation mode, switching a module that is training for the call (not thread
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 
 import numpy as np
@@ -43,8 +42,8 @@ from ..errors import ConfigError, DataError, DTypeError, ShapeError
 from ..formats.dense import _blas_product as _BLAS_PRODUCT
 from ..kernels import epilogue, layout
 from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
-from ..kernels._jit import _LAST_PARALLEL
 from ..nn import module as _module
+from ..nn.graph import Graph
 from ._lower import Builder, Value
 from ._tape import tape_of
 
@@ -126,24 +125,17 @@ class Plan:
         # pool (4096 x 4096 at 90 %, batch 64, right after `w @ x`: 7.0 -> 3.2 ms).
         after_blas = ["caller"]
 
-        parallel = [False]  # whether a kernel may run parallel (then Numba's workers spin after the call)
-
         def before_parallel(kern, work):
             if kern is _BLAS_PRODUCT:
                 after_blas[0] = "plan"
-                return kern
-            if kern not in kernels._jit.PARALLEL:
-                return kern
-            if after_blas[0]:
+            elif after_blas[0] and kern in kernels._jit.PARALLEL:
                 if work < QUIET_MIN_WORK:
                     if after_blas[0] == "plan":
                         return kernels._jit.SERIAL_OF[kern]
-                    parallel[0] = True
                     # after the caller's BLAS: parallel if the pool is (or can be made) quiet, else serial
                     return parallel_if_quiet(kern, kernels._jit.SERIAL_OF[kern])
                 calls.append((quiet_blas, ()))
                 after_blas[0] = None
-            parallel[0] = True
             return kern
 
         for step in self.steps:
@@ -185,7 +177,7 @@ class Plan:
                 finals.append((layout.transpose, view(o), j))
             else:
                 finals.append((_copy_rows, view(o).reshape(batch, -1), j))
-        return _Program(ingests, calls, finals, self._generic, parallel[0])
+        return _Program(ingests, calls, finals, self._generic)
 
     def _program(self, batch: int) -> "_Program":
         programs = getattr(self._local, "programs", None)
@@ -295,11 +287,10 @@ class Plan:
 class _Program:
     """A plan bound to buffers for one batch size in one thread: the calls, ready to run."""
 
-    __slots__ = ("ingests", "calls", "finals", "generic", "parallel")
+    __slots__ = ("ingests", "calls", "finals", "generic")
 
-    def __init__(self, ingests, calls, finals, generic, parallel):
+    def __init__(self, ingests, calls, finals, generic):
         self.ingests, self.calls, self.finals, self.generic = ingests, calls, finals, generic
-        self.parallel = parallel  # a kernel may run parallel: the time is noted after each run
 
     def run1(self, x, out) -> int:
         """One input [B, F] and one output [B, M]; returns the count of non-finite inputs (0: done)."""
@@ -323,8 +314,6 @@ class _Program:
         return None
 
     def _calls(self) -> None:
-        if self.parallel:
-            _LAST_PARALLEL[0] = time.perf_counter()  # (before the call: its workers spin from the start)
         if not self.generic:
             for fn, args in self.calls:
                 fn(*args)
@@ -402,7 +391,10 @@ def plan_for(model, x=None) -> Plan:
     holds it weakly (a copy of a model, `copy.deepcopy`, builds its own)."""
     cache = _PLANS.get(model)  # [generation, {input shapes: plan}, the plan of the declared shapes]
     if cache is not None and cache[0] == _module._GENERATION[0] and cache[2] is not None:
-        return cache[2]  # the model declares its input shapes: x is not needed (predict's per-call path)
+        plan = cache[2]  # the model declares its input shapes: x is not needed (predict's per-call path)
+        # (a Graph's input_shapes dict can be changed in place without moving the generation)
+        if not isinstance(model, Graph) or plan.input_shapes == list(model.input_shapes.values()):
+            return plan
     if cache is not None and cache[0] != _module._GENERATION[0]:
         cache = None
     declared = _declared_shapes(model)

@@ -55,6 +55,8 @@ def prune_step(model, importance, granularity, sparsity, *, scope="layer", norma
                data=None) -> dict:
     """One importance -> selection -> application pass. Already-pruned weights stay pruned.
     Returns the masks applied."""
+    if granularity.structured:
+        require_chain(model, "prune_step")  # before anything changes
     layers = prunable_layers(model, exclude)
     if importance.structured_only and not granularity.structured:
         raise ConfigError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")

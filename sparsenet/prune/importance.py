@@ -232,7 +232,7 @@ class OBD(Importance):
 def _layer_key(name: str) -> int:
     """A layer name as an integer for seeding: a Sequential's index as it is (the bits of earlier
     releases), a Graph's node name by its CRC-32 (stable across runs and machines)."""
-    return int(name) if name.isdigit() else zlib.crc32(name.encode())
+    return int(name) if name.isascii() and name.isdigit() else zlib.crc32(name.encode())
 
 
 class SynFlow(Importance):

@@ -17,7 +17,7 @@ from ..train import evaluate, fit
 from .api import PruneResult, _model_sparsity, prune_step
 from .granularity import make_granularity
 from .importance import Magnitude
-from .masks import prunable_layers
+from .masks import prunable_layers, require_chain
 from .schedule import iterative_targets
 
 __all__ = ["lottery_ticket", "reinitialize"]
@@ -77,6 +77,8 @@ def lottery_ticket(model, train_data, *, sparsity=0.9, rounds=3, epochs=10, rewi
     if not 0 <= rewind_epoch < epochs:
         raise ConfigError(f"lottery: expected 0 <= rewind_epoch < epochs, found {rewind_epoch} and {epochs}")
     gran = make_granularity(granularity)
+    if gran.structured:
+        require_chain(model, "lottery_ticket")  # before any training
     history = []
 
     def train(n_epochs, round_seed):

@@ -29,7 +29,9 @@ def named_layers(model) -> dict:
 
 
 def get_layer(model, name: str):
-    """The layer called `name` in `model` (see `prunable_layers` for the names)."""
+    """The layer called `name` in `model` (see `prunable_layers` for the names; an int is taken as
+    a Sequential's index)."""
+    name = str(name)
     layers = named_layers(model)
     if name not in layers:
         raise ConfigError(f"no layer {name!r}; expected one of {list(layers)}"[:400])
@@ -38,6 +40,7 @@ def get_layer(model, name: str):
 
 def set_layer(model, name: str, layer) -> None:
     """Put `layer` in the place of the layer called `name` (a Sequential's index, a Graph's node)."""
+    name = str(name)
     get_layer(model, name)
     if isinstance(model, Graph):
         model.replace(name, layer)

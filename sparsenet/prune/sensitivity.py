@@ -35,7 +35,7 @@ from .api import prune_step
 from .compiler import _convert, _pattern, _random_input, _spec, _with_weight, parse_format_spec
 from .granularity import make_granularity
 from .importance import Importance, Movement, make_importance
-from .masks import get_layer, layer_mask, prunable_layers, sparsity_of
+from .masks import get_layer, layer_mask, prunable_layers, require_chain, sparsity_of
 from .trace import layer_shapes
 
 __all__ = ["sensitivity_scan", "allocate"]
@@ -136,6 +136,8 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     batch_size = check_int(batch_size, "batch_size", "sensitivity_scan")
     importance = make_importance(method)
     gran = make_granularity(granularity)
+    if gran.structured:
+        require_chain(model, "sensitivity_scan")  # before any work
     if gran.local:
         raise ConfigError(f"sensitivity_scan: granularity {gran.name!r} fixes the sparsity; expected "
                           f"'unstructured', 'blockRxC' or 'neuron'/'filter'")
@@ -207,7 +209,7 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
 
 # -- allocation -------------------------------------------------------------------------------------
 def _name_key(name: str):
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+    return (0, int(name), "") if name.isascii() and name.isdigit() else (1, 0, name)
 
 
 def _read_scan(scan, need_latency: bool):
