@@ -35,7 +35,7 @@ from .dense import dense_epilogue_serial, dense_spmm_serial
 from .int8 import bsr_i8_spmm_serial, csr_i8_spmm_serial, dense_i8_spmm_serial
 from .layout import ingest_fm, transpose
 
-__all__ = ["chain_run", "OPS", "FLOAT32_ONLY", "QUANTIZED", "WIDTH", "INGEST", "EPILOGUE", "OUTPUT"]
+__all__ = ["chain_run", "OPS", "FLOAT32_ONLY", "QUANTIZED", "VALUE_NDIM", "WIDTH", "INGEST", "EPILOGUE", "OUTPUT"]
 
 # op codes of a tape row (row[0]); the product codes are keyed by the kernel they call
 INGEST, EPILOGUE, OUTPUT = 1, 2, 3
@@ -55,6 +55,9 @@ OPS = {
 # the products `_float32_products` runs (float32 plans only), and those with int8 values + scales
 FLOAT32_ONLY = {_CSR_SPMM_F32, _BSR_SPMV_F32, _BSR_SPMM_F32, _QDENSE, _QCSR, _QBSR}
 QUANTIZED = {_QDENSE, _QCSR, _QBSR}
+# the dimensions of each product's values (operand 0): CSR 1, dense [M, K] 2, BSR [blocks, R, C] 3
+VALUE_NDIM = {_CSR_SPMV: 1, _CSR_SPMM: 1, _CSR_SPMM_F32: 1, _QCSR: 1, _DENSE: 2, _QDENSE: 2,
+              _BSR_SPMV: 3, _BSR_SPMM: 3, _BSR_SPMV_F32: 3, _BSR_SPMM_F32: 3, _QBSR: 3}
 # int64 slots per row: op, act, then up to seven operands of four slots
 WIDTH = 2 + 7 * 4
 

@@ -26,7 +26,7 @@ _POINTER = {np.dtype(np.int32)}
 class _Tape:
     """A `_Program` whose one-input, one-output run is a single `chain_run` call."""
 
-    __slots__ = ("program", "tape", "alphas", "rest", "rest_alphas", "ingest", "view", "dtype", "generic")
+    __slots__ = ("program", "tape", "alphas", "rest", "rest_alphas", "ingest", "view", "dtype")
 
     def __init__(self, program, rows, alphas, dtype):
         self.program = program  # keeps every array the tape addresses alive
@@ -35,7 +35,6 @@ class _Tape:
         self.rest, self.rest_alphas = self.tape[1:], self.alphas[1:]  # after the ingest (other input dtypes)
         self.ingest, _, self.view = program.ingests[0]
         self.dtype = dtype
-        self.generic = False
 
     def run1(self, x, out) -> int:
         if x.dtype == self.dtype and x.flags.writeable:  # (a read-only x would compile a new chain_run)
@@ -83,7 +82,7 @@ def tape_of(program, dtype, n_outputs: int):
         return program
     rows, alphas = [], []
     view = program.ingests[0][2]
-    if not _floats([view], dtype):
+    if not _floats([view], dtype) or view.ndim != 2:
         return program
     rows.append(_row(chain.INGEST, 0, [view]))
     alphas.append(0.0)
@@ -95,14 +94,14 @@ def tape_of(program, dtype, n_outputs: int):
             rows.append(_row(chain.OPS[fn], int(act), arrays))
         elif fn is dense_epilogue_serial:
             buf, bias, act, alpha = args
-            if not _floats([buf, bias], dtype):
+            if not _floats([buf, bias], dtype) or buf.ndim != 2 or bias.ndim != 1:
                 return program
             rows.append(_row(chain.EPILOGUE, int(act), [buf, bias]))
         else:
             return program
         alphas.append(float(alpha))
     fn, view, _ = program.finals[0]
-    if not _floats([view], dtype):
+    if not _floats([view], dtype) or view.ndim != 2:
         return program
     if fn is not layout.transpose:  # a batch-major output (not produced by products)
         return program
@@ -114,7 +113,9 @@ def tape_of(program, dtype, n_outputs: int):
 def _product_fits(fn, arrays, dtype) -> bool:
     op = chain.OPS[fn]
     *weights, x, out, bias = arrays
-    if not _arrays_fit(weights) or not _floats([x, out, bias], dtype) or x.ndim != 2 or out.ndim != 2:
+    if (not _arrays_fit(weights) or not _floats([x, out, bias], dtype) or x.ndim != 2 or out.ndim != 2
+            or bias.ndim != 1 or weights[0].ndim != chain.VALUE_NDIM[op]
+            or any(a.ndim != 1 for a in weights[1:])):  # index arrays and scales
         return False
     if op in chain.FLOAT32_ONLY and dtype != np.float32:
         return False
