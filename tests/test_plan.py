@@ -12,8 +12,8 @@ import pytest
 import sparsenet as sn
 from sparsenet.errors import DataError, DTypeError, ShapeError
 from sparsenet.formats import CSR
-from sparsenet.nn import (GELU, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear, ReLU, Sequential,
-                          Sigmoid, Tanh, inference)
+from sparsenet.nn import (GELU, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
+                          ReLU, Sequential, Sigmoid, Tanh, inference)
 from sparsenet.plan import build_plan, plan_for
 from sparsenet.prune import compiled, prune
 from sparsenet.quantize import quantize_model as quantize
@@ -321,3 +321,73 @@ def test_a_graph_whose_input_shapes_change_in_place_gets_a_new_plan():
         g.predict(x)
     assert plan_for(g, x) is not first
     np.testing.assert_allclose(g.predict(x.reshape(2, 2, 2)), want, rtol=1e-6)
+
+
+# -- BatchNorm and MaxPool2d steps -----------------------------------------------------------------
+def _randomize_batchnorms(model, seed):
+    rng = np.random.default_rng(seed)
+    for _, m in model.named_modules():
+        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
+            m.running_mean[:] = rng.standard_normal(m.num_features)
+            m.running_var[:] = rng.random(m.num_features) + 0.5
+            m.weight.data[:] = rng.standard_normal(m.num_features)
+            m.bias.data[:] = rng.standard_normal(m.num_features)
+
+
+def test_batchnorm_and_maxpool_run_as_kernels_and_match_the_layers():
+    model = sn.build_model("cnn", seed=2)
+    _randomize_batchnorms(model, 3)
+    plan = build_plan(model)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds.count("batchnorm") == 2 and kinds.count("maxpool2d") == 1 and "generic" in kinds  # (Conv2d)
+    rng = np.random.default_rng(4)
+    for n in (1, 3, 64):
+        x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+        np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=1e-5, atol=1e-5)
+    # statistics updated in place (as training does) are read at the next call, without a rebuild
+    before = plan_for(model, x)
+    bn = model.layers[1]
+    bn.running_mean[:] += 0.5
+    bn.weight.data[:] *= 2
+    assert plan_for(model, x) is before
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_batchnorm1d_runs_on_feature_major_values(dtype):
+    model = Sequential(Linear(6, 5, seed=1, dtype=dtype), BatchNorm1d(5, dtype=dtype), ReLU(),
+                       Linear(5, 3, seed=2, dtype=dtype))
+    _randomize_batchnorms(model, 5)
+    plan = build_plan(model, input_shape=(6,))
+    assert [s.kind for s in plan.steps] == ["ingest_fm", "product", "batchnorm", "activation", "product"]
+    x = np.random.default_rng(6).standard_normal((9, 6)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=tol, atol=tol)
+
+
+def test_batchnorm_does_not_overwrite_a_value_that_is_read_again():
+    bn = BatchNorm1d(6)
+    nodes = [("fc", Linear(6, 6, seed=1), ["x"]), ("bn", bn, ["fc"]), ("act", Tanh(), ["bn"]),
+             ("cat", Concat(), ["act", "fc"]), ("head", Linear(12, 2, seed=2), ["cat"])]
+    g = Graph({"x": (6,)}, nodes, "head")
+    _randomize_batchnorms(g, 7)
+    plan = build_plan(g)
+    step = next(s for s in plan.steps if s.kind == "batchnorm")
+    assert step.writes.root is not step.reads[0].root  # fc is read by the Concat too: a copy
+    x = np.random.default_rng(8).standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(plan.predict(x), _reference(g, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,hw", [(2, None, 0, (8, 8)), (3, 1, 1, (5, 7)), (3, 2, 1, (8, 5)),
+                                                      (2, 1, 0, (3, 3)), ((3, 2), (2, 1), 1, (6, 6))])
+def test_maxpool2d_step_matches_the_layer_exactly(kernel, stride, padding, hw):
+    from sparsenet.nn import MaxPool2d
+
+    pool = MaxPool2d(kernel, stride, padding)
+    model = Sequential(pool)
+    model.input_shape = (3, *hw)
+    plan = build_plan(model)
+    assert [s.kind for s in plan.steps] == ["ingest_bm", "maxpool2d"]
+    x = np.random.default_rng(9).standard_normal((4, 3, *hw)).astype(np.float32)
+    np.testing.assert_array_equal(plan.predict(x), _reference(model, x))

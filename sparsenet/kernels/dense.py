@@ -9,13 +9,15 @@ dense products still go to BLAS (`sparsenet.formats.Dense`), followed by `dense_
 Feature-major activations as everywhere (x: [K, B], batch contiguous); the caller allocates `out`.
 """
 
+import numba
 import numpy as np
 from numba import prange
 
-from ._jit import serial_and_parallel
+from ._jit import OPTIONS, serial_and_parallel
 from .epilogue import activate, epilogue_rows
 
-__all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial"]
+__all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
+           "dense_maxpool2d"]
 
 _TILE = 64
 
@@ -58,6 +60,44 @@ def _dense_epilogue(out, bias, act, alpha):
     m = out.shape[0]
     for i in prange(m):
         epilogue_rows(out, i, i + 1, bias, act, alpha)
+
+
+@numba.njit(**OPTIONS)
+def dense_batchnorm(x, mean, var, gamma, beta, eps, out):
+    """out[b, c, s] = (x[b, c, s] - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]: a BatchNorm in
+    evaluation mode over x [B, C, S] (a batch-major [B, C, H, W] seen as [B, C, H*W], or a
+    feature-major [C, B] as [1, C, B]); `out` may be `x` (in place). The statistics are read at
+    every call, so running averages updated in place are seen. Serial."""
+    nb, nc, ns = x.shape
+    for c in range(nc):
+        inv = np.asarray(1.0 / np.sqrt(var[c] + eps), dtype=var.dtype)[()]
+        g, m, shift = gamma[c], mean[c], beta[c]
+        for b in range(nb):
+            for s in range(ns):
+                out[b, c, s] = (x[b, c, s] - m) * inv * g + shift
+
+
+@numba.njit(**OPTIONS)
+def dense_maxpool2d(x, out, kh, kw, sh, sw, pad):
+    """out[b, c, i, j] = the largest x[b, c, i*sh + di - pad, j*sw + dj - pad] over the window
+    (0 <= di < kh, 0 <= dj < kw) that lies inside x, for x [B, C, H, W] and out [B, C, OH, OW]. Every
+    window holds at least one element of x (padding <= half the kernel, checked by MaxPool2d).
+    Serial."""
+    nb, nc, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    for b in range(nb):
+        for c in range(nc):
+            for i in range(oh):
+                h0 = i * sh - pad
+                for j in range(ow):
+                    w0 = j * sw - pad
+                    best = -np.inf
+                    for di in range(max(0, -h0), min(kh, h - h0)):
+                        for dj in range(max(0, -w0), min(kw, w - w0)):
+                            v = x[b, c, h0 + di, w0 + dj]
+                            if v > best:
+                                best = v
+                    out[b, c, i, j] = best
 
 
 dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)

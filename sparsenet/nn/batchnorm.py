@@ -55,6 +55,9 @@ class _BatchNorm(Module):
         mean_gx = (g * xhat).mean(axis=self._axes, keepdims=True)
         return ((g - mean_g - xhat * mean_gx) * self._shape(inv_std)).astype(grad.dtype, copy=False)
 
+    def lower(self, builder, inputs):  # evaluation mode: one pass, in place (sparsenet.kernels.dense_batchnorm)
+        return builder.batchnorm(self, inputs[0])
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 

@@ -60,6 +60,9 @@ class MaxPool2d(_Pool2d):
         self._save(_arg=arg, _x_shape=np.shape(x))
         return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
 
+    def lower(self, builder, inputs):  # a kernel of its own (sparsenet.kernels.dense_maxpool2d)
+        return builder.maxpool2d(self, inputs[0])
+
     def backward(self, grad):
         b, c, oh, ow = self._arg.shape
         kh, kw = self.kernel_size

@@ -148,7 +148,7 @@ class Plan:
                 p = step.params
                 raw, weights = p["weight"].product(batch)
                 kern = before_parallel(raw, p["weight"].nnz * batch)
-                if raw in kernels._jit.PARALLEL and kernels._jit._needs_lock():  # workqueue layer
+                if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():  # workqueue layer
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
             elif step.kind == "activation":
@@ -156,13 +156,23 @@ class Plan:
                 big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
                 raw = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
                 kern = before_parallel(raw, dst.features * batch)
-                if raw in kernels._jit.PARALLEL and kernels._jit._needs_lock():
+                if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
                     kern = _locked(kern)
                 flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
                 args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
                 if dst.root is not src[0].root:
                     calls.append((np.copyto, (view(dst), view(src[0]))))
                 calls.append((kern, args))
+            elif step.kind == "batchnorm":
+                m = step.params["module"]
+                x3, y3 = (view(v).reshape(1, v.features, batch) if v.layout == "fm" else
+                          view(v).reshape(batch, v.shape[0], -1) for v in (src[0], dst))
+                calls.append((kernels.dense_batchnorm, (x3, m.running_mean, m.running_var, m.weight.data,
+                                                        m.bias.data, m.eps, y3)))
+            elif step.kind == "maxpool2d":
+                p = step.params
+                calls.append((kernels.dense_maxpool2d, (view(src[0]), view(dst), *p["kernel"], *p["stride"],
+                                                        p["padding"])))
             elif step.kind == "fm_to_bm":
                 calls.append((layout.transpose, (view(src[0]), view(dst).reshape(batch, -1))))
             elif step.kind == "bm_to_fm":
@@ -326,6 +336,12 @@ class _Program:
                 fn(*args)
         finally:
             local.grad = previous
+
+
+def _may_run_parallel(raw, kern) -> bool:
+    """Whether `kern`, chosen for the parallel-or-serial kernel `raw`, may launch threads (not when
+    it is `raw`'s serial twin)."""
+    return raw in kernels._jit.PARALLEL and kern is not kernels._jit.SERIAL_OF[raw]
 
 
 def _locked(kern):

@@ -2,7 +2,8 @@
 
 Each module says how it runs in a plan in its own file (`Module.lower(builder, inputs)`): a Linear
 emits a product, an activation fuses into the product that feeds it, Flatten and Dropout cost
-nothing, and any other module runs as a *generic* step (its own `forward`, batch-major, in
+nothing, BatchNorm and MaxPool2d emit steps with kernels of their own, and any other module runs as
+a *generic* step (its own `forward`, batch-major, in
 evaluation mode, its output copied into the plan's buffer).
 
 Layouts are decided here, in one place. A value is one of
@@ -53,6 +54,13 @@ class Step:
 
     def __init__(self, kind: str, reads, writes, what: str, **params):
         self.kind, self.reads, self.writes, self.what, self.params = kind, list(reads), writes, what, params
+
+
+def _writable(v: Value) -> bool:
+    """Whether a step may overwrite `v`'s buffer: nothing else reads `v`, and nothing else reads the
+    value that owns the buffer (an alias such as a Flatten, or a value already overwritten in place,
+    shares its buffer with it)."""
+    return v.readers == 1 and (v.root is v or v.root.readers == 1)
 
 
 class Builder:
@@ -132,9 +140,33 @@ class Builder:
             return v
         if v.layout == "in":
             v = self.as_bm(v)
-        in_place = v.readers == 1 and v.root is v  # an alias shares its buffer with other readers
-        out = Value(v.shape, v.layout, v.dtype, root=v if in_place else None)
+        in_place = _writable(v)
+        out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None)
         return self._emit(Step("activation", [v], out, layer.name, act=act, alpha=float(alpha)))
+
+    def batchnorm(self, layer: Module, v: Value) -> Value:
+        """A BatchNorm in evaluation mode (`layer`: its statistics, gamma, beta and eps are read at
+        every call), in place when nothing else reads `v`, in either layout. A channel count or a
+        dtype that does not fit runs the layer's own forward (and its errors)."""
+        if v.layout == "in":
+            v = self.as_bm(v)
+        if (not v.shape or v.shape[0] != layer.num_features or len(v.shape) != layer._ndim - 1
+                or v.dtype != layer.running_mean.dtype):
+            return self.generic(layer, [v])
+        in_place = _writable(v)
+        out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None)
+        return self._emit(Step("batchnorm", [v], out, layer.name, module=layer))
+
+    def maxpool2d(self, layer: Module, v: Value) -> Value:
+        """A MaxPool2d over a batch-major [C, H, W] value (a shape it does not take runs its own
+        forward, which raises its error)."""
+        (kh, kw), (sh, sw), p = layer.kernel_size, layer.stride, layer.padding
+        if len(v.shape) != 3 or v.shape[1] + 2 * p < kh or v.shape[2] + 2 * p < kw:
+            return self.generic(layer, [v])
+        v = self.as_bm(v)
+        c, h, w = v.shape
+        out = Value((c, (h + 2 * p - kh) // sh + 1, (w + 2 * p - kw) // sw + 1), "bm", v.dtype)
+        return self._emit(Step("maxpool2d", [v], out, layer.name, kernel=(kh, kw), stride=(sh, sw), padding=p))
 
     def generic(self, layer: Module, inputs: list[Value]) -> Value:
         """`layer.forward` on batch-major inputs, in evaluation mode; its output's shape comes from a
