@@ -3,7 +3,7 @@ serial/parallel dispatch of the formats (forced with PARALLEL_MIN_WORK)."""
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import assert_close, check_format_against_reference
@@ -345,3 +345,43 @@ def test_dense_format_matches_reference(dtype):
         w = rng.standard_normal((6, 4)).astype(dtype)
         check_format_against_reference(Dense(w), w, rng.standard_normal((4, batch)),
                                        rng.standard_normal((6, batch)))
+
+
+# -- the plan's BatchNorm and MaxPool2d kernels, against the layers' NumPy forward ---------------------
+@settings(deadline=None)  # (the first example of each dtype compiles the kernel)
+@given(b=st.integers(0, 3), c=st.integers(1, 5), s=st.integers(1, 6), dtype=st.sampled_from([np.float32, np.float64]),
+       in_place=st.booleans(), seed=st.integers(0, 2**16))
+def test_dense_batchnorm_matches_batchnorm_forward(b, c, s, dtype, in_place, seed):
+    from sparsenet.kernels import dense_batchnorm
+    from sparsenet.nn import BatchNorm2d, inference
+
+    rng = np.random.default_rng(seed)
+    bn = BatchNorm2d(c, eps=1e-3, dtype=dtype)
+    bn.running_mean[:], bn.running_var[:] = rng.standard_normal(c), rng.random(c) + 0.1
+    bn.weight.data[:], bn.bias.data[:] = rng.standard_normal(c), rng.standard_normal(c)
+    x = rng.standard_normal((b, c, s, 1)).astype(dtype)
+    with inference(bn):
+        want = bn.forward(x)
+    x3 = x.reshape(b, c, s).copy()
+    out = x3 if in_place else np.empty_like(x3)
+    dense_batchnorm(x3, bn.running_mean, bn.running_var, bn.weight.data, bn.bias.data, bn.eps, out)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out.reshape(want.shape), want, rtol=tol, atol=tol)
+
+
+@settings(deadline=None)
+@given(b=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7), kh=st.integers(1, 3),
+       kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3), pad=st.integers(0, 1),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_dense_maxpool2d_matches_maxpool_forward(b, c, h, w, kh, kw, sh, sw, pad, dtype, seed):
+    from sparsenet.kernels import dense_maxpool2d
+    from sparsenet.nn import MaxPool2d
+
+    if pad * 2 > min(kh, kw) or h + 2 * pad < kh or w + 2 * pad < kw:
+        return  # shapes the layer refuses (its own errors)
+    pool = MaxPool2d((kh, kw), (sh, sw), pad)
+    x = np.random.default_rng(seed).standard_normal((b, c, h, w)).astype(dtype)
+    want = pool.forward(x)
+    out = np.empty(want.shape, dtype)
+    dense_maxpool2d(x, out, kh, kw, sh, sw, pad)
+    np.testing.assert_array_equal(out, want)

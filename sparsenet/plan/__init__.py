@@ -216,7 +216,7 @@ class Plan:
         if n <= batch_size:  # one batch (a user's per-request call): no slicing
             if self._program(n).run1(x2, out2):
                 self._raise_not_finite(x, where)
-        elif n:
+        else:
             for i in range(0, n, batch_size):
                 j = min(n, i + batch_size)
                 if self._program(j - i).run1(x2[i:j], out2[i:j]):
