@@ -258,7 +258,7 @@ def test_tape_gives_the_same_bits_as_the_call_by_call_path(spec, dtype, monkeypa
     plan = build_plan(model, input_shape=(64,))
     rng = np.random.default_rng(2)
     for batch in (1, 3):
-        tape = tape_of(plan._bind(batch), plan.dtype, 1)
+        tape = tape_of(plan._bind(batch), plan.dtype)
         assert isinstance(tape, _Tape), f"batch {batch}: {plan.describe()}"
         calls = _without_tape(monkeypatch, plan, batch)
         x = rng.standard_normal((batch, 64)).astype(plan.dtype)

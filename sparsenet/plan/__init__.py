@@ -197,7 +197,7 @@ class Plan:
         if prog is None:
             if len(programs) >= _PROGRAMS_PER_THREAD:
                 programs.clear()
-            prog = programs[batch] = tape_of(self._bind(batch), self.dtype, len(self.outputs))
+            prog = programs[batch] = tape_of(self._bind(batch), self.dtype)
         return prog
 
     # -- running --------------------------------------------------------------------------------------

@@ -42,10 +42,8 @@ class _Tape:
         bad = self.ingest(x, self.view)  # the cast from another dtype, outside the tape
         return bad or chain.chain_run(self.rest, self.rest_alphas, out, out)
 
-    def run(self, xs, outs):
-        if len(xs) == 1 and len(outs) == 1:
-            return 0 if self.run1(xs[0], outs[0]) else None  # as _Program.run: the index of a bad input
-        return self.program.run(xs, outs)
+    def run(self, xs, outs):  # (a tape has one input and one output)
+        return 0 if self.run1(xs[0], outs[0]) else None  # as _Program.run: the index of a bad input
 
 
 def _operand(a) -> list:
@@ -72,13 +70,13 @@ def _floats(arrays, dtype) -> bool:
     return _arrays_fit(arrays) and all(a.dtype == dtype for a in arrays)
 
 
-def tape_of(program, dtype, n_outputs: int):
+def tape_of(program, dtype):
     """A `_Tape` running `program` (a bound `_Program`), or `program` itself where a tape does not
     apply: tapes off, Numba's JIT disabled, a generic step, several inputs or outputs, a call
     `chain_run` does not make (a parallel kernel, BLAS, a copy, a layout change), or arrays of other types."""
     dtype = np.dtype(dtype)
     if (not _ENABLED or numba.config.DISABLE_JIT or program.generic or dtype not in _FLOATS
-            or n_outputs != 1 or len(program.ingests) != 1 or program.ingests[0][0] is not layout.ingest_fm):
+            or len(program.finals) != 1 or len(program.ingests) != 1 or program.ingests[0][0] is not layout.ingest_fm):
         return program
     rows, alphas = [], []
     view = program.ingests[0][2]
