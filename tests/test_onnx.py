@@ -29,9 +29,9 @@ def _rand(*shape, low=None):
     return a.astype(np.float32)
 
 
-def _model(nodes, inits, in_shape, *, opset=17, sparse=(), elem=FLOAT, outputs=None):
+def _model(nodes, inits, in_shape=None, *, opset=17, sparse=(), elem=FLOAT, outputs=None, inputs=None):
     graph = helper.make_graph(
-        nodes, "test", [helper.make_tensor_value_info("x", elem, list(in_shape))],
+        nodes, "test", inputs or [helper.make_tensor_value_info("x", elem, list(in_shape))],
         outputs or [helper.make_tensor_value_info("y", elem, None)],
         initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
         sparse_initializer=list(sparse))
@@ -412,19 +412,92 @@ def test_float_types_the_spec_lets_differ_are_accepted():
     assert import_onnx(folded)(np.zeros((1, 8), np.float32)).dtype == np.float32
 
 
-def test_non_chain_graphs_are_rejected():
+def _ort_outputs(proto, feeds):
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def test_residual_and_branching_graphs_import_as_graphs():
     n = helper.make_node
-    residual = _model([n("Gemm", ["x", "W"], ["h"], name="fc", transB=1), n("Relu", ["h"], ["r"], name="act"),
+    residual = _model([n("Gemm", ["x", "W"], ["h"], name="/fc/Gemm", transB=1), n("Relu", ["h"], ["r"], name="act"),
                        n("Add", ["r", "x"], ["y"], name="skip")], {"W": _rand(8, 8)}, ("N", 8))
-    with pytest.raises(OnnxImportError, match=r"feeds 2 nodes, node 0 'fc' \(Gemm\), node 2 'skip' \(Add\)"):
-        import_onnx(residual)
-    two_out = _model([n("Relu", ["x"], ["y"], name="a"), n("Sigmoid", ["y"], ["z"], name="b")], {}, ("N", 8),
-                     outputs=[helper.make_tensor_value_info(v, FLOAT, ["N", 8]) for v in ("y", "z")])
-    with pytest.raises(OnnxImportError, match="expected one output"):
-        import_onnx(two_out)
+    m = import_onnx(residual)
+    assert isinstance(m, nn.Graph)
+    assert [(k.name, type(k.op).__name__, k.inputs) for k in m.nodes] == [
+        ("fc_Gemm", "Linear", ("x",)), ("act", "ReLU", ("fc_Gemm",)), ("skip", "Add", ("act", "x"))]
+    x = _rand(5, 8)
+    np.testing.assert_allclose(m.predict(x), _ort_outputs(residual, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    # a value read by two nodes and also a graph output; two outputs; a Concat of the branches
+    two_out = _model([n("Gemm", ["x", "W"], ["y"], name="a", transB=1), n("Sigmoid", ["y"], ["s"], name="b"),
+                      n("Tanh", ["y"], ["t"], name="c"), n("Concat", ["s", "t"], ["z"], name="cat", axis=-1)],
+                     {"W": _rand(8, 8)}, ("N", 8),
+                     outputs=[helper.make_tensor_value_info(v, FLOAT, ["N", k]) for v, k in (("y", 8), ("z", 16))])
+    m = import_onnx(two_out)
+    assert m.outputs == ("a", "cat") and isinstance(m.nodes[-1].op, nn.Concat) and m.nodes[-1].op.axis == 1
+    for got, want in zip(m.forward(x), _ort_outputs(two_out, {"x": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_graphs_with_two_inputs_and_a_conv_residual_block():
+    n = helper.make_node
+    w1, w2 = _rand(4, 4, 3, 3), _rand(4, 4, 3, 3)
+    bn = {"g": _rand(4) + 2, "be": _rand(4), "mu": _rand(4), "var": np.abs(_rand(4)) + 0.5}
+    nodes = [n("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             n("BatchNormalization", ["c1", "g", "be", "mu", "var"], ["b1"], name="bn1"),
+             n("Relu", ["b1"], ["r1"], name="relu1"),
+             n("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             n("Add", ["c2", "x"], ["s"], name="add"), n("Relu", ["s"], ["r2"], name="relu2"),
+             n("Add", ["r2", "x2"], ["y"], name="add2")]
+    inputs = [helper.make_tensor_value_info(k, FLOAT, ["N", 4, 6, 6]) for k in ("x", "x2")]
+    proto = _model(nodes, {"w1": w1, "w2": w2, **bn}, inputs=inputs)
+    m = import_onnx(proto)
+    assert isinstance(m, nn.Graph) and list(m.input_shapes) == ["x", "x2"]
+    assert [type(k.op).__name__ for k in m.nodes] == ["Conv2d", "ReLU", "Conv2d", "Add", "ReLU", "Add"]
+    assert m.meta["onnx"]["folded"] == ["node 1 'bn1' (BatchNormalization)"]
+    x, x2 = _rand(3, 4, 6, 6), _rand(3, 4, 6, 6)
+    np.testing.assert_allclose(m.forward(x, x2), _ort_outputs(proto, {"x": x, "x2": x2})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_graph_export_import_round_trip():
+    from sparsenet.onnx import export_onnx
+
+    g = nn.Graph({"x": (8,)}, [("fc", nn.Linear(8, 8, seed=1), ["x"]), ("act", nn.Tanh(), ["fc"]),
+                               ("res", nn.Add(), ["act", "x"]), ("head", nn.Linear(8, 3, seed=2), ["res"]),
+                               ("cat", nn.Concat(), ["head", "res"])], ["cat", "head"])
+    back = import_onnx(export_onnx(g, None))
+    assert [(k.name, type(k.op), k.inputs) for k in back.nodes] == [(k.name, type(k.op), k.inputs) for k in g.nodes]
+    assert back.outputs == g.outputs
+    x = _rand(4, 8)
+    for got, want in zip(back.eval().forward(x), g.eval().forward(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+_n = helper.make_node
+JOIN_ERRORS = {
+    "mul-of-two-values": ([_n("Mul", ["r", "x"], ["y"], name="j")],
+                          r"node 1 'j' \(Mul\): Mul reads 2 values.*only Add, Sum, Concat"),
+    "add-broadcast": ([_n("ReduceMean", ["r"], ["m"], name="mean", axes=[1], keepdims=1),
+                       _n("Add", ["r", "m"], ["y"], name="j")], r"node 1 'mean' \(ReduceMean\)"),
+    "add-with-a-constant-too": ([_n("Sum", ["r", "x", "c"], ["y"], name="j")],
+                                r"node 1 'j' \(Sum\).*and constants together"),
+    "concat-batch-axis": ([_n("Concat", ["r", "x"], ["y"], name="j", axis=0)], r"node 1 'j' \(Concat\): axis=0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JOIN_ERRORS))
+def test_unsupported_joins_name_the_node(case):
+    nodes, fragment = JOIN_ERRORS[case]
+    proto = _model([helper.make_node("Relu", ["x"], ["r"], name="relu"), *nodes], {"c": _rand(8)}, ("N", 8),
+                   outputs=_out("N", 8))
+    with pytest.raises(OnnxImportError, match=fragment):
+        import_onnx(proto)
+
+
+def test_a_computed_value_that_nothing_reads_names_its_node():
+    n = helper.make_node
     tapped = _model([n("Relu", ["x"], ["r"], name="a"), n("Sigmoid", ["r"], ["y"], name="b"),
                      n("Tanh", ["r"], ["t"], name="c")], {}, ("N", 8))
-    with pytest.raises(OnnxImportError, match=r"node 2 'c' \(Tanh\)"):
+    with pytest.raises(OnnxImportError, match=r"node 2 'c' \(Tanh\).*'t' is neither used"):
         import_onnx(tapped)
 
 
@@ -668,3 +741,67 @@ def test_torch_dynamo_export_imports(opset):
         pytest.skip(f"dynamo exporter unavailable: {type(e).__name__}: {e}")
     m, _ = _check_torch_import(module, program.model_proto)
     assert _kinds(m) == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Flatten", "Linear"]
+
+
+def _torch_resnet():
+    """A small ResNet: stem, a BasicBlock with an identity shortcut, one with a strided 1x1
+    projection shortcut (Conv + BatchNorm), global pool, classifier."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    torch.manual_seed(0)
+
+    class Block(tnn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False), tnn.BatchNorm2d(cout)
+            self.c2, self.b2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False), tnn.BatchNorm2d(cout)
+            self.short = (tnn.Sequential() if stride == 1 and cin == cout else
+                          tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout)))
+
+        def forward(self, x):
+            return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.short(x))
+
+    net = tnn.Sequential(tnn.Conv2d(1, 8, 3, 1, 1), tnn.BatchNorm2d(8), tnn.ReLU(), Block(8, 8, 1), Block(8, 16, 2),
+                         tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(16, 10)).eval()
+    for m in net.modules():
+        if isinstance(m, tnn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("opset", [17, 20])
+def test_torch_resnet_imports_as_a_graph_and_prunes(opset, dynamo):
+    torch = pytest.importorskip("torch")
+    import io
+
+    net = _torch_resnet()
+    x0 = torch.zeros(2, 1, 8, 8)
+    if dynamo:
+        pytest.importorskip("onnxscript")
+        proto = torch.onnx.export(net, (x0,), dynamo=True, opset_version=opset, verbose=False,
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    else:
+        buf = io.BytesIO()
+        torch.onnx.export(net, (x0,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes={"x": {0: "N"}})
+        proto = onnx.load_from_string(buf.getvalue())
+    m = import_onnx(proto)
+    assert isinstance(m, nn.Graph)
+    kinds = [type(k.op).__name__ for k in m.nodes]
+    assert kinds.count("Add") == 2 and kinds.count("Conv2d") == 6 and "BatchNorm2d" not in kinds  # all folded
+    x = _rand(5, 1, 8, 8)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m.predict(x), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
+    from sparsenet.prune import compiled as compile_copy, prune
+
+    prune(m, sparsity=0.7)
+    pruned = compile_copy(m, "csr")
+    np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
+    back = export_onnx(pruned, None, sparse_initializers=True)
+    np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-5, atol=1e-5)

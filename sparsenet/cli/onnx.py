@@ -34,11 +34,12 @@ def register(subparsers) -> None:
 def run_import(args) -> int:
     from ..io import save_model
     from ..onnx import import_onnx
+    from ..prune.masks import named_layers
 
     model = import_onnx(args.model, fold_batchnorm=not args.no_fold_batchnorm)
     save_model(model, args.output)
-    kinds = [type(layer).__name__ for layer in model.layers]
-    payload = {"input": args.model, "output": args.output, "layers": kinds,
+    kinds = [type(layer).__name__ for layer in named_layers(model).values()]
+    payload = {"input": args.model, "output": args.output, "layers": kinds, "kind": type(model).__name__,
                "input_shape": list(model.input_shape) if model.input_shape else None,
                "params": int(sum(p.data.size for p in model.parameters())),
                "folded": model.meta["onnx"]["folded"], "opset": model.meta["onnx"]["opset"]}
@@ -53,6 +54,7 @@ def run_export(args) -> int:
 
     from ..io import load_model
     from ..onnx import export_onnx
+    from ..prune.masks import named_layers
 
     model = load_model(args.model)
     proto = export_onnx(model, args.output, sparse_initializers=args.sparse_initializers, opset=args.opset)
@@ -61,6 +63,6 @@ def run_export(args) -> int:
                "initializers": len(g.initializer), "sparse_initializers": len(g.sparse_initializer),
                "bytes": os.path.getsize(args.output)}
     sparse = f", {len(g.sparse_initializer)} sparse initializers" if g.sparse_initializer else ""
-    emit(args, payload, f"exported {len(model.layers)} layers as {len(g.node)} ONNX nodes (opset {args.opset}"
+    emit(args, payload, f"exported {len(named_layers(model))} layers as {len(g.node)} ONNX nodes (opset {args.opset}"
                         f"{sparse}) to {args.output} ({payload['bytes']} bytes)")
     return 0

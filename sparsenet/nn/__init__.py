@@ -1,4 +1,12 @@
-"""Layers: one per file, re-exported here."""
+"""Layers: one per file, re-exported here.
+
+An op is one class in one file holding everything about it: forward and backward, parameters
+(`own_parameters`, `buffers`, `reset_parameters`), its spec for model files (`spec`, `from_spec`),
+its ONNX nodes (`to_onnx`) and its compiled-plan steps (`lower`). `OPS` lists the ops that model
+files can hold, by the name they are stored under. Adding an op: its file here, its line in `OPS`,
+and, if ONNX files may contain it, a handler in `sparsenet.onnx._ops` (which maps ONNX's ops, many
+to one, onto these).
+"""
 
 from .activation import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
@@ -12,7 +20,13 @@ from .module import Module, Parameter, grad_enabled, inference, model_dtype, no_
 from .pool import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .sequential import Sequential
 
+# The ops a model file may hold, by the kind name it stores (`sparsenet.io.layers`).
+OPS = {cls.__name__: cls for cls in (
+    Linear, Conv2d, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Flatten,
+    ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Identity, Dropout, Add, Concat)}
+
 __all__ = [
+    "OPS",
     "Module", "Parameter", "Sequential", "Graph", "Node", "no_grad", "grad_enabled", "inference", "model_dtype",
     "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..formats import Dense, WeightFormat
 from ..formats.base import check_float_dtype
+from ._spec import decode_weight, encode_weight, field, float_vector
 from .init import kaiming_uniform, uniform_bias
 from .module import Module, Parameter
 
@@ -72,6 +73,41 @@ class WeightedLayer(Module):
         if self.bias is not None:
             params["bias"] = self.bias
         return params
+
+    def reset_parameters(self, rng) -> None:
+        """He-uniform weight and uniform bias as at construction, under the current masks."""
+        fan_in = self.weight.shape[1]
+        p = self.weight_param
+        p.data[...] = kaiming_uniform(rng, p.data.shape, fan_in, p.data.dtype)
+        p.apply_mask()
+        if self.bias is not None:
+            self.bias.data[...] = uniform_bias(rng, self.bias.data.shape[0], fan_in, self.bias.data.dtype)
+            self.bias.apply_mask()
+
+    def _spec_with_weights(self, settings: dict) -> tuple[dict, dict]:
+        """`settings` plus the weight (any format, `encode_weight`) and the bias."""
+        wspec, warrays = encode_weight(self.weight)
+        spec = dict(settings, bias=self.bias is not None, weight=wspec)
+        arrays = {f"weight.{k}": v for k, v in warrays.items()}
+        if self.bias is not None:
+            arrays["bias"] = self.bias.data
+        return spec, arrays
+
+    @staticmethod
+    def _weights_from_spec(spec, arrays, where):
+        """(weight, bias or None, has bias) of a spec `_spec_with_weights` wrote, validated."""
+        weight = decode_weight(field(spec, "weight", dict, where),
+                               {k[7:]: v for k, v in arrays.items() if k.startswith("weight.")}, where)
+        has_bias = field(spec, "bias", bool, where)
+        bias = float_vector(arrays, "bias", weight.shape[0], where) if has_bias else None
+        return weight, bias, has_bias
+
+    def _onnx_inputs(self, onnx, prefix, x, weight) -> list[str]:
+        """[x, weight initializer (`weight`: the dense value in ONNX's shape), bias initializer]."""
+        inputs = [x, onnx.const(f"{prefix}.weight", weight, self.weight)]
+        if self.bias is not None:
+            inputs.append(onnx.const(f"{prefix}.bias", self.bias.data))
+        return inputs
 
     def _format_repr(self) -> str:
         w = self._weight

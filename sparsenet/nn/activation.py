@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..kernels import epilogue
+from ._spec import field, number
 from .module import Module, as_float, grad_enabled
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity"]
@@ -20,6 +21,9 @@ class Identity(Module):
 
     def backward(self, grad):
         return grad
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Identity", inputs[:1], prefix)
 
 
 class ReLU(Module):
@@ -38,6 +42,9 @@ class ReLU(Module):
 
     def backward(self, grad):
         return grad * self._mask
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Relu", inputs[:1], prefix)
 
 
 class LeakyReLU(Module):
@@ -58,6 +65,16 @@ class LeakyReLU(Module):
     def backward(self, grad):
         return np.where(self._mask, grad, grad * grad.dtype.type(self.negative_slope))
 
+    def spec(self):
+        return {"negative_slope": self.negative_slope}, {}
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        return cls(number(spec, "negative_slope", where))
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("LeakyRelu", inputs[:1], prefix, alpha=self.negative_slope)
+
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
@@ -77,6 +94,9 @@ class Sigmoid(Module):
     def backward(self, grad):
         return grad * self._y * (1 - self._y)
 
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Sigmoid", inputs[:1], prefix)
+
 
 class Tanh(Module):
     def forward(self, x):
@@ -89,6 +109,9 @@ class Tanh(Module):
 
     def backward(self, grad):
         return grad * (1 - self._y * self._y)
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Tanh", inputs[:1], prefix)
 
 
 class GELU(Module):
@@ -109,6 +132,19 @@ class GELU(Module):
         x, t = self._x, self._t
         dt = (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
         return (grad * (0.5 * (1 + t) + 0.5 * x * dt)).astype(grad.dtype, copy=False)
+
+    def to_onnx(self, onnx, prefix, inputs):
+        """Gelu(approximate='tanh') from opset 20; before it, the tanh formula in Mul/Add/Tanh nodes."""
+        name, x = prefix, inputs[0]
+        if onnx.opset >= 20:
+            return onnx.node("Gelu", [x], name, approximate="tanh")
+        c = {k: onnx.const(f"{name}.{k}", v) for k, v in
+             (("cubic", 0.044715), ("scale", np.sqrt(2 / np.pi)), ("half", 0.5), ("one", 1.0))}
+        x3 = onnx.node("Mul", [onnx.node("Mul", [x, x], f"{name}.x2"), x], f"{name}.x3")
+        inner = onnx.node("Add", [x, onnx.node("Mul", [x3, c["cubic"]], f"{name}.cx3")], f"{name}.inner")
+        t = onnx.node("Tanh", [onnx.node("Mul", [inner, c["scale"]], f"{name}.scaled")], f"{name}.tanh")
+        half_x = onnx.node("Mul", [x, c["half"]], f"{name}.halfx")
+        return onnx.node("Mul", [half_x, onnx.node("Add", [t, c["one"]], f"{name}.onept")], name)
 
 
 class Softmax(Module):
@@ -131,6 +167,16 @@ class Softmax(Module):
     def backward(self, grad):
         y = self._y
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+
+    def spec(self):
+        return {"axis": self.axis}, {}
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        return cls(field(spec, "axis", int, where))
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Softmax", inputs[:1], prefix, axis=self.axis)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

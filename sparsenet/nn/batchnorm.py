@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ModelFileError
+from ._spec import field, float_vector, number
 from .module import Module, Parameter, as_float, check_input
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -57,6 +59,40 @@ class _BatchNorm(Module):
 
     def lower(self, builder, inputs):  # evaluation mode: one pass, in place (sparsenet.kernels.dense_batchnorm)
         return builder.batchnorm(self, inputs[0])
+
+    def buffers(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def reset_parameters(self, rng) -> None:
+        self.weight.data[...] = 1
+        self.bias.data[...] = 0
+        self.running_mean[:] = 0
+        self.running_var[:] = 1
+
+    def spec(self):
+        return ({"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum},
+                {"weight": self.weight.data, "bias": self.bias.data, **self.buffers()})
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        n = field(spec, "num_features", int, where)
+        layer = cls(n, eps=number(spec, "eps", where), momentum=number(spec, "momentum", where),
+                    dtype=float_vector(arrays, "weight", n, where).dtype)
+        layer.weight.data[:] = arrays["weight"]
+        layer.bias.data[:] = float_vector(arrays, "bias", n, where)
+        layer.running_mean[:] = float_vector(arrays, "running_mean", n, where)
+        var = float_vector(arrays, "running_var", n, where)
+        if np.any(var < 0):
+            raise ModelFileError(f"{where}: running_var holds negative values")
+        layer.running_var[:] = var
+        return layer
+
+    def to_onnx(self, onnx, prefix, inputs):  # ONNX's momentum is the share of the old statistic kept
+        consts = [onnx.const(f"{prefix}.{k}", v) for k, v in (
+            ("weight", self.weight.data), ("bias", self.bias.data),
+            ("running_mean", self.running_mean), ("running_var", self.running_var))]
+        return onnx.node("BatchNormalization", [inputs[0], *consts], prefix,
+                         epsilon=self.eps, momentum=1.0 - self.momentum)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

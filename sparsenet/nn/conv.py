@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ModelFileError, ShapeError
 from ._im2col import col2im, conv_output_size, im2col
+from ._spec import field, int_list
 from ._weighted import WeightedLayer
 from .module import check_input
 
@@ -72,6 +73,29 @@ class Conv2d(WeightedLayer):
             self.bias.grad += gt.sum(axis=1)
         kh, kw = self.kernel_size
         return col2im(self.weight.tmatmul(gt), self._x_shape, kh, kw, self.stride, self.padding)
+
+    def spec(self):
+        return self._spec_with_weights({"in_channels": self.in_channels, "out_channels": self.out_channels,
+                                        "kernel_size": list(self.kernel_size), "stride": self.stride,
+                                        "padding": self.padding})
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        cin, cout = field(spec, "in_channels", int, where), field(spec, "out_channels", int, where)
+        kernel = tuple(int_list(spec, "kernel_size", 2, where))
+        stride, padding = field(spec, "stride", int, where), field(spec, "padding", int, where)
+        if padding > max(kernel):  # more padding than kernel computes only zeros, and can request gigabytes
+            raise ModelFileError(f"{where}: padding {padding} should be at most the kernel size {kernel}")
+        weight, bias, has_bias = cls._weights_from_spec(spec, arrays, where)
+        return cls(cin, cout, kernel, stride=stride, padding=padding, bias=has_bias, weight=weight,
+                   bias_value=bias, dtype=weight.dtype)
+
+    def to_onnx(self, onnx, prefix, inputs):
+        kh, kw = self.kernel_size
+        w = self.weight.to_dense().reshape(self.out_channels, self.in_channels, kh, kw)
+        p, s = self.padding, self.stride
+        return onnx.node("Conv", self._onnx_inputs(onnx, prefix, inputs[0], w), prefix,
+                         kernel_shape=[kh, kw], strides=[s, s], pads=[p] * 4)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ._spec import field, number
 from .module import Module, as_float
 
 __all__ = ["Dropout"]
@@ -37,6 +38,16 @@ class Dropout(Module):
 
     def backward(self, grad):
         return grad if self._mask is None else grad * self._mask
+
+    def spec(self):
+        return {"p": self.p, "seed": self.seed}, {}
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        return cls(number(spec, "p", where), seed=field(spec, "seed", int, where))
+
+    def to_onnx(self, onnx, prefix, inputs):  # identity at inference; the ratio is kept for a round trip
+        return onnx.node("Dropout", [inputs[0], onnx.const(f"{prefix}.ratio", np.array(self.p))], prefix)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -18,3 +18,6 @@ class Flatten(Module):
 
     def backward(self, grad):
         return np.reshape(grad, self._shape)
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Flatten", inputs[:1], prefix, axis=1)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import check_input
+from ._spec import field
 from ._weighted import WeightedLayer
+from .module import check_input
 
 __all__ = ["Linear"]
 
@@ -51,6 +52,19 @@ class Linear(WeightedLayer):
         if self.bias is not None:
             self.bias.grad += gt.sum(axis=1)
         return self.weight.tmatmul(gt).T
+
+    def spec(self):
+        return self._spec_with_weights({"in_features": self.in_features, "out_features": self.out_features})
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        i, o = field(spec, "in_features", int, where), field(spec, "out_features", int, where)
+        weight, bias, has_bias = cls._weights_from_spec(spec, arrays, where)
+        return cls(i, o, has_bias, weight=weight, bias_value=bias, dtype=weight.dtype)
+
+    def to_onnx(self, onnx, prefix, inputs):  # Gemm with transB=1: x @ W.T + b
+        return onnx.node("Gemm", self._onnx_inputs(onnx, prefix, inputs[0], self.weight.to_dense()),
+                         prefix, transB=1)
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}, {self._format_repr()}, bias={self.bias is not None}"

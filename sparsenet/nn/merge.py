@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
+from ._spec import field
 from .module import Module, as_float
 
 __all__ = ["Add", "Concat"]
@@ -38,6 +39,9 @@ class Add(Module):
 
     def backward(self, grad):
         return tuple(grad for _ in range(self._n))
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Sum", inputs, prefix)
 
 
 class Concat(Module):
@@ -71,6 +75,16 @@ class Concat(Module):
     def backward(self, grad):
         edges = np.cumsum(self._sizes)[:-1]
         return tuple(np.split(grad, edges, axis=self.axis))
+
+    def spec(self):
+        return {"axis": self.axis}, {}
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        return cls(field(spec, "axis", int, where))
+
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("Concat", inputs, prefix, axis=self.axis)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

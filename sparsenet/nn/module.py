@@ -13,6 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import SparsenetError
+
 __all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "inference", "model_dtype", "generation"]
 
 _local = threading.local()
@@ -168,6 +170,34 @@ class Module:
         it reads, the value it writes is returned. By default a generic step runs `forward`;
         modules with kernels of their own (Linear, activations) override it."""
         return builder.generic(self, inputs)
+
+    def spec(self) -> tuple[dict, dict]:
+        """(settings as JSON values, arrays by name): what a model file stores of this op;
+        `from_spec` reads it back (helpers in `sparsenet.nn._spec`). Ops with settings or arrays
+        override both; the pruning masks of `own_parameters` are stored beside, by the file."""
+        return {}, {}
+
+    @classmethod
+    def from_spec(cls, spec: dict, arrays: dict, where: str) -> "Module":
+        """The op that `spec()` described. `spec` and `arrays` come from a file: a wrong type,
+        shape or value raises `ModelFileError` (or another `SparsenetError`) naming `where`."""
+        return cls()
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """This module's own state that is not a parameter (BatchNorm's running statistics), by
+        name: what a lottery-ticket rewind restores along with the parameters."""
+        return {}
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        """Fresh values, drawn from `rng` as at construction, for this module's own parameters and
+        buffers (masks kept). Nothing to do for ops without parameters."""
+
+    def to_onnx(self, onnx, prefix: str, inputs: list[str]) -> str:
+        """Append this op's ONNX nodes through `onnx` (the exporter's builder: ``onnx.node``,
+        ``onnx.const``, ``onnx.opset``), reading the values named `inputs`; returns the name of the
+        value it writes. The node that `import_onnx` reads the op back from is named `prefix`, the
+        others and the initializers start with it."""
+        raise SparsenetError(f"export_onnx: layer {self.name} of kind {type(self).__name__} has no ONNX mapping")
 
     # -- shared -------------------------------------------------------------------------------------
     def __call__(self, *xs, **named):

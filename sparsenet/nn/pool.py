@@ -6,6 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
+from ._spec import field, int_list
 from .module import Module, as_float, check_input
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
@@ -45,6 +46,17 @@ class _Pool2d(Module):
                 dx[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += contrib[:, :, :, :, i, j]
         return dx[:, :, p:p + h, p:p + w]
 
+    def spec(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": self.padding}, {}
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        return cls(tuple(int_list(spec, "kernel_size", 2, where)), tuple(int_list(spec, "stride", 2, where)),
+                   field(spec, "padding", int, where))
+
+    def _onnx_attrs(self) -> dict:
+        return {"kernel_shape": list(self.kernel_size), "strides": list(self.stride), "pads": [self.padding] * 4}
+
     def extra_repr(self) -> str:
         return f"kernel={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -63,6 +75,9 @@ class MaxPool2d(_Pool2d):
     def lower(self, builder, inputs):  # a kernel of its own (sparsenet.kernels.dense_maxpool2d)
         return builder.maxpool2d(self, inputs[0])
 
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("MaxPool", inputs[:1], prefix, **self._onnx_attrs())
+
     def backward(self, grad):
         b, c, oh, ow = self._arg.shape
         kh, kw = self.kernel_size
@@ -79,6 +94,9 @@ class AvgPool2d(_Pool2d):
         self._save(_x_shape=np.shape(x))
         return win.mean(axis=(-2, -1))
 
+    def to_onnx(self, onnx, prefix, inputs):
+        return onnx.node("AveragePool", inputs[:1], prefix, count_include_pad=1, **self._onnx_attrs())
+
     def backward(self, grad):
         kh, kw = self.kernel_size
         contrib = np.broadcast_to((grad / (kh * kw))[..., None, None], grad.shape + (kh, kw))
@@ -92,6 +110,10 @@ class GlobalAvgPool2d(Module):
         x = check_input(self, x, 4)
         self._save(_x_shape=x.shape)
         return x.mean(axis=(2, 3))
+
+    def to_onnx(self, onnx, prefix, inputs):  # ONNX's pool keeps [N, C, 1, 1]
+        pooled = onnx.node("GlobalAveragePool", inputs[:1], prefix)
+        return onnx.node("Flatten", [pooled], f"{prefix}.flatten", axis=1)
 
     def backward(self, grad):
         b, c, h, w = self._x_shape

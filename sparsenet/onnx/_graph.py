@@ -1,9 +1,9 @@
-"""An ONNX graph seen as a chain: constants resolved, the data value followed from input to output.
+"""An ONNX graph indexed for import: constants resolved, the data's values told from constants.
 
 Constants are initializers (dense or sparse), Constant nodes and any node whose inputs are all
 constants (folded with onnx's reference evaluator, e.g. the Identity nodes PyTorch puts on weights).
-``Shape`` nodes that read a chain value are allowed beside the chain: they evaluate to the value's
-static shape with a placeholder batch size, which is how ``x.view(x.size(0), -1)`` exports.
+``Shape`` nodes that read a data value evaluate to the value's static shape with a placeholder
+batch size, which is how ``x.view(x.size(0), -1)`` exports.
 """
 
 from __future__ import annotations
@@ -47,15 +47,13 @@ class Graph:
                     self.producer[out] = (i, node)
             for name in dict.fromkeys(n for n in node.input if n):
                 self.consumers[name].append((i, node))
-        inputs = [v for v in g.input if v.name not in self.constants]
-        if len(inputs) != 1:
-            raise OnnxImportError(f"ONNX graph: expected one data input, found {len(inputs)} "
-                                  f"({', '.join(v.name for v in inputs) or 'none'})")
-        if len(g.output) != 1:
-            raise OnnxImportError(f"ONNX graph: expected one output, found {len(g.output)} "
-                                  f"({', '.join(v.name for v in g.output)}): sparsenet imports single-output chains")
-        self.input, self.output = inputs[0], g.output[0]
-        self.shapes: dict[str, tuple | None] = {}  # chain value -> full shape (placeholder batch), if static
+        self.inputs = [v for v in g.input if v.name not in self.constants]
+        if not self.inputs:
+            raise OnnxImportError("ONNX graph: expected at least one data input, found none")
+        self.outputs = list(g.output)
+        if not self.outputs:
+            raise OnnxImportError("ONNX graph: expected at least one output, found none")
+        self.shapes: dict[str, tuple | None] = {}  # data value -> full shape (placeholder batch), if static
 
     # -- constants ----------------------------------------------------------------------------------
     def constant(self, name: str, _depth: int = 0):
@@ -88,7 +86,7 @@ class Graph:
         return self.constants.get(name)
 
     def _shape_of(self, i, node):
-        """A Shape node's value: from a constant's shape, or a chain value's static shape."""
+        """A Shape node's value: from a constant's shape, or a data value's static shape."""
         src = node.input[0]
         if src in self.shapes:
             shape = self.shapes[src]
@@ -97,7 +95,7 @@ class Graph:
                                       f"(declare the input's non-batch dimensions)")
         else:
             value = self.constant(src)
-            if value is None:  # a chain value not reached yet, or off the chain
+            if value is None:  # a data value not reached yet
                 return None
             shape = value.shape
         from onnx import helper
@@ -134,45 +132,35 @@ class Graph:
             raise OnnxImportError(f"{node_label(i, node)}: cannot evaluate this constant expression "
                                   f"({type(e).__name__}: {e})") from None
 
-    # -- the chain ----------------------------------------------------------------------------------
-    def next_node(self, value: str):
-        """The node that consumes chain value `value`, as (index, node, slot, inputs): `slot` is the
-        position of the data among the node's inputs, `inputs` lists them with None for the data (and
-        for omitted optional inputs) and arrays for constants. None when `value` is the graph output.
-        Raises OnnxImportError on anything that is not a chain."""
-        users = [(i, n) for i, n in self.consumers.get(value, []) if n.op_type != "Shape"]
-        if value == self.output.name:
-            if users:
-                raise OnnxImportError(f"graph output {value!r} also feeds {_labels(users)}: "
-                                      f"sparsenet imports chains only")
-            return None
-        if not users:
-            raise OnnxImportError(f"value {value!r} is neither used by a node nor the graph output "
-                                  f"({self.output.name!r})")
-        if len(users) > 1:
-            raise OnnxImportError(f"value {value!r} feeds {len(users)} nodes, {_labels(users)}: sparsenet "
-                                  f"imports chains only (no branches or skip connections)")
-        i, node = users[0]
+    # -- the data's path --------------------------------------------------------------------------
+    def data_users(self, value: str) -> list:
+        """The nodes that read `value` as data, as (index, node); ``Shape`` nodes read only its static
+        shape (they evaluate as constants) and are not counted."""
+        return [(i, n) for i, n in self.consumers.get(value, []) if n.op_type != "Shape"]
+
+    def node_inputs(self, i: int, node, data: set) -> list:
+        """`node`'s inputs: None for data values (in `data`) and omitted optional inputs, arrays for
+        constants. Raises OnnxImportError for an input that is neither, for a foreign op domain and for
+        a used extra output (only a node's first output is supported)."""
         label = node_label(i, node)
         if node.domain not in _DEFAULT_DOMAINS:
             raise OnnxImportError(f"{label}: op domain {node.domain!r} is not supported")
-        if list(node.input).count(value) > 1:
-            raise OnnxImportError(f"{label}: uses {value!r} twice; sparsenet imports chains of one-input layers")
         inputs = []
         for k, name in enumerate(node.input):
-            if not name or name == value:
+            if not name or name in data:
                 inputs.append(None)
                 continue
             c = self.constant(name)
             if c is None:
-                raise OnnxImportError(f"{label}: input {k} {name!r} is neither a constant nor the previous "
-                                      f"node's output (the graph branches); sparsenet imports chains only")
+                raise OnnxImportError(f"{label}: input {k} {name!r} is neither a constant nor computed from the "
+                                      f"graph's inputs by the nodes before it")
             inputs.append(c)
+        outputs = {o.name for o in self.outputs}
         for out in node.output[1:]:
-            if out and (self.consumers.get(out) or out == self.output.name):
+            if out and (self.consumers.get(out) or out in outputs):
                 raise OnnxImportError(f"{label}: its extra output {out!r} is used; only the first output "
                                       f"of a node is supported")
-        return i, node, list(node.input).index(value), inputs
+        return inputs
 
 
 def _labels(users) -> str:

@@ -32,6 +32,7 @@ class _Affine:
     pattern: np.ndarray | None   # stored entries (from a sparse initializer), None for dense
     bias: np.ndarray | None      # float64 [out]
     origin: str
+    name: str                    # the ONNX node's name
     conv: dict | None = None     # in_channels, kernel_size, stride, padding
 
     def build(self, dtype):
@@ -47,19 +48,21 @@ class _Affine:
 
 
 class State:
-    """What lowering a chain accumulates: layers (with the node each came from) and pending steps."""
+    """What lowering a chain of one-input nodes accumulates: layers (with the node each came from)
+    and pending steps. A graph is lowered as such chains joined by Add and Concat nodes."""
 
     def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool):
         self.graph, self.dtype = graph, dtype
         self.shape = tuple(shape)   # one sample, as ONNX sees it
         self.batch = batch          # batch size that evaluated shapes use (declared, or the placeholder)
         self.fold = fold_batchnorm
-        self.layers, self.origins, self.folded = [], [], []
+        self.layers, self.origins, self.names, self.folded = [], [], [], []
         self.affine: _Affine | None = None
         self.gap = None        # (layer index, (h, w), origin): GlobalAvgPool2d whose [N, C, 1, 1] awaits a flatten
         self.nhwc = None       # origin of a Transpose to NHWC that awaits its flatten
         self.col_perm = None   # (column permutation, origin) for the next MatMul/Gemm
         self.where = "input"   # label of the node being lowered
+        self.node_name = ""    # its name in the ONNX graph
 
     @property
     def static(self) -> bool:
@@ -75,21 +78,22 @@ class State:
                 layer = a.build(self.dtype)
             except SparsenetError as e:  # a layer refusing its arguments: name the node it came from
                 raise OnnxImportError(f"{a.origin}: {e}") from None
-            self._append(layer, a.origin)
+            self._append(layer, a.origin, a.name)
 
     def open_affine(self, weight, pattern, bias, conv=None) -> None:
         """Start a Linear (conv None) or Conv2d from the current node; later folds may change it."""
         self.flush()
-        self.affine = _Affine(weight, pattern, bias, self.where, conv)
+        self.affine = _Affine(weight, pattern, bias, self.where, self.node_name, conv)
 
     def emit(self, layer) -> None:
         self.flush()
-        self._append(layer, self.where)
+        self._append(layer, self.where, self.node_name)
 
-    def _append(self, layer, origin) -> None:
+    def _append(self, layer, origin, name) -> None:
         layer.eval()
         self.layers.append(layer)
         self.origins.append(origin)
+        self.names.append(name)
 
     def settle(self, keep_perm: bool = False) -> None:
         """Before an op that is not element-wise: an unflattened global pool becomes an AvgPool2d over

@@ -5,11 +5,13 @@ A Sequential has one input "input" and one output "output"; a Graph keeps its in
 names (its inputs' sample shapes must be known), and its `Add` and `Concat` nodes become Sum and
 Concat.
 
-Each layer becomes one or a few standard ops (default domain, opset 13 or later): Linear -> Gemm
-(transB=1), Conv2d -> Conv, BatchNorm1d/2d -> BatchNormalization, pools -> MaxPool / AveragePool
-(count_include_pad=1) / GlobalAveragePool + Flatten, activations -> their op (GELU -> Gelu with
-approximate='tanh' from opset 20, its tanh formula in Mul/Add/Tanh nodes before), Dropout -> Dropout
-(identity at inference), Identity -> Identity.
+Each layer writes its own nodes (`Module.to_onnx`, in the op's file), one or a few standard ops
+(default domain, opset 13 or later): Linear -> Gemm (transB=1), Conv2d -> Conv, BatchNorm1d/2d ->
+BatchNormalization, pools -> MaxPool / AveragePool (count_include_pad=1) / GlobalAveragePool +
+Flatten, activations -> their op (GELU -> Gelu with approximate='tanh' from opset 20, its tanh
+formula in Mul/Add/Tanh nodes before), Dropout -> Dropout (identity at inference), Identity ->
+Identity. Each op gets this module's builder: ``node(op_type, inputs, name, **attributes)`` returns
+the name of the value written, ``const(name, value, weight=None)`` adds an initializer, ``opset``.
 
 Weights are dense initializers by default. With ``sparse_initializers=True``, CSR and BSR weights are
 written as SparseTensorProto (linear int64 indices of the stored entries): a smaller file when the
@@ -63,72 +65,6 @@ class _Builder:
         out = f"{name}.out"
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
         return out
-
-
-def _gelu(b: _Builder, x: str, name: str) -> str:
-    if b.opset >= 20:
-        return b.node("Gelu", [x], name, approximate="tanh")
-    c = {k: b.const(f"{name}.{k}", v) for k, v in
-         (("cubic", 0.044715), ("scale", np.sqrt(2 / np.pi)), ("half", 0.5), ("one", 1.0))}
-    x3 = b.node("Mul", [b.node("Mul", [x, x], f"{name}.x2"), x], f"{name}.x3")
-    inner = b.node("Add", [x, b.node("Mul", [x3, c["cubic"]], f"{name}.cx3")], f"{name}.inner")
-    t = b.node("Tanh", [b.node("Mul", [inner, c["scale"]], f"{name}.scaled")], f"{name}.tanh")
-    half_x = b.node("Mul", [x, c["half"]], f"{name}.halfx")
-    return b.node("Mul", [half_x, b.node("Add", [t, c["one"]], f"{name}.onept")], name)
-
-
-def _layer(b: _Builder, i: int, layer, x: str) -> str:
-    """Append the nodes of model layer `i`; returns the name of its output value."""
-    name = f"{i}.{type(layer).__name__}"
-    kind = type(layer)
-    if kind is nn.Linear:
-        inputs = [x, b.const(f"{i}.weight", layer.weight.to_dense(), layer.weight)]
-        if layer.bias is not None:
-            inputs.append(b.const(f"{i}.bias", layer.bias.data))
-        return b.node("Gemm", inputs, name, transB=1)
-    if kind is nn.Conv2d:
-        kh, kw = layer.kernel_size
-        w = layer.weight.to_dense().reshape(layer.out_channels, layer.in_channels, kh, kw)
-        inputs = [x, b.const(f"{i}.weight", w, layer.weight)]
-        if layer.bias is not None:
-            inputs.append(b.const(f"{i}.bias", layer.bias.data))
-        p, s = layer.padding, layer.stride
-        return b.node("Conv", inputs, name, kernel_shape=[kh, kw], strides=[s, s], pads=[p] * 4)
-    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
-        inputs = [x] + [b.const(f"{i}.{k}", v) for k, v in (
-            ("weight", layer.weight.data), ("bias", layer.bias.data),
-            ("running_mean", layer.running_mean), ("running_var", layer.running_var))]
-        return b.node("BatchNormalization", inputs, name, epsilon=layer.eps, momentum=1.0 - layer.momentum)
-    if kind in (nn.MaxPool2d, nn.AvgPool2d):
-        attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride), "pads": [layer.padding] * 4}
-        if kind is nn.AvgPool2d:
-            return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)
-        return b.node("MaxPool", [x], name, **attrs)
-    if kind is nn.GlobalAvgPool2d:
-        return b.node("Flatten", [b.node("GlobalAveragePool", [x], f"{name}.pool")], name, axis=1)
-    if kind is nn.Flatten:
-        return b.node("Flatten", [x], name, axis=1)
-    if kind in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity):
-        return b.node({nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh", nn.Identity: "Identity"}[kind],
-                      [x], name)
-    if kind is nn.LeakyReLU:
-        return b.node("LeakyRelu", [x], name, alpha=layer.negative_slope)
-    if kind is nn.GELU:
-        return _gelu(b, x, name)
-    if kind is nn.Softmax:
-        return b.node("Softmax", [x], name, axis=layer.axis)
-    if kind is nn.Dropout:  # identity at inference; the ratio is kept for a round trip
-        return b.node("Dropout", [x, b.const(f"{i}.ratio", np.array(layer.p))], name)
-    raise SparsenetError(f"export_onnx: layer {layer.name} of kind {kind.__name__} has no ONNX mapping")
-
-
-def _node(b: _Builder, name: str, op, inputs: list[str]) -> str:
-    """Append the nodes of one graph node (several inputs: Add -> Sum, Concat); returns its output's name."""
-    if type(op) is nn.Add:
-        return b.node("Sum", inputs, f"{name}.Add")
-    if type(op) is nn.Concat:
-        return b.node("Concat", inputs, f"{name}.Concat", axis=op.axis)
-    return _layer(b, name, op, inputs[0])
 
 
 def _wiring(model, input_shape):
@@ -215,7 +151,7 @@ def export_onnx(model: Sequential | Graph, path=None, *, sparse_initializers: bo
     b = _Builder(dtype, sparse_initializers, int(opset))
     values = {k: k for k in inputs}
     for name, op, ins in nodes:
-        values[name] = _node(b, name, op, [values[r] for r in ins])
+        values[name] = op.to_onnx(b, name, [values[r] for r in ins])
         if name in outputs:  # the node's last ONNX node writes the graph output of that name
             b.nodes[-1].output[0] = values[name] = outputs[name]
     if not nodes:  # an empty Sequential
@@ -234,7 +170,8 @@ def export_onnx(model: Sequential | Graph, path=None, *, sparse_initializers: bo
                               producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets))
     if out_shapes is None:  # symbolic sizes: let onnx infer the output's shape
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-        proto.graph.output[0].CopyFrom(inferred.graph.output[0])
+        for out, known in zip(proto.graph.output, inferred.graph.output):
+            out.CopyFrom(known)
     try:
         meta = json.dumps(getattr(model, "meta", {}) or {}, allow_nan=False)
     except (TypeError, ValueError):

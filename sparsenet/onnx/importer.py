@@ -1,21 +1,24 @@
-"""`import_onnx`: an ONNX chain, as PyTorch (legacy and dynamo exporters) and Keras/tf2onnx write
-MLPs and CNNs, -> a `Sequential`.
+"""`import_onnx`: an ONNX graph, as PyTorch (legacy and dynamo exporters) and Keras/tf2onnx write
+MLPs, CNNs and residual networks, -> a `Sequential` (a chain) or a `Graph`.
 
-The graph must be a chain from its one input to its one output; constants (initializers, sparse
-initializers, Constant nodes, constant expressions) may join it anywhere. Each node becomes a layer,
-folds into the Linear/Conv2d before it (BatchNormalization, bias Add, per-channel Mul/Div/Sub), or is
-a layout step (Flatten/Reshape/Squeeze to [N, features], identity Transpose, tf2onnx's NHWC flatten,
-whose column order is folded into the next Linear). Anything else raises `OnnxImportError` naming
-the node (index, name, op type).
+Constants (initializers, sparse initializers, Constant nodes, constant expressions) may join the
+data anywhere. A node that reads one data value becomes a layer, folds into the Linear/Conv2d before
+it (BatchNormalization, bias Add, per-channel Mul/Div/Sub), or is a layout step (Flatten/Reshape/
+Squeeze to [N, features], identity Transpose, tf2onnx's NHWC flatten, whose column order is folded
+into the next Linear). An Add or Sum of several data values becomes an `Add` node, a Concat of
+several a `Concat` node; a value read by several nodes is shared. Anything else raises
+`OnnxImportError` naming the node (index, name, op type).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
+from .. import nn
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential, no_grad
 from ._graph import Graph
@@ -26,51 +29,210 @@ from ._proto import FLOAT_TYPES, OnnxImportError, node_label, require_onnx
 __all__ = ["import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = tuple(sorted(OPS))
+_JOINS = ("Add", "Sum", "Concat")  # ops that may read several data values
 
 
-def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential:
-    """Build a `Sequential` (in eval mode) from an ONNX model: a path, the file's bytes, or a ModelProto.
+def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph:
+    """Build a model (in eval mode) from an ONNX model: a path, the file's bytes, or a ModelProto.
 
-    Weights from dense initializers are stored Dense, weights from sparse initializers CSR with the
-    stored pattern (prune and `compile` afterwards for other formats). With `fold_batchnorm`, a
-    BatchNormalization directly after Gemm/MatMul/Conv is folded into that layer's weight and bias
-    (in float64, rounded once); otherwise it becomes a BatchNorm1d/2d layer. ``model.input_shape``
-    is the graph input's shape without the batch (None if a dimension is symbolic);
-    ``model.meta["onnx"]`` records the producer, the opset and the folded nodes. Shapes are checked by
-    one forward pass of a zero sample against the graph's.
+    A graph whose nodes form one chain from its one input to its one output gives a `Sequential`;
+    any other (residual connections, several inputs or outputs) a `Graph` whose inputs, nodes and
+    outputs are named after the ONNX graph's (characters other than letters, digits, ``_`` and ``-``
+    become ``_``). Weights from dense initializers are stored Dense, weights from sparse
+    initializers CSR with the stored pattern (prune and `compile` afterwards for other formats).
+    With `fold_batchnorm`, a BatchNormalization directly after Gemm/MatMul/Conv is folded into that
+    layer's weight and bias (in float64, rounded once); otherwise it becomes a BatchNorm1d/2d layer.
+    ``model.input_shape`` (``input_shapes`` for a Graph) is the graph input's shape without the
+    batch (None if a dimension is symbolic); ``model.meta["onnx"]`` records the producer, the opset
+    and the folded nodes. Shapes are checked by one forward pass of a zero sample against the graph's.
 
     >>> model = import_onnx("model.onnx")  # doctest: +SKIP
     """
     proto = _load(source)
     graph = Graph(proto)
-    dtype, batch, sample = _signature(graph)
-    st = State(graph, dtype, sample, batch, fold_batchnorm)
-    value = graph.input.name
-    graph.shapes[value] = (batch, *st.shape) if st.static else None
-    while (step := graph.next_node(value)) is not None:
-        i, node, slot, inputs = step
-        st.where = node_label(i, node)
-        handler = OPS.get(node.op_type)
-        if handler is None:
-            raise OnnxImportError(f"{st.where}: op {node.op_type} is not supported "
-                                  f"(supported: {', '.join(SUPPORTED_OPS)})")
+    dtype, batch, samples = _signature(graph)
+    return _Lowering(graph, dtype, batch, fold_batchnorm).run(proto, samples)
+
+
+class _Lowering:
+    """The ONNX nodes, in their (topological) order, lowered as chains of one-input layers (each a
+    `State` that starts at a graph input or at a shared or joined value) and the nodes that join them."""
+
+    def __init__(self, graph: Graph, dtype, batch, fold: bool):
+        self.graph, self.dtype, self.batch, self.fold = graph, dtype, batch, fold
+        self.data: set[str] = set()     # ONNX values computed from the graph's inputs
+        self.open: dict[str, tuple[State, str]] = {}  # value -> (chain that ends at it, the name it starts at)
+        self.named: dict[str, str] = {}  # value -> its sparsenet input or node name
+        self.shape: dict[str, tuple] = {}  # value -> one sample's shape (None where not static)
+        self.nodes: list[tuple] = []     # (name, op, input names) of the Graph
+        self.taken: set[str] = set()
+        self.folded: list[str] = []
+        self.origins: dict[str, str] = {}  # sparsenet node name -> label of the ONNX node it came from
+
+    def run(self, proto, samples):
+        g = self.graph
+        for v, sample in zip(g.inputs, samples):
+            self.data.add(v.name)
+            self.named[v.name] = self._name(v.name)
+            self.shape[v.name] = tuple(sample)
+            self._record(v.name)
+        for i, node in enumerate(g.nodes):
+            if node.op_type == "Shape" or not any(n in self.data for n in node.input):
+                continue  # a constant, folded when a node reads it
+            self._lower(i, node)
+        outputs = [o.name for o in g.outputs]
+        for o in outputs:
+            if o not in self.data:
+                raise OnnxImportError(f"graph output {o!r}: is a constant, not computed from the graph's inputs")
+        for v in sorted(self.data - set(outputs)):
+            if not g.data_users(v) and v not in self.named:
+                k, node = g.producer[v]
+                raise OnnxImportError(f"{node_label(k, node)}: its output {v!r} is neither used by a node nor a "
+                                      f"graph output ({', '.join(map(repr, outputs))})")
+        chain = len(g.inputs) == 1 and len(outputs) == 1 and outputs[0] in self.open
+        if chain and self.open[outputs[0]][1] == self.named[g.inputs[0].name] and not self.nodes:
+            st, _ = self.open[outputs[0]]
+            st.where = f"graph output {outputs[0]!r}"
+            st.flush()
+            st.settle()
+            model = Sequential(*st.layers)
+            sample = samples[0]
+            model.input_shape = tuple(sample) if all(d is not None for d in sample) else None
+            self.folded += st.folded
+            model.meta = _meta(proto, g, self.folded)
+            model.eval()
+            _check_chain(model, st, g)
+            return model
+        names = [self._materialize(o, f"graph output {o!r}") for o in outputs]
+        inputs = {self.named[v.name]: (tuple(s) if all(d is not None for d in s) else None)
+                  for v, s in zip(g.inputs, samples)}
         try:
-            handler(st, node, _attributes(node), slot, inputs)
-        except SparsenetError:
-            raise
-        except (ArithmeticError, LookupError, TypeError, ValueError) as e:  # a case no check foresaw
-            raise OnnxImportError(f"{st.where}: cannot import this node ({type(e).__name__}: {e})") from None
-        value = node.output[0]
-        graph.shapes[value] = (batch, *st.shape) if st.static else None
-    st.where = f"graph output {graph.output.name!r}"
-    st.flush()
-    st.settle()
-    model = Sequential(*st.layers)
-    model.input_shape = tuple(sample) if all(d is not None for d in sample) else None
-    model.meta = _meta(proto, graph, st)
-    model.eval()
-    _check_shapes(model, st, graph)
-    return model
+            model = nn.Graph(inputs, self.nodes, names, check_shapes=False)
+        except SparsenetError as e:
+            raise OnnxImportError(f"the imported graph is not valid: {e}") from None
+        model.meta = _meta(proto, g, self.folded)
+        model.eval()
+        _check_graph(model, [self.shape[o] for o in outputs], self.origins, g)
+        return model
+
+    # -- one node -----------------------------------------------------------------------------------
+    def _lower(self, i, node):
+        g = self.graph
+        label = node_label(i, node)
+        inputs = g.node_inputs(i, node, self.data)
+        data_in = [n for n in node.input if n in self.data]
+        out = node.output[0]
+        if len(data_in) == 1:
+            value = data_in[0]
+            st, start = self._chain_to(value, label)
+            st.where, st.node_name = label, node.name or f"{node.op_type}_{i}"
+            handler = OPS.get(node.op_type)
+            if handler is None:
+                raise OnnxImportError(f"{label}: op {node.op_type} is not supported "
+                                      f"(supported: {', '.join(SUPPORTED_OPS)})")
+            try:
+                handler(st, node, _attributes(node), list(node.input).index(value), inputs)
+            except SparsenetError:
+                raise
+            except (ArithmeticError, LookupError, TypeError, ValueError) as e:  # a case no check foresaw
+                raise OnnxImportError(f"{label}: cannot import this node ({type(e).__name__}: {e})") from None
+            self.open[out] = (st, start)
+            self.shape[out] = tuple(st.shape)
+        else:
+            self._join(i, node, label, data_in, inputs)
+        self.data.add(out)
+        self._record(out)
+
+    def _join(self, i, node, label, data_in, inputs):
+        """An Add/Sum or Concat of several data values: an `Add` or `Concat` node of the Graph."""
+        if node.op_type not in _JOINS:
+            raise OnnxImportError(f"{label}: {node.op_type} reads {len(data_in)} values computed from the graph's "
+                                  f"inputs; only {', '.join(_JOINS)} may join several (the others take "
+                                  f"one, beside constants)")
+        if any(v is not None for v in inputs):
+            raise OnnxImportError(f"{label}: {node.op_type} of values computed from the graph's inputs and "
+                                  f"constants together is not supported")
+        attrs = _attributes(node)
+        shapes = [self.shape[v] for v in data_in]
+        names = [self._materialize(v, label) for v in data_in]
+        if node.op_type == "Concat":
+            unknown = [k for k in attrs if k != "axis"]
+            if unknown:
+                raise OnnxImportError(f"{label}: attribute {unknown[0]!r} is not supported")
+            rank = len(shapes[0]) + 1
+            axis = int(attrs.get("axis", 1))
+            if not -rank <= axis < rank or axis % rank == 0:
+                raise OnnxImportError(f"{label}: axis={axis} is not supported (expected a non-batch axis of "
+                                      f"the {rank}-D inputs)")
+            axis %= rank
+            op = nn.Concat(axis)
+            if any(len(s) != len(shapes[0]) for s in shapes) or any(
+                    a != b for s in shapes for k, (a, b) in enumerate(zip(s, shapes[0]))
+                    if k != axis - 1 and a is not None and b is not None):
+                raise OnnxImportError(f"{label}: inputs of sample shapes {shapes} differ beyond axis {axis}")
+            sizes = [s[axis - 1] for s in shapes]
+            joined = list(shapes[0])
+            joined[axis - 1] = None if None in sizes else sum(sizes)
+            shape = tuple(joined)
+        else:
+            if attrs:
+                raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")
+            known = {s for s in shapes if None not in s}
+            if len(known) > 1 or any(len(s) != len(shapes[0]) for s in shapes):
+                raise OnnxImportError(f"{label}: adds inputs of sample shapes {shapes}: broadcasting between "
+                                      f"computed values is not supported (expected one shape)")
+            op = nn.Add()
+            shape = next(iter(known)) if known else shapes[0]
+        name = self._add_node(node.name or f"{node.op_type}_{i}", op, names, label)
+        self.named[node.output[0]] = name
+        self.shape[node.output[0]] = shape
+
+    # -- chains -------------------------------------------------------------------------------------
+    def _chain_to(self, value, label):
+        """The chain a node reading `value` continues: `value`'s own when the node is its only reader,
+        else a new one from `value`'s node (shared)."""
+        g = self.graph
+        shared = len(g.data_users(value)) > 1 or value in (o.name for o in g.outputs)
+        if value in self.open and not shared:
+            return self.open.pop(value)
+        start = self._materialize(value, label)
+        return State(g, self.dtype, self.shape[value], self.batch, self.fold), start
+
+    def _materialize(self, value, label) -> str:
+        """The Graph name of `value`, adding the layers of the chain that ends at it as nodes."""
+        if value in self.named:
+            return self.named[value]
+        st, start = self.open.pop(value)
+        st.where = label
+        st.flush()
+        st.settle()
+        self.folded += st.folded
+        name = start
+        for layer, origin, onnx_name in zip(st.layers, st.origins, st.names):
+            name = self._add_node(onnx_name, layer, [name], origin)
+        self.named[value] = name
+        return name
+
+    def _add_node(self, onnx_name, op, inputs, origin) -> str:
+        name = self._name(onnx_name)
+        self.nodes.append((name, op, inputs))
+        self.origins[name] = origin
+        return name
+
+    def _name(self, onnx_name: str) -> str:
+        """A Graph name from an ONNX name: letters, digits, '_' and '-' kept, the rest '_', made unique."""
+        base = re.sub(r"[^A-Za-z0-9_-]", "_", onnx_name).strip("_")[:100] or "node"
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def _record(self, value):
+        """Keep `value`'s full shape for the Shape nodes that may read it."""
+        s = self.shape.get(value)
+        self.graph.shapes[value] = (self.batch, *s) if s is not None and None not in s else None
 
 
 def _load(source):
@@ -105,24 +267,31 @@ def _load(source):
 
 
 def _signature(graph: Graph):
-    """(dtype, batch size for evaluated shapes, one sample's dims with None where symbolic)."""
+    """(dtype, batch size for evaluated shapes, each input's sample dims with None where symbolic)."""
     from onnx import TensorProto
 
-    v = graph.input
-    where = f"graph input {v.name!r}"
-    if not v.type.HasField("tensor_type"):
-        raise OnnxImportError(f"{where}: expected a tensor")
-    elem = v.type.tensor_type.elem_type
-    if elem not in FLOAT_TYPES:
-        raise OnnxImportError(f"{where}: expected element type FLOAT or DOUBLE, found "
-                              f"{TensorProto.DataType.Name(elem)}")
-    if not v.type.tensor_type.HasField("shape"):
-        raise OnnxImportError(f"{where}: declares no shape; sparsenet needs at least the rank")
-    dims = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in v.type.tensor_type.shape.dim]
-    if len(dims) < 2:
-        raise OnnxImportError(f"{where}: expected [batch, features...], found rank {len(dims)}")
-    return FLOAT_TYPES[elem], dims[0] or BATCH_PLACEHOLDER, tuple(dims[1:])
+    dtypes, batches, samples = set(), set(), []
+    for v in graph.inputs:
+        where = f"graph input {v.name!r}"
+        if not v.type.HasField("tensor_type"):
+            raise OnnxImportError(f"{where}: expected a tensor")
+        elem = v.type.tensor_type.elem_type
+        if elem not in FLOAT_TYPES:
+            raise OnnxImportError(f"{where}: expected element type FLOAT or DOUBLE, found "
+                                  f"{TensorProto.DataType.Name(elem)}")
+        if not v.type.tensor_type.HasField("shape"):
+            raise OnnxImportError(f"{where}: declares no shape; sparsenet needs at least the rank")
+        dims = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in v.type.tensor_type.shape.dim]
+        if len(dims) < 2:
+            raise OnnxImportError(f"{where}: expected [batch, features...], found rank {len(dims)}")
+        dtypes.add(FLOAT_TYPES[elem])
+        batches.add(dims[0])
+        samples.append(tuple(dims[1:]))
+    if len(dtypes) > 1:
+        raise OnnxImportError(f"graph inputs: expected one element type, found {sorted(map(str, dtypes))}")
+    batch = next(iter(batches - {None}), None) if len(batches - {None}) <= 1 else None
+    return dtypes.pop(), batch or BATCH_PLACEHOLDER, samples
 
 
 def _attributes(node) -> dict:
@@ -139,7 +308,7 @@ def _attributes(node) -> dict:
     return out
 
 
-def _meta(proto, graph: Graph, st: State) -> dict:
+def _meta(proto, graph: Graph, folded: list) -> dict:
     meta = {}
     props = {p.key: p.value for p in proto.metadata_props}
     if "sparsenet.meta" in props:  # written by export_onnx
@@ -150,18 +319,26 @@ def _meta(proto, graph: Graph, st: State) -> dict:
         if isinstance(saved, dict):
             meta.update(saved)
     meta["onnx"] = {"producer": f"{proto.producer_name} {proto.producer_version}".strip(),
-                    "opset": graph.opset, "folded": list(st.folded)}
+                    "opset": graph.opset, "folded": list(folded)}
     return meta
 
 
-def _declared_output(graph: Graph):
-    t = graph.output.type
+def _declared(v):
+    """A value's declared sample shape (None where a size is not given), or None."""
+    t = v.type
     if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
     return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)[1:]
 
 
-def _check_shapes(model: Sequential, st: State, graph: Graph) -> None:
+def _check_declared(v, got) -> None:
+    declared = _declared(v)
+    if declared and (len(declared) != len(got) or any(d is not None and d != g for d, g in zip(declared, got))):
+        raise OnnxImportError(f"graph output {v.name!r}: declared sample shape {declared}, "
+                              f"the imported model gives {got}")
+
+
+def _check_chain(model: Sequential, st: State, graph: Graph) -> None:
     """One zero sample through every layer: each must accept what the previous gives, and the result
     must have the graph's output shape."""
     if model.input_shape is None:
@@ -177,7 +354,22 @@ def _check_shapes(model: Sequential, st: State, graph: Graph) -> None:
     got = tuple(np.shape(x)[1:])
     if got != tuple(st.shape):
         raise OnnxImportError(f"the imported model gives samples of shape {got}, the ONNX graph {tuple(st.shape)}")
-    declared = _declared_output(graph)
-    if declared and (len(declared) != len(got) or any(d is not None and d != g for d, g in zip(declared, got))):
-        raise OnnxImportError(f"graph output {graph.output.name!r}: declared sample shape {declared}, "
-                              f"the imported model gives {got}")
+    _check_declared(graph.outputs[0], got)
+
+
+def _check_graph(model: nn.Graph, expected: list, origins: dict, graph: Graph) -> None:
+    """A zero sample through the graph (when its inputs' shapes are static): every node must accept its
+    inputs, and each output must have the shape lowering followed and the graph declares."""
+    if any(s is None for s in model.input_shapes.values()):
+        return
+    record = {}
+    try:
+        outs = model.trace(record)
+    except SparsenetError as e:
+        raise OnnxImportError(f"the imported graph does not fit its shapes: {e}") from None
+    for o, v, want, got in zip(model.outputs, graph.outputs, expected, outs):
+        got = tuple(np.shape(got)[1:])
+        if want is not None and None not in want and tuple(want) != got:
+            raise OnnxImportError(f"{origins.get(o, o)}: the imported model gives samples of shape {got}, "
+                                  f"the ONNX graph {tuple(want)}")
+        _check_declared(v, got)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError, SparsenetError
-from ..nn import BatchNorm1d, BatchNorm2d
-from ..nn._weighted import WeightedLayer
-from ..nn.init import kaiming_uniform, uniform_bias
 from ..train import evaluate, fit
 from .api import PruneResult, _model_sparsity, prune_step
 from .granularity import make_granularity
@@ -25,12 +22,11 @@ __all__ = ["lottery_ticket", "reinitialize"]
 
 def _snapshot(model) -> dict:
     return {n: p.data.copy() for n, p in model.named_parameters()} | {
-        f"{i}.running": (l.running_mean.copy(), l.running_var.copy())
-        for i, l in model.named_modules() if isinstance(l, (BatchNorm1d, BatchNorm2d))}
+        f"{i}.{k}": v.copy() for i, l in model.named_modules() for k, v in l.buffers().items()}
 
 
 def _rewind(model, snap) -> None:
-    """Reset every parameter (and BatchNorm statistics) to the snapshot, keeping masks."""
+    """Reset every parameter (and buffer: BatchNorm statistics) to the snapshot, keeping masks."""
     for n, p in model.named_parameters():
         value = snap[n]
         if value.shape != p.data.shape:  # a dense snapshot of a weight now stored in the same shape only
@@ -38,27 +34,15 @@ def _rewind(model, snap) -> None:
         p.data[...] = value
         p.apply_mask()
     for i, l in model.named_modules():
-        if isinstance(l, (BatchNorm1d, BatchNorm2d)):
-            l.running_mean[:], l.running_var[:] = snap[f"{i}.running"]
+        for k, v in l.buffers().items():
+            v[...] = snap[f"{i}.{k}"]
 
 
 def reinitialize(model, seed: int) -> None:
     """Fresh random weights (same distributions as construction) under the current masks."""
     rng = np.random.default_rng(seed)
     for _, layer in model.named_modules():
-        if isinstance(layer, WeightedLayer):
-            fan_in = layer.weight.shape[1]
-            p = layer.weight_param
-            p.data[...] = kaiming_uniform(rng, p.data.shape, fan_in, p.data.dtype)
-            p.apply_mask()
-            if layer.bias is not None:
-                layer.bias.data[...] = uniform_bias(rng, layer.bias.data.shape[0], fan_in, layer.bias.data.dtype)
-                layer.bias.apply_mask()
-        elif isinstance(layer, (BatchNorm1d, BatchNorm2d)):
-            layer.weight.data[...] = 1
-            layer.bias.data[...] = 0
-            layer.running_mean[:] = 0
-            layer.running_var[:] = 1
+        layer.reset_parameters(rng)
 
 
 def lottery_ticket(model, train_data, *, sparsity=0.9, rounds=3, epochs=10, rewind_epoch=0, control=False,
