@@ -12,7 +12,7 @@ import pytest
 import sparsenet as sn
 from sparsenet.errors import DataError, DTypeError, ShapeError
 from sparsenet.formats import CSR
-from sparsenet.nn import (GELU, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
+from sparsenet.nn import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
                           ReLU, Sequential, Sigmoid, Tanh, inference)
 from sparsenet.plan import build_plan, plan_for
 from sparsenet.prune import compiled, prune
@@ -84,7 +84,9 @@ def test_flatten_and_dropout_cost_no_step_and_a_training_model_predicts_in_eval_
 
 
 def test_generic_steps_run_in_eval_mode_and_restore_each_flag():
-    model = sn.build_model("cnn", seed=0)  # Conv2d, BatchNorm2d, MaxPool2d run as generic steps
+    model = sn.build_model("cnn", seed=0)
+    model.layers[6] = AvgPool2d(2)  # a generic step (the layer's own forward) among BatchNorms and Dropout
+    assert "generic" in [s.kind for s in build_plan(model).steps]
     model.layers[1].training = False
     x = np.random.default_rng(4).standard_normal((3, 1, 8, 8)).astype(np.float32)
     got = sn.predict(model, x)
@@ -339,7 +341,8 @@ def test_batchnorm_and_maxpool_run_as_kernels_and_match_the_layers():
     _randomize_batchnorms(model, 3)
     plan = build_plan(model)
     kinds = [s.kind for s in plan.steps]
-    assert kinds.count("batchnorm") == 2 and kinds.count("maxpool2d") == 1 and "generic" in kinds  # (Conv2d)
+    assert kinds.count("batchnorm") == 2 and kinds.count("maxpool2d") == 1 and kinds.count("conv2d") == 2
+    assert "generic" not in kinds
     rng = np.random.default_rng(4)
     for n in (1, 3, 64):
         x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
@@ -391,3 +394,43 @@ def test_maxpool2d_step_matches_the_layer_exactly(kernel, stride, padding, hw):
     assert [s.kind for s in plan.steps] == ["ingest_bm", "maxpool2d"]
     x = np.random.default_rng(9).standard_normal((4, 3, *hw)).astype(np.float32)
     np.testing.assert_array_equal(plan.predict(x), _reference(model, x))
+
+
+@pytest.mark.parametrize("spec", ["dense", "csr", "bsr4x4", "int8"])
+@pytest.mark.parametrize("kernel,stride,padding,hw", [(3, 1, 1, (8, 8)), (1, 1, 0, (5, 7)), (3, 2, 0, (9, 6)),
+                                                      ((2, 3), 2, 1, (6, 5)), (5, 1, 2, (4, 4))])
+def test_conv2d_step_matches_the_layer(spec, kernel, stride, padding, hw):
+    from sparsenet.nn import Conv2d
+
+    conv = Conv2d(3, 8, kernel, stride, padding, seed=5)
+    model = Sequential(conv, ReLU(), Conv2d(8, 4, 1, bias=False, seed=6))
+    model.input_shape = (3, *hw)
+    prune(model, method="magnitude", sparsity=0.6)
+    model = compiled(model, "dense" if spec == "int8" else spec)
+    if spec == "int8":
+        model = quantize(model)
+    plan = build_plan(model)
+    steps = [(s.kind, s.what) for s in plan.steps]
+    assert [k for k, _ in steps] == ["ingest_bm", "conv2d", "conv2d"]
+    assert steps[1][1].endswith("+ ReLU")  # fused into the convolution's product
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 64):
+        x = rng.standard_normal((n, 3, *hw)).astype(np.float32)
+        np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
+
+
+@pytest.mark.nojit
+def test_conv2d_in_float64_and_a_conv_of_another_dtype():
+    from sparsenet.nn import Conv2d
+
+    model = Sequential(Conv2d(2, 3, 3, dtype=np.float64, seed=1))
+    model.input_shape = (2, 5, 5)
+    plan = build_plan(model)
+    assert [s.kind for s in plan.steps] == ["ingest_bm", "conv2d"] and plan.dtype == np.float64
+    x = np.random.default_rng(1).standard_normal((2, 2, 5, 5))
+    np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=1e-12, atol=1e-12)
+    mixed = Sequential(Conv2d(2, 3, 3, seed=1), Conv2d(3, 2, 1, dtype=np.float64, seed=2))  # computes in float32
+    mixed.input_shape = (2, 5, 5)
+    plan = build_plan(mixed)
+    assert [s.kind for s in plan.steps] == ["ingest_bm", "conv2d", "generic"]  # the float64 layer's own forward
+    np.testing.assert_allclose(plan.predict(x), _reference(mixed, x.astype(np.float32)), rtol=1e-5, atol=1e-5)

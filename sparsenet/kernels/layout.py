@@ -1,6 +1,6 @@
 """Layout kernels of the compiled plan: the input taken in (cast, checked) and activations moved
 between the batch-major layout of users and generic layers ([B, F]) and the feature-major layout
-of the products ([F, B], batch contiguous). Serial: at the sizes plans see they take microseconds,
+of the products ([F, B], batch contiguous), and a convolution's input unfolded for its product. Serial: at the sizes plans see they take microseconds,
 less than a parallel launch."""
 
 import numba
@@ -11,7 +11,7 @@ from ._jit import OPTIONS
 # No fastmath here: it lets LLVM assume that no value is NaN or infinite and fold the checks away.
 _CHECKED = dict(OPTIONS, fastmath=False)
 
-__all__ = ["ingest_fm", "ingest_bm", "transpose"]
+__all__ = ["ingest_fm", "ingest_bm", "transpose", "im2col", "swap_leading"]
 
 
 @numba.njit(**_CHECKED)
@@ -51,3 +51,57 @@ def transpose(src, dst):
     for c in range(nc):
         for r in range(nr):
             dst[c, r] = src[r, c]
+
+
+@numba.njit(**OPTIONS)
+def im2col(x, cols, kh, kw, sh, sw, pad):
+    """cols[(c*kh + i)*kw + j, (b*oh + p)*ow + q] = x[b, c, p*sh + i - pad, q*sw + j - pad], zero where
+    that lies outside x: a convolution's input, x [B, C, H, W], as the [C*kh*kw, B*oh*ow] matrix that
+    the weight [out, C*kh*kw] multiplies (`sparsenet.nn._im2col.im2col` is the NumPy reference).
+    O(C * kh * kw * B * oh * ow); serial. The caller sizes `cols` (oh, ow from its shape and x's)."""
+    nb, nc, h, w = x.shape
+    oh = (h + 2 * pad - kh) // sh + 1
+    ow = (w + 2 * pad - kw) // sw + 1
+    zero = np.zeros(1, cols.dtype)[0]
+    u0, usw, uow = np.uintp(0), np.uintp(sw), np.uintp(ow)
+    # Unsigned indices: with signed ones Numba checks each access for a negative (wrap-around)
+    # index, which kept these copies from being vectorised (measured: 20x slower than a memcpy).
+    for c in range(nc):
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                # the output columns q whose input column q*sw + j - pad lies inside [0, w)
+                q0 = min(ow, (pad - j + sw - 1) // sw) if pad > j else 0
+                q1 = max(q0, min(ow, (w + pad - j + sw - 1) // sw) if w + pad > j else 0)
+                uq0, uq1 = np.uintp(q0), np.uintp(q1)
+                first = np.uintp(max(0, q0 * sw + j - pad))  # the input column of output column q0
+                for b in range(nb):
+                    for p in range(oh):
+                        hi = p * sh + i - pad
+                        base = np.uintp((b * oh + p) * ow)
+                        if hi < 0 or hi >= h:
+                            for q in range(u0, uow):
+                                row[base + q] = zero
+                            continue
+                        xr = x[b, c, hi]
+                        for q in range(u0, uq0):
+                            row[base + q] = zero
+                        if sw == 1:  # a contiguous run
+                            for t in range(u0, uq1 - uq0):
+                                row[base + uq0 + t] = xr[first + t]
+                        else:
+                            for t in range(u0, uq1 - uq0):
+                                row[base + uq0 + t] = xr[first + t * usw]
+                        for q in range(uq1, uow):
+                            row[base + q] = zero
+
+
+@numba.njit(**OPTIONS)
+def swap_leading(src, dst):
+    """dst[b, m, s] = src[m, b, s]: a convolution's product [out, B, oh*ow] to batch-major
+    [B, out, oh*ow]. Serial; contiguous runs of S."""
+    nm, nb, ns = src.shape
+    for b in range(nb):
+        for m in range(nm):
+            for s in range(ns):
+                dst[b, m, s] = src[m, b, s]

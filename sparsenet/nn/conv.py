@@ -74,6 +74,9 @@ class Conv2d(WeightedLayer):
         kh, kw = self.kernel_size
         return col2im(self.weight.tmatmul(gt), self._x_shape, kh, kw, self.stride, self.padding)
 
+    def lower(self, builder, inputs):  # unfolded, then one product with the epilogue fused
+        return builder.conv2d(self, inputs[0])
+
     def spec(self):
         return self._spec_with_weights({"in_channels": self.in_channels, "out_channels": self.out_channels,
                                         "kernel_size": list(self.kernel_size), "stride": self.stride,

@@ -151,6 +151,22 @@ class Plan:
                 if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():  # workqueue layer
                     kern = _locked(kern)
                 calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
+            elif step.kind == "conv2d":
+                p = step.params
+                x, y = view(src[0]), view(dst)
+                m, oh, ow = dst.shape
+                n = batch * oh * ow
+                cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
+                raw, weights = p["weight"].product(n)
+                kern = before_parallel(raw, p["weight"].nnz * n)
+                if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
+                    kern = _locked(kern)
+                calls.append((layout.im2col, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
+                # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
+                prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
+                calls.append((kern, (*weights, cols, prod, p["bias"], p["act"], p["alpha"])))
+                if batch != 1:
+                    calls.append((layout.swap_leading, (prod.reshape(m, batch, oh * ow), y.reshape(batch, m, oh * ow))))
             elif step.kind == "activation":
                 p = step.params
                 big = dst.features * batch >= kernels.PARALLEL_MIN_WORK

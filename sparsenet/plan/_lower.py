@@ -1,8 +1,9 @@
 """Lowering a model to the steps of a compiled plan: values, layouts and the builder modules use.
 
 Each module says how it runs in a plan in its own file (`Module.lower(builder, inputs)`): a Linear
-emits a product, an activation fuses into the product that feeds it, Flatten and Dropout cost
-nothing, BatchNorm and MaxPool2d emit steps with kernels of their own, and any other module runs as
+emits a product, a Conv2d an unfolding and a product, an activation fuses into the product that
+feeds it, Flatten and Dropout cost nothing, BatchNorm and MaxPool2d emit steps with kernels of their
+own, and any other module runs as
 a *generic* step (its own `forward`, batch-major, in
 evaluation mode, its output copied into the plan's buffer).
 
@@ -129,12 +130,31 @@ class Builder:
         return self._emit(Step("product", [x], out, f"{layer.name}: {weight.spec}",
                                weight=weight, bias=b, act=epilogue.NONE, alpha=0.0))
 
+    def conv2d(self, layer: Module, v: Value) -> Value:
+        """act(conv(v) + bias) for a Conv2d over a batch-major [C, H, W] value: the input unfolded
+        (`kernels.layout.im2col`), one product of the weight format with bias and activation fused,
+        and for batches the result moved to batch-major. A shape or dtype it does not take runs the
+        layer's own forward (and its errors)."""
+        (kh, kw), s, p = layer.kernel_size, layer.stride, layer.padding
+        w = layer.weight
+        if (len(v.shape) != 3 or v.shape[0] != layer.in_channels or v.shape[1] + 2 * p < kh
+                or v.shape[2] + 2 * p < kw or self.dtype != w.dtype):
+            return self.generic(layer, [v])
+        v = self.as_bm(v)
+        if v.dtype != w.dtype:
+            return self.generic(layer, [v])
+        c, h, wd = v.shape
+        out = Value((layer.out_channels, (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1), "bm", w.dtype)
+        bias = epilogue.no_bias(w.dtype) if layer.bias is None else layer.bias.data
+        return self._emit(Step("conv2d", [v], out, f"{layer.name}: {w.spec}", weight=w, bias=bias,
+                               act=epilogue.NONE, alpha=0.0, kernel=(kh, kw), stride=s, padding=p))
+
     def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
         step = v.producer
-        if (v.layout == "fm" and step is not None and step.kind == "product" and step.writes is v
-                and step.params["act"] == epilogue.NONE and v.readers == 1):
+        fusable = step is not None and (step.kind == "conv2d" or step.kind == "product" and v.layout == "fm")
+        if (fusable and step.writes is v and step.params["act"] == epilogue.NONE and v.readers == 1):
             step.params.update(act=act, alpha=float(alpha))
             step.what += f" + {type(layer).__name__}"
             return v
