@@ -9,9 +9,11 @@ candidate (OpenBLAS, onnxruntime) hit the next one as they would in an applicati
    onnxruntime running the exported dense model, at batch 1 and 64. Beside it, the time of the
    plan's kernels alone (its bound calls, without the Python around them): the difference is the
    plan's per-call overhead.
-2. A 4096 x 4096 layer at 90 % in CSR against numpy's dense product, alternating with no pause, at
+2. The zoo CNN with half its filters removed against the dense CNN and onnxruntime (dense), the same
+   way, at batch 1 and 64.
+3. A 4096 x 4096 layer at 90 % in CSR against numpy's dense product, alternating with no pause, at
    batch 1 and 64 (``w @ x`` then ``csr @ x``, what a user's own comparison does).
-3. Two thread pools on two cores: the dense LeNet (its batch-64 plan calls BLAS) timed right after
+4. Two thread pools on two cores: the dense LeNet (its batch-64 plan calls BLAS) timed right after
    the pruned one (parallel Numba kernels), and the other way round, against each alone: Numba's
    OpenMP workers spin for milliseconds after a parallel kernel, OpenBLAS's after a threaded call.
 
@@ -69,6 +71,39 @@ def lenet(n_threads, rounds, tmp):
                   f"{t['sparsenet dense'].median * 1e6:7.1f} us, 90% auto {t['sparsenet 90% auto'].median * 1e6:6.1f} us "
                   f"({t['sparsenet 90% auto'].speedup:.2f}x onnxruntime, {row['vs_sparsenet_dense']:.2f}x sparsenet "
                   f"dense), kernels {t['plan kernels only'].median * 1e6:5.1f} us, overhead {row['overhead_us']:.1f} us")
+    return rows
+
+
+def cnn(n_threads, rounds, tmp):
+    """The zoo CNN with half its filters removed (magnitude, structured; `compiled` removes them and
+    picks formats) against the dense CNN and onnxruntime running the dense one, through
+    ``load(path).predict``, no pause."""
+    dense = sn.build_model("cnn", seed=0)
+    pruned = sn.build_model("cnn", seed=0)
+    prune(pruned, method="magnitude", granularity="filter", sparsity=0.5)
+    rows = []
+    for batch in (1, 64):
+        sn.save_model(dense, os.path.join(tmp, "cnn-dense.safetensors"))
+        sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "cnn-pruned.safetensors"))
+        d = sn.load(os.path.join(tmp, "cnn-dense.safetensors"))
+        p = sn.load(os.path.join(tmp, "cnn-pruned.safetensors"))
+        x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+        ort_run = _onnxruntime(dense, x, n_threads, tmp)
+        if isinstance(ort_run, dict):
+            raise SystemExit(f"benchmarks/plan.py needs onnxruntime: {ort_run['skipped']}")
+        np.testing.assert_allclose(d.predict(x), ort_run()[0], rtol=1e-4, atol=1e-4)
+        c = compare({"onnxruntime dense": ort_run, "sparsenet dense": lambda: d.predict(x),
+                     "sparsenet filters 50%": lambda: p.predict(x)}, baseline="onnxruntime dense",
+                    rounds=rounds, min_time=2e-3, settle=0.0)
+        t = c.timings
+        row = {"batch": batch, "plan": plan_for(p, x).describe(), **{k: v.to_dict() for k, v in t.items()},
+               "vs_sparsenet_dense": float(np.median(np.array(t["sparsenet dense"].samples) /
+                                                     np.array(t["sparsenet filters 50%"].samples)))}
+        rows.append(row)
+        print(f"CNN batch {batch:2d} no pause: onnxruntime dense {t['onnxruntime dense'].median * 1e6:7.1f} us, "
+              f"sparsenet dense {t['sparsenet dense'].median * 1e6:7.1f} us ({t['sparsenet dense'].speedup:.2f}x), "
+              f"filters 50% {t['sparsenet filters 50%'].median * 1e6:7.1f} us ({t['sparsenet filters 50%'].speedup:.2f}x "
+              f"onnxruntime, {row['vs_sparsenet_dense']:.2f}x sparsenet dense)")
     return rows
 
 
@@ -137,7 +172,8 @@ def main():
     args = ap.parse_args()
     with threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         out = {"machine": machine_info(), "numba_layer": numba_layer(), "threads": args.threads,
-               "lenet": lenet(args.threads, args.rounds, tmp), "layer_after_blas": layer_after_blas(args.rounds),
+               "lenet": lenet(args.threads, args.rounds, tmp), "cnn": cnn(args.threads, args.rounds, tmp),
+               "layer_after_blas": layer_after_blas(args.rounds),
                "pools": pools(args.rounds)}
     if args.json:
         write_json(args.json, out)

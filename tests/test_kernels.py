@@ -401,7 +401,7 @@ def _im2col_ref(x, kh, kw, sh, sw, pad):
        kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3), pad=st.integers(0, 3),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
 def test_im2col_matches_its_reference(b, c, h, w, kh, kw, sh, sw, pad, dtype, seed):
-    from sparsenet.kernels.layout import im2col
+    from sparsenet.kernels.layout import im2col, im2col_serial
     from sparsenet.nn._im2col import im2col as layer_im2col
 
     if h + 2 * pad < kh or w + 2 * pad < kw:
@@ -410,9 +410,10 @@ def test_im2col_matches_its_reference(b, c, h, w, kh, kw, sh, sw, pad, dtype, se
     want = _im2col_ref(x, kh, kw, sh, sw, pad)
     if sh == sw:
         np.testing.assert_array_equal(want, layer_im2col(x, kh, kw, sh, pad))  # the reference is the layer's
-    cols = np.full(want.shape, np.nan, dtype)  # every entry must be written
-    im2col(x, cols, kh, kw, sh, sw, pad)
-    np.testing.assert_array_equal(cols, want)
+    for kernel in (im2col, im2col_serial):
+        cols = np.full(want.shape, np.nan, dtype)  # every entry must be written
+        kernel(x, cols, kh, kw, sh, sw, pad)
+        np.testing.assert_array_equal(cols, want)
 
 
 @settings(deadline=None)

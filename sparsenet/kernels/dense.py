@@ -85,19 +85,26 @@ def dense_maxpool2d(x, out, kh, kw, sh, sw, pad):
     Serial."""
     nb, nc, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
+    lowest = np.full(1, -np.inf, x.dtype)[0]  # in x's dtype: no float64 compare per element
     for b in range(nb):
         for c in range(nc):
+            xc, oc = x[b, c], out[b, c]
             for i in range(oh):
                 h0 = i * sh - pad
+                d0, d1 = max(0, -h0), min(kh, h - h0)
                 for j in range(ow):
                     w0 = j * sw - pad
-                    best = -np.inf
-                    for di in range(max(0, -h0), min(kh, h - h0)):
-                        for dj in range(max(0, -w0), min(kw, w - w0)):
-                            v = x[b, c, h0 + di, w0 + dj]
+                    e0, e1 = max(0, -w0), min(kw, w - w0)
+                    best = lowest
+                    # unsigned indices: no check for a negative index at each access (and no int64 +
+                    # uint64 sum, which Numba computes in float64)
+                    for di in range(d0, d1):
+                        xr = xc[np.uintp(h0 + di)]
+                        for dj in range(e0, e1):
+                            v = xr[np.uintp(w0 + dj)]
                             if v > best:
                                 best = v
-                    out[b, c, i, j] = best
+                    oc[i, j] = best
 
 
 dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)

@@ -123,11 +123,19 @@ class Plan:
         # it again costs the next threaded BLAS call 0.15-0.6 ms, measured), at most once per call.
         # The caller's own BLAS work before the call is unknown: the first parallel kernel stops the
         # pool (4096 x 4096 at 90 %, batch 64, right after `w @ x`: 7.0 -> 3.2 ms).
+        # The other way round, Numba's OpenMP workers spin for 10-30 ms after a parallel kernel and a
+        # threaded BLAS call meanwhile waits for a time slice: in a plan that calls BLAS anywhere, the
+        # parallel kernels below QUIET_MIN_WORK run serial (the zoo CNN at batch 64 unfolds its input
+        # before each BLAS product).
         after_blas = ["caller"]
+        blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT
+                            for s in self.steps if s.kind in ("product", "conv2d"))
 
         def before_parallel(kern, work):
             if kern is _BLAS_PRODUCT:
                 after_blas[0] = "plan"
+            elif blas_anywhere and kern in kernels._jit.PARALLEL and work < QUIET_MIN_WORK:
+                return kernels._jit.SERIAL_OF[kern]
             elif after_blas[0] and kern in kernels._jit.PARALLEL:
                 if work < QUIET_MIN_WORK:
                     if after_blas[0] == "plan":
@@ -155,13 +163,15 @@ class Plan:
                 p = step.params
                 x, y = view(src[0]), view(dst)
                 m, oh, ow = dst.shape
-                n = batch * oh * ow
+                n = _columns(step, batch)
                 cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
                 raw, weights = p["weight"].product(n)
                 kern = before_parallel(raw, p["weight"].nnz * n)
                 if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
                     kern = _locked(kern)
-                calls.append((layout.im2col, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
+                unfold = before_parallel(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else
+                                         layout.im2col_serial, cols.size)
+                calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
                 # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
                 prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
                 calls.append((kern, (*weights, cols, prod, p["bias"], p["act"], p["alpha"])))
@@ -352,6 +362,11 @@ class _Program:
                 fn(*args)
         finally:
             local.grad = previous
+
+
+def _columns(step, batch: int) -> int:
+    """The columns of a product or convolution step's product: the batch, or batch * oh * ow."""
+    return batch if step.kind == "product" else batch * step.writes.shape[1] * step.writes.shape[2]
 
 
 def _may_run_parallel(raw, kern) -> bool:
