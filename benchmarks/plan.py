@@ -38,22 +38,29 @@ from sparsenet.prune import compiled, prune
 from sparsenet.timing import SETTLE_SECONDS, compare
 
 
+def _saved_and_loaded(dense, pruned, batch, n_threads, tmp):
+    """(dense, pruned compiled with "auto" for `batch`) saved and loaded as a user would, an input
+    batch, and onnxruntime running the exported dense model (the model sweep's peer, same options)."""
+    sn.save_model(dense, os.path.join(tmp, "dense.safetensors"))
+    sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "pruned.safetensors"))
+    d = sn.load(os.path.join(tmp, "dense.safetensors"))
+    p = sn.load(os.path.join(tmp, "pruned.safetensors"))
+    x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+    ort_run = _onnxruntime(dense, x, n_threads, tmp)
+    if isinstance(ort_run, dict):
+        raise SystemExit(f"benchmarks/plan.py needs onnxruntime: {ort_run['skipped']}")
+    np.testing.assert_allclose(d.predict(x), ort_run()[0], rtol=1e-4, atol=1e-4)
+    return d, p, x, ort_run
+
+
 def lenet(n_threads, rounds, tmp):
     dense = sn.build_model("lenet300", seed=0)
     pruned = sn.build_model("lenet300", seed=0)
     prune(pruned, method="magnitude", sparsity=0.9, scope="global")
     rows = []
     for batch in (1, 64):
-        sn.save_model(dense, os.path.join(tmp, "dense.safetensors"))
-        sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "pruned.safetensors"))
-        d = sn.load(os.path.join(tmp, "dense.safetensors"))
-        p = sn.load(os.path.join(tmp, "pruned.safetensors"))
-        x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
-        ort_run = _onnxruntime(dense, x, n_threads, tmp)  # the peer of the model sweep, same session options
-        if isinstance(ort_run, dict):
-            raise SystemExit(f"benchmarks/plan.py needs onnxruntime: {ort_run['skipped']}")
+        d, p, x, ort_run = _saved_and_loaded(dense, pruned, batch, n_threads, tmp)
         kern = plan_for(p, x).kernels_only(x)
-        np.testing.assert_allclose(d.predict(x), ort_run()[0], rtol=1e-4, atol=1e-5)
         cands = {"onnxruntime dense": ort_run, "sparsenet dense": lambda: d.predict(x),
                  "sparsenet 90% auto": lambda: p.predict(x), "plan kernels only": kern}
         for settle in (0.0, SETTLE_SECONDS):
@@ -83,15 +90,7 @@ def cnn(n_threads, rounds, tmp):
     prune(pruned, method="magnitude", granularity="filter", sparsity=0.5)
     rows = []
     for batch in (1, 64):
-        sn.save_model(dense, os.path.join(tmp, "cnn-dense.safetensors"))
-        sn.save_model(compiled(pruned, "auto", batch_size=batch), os.path.join(tmp, "cnn-pruned.safetensors"))
-        d = sn.load(os.path.join(tmp, "cnn-dense.safetensors"))
-        p = sn.load(os.path.join(tmp, "cnn-pruned.safetensors"))
-        x = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
-        ort_run = _onnxruntime(dense, x, n_threads, tmp)
-        if isinstance(ort_run, dict):
-            raise SystemExit(f"benchmarks/plan.py needs onnxruntime: {ort_run['skipped']}")
-        np.testing.assert_allclose(d.predict(x), ort_run()[0], rtol=1e-4, atol=1e-4)
+        d, p, x, ort_run = _saved_and_loaded(dense, pruned, batch, n_threads, tmp)
         c = compare({"onnxruntime dense": ort_run, "sparsenet dense": lambda: d.predict(x),
                      "sparsenet filters 50%": lambda: p.predict(x)}, baseline="onnxruntime dense",
                     rounds=rounds, min_time=2e-3, settle=0.0)
