@@ -181,21 +181,35 @@ import numba; print(numba.threading_layer(), len(bad))
 """
 
 
+@pytest.fixture(scope="module")
+def csr_model_file(tmp_path_factory):
+    """LeNet with every layer CSR: its plan launches parallel kernels at large batches (a plan that
+    calls BLAS runs its small parallel kernels serial)."""
+    m = sn.build_model("lenet300", seed=0)
+    for layer in m.layers[1::2]:
+        w = layer.weight.to_dense()
+        w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
+        layer.weight = sn.CSR.from_dense(w)
+    path = tmp_path_factory.mktemp("runtime") / "lenet-all-csr.npz"
+    sn.save_model(m.eval(), path)
+    return path
+
+
 def _concurrent_run(model_file, predict, n, rounds):
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
     code = _CONCURRENT.format(path=str(model_file), predict=predict, n=n, rounds=rounds)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_runtime_predict_is_thread_safe_under_the_workqueue_layer(model_file):
-    r = _concurrent_run(model_file, "runtime.predict", n=2048, rounds=3)
+def test_runtime_predict_is_thread_safe_under_the_workqueue_layer(csr_model_file):
+    r = _concurrent_run(csr_model_file, "runtime.predict", n=2048, rounds=3)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["workqueue", "0"]
 
 
-def test_training_predict_is_thread_safe_under_the_workqueue_layer(model_file):
+def test_training_predict_is_thread_safe_under_the_workqueue_layer(csr_model_file):
     # big batches, many rounds: the abort needs two launches to overlap, which is then all but certain
-    r = _concurrent_run(model_file, "lambda m, x, batch_size: sn.predict(m, x, batch_size=batch_size)",
+    r = _concurrent_run(csr_model_file, "lambda m, x, batch_size: sn.predict(m, x, batch_size=batch_size)",
                         n=4096, rounds=12)
     assert r.returncode == 0, r.stderr[-2000:]
 
