@@ -135,8 +135,9 @@ def test_model_without_input_shape_needs_a_batch_axis():
 
 
 # -- threads ----------------------------------------------------------------------------------------
-def test_threads_predicting_at_once_match_serial_results(model):
+def test_threads_predicting_at_once_match_serial_results(csr_model_file):
     # batch 1024 x 1920 stored weights crosses PARALLEL_MIN_WORK: the parallel kernels run too
+    model = runtime.load(csr_model_file)
     xs = [_x(n, seed=i) for i, n in enumerate((2048, 1, 300, 1024))]
     serial = [runtime.predict(model, x, batch_size=1024) for x in xs]
     errors, start = [], threading.Barrier(4)
@@ -434,3 +435,14 @@ def test_model_predict_method_validates_against_input_shape():
     assert model.predict(np.zeros((1, 8, 8))).shape == (10,)
     with pytest.raises(sn.ShapeError):
         model.predict(np.zeros((2, 64)))
+
+
+@pytest.mark.parametrize("given", [None, "12345"])
+def test_import_bounds_openmp_spinning_unless_the_user_chose(given):
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if given is not None:
+        env["GOMP_SPINCOUNT"] = given
+    code = "import os, sparsenet; print(os.environ['GOMP_SPINCOUNT'])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == (given or "3000")
