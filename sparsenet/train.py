@@ -90,7 +90,7 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     >>> len(h.loss)
     2
     """
-    from tqdm.auto import tqdm
+    from ._progress import progress
 
     check_one_in_one_out(model, "fit")
     epochs = check_int(epochs, "epochs", "fit", low=0)
@@ -103,7 +103,7 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     rng = np.random.default_rng(seed)
     history = History()
     n, step = len(x), 0
-    bar = tqdm(range(epochs), disable=quiet, desc="train", unit="epoch", leave=False)
+    bar = progress(range(epochs), disable=quiet, desc="train", unit="epoch", leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()

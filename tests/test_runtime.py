@@ -446,3 +446,17 @@ def test_import_bounds_openmp_spinning_unless_the_user_chose(given):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == (given or "3000")
+
+
+def test_training_leaves_no_progress_bar_thread_behind():
+    # tqdm's monitor thread would keep `quiet_blas` from stopping OpenBLAS's spinning threads
+    code = ("import threading, numpy as np, sparsenet as sn\n"
+            "m = sn.build_model('lenet300', seed=0)\n"
+            "x = np.random.default_rng(0).random((32, 1, 8, 8), dtype=np.float32); y = np.arange(32) % 10\n"
+            "sn.fit(m, x, y, epochs=2, quiet=True); sn.fit(m, x, y, epochs=2, quiet=False)\n"
+            "from sparsenet.prune import sensitivity_scan\n"
+            "sensitivity_scan(m, (x, y), sparsities=(0.5,), time_layers=False, quiet=False)\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "['MainThread']"

@@ -14,16 +14,14 @@ import numba
 __all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS", "PARALLEL"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
-# synchronisation cost more than they save on small layers, a plan of serial kernels runs as one
-# compiled call (`sparsenet.plan._tape`), and OpenMP's workers, which spin after a parallel kernel,
-# stay asleep (a threaded BLAS call that follows would share a core with them). Measured through
-# `predict` (2 threads, 2026-12-02): the pruned LeNet-300-100 (90 %) at batch 64 took 37-49 us with
-# 2**18 against 52-106 us with 2**14, and the dense LeNet right after it 76-103 us against up to 7.7
-# ms; the MLP 1024-4096-4096-10 at 90 %, whose layers stay above the threshold, ran as fast. Isolated
-# kernels (benchmarks/parallel_threshold.py, omp layer) cross over near 15 000-25 000 at batch 1 and
-# below 4 000-14 000 at batch 8 and 64 (a parallel call costs 3-5 us): 2**18 gives up a few
-# microseconds on single layers of that size. Tunable with SPARSENET_PARALLEL_MIN_WORK.
-PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 18))
+# synchronisation cost more than they save on small layers. Measured with
+# benchmarks/parallel_threshold.py (2 threads, omp layer, 90 % CSR): at batch 1 the crossover lies
+# near 15 000-25 000, at batch 8 and 64 below 4 000-14 000 (a parallel call costs 3-5 us); from
+# ~100 000 the parallel kernel is 1.6-3x ahead. 2**14 sits between: the worst loss measured either
+# side is a few microseconds. (The earlier default, 2**20, left a 4096 x 1024 layer at 90 % serial at
+# batch 1: 133 us instead of 74 us.) A compiled plan whose kernels are small altogether runs them all
+# serial (`sparsenet.plan.PLAN_SERIAL_WORK`). Tunable with SPARSENET_PARALLEL_MIN_WORK.
+PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 14))
 
 # Options of every kernel (kernels only ever see validated inputs).
 OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)

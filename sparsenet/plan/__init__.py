@@ -31,6 +31,7 @@ in evaluation mode, switching a module that is training for the call (not thread
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
@@ -47,7 +48,16 @@ from ..nn.graph import Graph
 from ._lower import Builder, Value
 from ._tape import tape_of
 
-__all__ = ["Plan", "build_plan", "plan_for"]
+__all__ = ["Plan", "build_plan", "plan_for", "PLAN_SERIAL_WORK"]
+
+# A plan whose products and convolutions come to fewer multiply-adds than this (for the batch it is
+# bound to) runs every kernel serial, and so as one tape (`_tape`): single kernels cross over lower
+# (`kernels.PARALLEL_MIN_WORK`), but a plan of small parallel kernels pays a launch and OpenMP's
+# wake-ups per kernel and cannot run as one compiled call. Measured through `predict` (2 threads,
+# 2026-12-02, medians): the zoo LeNet-300-100 at batch 64, 90 % CSR 37-46 us all serial against
+# 79-129 us with parallel kernels, 80 % in 4x4 blocks 41 us against 52-55 us, the dense model at
+# batch 1 7 us against 18 us. Tunable with SPARSENET_PLAN_SERIAL_WORK.
+PLAN_SERIAL_WORK = int(os.environ.get("SPARSENET_PLAN_SERIAL_WORK", 1 << 20))
 
 _PROGRAMS_PER_THREAD = 8  # batch sizes whose bound buffers a thread keeps (and input shapes per model)
 _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (generation, {shapes: Plan})
@@ -128,10 +138,13 @@ class Plan:
         # parallel kernels below QUIET_MIN_WORK run serial (the zoo CNN at batch 64 unfolds its input
         # before each BLAS product).
         after_blas = ["caller"]
-        blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT
-                            for s in self.steps if s.kind in ("product", "conv2d"))
+        weighted = [s for s in self.steps if s.kind in ("product", "conv2d")]
+        blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted)
+        all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
 
         def before_parallel(kern, work):
+            if all_serial and kern in kernels._jit.PARALLEL:
+                return kernels._jit.SERIAL_OF[kern]
             if kern is _BLAS_PRODUCT:
                 after_blas[0] = "plan"
             elif blas_anywhere and kern in kernels._jit.PARALLEL and work < QUIET_MIN_WORK:

@@ -130,7 +130,7 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
     "reached" is the sparsity actually reached (blocks and units prune whole groups); "latency_us"
     is empty without `time_layers`.
     """
-    from tqdm.auto import tqdm
+    from .._progress import progress
 
     levels = _check_sparsities(sparsities)
     batch_size = check_int(batch_size, "batch_size", "sensitivity_scan")
@@ -182,7 +182,7 @@ def sensitivity_scan(model, val_data, *, sparsities=DEFAULT_SPARSITIES, method="
         "formats": specs if time_layers else [],
         "layers": {},
     }
-    bar = tqdm(total=len(layers) * len(levels), disable=quiet, desc="sensitivity", unit="run", leave=False)
+    bar = progress(total=len(layers) * len(levels), disable=quiet, desc="sensitivity", unit="run", leave=False)
     try:
         for name, layer in layers.items():
             shape = [int(d) for d in layer.weight.shape]

@@ -190,11 +190,11 @@ def run_sweep(config, *, out_dir=None, backend: str = "auto", scheduler: str | N
         say(f"sweep {cfg.name!r}: {len(points)} points, {skipped} already done, results in {store.root}")
         computed = 0
         if todo:
-            from tqdm.auto import tqdm
+            from .._progress import progress
 
             be = make_backend(backend, scheduler=scheduler, workers=workers)
             say(f"running {len(todo)} point(s) on {be.describe()}")
-            with tqdm(total=len(points), initial=skipped, disable=not progress, desc=f"sweep {cfg.name}",
+            with progress(total=len(points), initial=skipped, disable=not progress, desc=f"sweep {cfg.name}",
                       unit="point") as bar:
                 driver = _Driver(be, store, todo, retries=retries, run_id=run_id, bar=bar)
                 try:

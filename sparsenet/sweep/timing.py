@@ -51,9 +51,9 @@ def timing_phase(store, records, timing: dict, *, progress: bool = True, echo=No
 
     Each result is written as soon as it is measured, so an interrupted phase resumes where it stopped.
     """
-    from tqdm.auto import tqdm
-
     import numba
+
+    from .._progress import progress as progress_bar
 
     from .task import model_from_bytes
 
@@ -65,7 +65,7 @@ def timing_phase(store, records, timing: dict, *, progress: bool = True, echo=No
         echo(f"timing {len(todo)} point(s) serially in the driver (batch sizes {timing['batch_sizes']})")
     todo.sort(key=lambda r: r["dense_key"])  # points of one baseline together: one dense model in memory
     dense_cache = {}
-    for rec in tqdm(todo, disable=not progress, desc="timing", unit="point"):
+    for rec in progress_bar(todo, disable=not progress, desc="timing", unit="point"):
         p = rec["point"]
         if rec["dense_key"] not in dense_cache:
             dense_cache.clear()
