@@ -178,12 +178,14 @@ class Plan:
                 m, oh, ow = dst.shape
                 n = _columns(step, batch)
                 cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
+                unfold = before_parallel(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else
+                                         layout.im2col_serial, cols.size)  # (decided in the order they run)
+                if _may_run_parallel(layout.im2col, unfold) and kernels._jit._needs_lock():
+                    unfold = _locked(unfold)
                 raw, weights = p["weight"].product(n)
                 kern = before_parallel(raw, p["weight"].nnz * n)
                 if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
                     kern = _locked(kern)
-                unfold = before_parallel(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else
-                                         layout.im2col_serial, cols.size)
                 calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
                 # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
                 prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
