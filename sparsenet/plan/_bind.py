@@ -1,0 +1,219 @@
+"""Binding a plan to buffers for one batch size: each step's kernel chosen (serial or parallel,
+BLAS or Numba, with the thread-pool rules below) and its arguments bound once, as a `_Program` of
+calls (`Plan._bind`; `_tape` may turn the program into one compiled call)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import kernels
+from ..formats.dense import _blas_product as _BLAS_PRODUCT
+from ..kernels import epilogue, layout
+from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
+from ..nn import module as _module
+from ._lower import Value
+
+__all__ = ["bind", "PLAN_SERIAL_WORK"]
+
+# A plan whose products and convolutions come to fewer multiply-adds than this (for the batch it is
+# bound to) runs every kernel serial, and so as one tape (`_tape`): single kernels cross over lower
+# (`kernels.PARALLEL_MIN_WORK`), but a plan of small parallel kernels pays a launch and OpenMP's
+# wake-ups per kernel and cannot run as one compiled call. Measured through `predict` (2 threads,
+# 2026-12-02, medians): the zoo LeNet-300-100 at batch 64, 90 % CSR 37-46 us all serial against
+# 79-129 us with parallel kernels, 80 % in 4x4 blocks 41 us against 52-55 us, the dense model at
+# batch 1 7 us against 18 us. Tunable with SPARSENET_PLAN_SERIAL_WORK.
+PLAN_SERIAL_WORK = int(os.environ.get("SPARSENET_PLAN_SERIAL_WORK", 1 << 20))
+
+
+def bind(plan, batch: int) -> "_Program":
+    arrays = [np.empty(size * batch, dtype) for dtype, size in plan.slots]
+
+    def view(v: Value) -> np.ndarray:
+        base = arrays[plan._slot_of[id(v.root)]][:v.features * batch]
+        return base.reshape((v.features, batch) if v.layout == "fm" else (batch, *v.shape))
+
+    ingests, calls = [], []
+    # OpenBLAS's threads spin for ~0.1 s after a threaded call, and a parallel Numba kernel that
+    # runs meanwhile stalls: the dense LeNet-300-100 at batch 64 (two BLAS products, then a
+    # parallel 100 x 10 product) took 6.8 ms per call instead of 67 us. After a BLAS step or a
+    # generic layer of this plan, a parallel kernel therefore runs serial, unless it is large
+    # (>= QUIET_MIN_WORK multiply-adds): then the pool is stopped first (`quiet_blas`; starting
+    # it again costs the next threaded BLAS call 0.15-0.6 ms, measured), at most once per call.
+    # The caller's own BLAS work before the call is unknown: the first parallel kernel stops the
+    # pool (4096 x 4096 at 90 %, batch 64, right after `w @ x`: 7.0 -> 3.2 ms).
+    # The other way round, Numba's OpenMP workers spin for 10-30 ms after a parallel kernel and a
+    # threaded BLAS call meanwhile waits for a time slice: in a plan that calls BLAS anywhere, the
+    # parallel kernels below QUIET_MIN_WORK run serial (the zoo CNN at batch 64 unfolds its input
+    # before each BLAS product).
+    after_blas = ["caller"]
+    weighted = [s for s in plan.steps if s.kind in ("product", "conv2d")]
+    blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted)
+    all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
+
+    def before_parallel(kern, work):
+        if all_serial and kern in kernels._jit.PARALLEL:
+            return kernels._jit.SERIAL_OF[kern]
+        if kern is _BLAS_PRODUCT:
+            after_blas[0] = "plan"
+        elif blas_anywhere and kern in kernels._jit.PARALLEL and work < QUIET_MIN_WORK:
+            return kernels._jit.SERIAL_OF[kern]
+        elif after_blas[0] and kern in kernels._jit.PARALLEL:
+            if work < QUIET_MIN_WORK:
+                if after_blas[0] == "plan":
+                    return kernels._jit.SERIAL_OF[kern]
+                # after the caller's BLAS: parallel if the pool is (or can be made) quiet, else serial
+                return parallel_if_quiet(kern, kernels._jit.SERIAL_OF[kern])
+            calls.append((quiet_blas, ()))
+            after_blas[0] = None
+        return kern
+
+    for step in plan.steps:
+        src, dst = step.reads, step.writes
+        if step.kind in ("ingest_fm", "ingest_bm"):
+            fn = layout.ingest_fm if step.kind == "ingest_fm" else layout.ingest_bm
+            out = view(dst)
+            ingests.append((fn, src[0].index, out if out.ndim == 2 else out.reshape(batch, -1)))
+        elif step.kind == "product":
+            p = step.params
+            raw, weights = p["weight"].product(batch)
+            kern = before_parallel(raw, p["weight"].nnz * batch)
+            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():  # workqueue layer
+                kern = _locked(kern)
+            calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
+        elif step.kind == "conv2d":
+            p = step.params
+            x, y = view(src[0]), view(dst)
+            m, oh, ow = dst.shape
+            n = _columns(step, batch)
+            cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
+            unfold = before_parallel(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else
+                                     layout.im2col_serial, cols.size)  # (decided in the order they run)
+            if _may_run_parallel(layout.im2col, unfold) and kernels._jit._needs_lock():
+                unfold = _locked(unfold)
+            raw, weights = p["weight"].product(n)
+            kern = before_parallel(raw, p["weight"].nnz * n)
+            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
+                kern = _locked(kern)
+            calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
+            # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
+            prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
+            calls.append((kern, (*weights, cols, prod, p["bias"], p["act"], p["alpha"])))
+            if batch != 1:
+                calls.append((layout.swap_leading, (prod.reshape(m, batch, oh * ow), y.reshape(batch, m, oh * ow))))
+        elif step.kind == "activation":
+            p = step.params
+            big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
+            raw = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
+            kern = before_parallel(raw, dst.features * batch)
+            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
+                kern = _locked(kern)
+            flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
+            args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
+            if dst.root is not src[0].root:
+                calls.append((np.copyto, (view(dst), view(src[0]))))
+            calls.append((kern, args))
+        elif step.kind == "batchnorm":
+            m = step.params["module"]
+            x3, y3 = (view(v).reshape(1, v.features, batch) if v.layout == "fm" else
+                      view(v).reshape(batch, v.shape[0], -1) for v in (src[0], dst))
+            calls.append((kernels.dense_batchnorm, (x3, m.running_mean, m.running_var, m.weight.data,
+                                                    m.bias.data, m.eps, y3)))
+        elif step.kind == "maxpool2d":
+            p = step.params
+            calls.append((kernels.dense_maxpool2d, (view(src[0]), view(dst), *p["kernel"], *p["stride"],
+                                                    p["padding"])))
+        elif step.kind == "fm_to_bm":
+            calls.append((layout.transpose, (view(src[0]), view(dst).reshape(batch, -1))))
+        elif step.kind == "bm_to_fm":
+            calls.append((layout.transpose, (view(src[0]).reshape(batch, -1), view(dst))))
+        else:  # generic
+            p = step.params
+            calls.append((_run_generic, (p["module"], p["modules"], [view(v) for v in src], view(dst))))
+            after_blas[0] = "plan"  # a layer's own forward may call BLAS
+    finals = []
+    for j, o in enumerate(plan.outputs):
+        if o.layout == "fm":
+            finals.append((layout.transpose, view(o), j))
+        else:
+            finals.append((_copy_rows, view(o).reshape(batch, -1), j))
+    return _Program(ingests, calls, finals, plan._generic)
+
+
+class _Program:
+    """A plan bound to buffers for one batch size in one thread: the calls, ready to run."""
+
+    __slots__ = ("ingests", "calls", "finals", "generic")
+
+    def __init__(self, ingests, calls, finals, generic):
+        self.ingests, self.calls, self.finals, self.generic = ingests, calls, finals, generic
+
+    def run1(self, x, out) -> int:
+        """One input [B, F] and one output [B, M]; returns the count of non-finite inputs (0: done)."""
+        for fn, _, view in self.ingests:
+            bad = fn(x, view)
+            if bad:
+                return bad
+        self._calls()
+        fn, view, _ = self.finals[0]
+        fn(view, out)
+        return 0
+
+    def run(self, xs, outs):
+        """Several inputs and outputs; returns None, or the index of an input that is not finite."""
+        for fn, i, view in self.ingests:
+            if fn(xs[i], view):
+                return i
+        self._calls()
+        for fn, view, j in self.finals:
+            fn(view, outs[j])
+        return None
+
+    def _calls(self) -> None:
+        if not self.generic:
+            for fn, args in self.calls:
+                fn(*args)
+            return
+        local = _module._local
+        previous = getattr(local, "grad", True)
+        local.grad = False  # generic steps keep nothing for backward (as under no_grad)
+        try:
+            for fn, args in self.calls:
+                fn(*args)
+        finally:
+            local.grad = previous
+
+
+def _columns(step, batch: int) -> int:
+    """The columns of a product or convolution step's product: the batch, or batch * oh * ow."""
+    return batch if step.kind == "product" else batch * step.writes.shape[1] * step.writes.shape[2]
+
+
+def _may_run_parallel(raw, kern) -> bool:
+    """Whether `kern`, chosen for the parallel-or-serial kernel `raw`, may launch threads (not when
+    it is `raw`'s serial twin)."""
+    return raw in kernels._jit.PARALLEL and kern is not kernels._jit.SERIAL_OF[raw]
+
+
+def _locked(kern):
+    def call(*args):
+        return kernels.launch(kern, *args)
+    return call
+
+
+def _copy_rows(src, dst):
+    np.copyto(dst, src)
+
+
+def _run_generic(module, modules, xs, out):
+    """`module.forward(*xs)` in evaluation mode, into `out`; modules that were training are
+    switched back after (flags set directly, without counting as a change of the model)."""
+    training = [m for m in modules if m.training]
+    for m in training:
+        m.__dict__["training"] = False
+    try:
+        np.copyto(out, module.forward(*xs))
+    finally:
+        for m in training:
+            m.__dict__["training"] = True
