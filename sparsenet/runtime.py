@@ -72,13 +72,36 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     "workqueue", which is not thread-safe, `kernels.launch` serialises kernel launches); a model in
     training mode is switched to evaluation for the call and back (that switch is not thread-safe).
 
+    A `Graph` of several inputs takes ``{input name: array}`` (every input, batch axis included,
+    one batch size); one of several outputs gives ``{output name: array}``.
+
     >>> import numpy as np, sparsenet as sn
     >>> predict(sn.build_model("mlp", seed=0), np.ones((2, 1, 8, 8))).dtype
     dtype('float32')
     """
     batch_size = check_int(batch_size, "batch_size", "predict")
-    check_one_in_one_out(model, "predict")
-    return plan_for(model, x).predict(x, batch_size)
+    inputs, outputs = getattr(model, "input_shapes", None), getattr(model, "outputs", None)
+    if not isinstance(x, dict) and (inputs is None or len(inputs) == 1) and (outputs is None or len(outputs) == 1):
+        return plan_for(model, x).predict(x, batch_size)
+    return _predict_graph(model, x, batch_size)
+
+
+def _predict_graph(model, x, batch_size: int):
+    """`predict` for a graph of several inputs (x: {name: array}) or several outputs."""
+    names = list(getattr(model, "input_shapes", None) or [])
+    if not names:
+        raise ConfigError(f"predict: a dict of inputs is for a Graph (named inputs); this {type(model).__name__} "
+                          f"takes one array")
+    if not isinstance(x, dict):
+        if len(names) != 1:
+            raise ConfigError(f"predict: the graph has inputs {names}: give a dict {{name: array}} of all of them")
+        x = {names[0]: x}
+    missing, unknown = [n for n in names if n not in x], [k for k in x if k not in names]
+    if missing or unknown:
+        raise ConfigError(f"predict: expected the graph's inputs {names}, found {list(x)}"
+                          + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
+    outs = plan_for(model).run(*[x[n] for n in names], batch_size=batch_size, names=names)
+    return outs[0] if len(outs) == 1 else dict(zip(model.outputs, outs))
 
 
 # -- threads ---------------------------------------------------------------------------------------

@@ -176,3 +176,29 @@ def test_library_modules_parse_no_command_lines():
             continue
         text = path.read_text()
         assert "argparse" not in text and "from .cli" not in text and "from ..cli" not in text, path
+
+
+def test_predict_a_graph_of_named_inputs_and_outputs(tmp_path, capsys):
+    from sparsenet.nn import Add, Graph, Linear
+
+    g = Graph({"u": (3,), "v": (3,)}, [("s", Add(), ["u", "v"]), ("head", Linear(3, 2, seed=1), ["s"])],
+              ["s", "head"])
+    sn.save_model(g, tmp_path / "g.safetensors")
+    rng = np.random.default_rng(0)
+    u, v = rng.random((5, 3), np.float32), rng.random((5, 3), np.float32)
+    np.save(tmp_path / "u.npy", u)
+    np.save(tmp_path / "v.npy", v)
+    argv = ["predict", str(tmp_path / "g.safetensors"), "--input", f"u={tmp_path / 'u.npy'}",
+            "--input", f"v={tmp_path / 'v.npy'}", "--output", f"s={tmp_path / 's.npy'}",
+            "--output", f"head={tmp_path / 'head.npy'}", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["input_shape"] == {"u": [5, 3], "v": [5, 3]} and out["output_shape"] == {"s": [5, 3], "head": [5, 2]}
+    want = g.eval().forward(u, v)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), want[0], rtol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "head.npy"), want[1], rtol=1e-5, atol=1e-6)
+    # one plain output path for a model of two outputs; a missing input: one line each, exit 1
+    for bad in (argv[:6] + ["--output", str(tmp_path / "y.npy")], argv[:4] + argv[6:]):
+        assert main(bad) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("head" in err or "missing ['v']" in err), err

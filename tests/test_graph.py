@@ -314,13 +314,36 @@ def test_values_that_grow_along_the_graph_are_refused_before_they_take_memory():
     assert deep.predict(np.ones(4096)).shape == (4096,)  # a deep chain frees what it no longer needs
 
 
-def test_predict_evaluate_and_fit_take_one_input_and_one_output():
+def test_predict_takes_named_inputs_and_gives_named_outputs_evaluate_and_fit_one_of_each():
+    from sparsenet.errors import DataError
+
     a, b = Linear(3, 2, seed=0), Linear(3, 2, seed=1)
     two_out = Graph({"u": (3,)}, [("a", a, "u"), ("b", b, "u")], ["a", "b"])
     two_in = Graph({"u": (3,), "v": (3,)}, [("s", Add(), ["u", "v"])], "s")
-    x, y = np.ones((4, 3), np.float32), np.zeros(4, np.int64)
+    rng = np.random.default_rng(0)
+    x, x2, y = rng.random((4, 3), np.float32), rng.random((4, 3), np.float32), np.zeros(4, np.int64)
+    got = two_out.predict(x)
+    assert list(got) == ["a", "b"]
+    np.testing.assert_allclose(got["a"], a.forward(x), rtol=1e-6)
+    np.testing.assert_allclose(got["b"], b.forward(x), rtol=1e-6)
+    np.testing.assert_allclose(sn.predict(two_in, {"v": x2, "u": x}), x + x2, rtol=1e-6)
+    np.testing.assert_allclose(two_out.predict({"u": x}, batch_size=3)["b"], got["b"], rtol=1e-6)  # in batches
+    with pytest.raises(ConfigError, match=r"inputs \['u', 'v'\]: give a dict"):
+        two_in.predict(x)
+    with pytest.raises(ConfigError, match=r"missing \['v'\]; unknown \['w'\]"):
+        two_in.predict({"u": x, "w": x})
+    with pytest.raises(ShapeError, match="predict input 'v'"):
+        two_in.predict({"u": x, "v": x[:, :2]})
+    with pytest.raises(ShapeError, match="one batch size"):
+        two_in.predict({"u": x, "v": x[:3]})
+    bad = x2.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(DataError, match="predict input 'v'"):
+        two_in.predict({"u": x, "v": bad})
+    with pytest.raises(ConfigError, match="a dict of inputs is for a Graph"):
+        Sequential(Linear(3, 2)).predict({"x": x})
     for g in (two_out, two_in):
-        for call in (lambda: g.predict(x), lambda: sn.evaluate(g, x, y), lambda: sn.fit(g, x, y, quiet=True)):
+        for call in (lambda: sn.evaluate(g, x, y), lambda: sn.fit(g, x, y, quiet=True)):
             with pytest.raises(ConfigError, match="one input and one output"):
                 call()
     assert len(two_out.forward(x)) == 2 and two_in(x, x).shape == (4, 3)  # forward (and __call__) take several

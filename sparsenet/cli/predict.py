@@ -1,4 +1,5 @@
-"""`sparsenet predict`: run a model file on a .npy array and save the outputs as .npy."""
+"""`sparsenet predict`: run a model file on .npy arrays and save the outputs as .npy (a graph of
+several inputs or outputs: ``--input NAME=PATH`` and ``--output NAME=PATH``, once per name)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="run a model file on a .npy array and save the outputs",
                               epilog="example: sparsenet predict lenet90.safetensors --input x.npy --output y.npy --json")
     p.add_argument("model", help="model file")
-    p.add_argument("--input", required=True, help=".npy array: [N, *input_shape] or one sample")
-    p.add_argument("--output", required=True, help=".npy file to write (atomically)")
+    p.add_argument("--input", required=True, action="append",
+                   help=".npy array: [N, *input_shape] or one sample; for a graph of several inputs, "
+                        "NAME=PATH once per input")
+    p.add_argument("--output", required=True, action="append",
+                   help=".npy file to write (atomically); for a graph of several outputs, NAME=PATH once per output")
     p.add_argument("--batch-size", type=positive_int, default=256, help="default: %(default)s")
     p.add_argument("--threads", type=positive_int, default=None, help="threads for kernels and BLAS")
     add_json_flag(p, "print shapes, seconds and the output path as JSON")
@@ -62,6 +66,21 @@ def _save_atomic(path: str, arr) -> None:
         np.save(f, arr, allow_pickle=False)
 
 
+def _named(items: list, what: str) -> dict | None:
+    """{name: path} from NAME=PATH items, or None for one plain path; anything else raises ConfigError."""
+    from ..errors import ConfigError
+
+    if len(items) == 1 and "=" not in items[0]:
+        return None
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise ConfigError(f"--{what}: expected one path, or NAME=PATH for each, found {items}")
+    names = [k for k, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--{what}: a name is given twice in {items}")
+    return dict(pairs)
+
+
 def run(args) -> int:
     """``sparsenet predict MODEL --input X.npy --output Y.npy [--batch-size N] [--threads N] [--json]``."""
     import warnings
@@ -72,13 +91,27 @@ def run(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # no threadpoolctl: BLAS keeps its count here
             set_num_threads(args.threads)
+    from ..errors import ConfigError
+
     model = load(args.model)
-    x = _read_input(args.input)
+    inputs, outputs = _named(args.input, "input"), _named(args.output, "output")
+    x = _read_input(args.input[0]) if inputs is None else {k: _read_input(v) for k, v in inputs.items()}
     t0 = time.perf_counter()
     y = predict(model, x, batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
-    _save_atomic(args.output, y)
-    payload = {"input_shape": list(x.shape), "output_shape": list(y.shape), "seconds": round(seconds, 6),
-               "output": args.output}
-    emit(args, payload, f"predicted {list(x.shape)} -> {list(y.shape)} in {seconds:.3f} s; saved to {args.output}")
+    ys = {None: y} if not isinstance(y, dict) else y
+    if outputs is None:
+        if isinstance(y, dict):
+            raise ConfigError(f"--output: the model has outputs {list(y)}: give NAME=PATH for each")
+        outputs = {None: args.output[0]}
+    elif set(outputs) != set(ys):
+        raise ConfigError(f"--output: expected NAME=PATH for the model's outputs {list(ys)}, found {list(outputs)}")
+    for name, path in outputs.items():
+        _save_atomic(path, ys[name])
+    shape = (lambda a: list(a.shape))
+    in_shape = shape(x) if not isinstance(x, dict) else {k: shape(v) for k, v in x.items()}
+    out_shape = shape(y) if not isinstance(y, dict) else {k: shape(v) for k, v in y.items()}
+    written = args.output[0] if None in outputs else dict(outputs)
+    payload = {"input_shape": in_shape, "output_shape": out_shape, "seconds": round(seconds, 6), "output": written}
+    emit(args, payload, f"predicted {in_shape} -> {out_shape} in {seconds:.3f} s; saved to {written}")
     return 0

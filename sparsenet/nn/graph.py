@@ -323,7 +323,8 @@ class Graph(Module):
         return out[0] if len(out) == 1 else out
 
     def predict(self, x, batch_size: int = 256):
-        """``sparsenet.predict(self, x, batch_size)`` (single-input graphs)."""
+        """``sparsenet.predict(self, x, batch_size)``: an array for a single-input graph, else
+        ``{input name: array}``; several outputs come back as ``{output name: array}``."""
         return _module.predict(self, x, batch_size)
 
     # -- conversions --------------------------------------------------------------------------------

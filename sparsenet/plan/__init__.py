@@ -141,16 +141,18 @@ class Plan:
                     self._raise_not_finite(x, where)
         return out[0] if single else out
 
-    def run(self, *xs, batch_size: int = 256):
-        """Outputs (a tuple, in the model's output order) for one batch-major array per input."""
+    def run(self, *xs, batch_size: int = 256, names=None):
+        """Outputs (a tuple, in the model's output order) for one batch-major array per input;
+        `names` (one per input) label the inputs in errors (``predict input 'ids'``)."""
         batch_size = check_int(batch_size, "batch_size", "Plan.run")
         if len(xs) != len(self.input_shapes):
             raise ConfigError(f"Plan.run: expected {len(self.input_shapes)} inputs, found {len(xs)}")
-        checked = [self._check(x, shape, f"Plan.run input {i}", False)[0]
-                   for i, (x, shape) in enumerate(zip(xs, self.input_shapes))]
+        labels = [f"predict input {k!r}" for k in names] if names else [f"Plan.run input {i}" for i in range(len(xs))]
+        checked = [self._check(x, shape, label, False)[0] for x, shape, label in zip(xs, self.input_shapes, labels)]
         n = checked[0].shape[0]
         if any(x.shape[0] != n for x in checked):
-            raise ShapeError(f"Plan.run: expected inputs of one batch size, found {[x.shape[0] for x in checked]}")
+            raise ShapeError(f"{'predict' if names else 'Plan.run'}: expected inputs of one batch size, found "
+                             f"{[x.shape[0] for x in checked]}")
         outs = [np.empty((n, *o.shape), dtype=o.dtype) for o in self.outputs]
         flat_x = [x.reshape(n, -1) for x in checked]
         flat_out = [o.reshape(n, -1) for o in outs]
@@ -158,7 +160,7 @@ class Plan:
             j = min(n, i + batch_size)
             bad = self._program(j - i).run([x[i:j] for x in flat_x], [o[i:j] for o in flat_out])
             if bad is not None:
-                self._raise_not_finite(checked[bad], f"Plan.run input {bad}")
+                self._raise_not_finite(checked[bad], labels[bad])
         return tuple(outs)
 
     def kernels_only(self, *xs):
