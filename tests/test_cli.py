@@ -202,3 +202,13 @@ def test_predict_a_graph_of_named_inputs_and_outputs(tmp_path, capsys):
         assert main(bad) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("head" in err or "missing ['v']" in err), err
+
+
+def test_a_reader_that_goes_away_is_not_an_error(small_model_file):
+    # ``sparsenet info m | head -1``: the pipe closes before the table is written
+    path, _ = small_model_file
+    p = subprocess.Popen([sys.executable, "-m", "sparsenet", "info", str(path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and "Broken pipe" not in err and "Error" not in err, err

@@ -12,6 +12,7 @@ Adding a command: a module here with `register`, and its name in `_COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import SparsenetError
@@ -42,6 +43,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
+    except BrokenPipeError:  # the reader of our output went away (``sparsenet info m | head``): not an error
+        try:
+            sys.stdout = open(os.devnull, "w")  # Python would otherwise report the failed flush at exit
+        except OSError:
+            pass
+        return 0
     except (SparsenetError, OSError) as e:
         if args.debug:
             raise

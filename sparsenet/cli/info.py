@@ -23,10 +23,11 @@ def run(args) -> int:
     s = summarize(model)
     payload = {"layers": [{k: r[k] for k in ("name", "kind", "format", "shape", "nnz", "stored", "bytes")}
                           for r in s["layers"]], **s["totals"], "metadata": model.meta}
-    lines = [f"{'layer':<6}{'kind':<14}{'format':<10}{'shape':<14}{'stored':>10}{'nnz':>10}{'bytes':>12}"]
+    wn = max([6] + [len(str(r["name"])) + 2 for r in s["layers"]])  # a graph's node names can be long
+    lines = [f"{'layer':<{wn}}{'kind':<14}{'format':<10}{'shape':<14}{'stored':>10}{'nnz':>10}{'bytes':>12}"]
     for r in s["layers"]:
         shape = "x".join(map(str, r["shape"])) if r["shape"] else "-"
-        lines.append(f"{r['name']:<6}{r['kind']:<14}{r['format'] or '-':<10}{shape:<14}"
+        lines.append(f"{r['name']:<{wn}}{r['kind']:<14}{r['format'] or '-':<10}{shape:<14}"
                      f"{r['stored']:>10}{r['nnz']:>10}{r['bytes']:>12}")
     t = s["totals"]
     lines.append(f"total: {t['params']} parameters, {t['stored_params']} stored, {t['nonzero_params']} nonzero; "

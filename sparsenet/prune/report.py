@@ -76,12 +76,14 @@ def pruning_report(before, after, input_shape=None) -> dict:
 
 def format_report(report: dict) -> str:
     """The report as a fixed-width text table."""
-    head = (f"{'layer':<6}{'kind':<8}{'shape before':>14}{'shape after':>14}{'params':>16}{'sparsity':>10}"
+    wn = max([6] + [len(str(r["name"])) + 2 for r in report["layers"]])  # a graph's node names can be long
+    wk = max([8] + [len(r["kind"]) + 2 for r in report["layers"]])
+    head = (f"{'layer':<{wn}}{'kind':<{wk}}{'shape before':>14}{'shape after':>14}{'params':>16}{'sparsity':>10}"
             f"{'format':>9}{'bytes':>20}{'MFLOPs':>16}")
     lines = [head]
     for r in report["layers"]:
         lines.append(
-            f"{r['name']:<6}{r['kind']:<8}{'x'.join(map(str, r['shape_before'])):>14}"
+            f"{r['name']:<{wn}}{r['kind']:<{wk}}{'x'.join(map(str, r['shape_before'])):>14}"
             f"{'x'.join(map(str, r['shape_after'])):>14}{r['params_before']:>8}->{r['params_after']:<6}"
             f"{r['sparsity']:>10.3f}{r['format']:>9}{r['bytes_before']:>10}->{r['bytes_after']:<8}"
             f"{r['flops_before'] / 1e6:>7.3f}->{r['flops_after'] / 1e6:<7.3f}")
