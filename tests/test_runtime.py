@@ -460,3 +460,12 @@ def test_training_leaves_no_progress_bar_thread_behind():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "['MainThread']"
+
+
+def test_cli_threads_apply_to_the_command_only(run_cli, model_file, tmp_path, capsys):
+    before = runtime.get_num_threads()
+    np.save(tmp_path / "x.npy", _x(3))
+    assert run_cli(["predict", str(model_file), "--input", str(tmp_path / "x.npy"), "--output",
+                    str(tmp_path / "y.npy"), "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert runtime.get_num_threads() == before  # a command run in-process leaves the counts as they were

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 
 from ..errors import ConfigError
 
 __all__ = ["OK", "BAD_INPUT", "USAGE", "INTERRUPTED", "emit", "add_json_flag", "positive_int", "batch_sizes",
+           "thread_count",
            "sparsity_targets"]
 
 OK = 0            # success
@@ -71,3 +73,25 @@ def sparsity_targets(text: str, flag: str = "--sparsity") -> float | dict:
         except ValueError:
             raise ConfigError(f"{flag}: expected NAME=FRACTION, found {part!r}") from None
     return targets
+
+
+@contextmanager
+def thread_count(n):
+    """Kernels and BLAS on `n` threads (``--threads``; None: as they are) for the command, then back
+    to what they were: a command run in-process (``sparsenet.cli.main``) leaves the counts unchanged."""
+    if n is None:
+        yield
+        return
+    import warnings
+
+    from ..runtime import set_num_threads
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no threadpoolctl: BLAS keeps its count here
+        previous = set_num_threads(n)
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            set_num_threads(previous["numba"], blas=previous["blas"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ._common import add_json_flag, batch_sizes, emit
+from ._common import add_json_flag, batch_sizes, emit, thread_count
 
 __all__ = ["register", "run"]
 
@@ -26,11 +26,9 @@ def run(args) -> int:
 
     batches = batch_sizes(args.batch, "--batch")
     model = load_model(args.model)
-    if args.threads:
-        from ..runtime import set_num_threads
-        set_num_threads(args.threads)
     t0 = time.perf_counter()
-    result = bench_model(model, batches, repeats=args.repeats)
+    with thread_count(args.threads or None):
+        result = bench_model(model, batches, repeats=args.repeats)
     result.update(model=args.model, seconds=round(time.perf_counter() - t0, 3))
     lines = [f"{'batch':>6}{'model ms':>12}{'dense ms':>12}{'speedup':>9}"]
     lines += [f"{r['batch']:>6}{r['model_ms']:>12.4f}{r['dense_ms']:>12.4f}{r['speedup']:>8.2f}x" for r in result["batches"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ._common import add_json_flag, emit, positive_int
+from ._common import add_json_flag, emit, positive_int, thread_count
 
 __all__ = ["register", "run"]
 
@@ -83,15 +83,13 @@ def _named(items: list, what: str) -> dict | None:
 
 def run(args) -> int:
     """``sparsenet predict MODEL --input X.npy --output Y.npy [--batch-size N] [--threads N] [--json]``."""
-    import warnings
+    with thread_count(args.threads):
+        return _run(args)
 
-    from ..runtime import load, predict, set_num_threads
 
-    if args.threads is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no threadpoolctl: BLAS keeps its count here
-            set_num_threads(args.threads)
+def _run(args) -> int:
     from ..errors import ConfigError
+    from ..runtime import load, predict
 
     model = load(args.model)
     inputs, outputs = _named(args.input, "input"), _named(args.output, "output")
