@@ -28,6 +28,7 @@ PLAN_SERIAL_WORK = int(os.environ.get("SPARSENET_PLAN_SERIAL_WORK", 1 << 20))
 
 
 def bind(plan, batch: int) -> "_Program":
+    """`plan`'s steps as bound calls on buffers for `batch` columns (see the module docstring)."""
     arrays = [np.empty(size * batch, dtype) for dtype, size in plan.slots]
 
     def view(v: Value) -> np.ndarray:
@@ -52,7 +53,16 @@ def bind(plan, batch: int) -> "_Program":
     blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted)
     all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
 
-    def before_parallel(kern, work):
+    def choose(raw, work):
+        """The kernel that runs for `raw` (a product's kernel, or a parallel or serial twin) doing
+        `work` multiply-adds, after the rules above; under the workqueue layer a kernel that may
+        launch threads is locked (`kernels.launch`)."""
+        kern = pool_rules(raw, work)
+        if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
+            kern = _locked(kern)
+        return kern
+
+    def pool_rules(kern, work):
         if all_serial and kern in kernels._jit.PARALLEL:
             return kernels._jit.SERIAL_OF[kern]
         if kern is _BLAS_PRODUCT:
@@ -78,9 +88,7 @@ def bind(plan, batch: int) -> "_Program":
         elif step.kind == "product":
             p = step.params
             raw, weights = p["weight"].product(batch)
-            kern = before_parallel(raw, p["weight"].nnz * batch)
-            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():  # workqueue layer
-                kern = _locked(kern)
+            kern = choose(raw, p["weight"].nnz * batch)
             calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
         elif step.kind == "conv2d":
             p = step.params
@@ -88,14 +96,10 @@ def bind(plan, batch: int) -> "_Program":
             m, oh, ow = dst.shape
             n = _columns(step, batch)
             cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
-            unfold = before_parallel(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else
-                                     layout.im2col_serial, cols.size)  # (decided in the order they run)
-            if _may_run_parallel(layout.im2col, unfold) and kernels._jit._needs_lock():
-                unfold = _locked(unfold)
+            unfold = choose(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else layout.im2col_serial,
+                            cols.size)  # decided before the product: the order they run
             raw, weights = p["weight"].product(n)
-            kern = before_parallel(raw, p["weight"].nnz * n)
-            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
-                kern = _locked(kern)
+            kern = choose(raw, p["weight"].nnz * n)
             calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
             # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
             prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
@@ -106,9 +110,7 @@ def bind(plan, batch: int) -> "_Program":
             p = step.params
             big = dst.features * batch >= kernels.PARALLEL_MIN_WORK
             raw = kernels.dense_epilogue if big else kernels.dense_epilogue_serial
-            kern = before_parallel(raw, dst.features * batch)
-            if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
-                kern = _locked(kern)
+            kern = choose(raw, dst.features * batch)
             flat = view(dst).reshape(-1, batch) if dst.layout == "fm" else view(dst).reshape(batch, -1)
             args = (flat, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])  # elementwise: any layout
             if dst.root is not src[0].root:
