@@ -11,7 +11,7 @@ from sparsenet import kernels
 from sparsenet.formats import BSR, CSR, Dense
 from sparsenet.formats.quantized import QBSR, QCSR
 from sparsenet.kernels import _csr_tiles, reference
-from sparsenet.kernels.epilogue import NONE, activate_ref, no_bias
+from sparsenet.kernels.epilogue import ACTIVATIONS, NONE, activate_ref, no_bias
 from sparsenet.kernels import int8 as int8_kernels
 from strategies import (
     BATCH_SIZES, DTYPES, SETTINGS, BlockCase, SparseCase, activations, batch_sizes,
@@ -40,7 +40,7 @@ def _check_forward(kern, arrays, x, ref, mag, n, dtype, what):
     assert_close(out, ref, mag, n, dtype, what)
     rng = np.random.default_rng(ref.size + 7 * ref.shape[0])
     bias = rng.standard_normal(ref.shape[0]).astype(dtype)
-    act = int(rng.integers(1, 6))
+    act = int(rng.integers(1, len(ACTIVATIONS)))
     out = _garbage(ref.shape, dtype)
     kern(*arrays, x, out, bias, act, 0.1)
     # the activations are at most 1.13-Lipschitz; exp/tanh add a few ulp of a value below |y| + 1

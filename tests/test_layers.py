@@ -11,8 +11,9 @@ import sparsenet
 from sparsenet import MSELoss, SoftmaxCrossEntropy, as_format
 from sparsenet.errors import DataError
 from sparsenet.nn import (
-    GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Identity,
-    LeakyReLU, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+    GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Clip, Conv2d, Dropout, Flatten, GlobalAvgPool2d, HardSigmoid,
+    HardSwish, Identity, LeakyReLU, Linear, MaxPool2d, Module, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax,
+    Tanh,
 )
 
 from gradcheck import check_layer_gradients
@@ -181,20 +182,38 @@ def test_flatten():
 
 # -- activations -------------------------------------------------------------------------------------
 
+def _gelu_erf_ref(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+# (layer, reference, its kinks: inputs are kept 0.05 away from them, beyond finite differences' reach)
 ACTIVATIONS = [
     (ReLU(), lambda x: np.maximum(x, 0)),
     (LeakyReLU(0.1), lambda x: np.where(x > 0, x, 0.1 * x)),
     (Sigmoid(), lambda x: 1 / (1 + np.exp(-x))),
     (Tanh(), np.tanh),
     (GELU(), gelu_ref),
+    (GELU("none"), _gelu_erf_ref),
+    (SiLU(), lambda x: x / (1 + np.exp(-x))),
+    (Clip(-0.5, 0.75), lambda x: np.minimum(np.maximum(x, -0.5), 0.75)),
+    (ReLU6(), lambda x: np.minimum(np.maximum(x, 0), 6)),
+    (HardSigmoid(), lambda x: np.minimum(np.maximum(x / 6 + 0.5, 0), 1)),
+    (HardSigmoid(0.2, 0.3), lambda x: np.minimum(np.maximum(0.2 * x + 0.3, 0), 1)),
+    (HardSwish(), lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6),
     (Softmax(), softmax_ref(-1)),
     (Identity(), lambda x: x),
 ]
+KINKS = [0.0, -0.5, 0.75, 6.0, -6.0, -3.0, 3.0, -1.5, 3.5]  # Clip's, ReLU6's, HardSigmoid's, HardSwish's
 
 
 @pytest.mark.parametrize("layer,ref", ACTIVATIONS, ids=lambda v: type(v).__name__ if isinstance(v, Module) else "")
 def test_activation(layer, ref):
-    x = away_from_zero(np.random.default_rng(4), (4, 6)) * 3
+    x = np.random.default_rng(4).uniform(-8, 8, (6, 8))  # across every kink and saturated end
+    for k in KINKS:
+        near = np.abs(x - k) < 0.05
+        x[near] = k + np.where(x[near] >= k, 0.05, -0.05)
     check_layer_gradients(layer, x, reference=ref)
 
 

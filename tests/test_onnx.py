@@ -2,6 +2,7 @@
 zoo models (dense, pruned and compiled), PyTorch exports, and errors that name the node."""
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -281,7 +282,10 @@ ERROR_CASES = {
                        ["(Conv)", "dilations=[2, 2]"]),
     "conv-strides-differ": (_chain([("Conv", ["W"], {"strides": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
                             ["(Conv)", "strides=[1, 2]"]),
-    "gelu-exact": (_chain([("Gelu", [], {})], opset=20), ["node 0 'gelu0' (Gelu)", "approximate='none'"]),
+    "gelu-unknown-form": (_chain([("Gelu", [], {"approximate": "fast"})], opset=20),
+                          ["node 0 'gelu0' (Gelu)", "approximate='fast'"]),
+    "clip-no-bounds": (_chain([("Clip", [], {})]), ["(Clip)", "min=-inf, max=inf"]),
+    "swish-alpha": (_chain([("Swish", [], {"alpha": 2.0})], opset=24), ["(Swish)", "alpha=2.0"]),
     "avgpool-exclude-pad": (_chain([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})],
                                    in_shape=("N", 3, 8, 8)), ["(AveragePool)", "count_include_pad=0"]),
     "maxpool-ceil-differs": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
@@ -596,13 +600,16 @@ def test_every_layer_kind_exports_opset20_and_round_trips():
     assert "BatchNorm2d" not in _kinds(back) and "BatchNorm1d" in _kinds(back)
 
 
-def test_gelu_before_opset20_is_a_formula_that_runs_but_does_not_reimport():
+def test_gelu_before_opset20_is_a_formula_that_reimports_as_gelu():
     model = _every_layer_model()
     x = _rand(3, 2, 8, 8) * 3
     proto = export_onnx(model, None, opset=17)
+    assert "Gelu" not in {node.op_type for node in proto.graph.node}
     np.testing.assert_allclose(_ort(proto, x), sn.predict(model, x), rtol=1e-5, atol=1e-5)
-    with pytest.raises(OnnxImportError, match=r"\(Mul\)"):
-        import_onnx(proto)
+    back = import_onnx(proto)
+    gelus = [layer for layer in back.layers if isinstance(layer, nn.GELU)]
+    assert len(gelus) == 1 and gelus[0].approximate == "tanh"
+    np.testing.assert_allclose(sn.predict(back, x), sn.predict(model, x), rtol=1e-5, atol=1e-5)
 
 
 def test_export_writes_file_and_infers_or_requires_input_shape(tmp_path):
@@ -734,11 +741,8 @@ def test_torch_dynamo_export_imports(opset):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
     module = _torch_model("cnn")
-    try:
-        program = torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), dynamo=True, opset_version=opset,
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-    except Exception as e:  # pragma: no cover - depends on the torch/onnxscript install
-        pytest.skip(f"dynamo exporter unavailable: {type(e).__name__}: {e}")
+    program = torch.onnx.export(module, (torch.zeros(2, 1, 8, 8),), dynamo=True, opset_version=opset,
+                                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     m, _ = _check_torch_import(module, program.model_proto)
     assert _kinds(m) == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Flatten", "Linear"]
 
@@ -805,3 +809,47 @@ def test_torch_resnet_imports_as_a_graph_and_prunes(opset, dynamo):
     np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
     back = export_onnx(pruned, None, sparse_initializers=True)
     np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# -- activations PyTorch writes as formulas (fused by sparsenet.onnx._fuse) ------------------------
+TORCH_ACTIVATIONS = {"GELU": ("GELU", {}), "GELU-tanh": ("GELU", {"approximate": "tanh"}), "SiLU": ("SiLU", {}),
+                     "Hardswish": ("HardSwish", {}), "ReLU6": ("ReLU6", {}), "Hardsigmoid": ("HardSigmoid", {})}
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("exporter,opset", [("legacy", 17), ("legacy", 20), ("dynamo", 18)])
+@pytest.mark.parametrize("act", sorted(TORCH_ACTIVATIONS))
+def test_torch_activations_import_as_one_layer(act, exporter, opset):
+    torch = pytest.importorskip("torch")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    kind, kwargs = TORCH_ACTIVATIONS[act]
+    torch.manual_seed(0)
+    tnn = torch.nn
+    module = tnn.Sequential(tnn.Linear(4, 16), getattr(tnn, act.split("-")[0])(**kwargs), tnn.Linear(16, 3)).eval()
+    x = torch.zeros(2, 4)
+    if exporter == "dynamo":
+        proto = torch.onnx.export(module, (x,), dynamo=True, opset_version=opset, verbose=False,
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    else:
+        buf = io.BytesIO()
+        torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes={"x": {0: "N"}})
+        proto = onnx.load_from_string(buf.getvalue())
+    data = _rand(64, 4) * 4  # across the clipping activations' corners
+    m = _same(proto, data)
+    assert _kinds(m) == ["Linear", kind, "Linear"]
+    with torch.no_grad():
+        np.testing.assert_allclose(sn.predict(m, data), module(torch.from_numpy(data)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_formula_whose_inner_value_is_read_elsewhere_is_not_fused():
+    n = helper.make_node
+    nodes = [n("Sigmoid", ["x"], ["s"], name="sig"), n("Mul", ["x", "s"], ["y"], name="mul"),
+             n("Relu", ["s"], ["z"], name="other")]
+    outputs = [helper.make_tensor_value_info(k, FLOAT, ("N", 4)) for k in ("y", "z")]
+    with pytest.raises(OnnxImportError, match="mul.*Mul reads 2 values"):
+        import_onnx(_model(nodes, {}, ("N", 4), outputs=outputs))
+    erf = _model([n("Erf", ["x"], ["y"], name="lonely")], {}, ("N", 4))
+    with pytest.raises(OnnxImportError, match="lonely.*op Erf is not supported"):
+        import_onnx(erf)

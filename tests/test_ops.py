@@ -41,7 +41,12 @@ CASES = {
     "LeakyReLU": (lambda: nn.LeakyReLU(0.3), [(4,)]),
     "Sigmoid": (nn.Sigmoid, [(4,)]),
     "Tanh": (nn.Tanh, [(4,)]),
-    "GELU": (nn.GELU, [(4,)]),
+    "GELU": (lambda: nn.GELU("none"), [(4,)]),
+    "SiLU": (nn.SiLU, [(4,)]),
+    "Clip": (lambda: nn.Clip(-0.5, 0.75), [(4,)]),
+    "ReLU6": (nn.ReLU6, [(4,)]),
+    "HardSigmoid": (lambda: nn.HardSigmoid(0.2, 0.4), [(4,)]),
+    "HardSwish": (nn.HardSwish, [(4,)]),
     "Softmax": (lambda: nn.Softmax(1), [(3, 2)]),
     "Identity": (nn.Identity, [(4,)]),
     "Dropout": (lambda: nn.Dropout(0.25, seed=7).eval(), [(4,)]),
@@ -88,7 +93,8 @@ def test_a_wrong_setting_names_the_layer_and_the_field(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
-def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind):
+@pytest.mark.parametrize("opset", [13, 17, 20])
+def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind, opset):
     ort = pytest.importorskip("onnxruntime")
     from sparsenet.onnx import export_onnx
 
@@ -96,8 +102,8 @@ def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind):
     op = make().eval()
     names = [f"x{k}" for k in range(len(shapes))]
     graph = nn.Graph(inputs={n: s for n, s in zip(names, shapes)}, nodes=[("op", op, names)], outputs=["op"])
-    proto = export_onnx(graph, None, opset=17)
-    xs = _inputs(shapes, seed=5)
+    proto = export_onnx(graph, None, opset=opset)
+    xs = [x * 4 for x in _inputs(shapes, seed=5)]  # past the clipping activations' corners
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, dict(zip(names, xs)))[0]
     np.testing.assert_allclose(got, op.forward(*xs), rtol=1e-5, atol=1e-5)

@@ -9,23 +9,31 @@ kernels) takes three trailing arguments, ``bias, act, alpha``:
 
 The kernels apply it to a row (or a task's rows) right after computing it, while the row is still
 in cache, so that a compiled plan runs a Linear + bias + activation as one kernel call. The
-activation formulas are those of `sparsenet.nn.activation` (GELU in its tanh form; a stable sigmoid).
-`activate_ref` is the NumPy reference the tests compare against.
+activation formulas are those of `sparsenet.nn.activation` (a stable sigmoid; GELU in its tanh and
+its erf form; CLIP0 is ``min(max(v, 0), alpha)``, ReLU6 with alpha 6; HARDSIGMOID is
+``min(max(alpha * v + 0.5, 0), 1)``, PyTorch's with alpha 1/6). `activate_ref` is the NumPy
+reference the tests compare against.
 """
+
+import math
 
 import numba
 import numpy as np
 
 from ._jit import OPTIONS
 
-__all__ = ["NONE", "RELU", "LEAKY_RELU", "SIGMOID", "TANH", "GELU_TANH", "ACTIVATIONS",
-           "no_bias", "activate", "epilogue_rows", "activate_ref"]
+__all__ = ["NONE", "RELU", "LEAKY_RELU", "SIGMOID", "TANH", "GELU_TANH", "CLIP0", "HARDSIGMOID", "HARDSWISH",
+           "SILU", "GELU_ERF", "ACTIVATIONS", "no_bias", "activate", "activate_into", "epilogue_rows",
+           "activate_ref", "erf_into"]
 
 NONE, RELU, LEAKY_RELU, SIGMOID, TANH, GELU_TANH = 0, 1, 2, 3, 4, 5
+CLIP0, HARDSIGMOID, HARDSWISH, SILU, GELU_ERF = 6, 7, 8, 9, 10
 ACTIVATIONS = {"none": NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID, "tanh": TANH,
-               "gelu_tanh": GELU_TANH}
+               "gelu_tanh": GELU_TANH, "clip0": CLIP0, "hardsigmoid": HARDSIGMOID, "hardswish": HARDSWISH,
+               "silu": SILU, "gelu_erf": GELU_ERF}
 
 _GELU_C = np.sqrt(2 / np.pi)
+_SQRT_HALF = np.sqrt(0.5)
 _NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
 
 
@@ -48,7 +56,32 @@ def activate(v, act, alpha):
         return np.tanh(v)
     if act == GELU_TANH:
         return 0.5 * v * (1 + np.tanh(_GELU_C * (v + 0.044715 * v * v * v)))
+    if act == CLIP0:
+        return min(max(v, v * 0), alpha)
+    if act == HARDSIGMOID:
+        return min(max(alpha * v + 0.5, v * 0), v * 0 + 1)
+    if act == HARDSWISH:
+        return v * min(max(v / 6 + 0.5, v * 0), v * 0 + 1)
+    if act == SILU:
+        e = np.exp(-abs(v))
+        return v / (1 + e) if v >= 0 else v * e / (1 + e)
+    if act == GELU_ERF:
+        return 0.5 * v * (1 + math.erf(v * _SQRT_HALF))
     return v
+
+
+@numba.njit(**OPTIONS)
+def activate_into(x, out, act, alpha):
+    """out = act(x) over two flat arrays of one size (out may be x)."""
+    for i in range(np.uintp(0), np.uintp(x.shape[0])):
+        out[i] = activate(x[i], act, alpha)
+
+
+@numba.njit(**OPTIONS)
+def erf_into(x, out):
+    """out = erf(x) over two flat arrays of one size (NumPy has no erf)."""
+    for i in range(np.uintp(0), np.uintp(x.shape[0])):
+        out[i] = math.erf(x[i])
 
 
 @numba.njit(**OPTIONS)
@@ -86,4 +119,14 @@ def activate_ref(y, act, alpha=0.0):
         return np.tanh(y)
     if act == GELU_TANH:
         return 0.5 * y * (1 + np.tanh(_GELU_C * (y + 0.044715 * y ** 3)))
+    if act == CLIP0:
+        return np.clip(y, 0, alpha)
+    if act == HARDSIGMOID:
+        return np.clip(alpha * y + 0.5, 0, 1)
+    if act == HARDSWISH:
+        return y * np.clip(y / 6 + 0.5, 0, 1)
+    if act == SILU:
+        return y / (1 + np.exp(-y))
+    if act == GELU_ERF:
+        return 0.5 * y * (1 + np.vectorize(math.erf, otypes=[np.float64])(y / np.sqrt(2)))
     return y

@@ -8,7 +8,8 @@ and, if ONNX files may contain it, a handler in `sparsenet.onnx._ops` (which map
 to one, onto these).
 """
 
-from .activation import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activation import (GELU, Clip, HardSigmoid, HardSwish, Identity, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU,
+                         Softmax, Tanh)
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
@@ -23,14 +24,16 @@ from .sequential import Sequential
 # The ops a model file may hold, by the kind name it stores (`sparsenet.io.layers`).
 OPS = {cls.__name__: cls for cls in (
     Linear, Conv2d, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Flatten,
-    ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Identity, Dropout, Add, Concat)}
+    ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Clip, ReLU6, HardSigmoid, HardSwish, Softmax, Identity, Dropout,
+    Add, Concat)}
 
 __all__ = [
     "OPS",
     "Module", "Parameter", "Sequential", "Graph", "Node", "no_grad", "grad_enabled", "inference", "model_dtype",
     "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
-    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Identity",
+    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "Softmax",
+    "Identity",
     "Dropout", "BatchNorm1d", "BatchNorm2d",
     "Add", "Concat",
 ]

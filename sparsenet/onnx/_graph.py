@@ -39,6 +39,17 @@ class Graph:
             self.constants[t.name] = numpy_helper.to_array(t)
         for s in g.sparse_initializer:
             self.constants[s.values.name], self.patterns[s.values.name] = sparse_to_dense(s)
+        self.index()
+        self.inputs = [v for v in g.input if v.name not in self.constants]
+        if not self.inputs:
+            raise OnnxImportError("ONNX graph: expected at least one data input, found none")
+        self.outputs = list(g.output)
+        if not self.outputs:
+            raise OnnxImportError("ONNX graph: expected at least one output, found none")
+        self.shapes: dict[str, tuple | None] = {}  # data value -> full shape (placeholder batch), if static
+
+    def index(self) -> None:
+        """(Re)build the producer and consumer indexes of `nodes`."""
         self.producer = {}
         self.consumers = defaultdict(list)
         for i, node in enumerate(self.nodes):
@@ -47,13 +58,6 @@ class Graph:
                     self.producer[out] = (i, node)
             for name in dict.fromkeys(n for n in node.input if n):
                 self.consumers[name].append((i, node))
-        self.inputs = [v for v in g.input if v.name not in self.constants]
-        if not self.inputs:
-            raise OnnxImportError("ONNX graph: expected at least one data input, found none")
-        self.outputs = list(g.output)
-        if not self.outputs:
-            raise OnnxImportError("ONNX graph: expected at least one output, found none")
-        self.shapes: dict[str, tuple | None] = {}  # data value -> full shape (placeholder batch), if static
 
     # -- constants ----------------------------------------------------------------------------------
     def constant(self, name: str, _depth: int = 0):

@@ -34,10 +34,54 @@ def _leaky_relu(st, node, attrs, slot, inputs):
 
 def _gelu(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "approximate")
-    if attrs.get("approximate", "none") != "tanh":
-        st.fail("approximate='none' (the exact erf GELU) is not supported: sparsenet's GELU is the tanh "
-                "approximation (PyTorch: nn.GELU(approximate='tanh'), exported at opset 20)")
-    st.emit(nn.GELU())
+    form = attrs.get("approximate", "none")
+    if form not in ("none", "tanh"):
+        st.fail(f"approximate={form!r} is not supported (expected 'none' or 'tanh')")
+    st.emit(nn.GELU(form))
+
+
+def _swish(st, node, attrs, slot, inputs):
+    """Swish (opset 24), and what `_fuse` makes of ``x * sigmoid(x)``: a SiLU."""
+    check_attrs(st, attrs, "alpha")
+    if float(attrs.get("alpha", 1.0)) != 1.0:
+        st.fail(f"alpha={attrs['alpha']} is not supported (SiLU is Swish with alpha 1)")
+    st.emit(nn.SiLU())
+
+
+def _clip(st, node, attrs, slot, inputs):
+    """Clip: bounds from attributes before opset 11, from constant inputs after; (0, inf) is a ReLU,
+    (0, 6) a ReLU6."""
+    check_attrs(st, attrs, "min", "max")
+    if slot != 0:
+        st.fail("the data must be the first input")
+    bounds = [attrs.get("min", -np.inf), attrs.get("max", np.inf)]
+    for k in (1, 2):
+        if len(inputs) > k and inputs[k] is not None:
+            v = np.asarray(inputs[k])
+            if v.size != 1 or v.dtype.kind != "f":
+                st.fail(f"input {k} ({('min', 'max')[k - 1]}): expected a float scalar, found "
+                        f"{v.dtype} of shape {v.shape}")
+            bounds[k - 1] = float(v.reshape(()))
+    low, high = bounds
+    if low == 0 and high == np.inf:
+        st.emit(nn.ReLU())
+    elif low == 0 and high == 6:
+        st.emit(nn.ReLU6())
+    elif np.isfinite(low) and np.isfinite(high) and low < high:
+        st.emit(nn.Clip(low, high))
+    else:
+        st.fail(f"min={low}, max={high} is not supported (expected finite min < max, or min 0 without max)")
+
+
+def _hardsigmoid(st, node, attrs, slot, inputs):
+    check_attrs(st, attrs, "alpha", "beta")
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if np.float32(alpha) == np.float32(1 / 6):  # PyTorch's 1/6, written as a float32
+        alpha = 1 / 6
+    try:
+        st.emit(nn.HardSigmoid(alpha, beta))
+    except SparsenetError as e:
+        st.fail(str(e))
 
 
 def _dropout(st, node, attrs, slot, inputs):
@@ -70,7 +114,9 @@ def _cast(st, node, attrs, slot, inputs):
 
 
 ELEMENTWISE = {"Relu": _simple(nn.ReLU), "Sigmoid": _simple(nn.Sigmoid), "Tanh": _simple(nn.Tanh),
-               "LeakyRelu": _leaky_relu, "Gelu": _gelu, "Dropout": _dropout, "Identity": _identity, "Cast": _cast}
+               "LeakyRelu": _leaky_relu, "Gelu": _gelu, "Swish": _swish, "Clip": _clip,
+               "HardSigmoid": _hardsigmoid, "HardSwish": _simple(nn.HardSwish),
+               "Dropout": _dropout, "Identity": _identity, "Cast": _cast}
 
 
 def _softmax(st, node, attrs, slot, inputs):

@@ -21,6 +21,7 @@ import numpy as np
 from .. import nn
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential, no_grad
+from ._fuse import fuse_activations
 from ._graph import Graph
 from ._ops import OPS
 from ._state import BATCH_PLACEHOLDER, State
@@ -50,6 +51,7 @@ def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph
     """
     proto = _load(source)
     graph = Graph(proto)
+    fuse_activations(graph)
     dtype, batch, samples = _signature(graph)
     return _Lowering(graph, dtype, batch, fold_batchnorm).run(proto, samples)
 
