@@ -387,11 +387,12 @@ def test_dense_maxpool2d_matches_maxpool_forward(b, c, h, w, kh, kw, sh, sw, pad
     np.testing.assert_array_equal(out, want)
 
 
-def _im2col_ref(x, kh, kw, sh, sw, pad):
+def _im2col_ref(x, kh, kw, sh, sw, pad, dil):
     """The NumPy reference of `layout.im2col` (nn._im2col.im2col, with a stride per axis)."""
     b, c = x.shape[:2]
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    win = np.lib.stride_tricks.sliding_window_view(xp, (dil * (kh - 1) + 1, dil * (kw - 1) + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dil, ::dil]
     oh, ow = win.shape[2], win.shape[3]
     return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, b * oh * ow)
 
@@ -399,20 +400,20 @@ def _im2col_ref(x, kh, kw, sh, sw, pad):
 @settings(deadline=None)
 @given(b=st.integers(0, 3), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7), kh=st.integers(1, 4),
        kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3), pad=st.integers(0, 3),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
-def test_im2col_matches_its_reference(b, c, h, w, kh, kw, sh, sw, pad, dtype, seed):
+       dil=st.integers(1, 3), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_im2col_matches_its_reference(b, c, h, w, kh, kw, sh, sw, pad, dil, dtype, seed):
     from sparsenet.kernels.layout import im2col, im2col_serial
     from sparsenet.nn._im2col import im2col as layer_im2col
 
-    if h + 2 * pad < kh or w + 2 * pad < kw:
+    if h + 2 * pad < dil * (kh - 1) + 1 or w + 2 * pad < dil * (kw - 1) + 1:
         return  # no output pixel
     x = np.random.default_rng(seed).standard_normal((b, c, h, w)).astype(dtype)
-    want = _im2col_ref(x, kh, kw, sh, sw, pad)
-    if sh == sw:
-        np.testing.assert_array_equal(want, layer_im2col(x, kh, kw, sh, pad))  # the reference is the layer's
+    want = _im2col_ref(x, kh, kw, sh, sw, pad, dil)
+    if sh == sw:  # the reference is the layer's
+        np.testing.assert_array_equal(want, layer_im2col(x, kh, kw, sh, pad, dil))
     for kernel in (im2col, im2col_serial):
         cols = np.full(want.shape, np.nan, dtype)  # every entry must be written
-        kernel(x, cols, kh, kw, sh, sw, pad)
+        kernel(x, cols, kh, kw, sh, sw, pad, dil)
         np.testing.assert_array_equal(cols, want)
 
 

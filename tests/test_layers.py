@@ -9,7 +9,7 @@ import pytest
 
 import sparsenet
 from sparsenet import MSELoss, SoftmaxCrossEntropy, as_format
-from sparsenet.errors import DataError
+from sparsenet.errors import DataError, SparsenetError
 from sparsenet.nn import (
     GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Clip, Conv2d, Dropout, Flatten, GlobalAvgPool2d, HardSigmoid,
     HardSwish, Identity, LeakyReLU, Linear, MaxPool2d, Module, ReLU, ReLU6, Sequential, Sigmoid, SiLU, Softmax,
@@ -63,19 +63,24 @@ def linear_ref(w, b):
     return lambda x: x @ w.T + (0 if b is None else b)
 
 
-def conv_ref(w2d, b, in_ch, kernel, stride, pad):
+def conv_ref(w2d, b, in_ch, kernel, stride, pad, groups=1, dilation=1):
+    """A direct convolution, pixel by pixel and group by group."""
     kh, kw = kernel
-    w4 = w2d.reshape(w2d.shape[0], in_ch, kh, kw)
+    d = dilation
+    w4 = w2d.reshape(w2d.shape[0], in_ch // groups, kh, kw)
+    cg, og = in_ch // groups, w2d.shape[0] // groups
 
     def ref(x):
         xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        oh = (xp.shape[2] - kh) // stride + 1
-        ow = (xp.shape[3] - kw) // stride + 1
+        oh = (xp.shape[2] - d * (kh - 1) - 1) // stride + 1
+        ow = (xp.shape[3] - d * (kw - 1) - 1) // stride + 1
         out = np.zeros((x.shape[0], w4.shape[0], oh, ow))
-        for i in range(oh):
-            for j in range(ow):
-                patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
-                out[:, :, i, j] = np.einsum("bchw,ochw->bo", patch, w4)
+        for g in range(groups):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + d * (kh - 1) + 1:d,
+                               j * stride:j * stride + d * (kw - 1) + 1:d]
+                    out[:, g * og:(g + 1) * og, i, j] = np.einsum("bchw,ochw->bo", patch, w4[g * og:(g + 1) * og])
         return out + (0 if b is None else b[None, :, None, None])
     return ref
 
@@ -142,6 +147,32 @@ def test_conv2d_more_geometries_no_bias(kernel, stride, padding):
     w = layer.weight.to_dense()
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))  # strides leave remainders
     check_layer_gradients(layer, x, reference=conv_ref(w, None, 3, layer.kernel_size, stride, padding))
+
+
+@pytest.mark.parametrize("fmt,blocksize", [("dense", None), ("csr", None)], ids=["dense", "csr"])
+@pytest.mark.parametrize("cin,cout,groups,stride,padding,dilation", [
+    (3, 3, 3, 1, 1, 1),   # depthwise
+    (3, 6, 3, 2, 1, 1),   # depthwise, two filters per channel, strided
+    (4, 4, 4, 1, 2, 2),   # depthwise, dilated
+    (4, 6, 2, 1, 1, 1),   # two groups
+    (6, 3, 3, 2, 0, 2),   # three groups, strided, dilated
+    (2, 3, 1, 1, 2, 2),   # no groups, dilated
+])
+def test_conv2d_groups_and_dilation(cin, cout, groups, stride, padding, dilation, fmt, blocksize):
+    layer = Conv2d(cin, cout, 3, stride=stride, padding=padding, groups=groups, dilation=dilation, dtype=F64,
+                   seed=2)
+    w = sparse_weight(layer.weight_shape, fmt, blocksize, seed=3, density=0.6 if fmt == "csr" else 1.0)
+    layer.weight = to_fmt(w, fmt, blocksize)
+    x = np.random.default_rng(4).standard_normal((2, cin, 7, 6))
+    check_layer_gradients(layer, x, reference=conv_ref(w, layer.bias.data.copy(), cin, (3, 3), stride, padding,
+                                                       groups, dilation))
+
+
+def test_conv2d_refuses_groups_that_do_not_divide():
+    with pytest.raises(SparsenetError, match="dividing in_channels and out_channels, found groups 2 for 3 -> 4"):
+        Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(SparsenetError, match="dilation 0"):
+        Conv2d(3, 3, 3, dilation=0)
 
 
 # -- pooling, flatten --------------------------------------------------------------------------------

@@ -146,6 +146,12 @@ CNN_CASES = {
     "conv-same-upper": ([("Conv", ["W", "B"], {"auto_pad": "SAME_UPPER"})], ["Conv2d"]),
     "conv-valid": ([("Conv", ["W", "B"], {"auto_pad": "VALID", "dilations": [1, 1], "group": 1})], ["Conv2d"]),
     "conv-rect-kernel": ([("Conv", ["W31"], {})], ["Conv2d"]),
+    "conv-depthwise": ([("Conv", ["Wdw", "B3"], {"group": 3, "pads": [1, 1, 1, 1]})], ["Conv2d"]),
+    "conv-depthwise-x2-stride2": ([("Conv", ["Wdw2"], {"group": 3, "strides": [2, 2], "pads": [1, 1, 1, 1]})],
+                                  ["Conv2d"]),
+    "conv-dilated": ([("Conv", ["W", "B"], {"dilations": [2, 2], "pads": [2, 2, 2, 2]})], ["Conv2d"]),
+    "conv-depthwise-dilated-relu6": ([("Conv", ["Wdw"], {"group": 3, "dilations": [2, 2]}),
+                                      ("Clip", ["zero", "six"], {})], ["Conv2d", "ReLU6"]),
     "conv-bn-folded": ([("Conv", ["W", "B"], {}), ("BatchNormalization", ["g", "be", "mu", "var"], {})], ["Conv2d"]),
     "conv-relu-bn2d": ([("Conv", ["W"], {}), ("Relu", [], {}), ("BatchNormalization", ["g", "be", "mu", "var"], {})],
                        ["Conv2d", "ReLU", "BatchNorm2d"]),
@@ -177,7 +183,9 @@ CNN_INITS = {"W": WC, "B": BC, "W31": _rand(4, 3, 3, 1), "W11": _rand(2, 3, 1, 1
              "Sc3": _rand(4, 1, 1, low=0.5), **BN4, "shape0m1": np.array([0, -1], np.int64),
              "axes23": np.array([2, 3], np.int64), "Wfc": _rand(5, 3 * 8 * 8),
              "shapeF": np.array([-1, 3 * 8 * 8], np.int64), "shape4d": np.array([-1, 3, 8, 8], np.int64),
-             "shapeF4": np.array([-1, 4 * 8 * 8], np.int64), "Wnhwc": _rand(4 * 8 * 8, 5), "B5": _rand(5)}
+             "shapeF4": np.array([-1, 4 * 8 * 8], np.int64), "Wnhwc": _rand(4 * 8 * 8, 5), "B5": _rand(5),
+             "Wdw": _rand(3, 1, 3, 3), "Wdw2": _rand(6, 1, 3, 3), "B3": _rand(3),
+             "zero": np.array(0, np.float32), "six": np.array(6, np.float32)}
 
 
 @pytest.mark.parametrize("case", sorted(CNN_CASES))
@@ -274,12 +282,12 @@ def _dense_twin(model):
 ERROR_CASES = {
     "unsupported-op": (_chain([("Gemm", ["W"], {"transB": 1}), ("Sin", [], {})], {"W": W}),
                        ["node 1 'sin1' (Sin)", "not supported"]),
-    "conv-group": (_chain([("Conv", ["Wg"], {"group": 2})], {"Wg": _rand(4, 2, 3, 3)}, ("N", 4, 8, 8)),
-                   ["node 0 'conv0' (Conv)", "group=2"]),
+    "conv-group-misfit": (_chain([("Conv", ["Wg"], {"group": 3})], {"Wg": _rand(4, 2, 3, 3)}, ("N", 6, 8, 8)),
+                          ["node 0 'conv0' (Conv)", "group=3 does not divide the 4 output channels"]),
     "conv-asymmetric-pads": (_chain([("Conv", ["W"], {"pads": [0, 0, 1, 1]})], {"W": WC}, ("N", 3, 8, 8)),
                              ["node 0 'conv0' (Conv)", "pads=[0, 0, 1, 1]"]),
-    "conv-dilations": (_chain([("Conv", ["W"], {"dilations": [2, 2]})], {"W": WC}, ("N", 3, 8, 8)),
-                       ["(Conv)", "dilations=[2, 2]"]),
+    "conv-dilations-differ": (_chain([("Conv", ["W"], {"dilations": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
+                              ["(Conv)", "dilations=[1, 2]"]),
     "conv-strides-differ": (_chain([("Conv", ["W"], {"strides": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
                             ["(Conv)", "strides=[1, 2]"]),
     "gelu-unknown-form": (_chain([("Gelu", [], {"approximate": "fast"})], opset=20),

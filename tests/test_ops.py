@@ -109,6 +109,43 @@ def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind, opset):
     np.testing.assert_allclose(got, op.forward(*xs), rtol=1e-5, atol=1e-5)
 
 
+CONV_VARIANTS = {  # groups and dilation: spec fields written only when not 1
+    "depthwise": lambda: nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3, seed=1),
+    "grouped-dilated": lambda: nn.Conv2d(4, 6, 3, padding=2, groups=2, dilation=2, seed=2,
+                                         weight=CSR.from_dense(np.eye(6, 18, dtype=np.float32))),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CONV_VARIANTS))
+def test_conv_groups_and_dilation_round_trip_through_files_and_onnx(variant):
+    ort = pytest.importorskip("onnxruntime")
+    from sparsenet.onnx import export_onnx, import_onnx
+
+    conv = CONV_VARIANTS[variant]().eval()
+    spec, arrays = encode_layer(conv)
+    back = decode_layer(spec, arrays, "layer 0")
+    assert (back.groups, back.dilation) == (conv.groups, conv.dilation)
+    x = _inputs([(conv.in_channels, 7, 6)], seed=3)[0]
+    np.testing.assert_array_equal(back.forward(x), conv.forward(x))
+    graph = nn.Graph({"x": (conv.in_channels, 7, 6)}, [("op", conv, ["x"])], "op")
+    proto = export_onnx(graph, None)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], conv.forward(x), rtol=1e-5, atol=1e-5)
+    imported = import_onnx(proto).layers[0]
+    assert (imported.groups, imported.dilation) == (conv.groups, conv.dilation)
+    np.testing.assert_allclose(imported.forward(x), conv.forward(x), rtol=1e-6, atol=1e-6)
+
+
+def test_plain_conv_files_keep_their_fields_and_bad_groups_name_the_layer():
+    spec, arrays = encode_layer(nn.Conv2d(2, 2, 3))
+    assert "groups" not in spec and "dilation" not in spec  # files of 0.1 and this version alike
+    spec, arrays = encode_layer(CONV_VARIANTS["depthwise"]())
+    with pytest.raises(ModelFileError, match=r"layer 2 \(Conv2d\).*groups 2"):
+        decode_layer(dict(spec, groups=2), arrays, "layer 2")
+    with pytest.raises(ModelFileError, match=r"layer 2 \(Conv2d\).*dilation 99"):
+        decode_layer(dict(spec, dilation=99), arrays, "layer 2")
+
+
 def test_reset_parameters_draws_fresh_values_under_the_mask():
     layer = _sparse_linear()
     layer.weight_param.mask = layer.weight.data != 0

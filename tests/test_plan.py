@@ -424,6 +424,30 @@ def test_conv2d_step_matches_the_layer(spec, kernel, stride, padding, hw):
         np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
 
 
+@pytest.mark.parametrize("spec", ["dense", "csr", "int8"])
+def test_depthwise_grouped_and_dilated_convolutions_in_plans(spec):
+    """A MobileNet-style block: a 1x1 expansion, a depthwise 3x3 (strided, then dilated) with ReLU6
+    fused, a grouped 1x1 (the layer's own forward), HardSwish."""
+    from sparsenet.nn import Conv2d
+
+    model = Sequential(Conv2d(4, 12, 1, seed=1), ReLU6(), Conv2d(12, 12, 3, 2, 1, groups=12, seed=2), ReLU6(),
+                       Conv2d(12, 24, 3, 1, 2, groups=12, dilation=2, seed=3), HardSwish(),
+                       Conv2d(24, 8, 1, groups=4, seed=4), ReLU())
+    model.input_shape = (4, 9, 8)
+    prune(model, method="magnitude", sparsity=0.5)
+    model = compiled(model, "dense" if spec == "int8" else spec)
+    if spec == "int8":
+        model = quantize(model)
+    plan = build_plan(model)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds == ["ingest_bm", "conv2d", "depthwise2d", "depthwise2d", "generic", "activation"]
+    assert [s.what.rsplit(" + ", 1)[-1] for s in plan.steps[1:4]] == ["ReLU6", "ReLU6", "HardSwish"]
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 64):
+        x = rng.standard_normal((n, 4, 9, 8)).astype(np.float32)
+        np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
+
+
 @pytest.mark.nojit
 def test_conv2d_in_float64_and_a_conv_of_another_dtype():
     from sparsenet.nn import Conv2d

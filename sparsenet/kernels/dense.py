@@ -14,10 +14,10 @@ import numpy as np
 from numba import prange
 
 from ._jit import OPTIONS, serial_and_parallel
-from .epilogue import activate, epilogue_rows
+from .epilogue import NONE, activate, epilogue_rows
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
-           "dense_maxpool2d"]
+           "dense_maxpool2d", "dense_depthwise2d", "dense_depthwise2d_serial"]
 
 _TILE = 64
 
@@ -107,5 +107,52 @@ def dense_maxpool2d(x, out, kh, kw, sh, sw, pad):
                     oc[i, j] = best
 
 
+def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
+    """out[b, o, p, q] = act(bias[o] + sum over i < kh, j < kw of w[o, i*kw + j] *
+    x[b, o // mult, p*sh + i*dil - pad, q*sw + j*dil - pad]) with taps outside x left out: a depthwise
+    convolution (groups = channels, mult = out channels / in channels) of x [B, C, H, W] into out
+    [B, O, OH, OW], w [O, kh*kw] dense. O(B * O * OH * OW * kh * kw); parallel over (batch, channel)
+    pairs. For each output row, each tap adds its weight times a run of the input row into the row
+    (contiguous when sw is 1, which LLVM vectorises), then the epilogue."""
+    nb, nc, h, wd = x.shape
+    no, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    mult = no // nc
+    has_bias = bias.shape[0] != 0
+    zero = np.zeros(1, out.dtype)[0]
+    u0, usw = np.uintp(0), np.uintp(sw)
+    for t in prange(nb * no):
+        b = t // no
+        o = t - b * no
+        xc, oc, wo = x[b, o // mult], out[b, o], w[o]
+        start = bias[o] if has_bias else zero
+        for p in range(oh):
+            orow = oc[p]
+            for q in range(u0, np.uintp(ow)):
+                orow[q] = start
+            for i in range(kh):
+                r = p * sh + i * dil - pad
+                if r < 0 or r >= h:
+                    continue
+                xr = xc[np.uintp(r)]
+                for j in range(kw):
+                    dj = j * dil
+                    # the output columns q whose input column q*sw + dj - pad lies inside [0, wd)
+                    q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
+                    q1 = max(q0, min(ow, (wd + pad - dj + sw - 1) // sw) if wd + pad > dj else 0)
+                    first = np.uintp(max(0, q0 * sw + dj - pad))
+                    uq0, run = np.uintp(q0), np.uintp(q1 - q0)
+                    wij = wo[i * kw + j]
+                    if sw == 1:
+                        for u in range(u0, run):
+                            orow[uq0 + u] += wij * xr[first + u]
+                    else:
+                        for u in range(u0, run):
+                            orow[uq0 + u] += wij * xr[first + u * usw]
+            if act != NONE:
+                for q in range(u0, np.uintp(ow)):
+                    orow[q] = activate(orow[q], act, alpha)
+
+
 dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)
+dense_depthwise2d_serial, dense_depthwise2d = serial_and_parallel(_dense_depthwise2d)
 dense_epilogue_serial, dense_epilogue = serial_and_parallel(_dense_epilogue)

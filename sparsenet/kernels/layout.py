@@ -55,15 +55,15 @@ def transpose(src, dst):
             dst[c, r] = src[r, c]
 
 
-def _im2col(x, cols, kh, kw, sh, sw, pad):
-    """cols[(c*kh + i)*kw + j, (b*oh + p)*ow + q] = x[b, c, p*sh + i - pad, q*sw + j - pad], zero where
-    that lies outside x: a convolution's input, x [B, C, H, W], as the [C*kh*kw, B*oh*ow] matrix that
-    the weight [out, C*kh*kw] multiplies (`sparsenet.nn._im2col.im2col` is the NumPy reference).
-    O(C * kh * kw * B * oh * ow); parallel over the channels in `im2col`, `im2col_serial`. The caller
-    sizes `cols` (oh, ow from its shape and x's)."""
+def _im2col(x, cols, kh, kw, sh, sw, pad, dil):
+    """cols[(c*kh + i)*kw + j, (b*oh + p)*ow + q] = x[b, c, p*sh + i*dil - pad, q*sw + j*dil - pad], zero
+    where that lies outside x: a convolution's input, x [B, C, H, W], as the [C*kh*kw, B*oh*ow] matrix
+    that the weight [out, C*kh*kw] multiplies (`sparsenet.nn._im2col.im2col` is the NumPy reference;
+    `dil` is the dilation). O(C * kh * kw * B * oh * ow); parallel over the channels in `im2col`,
+    `im2col_serial`. The caller sizes `cols` (oh, ow from its shape and x's)."""
     nb, nc, h, w = x.shape
-    oh = (h + 2 * pad - kh) // sh + 1
-    ow = (w + 2 * pad - kw) // sw + 1
+    oh = (h + 2 * pad - dil * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pad - dil * (kw - 1) - 1) // sw + 1
     zero = np.zeros(1, cols.dtype)[0]
     u0, usw = np.uintp(0), np.uintp(sw)
     # Unsigned indices: with signed ones Numba checks each access for a negative (wrap-around)
@@ -71,22 +71,24 @@ def _im2col(x, cols, kh, kw, sh, sw, pad):
     # the cost is about 4 ns per run of valid columns).
     for c in prange(nc):
         for i in range(kh):
+            di = i * dil
             for j in range(kw):
+                dj = j * dil
                 row = cols[(c * kh + i) * kw + j]
-                # the output columns q whose input column q*sw + j - pad lies inside [0, w)
-                q0 = min(ow, (pad - j + sw - 1) // sw) if pad > j else 0
-                q1 = max(q0, min(ow, (w + pad - j + sw - 1) // sw) if w + pad > j else 0)
+                # the output columns q whose input column q*sw + dj - pad lies inside [0, w)
+                q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
+                q1 = max(q0, min(ow, (w + pad - dj + sw - 1) // sw) if w + pad > dj else 0)
                 uq0, uq1 = np.uintp(q0), np.uintp(q1)
-                first = np.uintp(max(0, q0 * sw + j - pad))  # the input column of output column q0
+                first = np.uintp(max(0, q0 * sw + dj - pad))  # the input column of output column q0
                 if pad > 0:  # zeros first where the window may reach the padding: one pass over the row
                     for t in range(u0, np.uintp(row.shape[0])):
                         row[t] = zero
                 run = uq1 - uq0
-                p0 = max(0, (pad - i + sh - 1) // sh)  # the output rows p whose input row lies inside
-                p1 = max(p0, min(oh, (h + pad - i + sh - 1) // sh))
+                p0 = max(0, (pad - di + sh - 1) // sh)  # the output rows p whose input row lies inside
+                p1 = max(p0, min(oh, (h + pad - di + sh - 1) // sh))
                 for b in range(nb):
                     for p in range(p0, p1):
-                        xr = x[b, c, p * sh + i - pad]
+                        xr = x[b, c, p * sh + di - pad]
                         dst = np.uintp((b * oh + p) * ow) + uq0
                         if sw == 1:  # a contiguous run
                             for t in range(u0, run):

@@ -1,10 +1,23 @@
-"""2-D convolution whose weight is a [out_channels, in_channels*kh*kw] matrix in any format."""
+"""2-D convolution whose weight is a [out_channels, in_channels/groups*kh*kw] matrix in any format.
+
+Three ways to compute, chosen by the shape of the convolution:
+- ``groups == 1``: the input unfolded (im2col) and one product with the weight format (sparse kernels
+  for sparse weights);
+- depthwise (``groups == in_channels``, ``out_channels`` a multiple of it): a direct kernel of its own
+  (`kernels.dense_depthwise2d`) over the weight as a dense [out, kh*kw] array (a depthwise filter has
+  kh*kw taps: there is nothing for a sparse kernel to skip; a CSR or int8 weight is stored as such and
+  expanded for the kernel);
+- other groups: per group, its slice of the unfolded input times its rows of the weight, through a
+  dense copy of the weight.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelFileError, ShapeError
+from .. import kernels
+from ..errors import ConfigError, ModelFileError, ShapeError
+from ..kernels import epilogue
 from ._im2col import col2im, conv_output_size, im2col
 from ._spec import field, int_list
 from ._weighted import WeightedLayer
@@ -16,34 +29,49 @@ __all__ = ["Conv2d"]
 class Conv2d(WeightedLayer):
     """Convolution (cross-correlation, as in PyTorch). Input [B, C, H, W] -> [B, out, oh, ow].
 
-    The weight is stored as a 2-D [out, C*kh*kw] matrix (Dense, CSR or BSR): removing a filter removes
-    a row, and a sparse filter bank runs through the sparse kernels via im2col.
+    The weight is stored as a 2-D [out, C/groups*kh*kw] matrix (Dense, CSR or BSR): removing a filter
+    removes a row, and a sparse filter bank runs through the sparse kernels via im2col. `dilation`
+    spaces the kernel's taps; `groups` splits the channels into groups convolved separately
+    (depthwise: ``groups == in_channels``).
 
     >>> conv = Conv2d(1, 4, 3, padding=1, seed=0)
     >>> conv(np.zeros((2, 1, 8, 8), dtype=np.float32)).shape
     (2, 4, 8, 8)
+    >>> Conv2d(8, 8, 3, padding=1, groups=8).weight.shape  # depthwise: 9 taps per channel
+    (8, 9)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride: int = 1, padding: int = 0,
-                 bias: bool = True, *, seed: int = 0, dtype=np.float32, weight=None, bias_value=None):
+                 bias: bool = True, *, groups: int = 1, dilation: int = 1, seed: int = 0, dtype=np.float32,
+                 weight=None, bias_value=None):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = (int(kh), int(kw))
         self.stride, self.padding = int(stride), int(padding)
-        if self.stride < 1 or self.padding < 0 or min(self.kernel_size) < 1:
-            raise ShapeError(f"{self.name}: expected kernel >= 1, stride >= 1, padding >= 0, found "
-                             f"kernel {self.kernel_size}, stride {stride}, padding {padding}")
-        fan_in = self.in_channels * kh * kw
+        self.groups, self.dilation = int(groups), int(dilation)
+        if self.stride < 1 or self.padding < 0 or min(self.kernel_size) < 1 or self.dilation < 1:
+            raise ShapeError(f"{self.name}: expected kernel >= 1, stride >= 1, padding >= 0, dilation >= 1, found "
+                             f"kernel {self.kernel_size}, stride {stride}, padding {padding}, dilation {dilation}")
+        if (self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups
+                or self.in_channels < 1 or self.out_channels < 1):
+            raise ConfigError(f"{self.name}: expected groups >= 1 dividing in_channels and out_channels, found "
+                              f"groups {groups} for {in_channels} -> {out_channels} channels")
+        fan_in = self.in_channels // self.groups * kh * kw
         self.weight_shape = (self.out_channels, fan_in)
         self._init_params(seed, fan_in, dtype, bias, weight, bias_value)
         self._cols = None
         self._x_shape = None
 
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per group (each output channel reads one input channel)."""
+        return self.groups > 1 and self.groups == self.in_channels
+
     def output_shape(self, h: int, w: int) -> tuple[int, int]:
         kh, kw = self.kernel_size
-        return (conv_output_size(h, kh, self.stride, self.padding),
-                conv_output_size(w, kw, self.stride, self.padding))
+        return (conv_output_size(h, kh, self.stride, self.padding, self.dilation),
+                conv_output_size(w, kw, self.stride, self.padding, self.dilation))
 
     def forward(self, x):
         x = check_input(self, x, 4, 1, self.in_channels)
@@ -51,10 +79,25 @@ class Conv2d(WeightedLayer):
         oh, ow = self.output_shape(h, w)
         if oh < 1 or ow < 1:
             raise ShapeError(f"{self.name}: input {h}x{w} is smaller than kernel {self.kernel_size} "
-                             f"with padding {self.padding}")
+                             f"with padding {self.padding} and dilation {self.dilation}")
         kh, kw = self.kernel_size
-        cols = im2col(x.astype(self.dtype, copy=False), kh, kw, self.stride, self.padding)
-        out = self.weight.matmul(cols)  # [out, B*oh*ow]
+        x = x.astype(self.dtype, copy=False)
+        if self.depthwise:
+            out = np.empty((b, self.out_channels, oh, ow), self.dtype)
+            bias = epilogue.no_bias(self.dtype) if self.bias is None else self.bias.data
+            run = kernels.dense_depthwise2d if out.size * kh * kw >= kernels.PARALLEL_MIN_WORK else \
+                kernels.dense_depthwise2d_serial
+            run(np.ascontiguousarray(x), np.ascontiguousarray(self.weight.to_dense()), out, bias, epilogue.NONE,
+                0.0, kh, kw, self.stride, self.stride, self.padding, self.dilation)
+            self._save(_x=x, _x_shape=x.shape)
+            return out
+        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
+        if self.groups == 1:
+            out = self.weight.matmul(cols)  # [out, B*oh*ow]
+        else:
+            w_dense, g, opg = self.weight.to_dense(), self.groups, self.out_channels // self.groups
+            cols_g = cols.reshape(g, -1, cols.shape[1])
+            out = np.concatenate([w_dense[k * opg:(k + 1) * opg] @ cols_g[k] for k in range(g)])
         if self.bias is not None:
             out += self.bias.data[:, None]
         self._save(_cols=cols, _x_shape=x.shape)
@@ -67,39 +110,87 @@ class Conv2d(WeightedLayer):
         if grad.shape != (b, self.out_channels, oh, ow):
             raise ShapeError(f"{self.name}: expected gradient of shape {(b, self.out_channels, oh, ow)}, "
                              f"found {grad.shape}")
+        kh, kw = self.kernel_size
+        if self.depthwise:
+            return self._depthwise_backward(grad.astype(self.dtype, copy=False))
         gt = np.ascontiguousarray(grad.transpose(1, 0, 2, 3), dtype=self.dtype).reshape(self.out_channels, -1)
-        self.weight_param.grad += self.weight.sampled_grad(gt, self._cols)
         if self.bias is not None:
             self.bias.grad += gt.sum(axis=1)
+        if self.groups == 1:
+            self.weight_param.grad += self.weight.sampled_grad(gt, self._cols)
+            dcols = self.weight.tmatmul(gt)
+        else:
+            g, opg = self.groups, self.out_channels // self.groups
+            w_dense = self.weight.to_dense()
+            cols_g = self._cols.reshape(g, -1, self._cols.shape[1])
+            gw = np.concatenate([gt[k * opg:(k + 1) * opg] @ cols_g[k].T for k in range(g)])
+            self.weight_param.grad += self._at_stored(gw)
+            dcols = np.concatenate([w_dense[k * opg:(k + 1) * opg].T @ gt[k * opg:(k + 1) * opg] for k in range(g)])
+        return col2im(dcols, self._x_shape, kh, kw, self.stride, self.padding, self.dilation)
+
+    def _depthwise_backward(self, grad):
+        """Gradients of the depthwise forward, through the unfolded input of each channel (NumPy)."""
+        x = self._x
+        b, c, h, w = x.shape
         kh, kw = self.kernel_size
-        return col2im(self.weight.tmatmul(gt), self._x_shape, kh, kw, self.stride, self.padding)
+        mult = self.out_channels // c
+        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation).reshape(c, kh * kw, b, -1)
+        g = grad.reshape(b, c, mult, -1)  # output channel o = c * mult + m reads input channel c
+        # dW[c*mult + m, t] = sum over batch and pixels of g[b, c, m, s] * cols[c, t, b, s]
+        gw = np.einsum("bcms,ctbs->cmt", g, cols).reshape(self.out_channels, kh * kw)
+        self.weight_param.grad += self._at_stored(gw.astype(self.dtype, copy=False))
+        if self.bias is not None:
+            self.bias.grad += grad.sum(axis=(0, 2, 3))
+        wd = self.weight.to_dense().reshape(c, mult, kh * kw)
+        dcols = np.einsum("bcms,cmt->ctbs", g, wd).reshape(c * kh * kw, -1)
+        return col2im(np.ascontiguousarray(dcols), x.shape, kh, kw, self.stride, self.padding, self.dilation)
+
+    def _at_stored(self, gw: np.ndarray) -> np.ndarray:
+        """A dense [out, fan_in] gradient as the weight parameter's gradient: the values at the stored
+        entries, in the format's order (the dense array itself for a Dense weight)."""
+        fmt = self.weight
+        if fmt.data.shape == gw.shape:
+            return gw
+        return fmt.sampled_grad(gw, np.eye(gw.shape[1], dtype=gw.dtype))  # gw @ I at the stored entries
 
     def lower(self, builder, inputs):  # unfolded, then one product with the epilogue fused
         return builder.conv2d(self, inputs[0])
 
     def spec(self):
-        return self._spec_with_weights({"in_channels": self.in_channels, "out_channels": self.out_channels,
-                                        "kernel_size": list(self.kernel_size), "stride": self.stride,
-                                        "padding": self.padding})
+        settings = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                    "kernel_size": list(self.kernel_size), "stride": self.stride, "padding": self.padding}
+        if self.groups != 1 or self.dilation != 1:  # files of plain convolutions stay as before
+            settings.update(groups=self.groups, dilation=self.dilation)
+        return self._spec_with_weights(settings)
 
     @classmethod
     def from_spec(cls, spec, arrays, where):
         cin, cout = field(spec, "in_channels", int, where), field(spec, "out_channels", int, where)
         kernel = tuple(int_list(spec, "kernel_size", 2, where))
         stride, padding = field(spec, "stride", int, where), field(spec, "padding", int, where)
-        if padding > max(kernel):  # more padding than kernel computes only zeros, and can request gigabytes
-            raise ModelFileError(f"{where}: padding {padding} should be at most the kernel size {kernel}")
+        groups = field(spec, "groups", int, where) if "groups" in spec else 1
+        dilation = field(spec, "dilation", int, where) if "dilation" in spec else 1
+        if not 1 <= dilation <= 64:
+            raise ModelFileError(f"{where}: dilation {dilation} should be from 1 to 64")
+        extent = dilation * (max(kernel) - 1) + 1
+        if padding > extent:  # more padding than kernel computes only zeros, and can request gigabytes
+            raise ModelFileError(f"{where}: padding {padding} should be at most the kernel's extent {extent}")
         weight, bias, has_bias = cls._weights_from_spec(spec, arrays, where)
-        return cls(cin, cout, kernel, stride=stride, padding=padding, bias=has_bias, weight=weight,
-                   bias_value=bias, dtype=weight.dtype)
+        try:
+            return cls(cin, cout, kernel, stride=stride, padding=padding, bias=has_bias, groups=groups,
+                       dilation=dilation, weight=weight, bias_value=bias, dtype=weight.dtype)
+        except ConfigError as e:
+            raise ModelFileError(f"{where}: {e}") from None
 
     def to_onnx(self, onnx, prefix, inputs):
         kh, kw = self.kernel_size
-        w = self.weight.to_dense().reshape(self.out_channels, self.in_channels, kh, kw)
-        p, s = self.padding, self.stride
+        w = self.weight.to_dense().reshape(self.out_channels, self.in_channels // self.groups, kh, kw)
+        p, s, d = self.padding, self.stride, self.dilation
         return onnx.node("Conv", self._onnx_inputs(onnx, prefix, inputs[0], w), prefix,
-                         kernel_shape=[kh, kw], strides=[s, s], pads=[p] * 4)
+                         kernel_shape=[kh, kw], strides=[s, s], pads=[p] * 4, dilations=[d, d], group=self.groups)
 
     def extra_repr(self) -> str:
+        extra = (f", groups={self.groups}" if self.groups != 1 else "") + \
+                (f", dilation={self.dilation}" if self.dilation != 1 else "")
         return (f"{self.in_channels} -> {self.out_channels}, kernel={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, {self._format_repr()}")
+                f"padding={self.padding}{extra}, {self._format_repr()}")

@@ -191,29 +191,30 @@ def _conv(st, node, attrs, slot, inputs):
     if w.ndim != 4:
         st.fail(f"only 2-D convolutions are supported (weight of shape {w.shape})")
     need_rank(st, 4, "[N, C, H, W]")
-    out, cin, kh, kw = w.shape
+    out, cin_g, kh, kw = w.shape
     group = attr_ints(st, attrs, "group", 1, low=1, n=1)[0]
-    if group != 1:
-        st.fail(f"group={group} (grouped or depthwise convolution) is not supported")
-    dilations = attr_ints(st, attrs, "dilations", [1, 1], low=1, n=2)
-    if dilations != [1, 1]:
-        st.fail(f"dilations={dilations} are not supported (only 1)")
+    if out % group:
+        st.fail(f"group={group} does not divide the {out} output channels of the weight {w.shape}")
+    cin = cin_g * group
+    dilation = one_int(st, attr_ints(st, attrs, "dilations", [1, 1], low=1, n=2), "dilations")
     kernel = attr_ints(st, attrs, "kernel_shape", [kh, kw], low=1, n=2)
     if tuple(kernel) != (kh, kw):
         st.fail(f"kernel_shape={kernel} does not match the weight {w.shape}")
     if st.shape[0] is not None and st.shape[0] != cin:
-        st.fail(f"expects {cin} input channels, found {st.shape[0]}")
+        st.fail(f"expects {cin} input channels ({cin_g} per group, group={group}), found {st.shape[0]}")
     stride = one_int(st, attr_ints(st, attrs, "strides", [1, 1], low=1, n=2), "strides")
-    pad = symmetric_pad(st, attrs, (kh, kw), (stride, stride))
+    extent = (dilation * (kh - 1) + 1, dilation * (kw - 1) + 1)
+    pad = symmetric_pad(st, attrs, extent, (stride, stride))
     bias = None
     if len(inputs) > 2 and inputs[2] is not None:
         bias = as_floats(st, const_input(st, inputs, 2, "bias B", ndim=1), "bias B")
         if bias.shape != (out,):
             st.fail(f"expected a bias of shape ({out},), found {bias.shape}")
     pattern = st.graph.patterns.get(node.input[1])
-    conv = {"in_channels": cin, "kernel_size": (kh, kw), "stride": stride, "padding": pad}
+    conv = {"in_channels": cin, "kernel_size": (kh, kw), "stride": stride, "padding": pad, "groups": group,
+            "dilation": dilation}
     st.open_affine(w.reshape(out, -1), None if pattern is None else pattern.reshape(out, -1), bias, conv)
-    st.shape = (out, out_size(st, st.shape[1], kh, stride, pad), out_size(st, st.shape[2], kw, stride, pad))
+    st.shape = (out, out_size(st, st.shape[1], extent[0], stride, pad), out_size(st, st.shape[2], extent[1], stride, pad))
 
 
 def _arith(st, node, attrs, slot, inputs):

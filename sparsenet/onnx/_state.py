@@ -33,7 +33,7 @@ class _Affine:
     bias: np.ndarray | None      # float64 [out]
     origin: str
     name: str                    # the ONNX node's name
-    conv: dict | None = None     # in_channels, kernel_size, stride, padding
+    conv: dict | None = None     # in_channels, kernel_size, stride, padding, groups, dilation
 
     def build(self, dtype):
         w = self.weight.astype(dtype)
@@ -44,7 +44,7 @@ class _Affine:
             return nn.Linear(fan_in, out, bias is not None, weight=fmt, bias_value=bias, dtype=dtype)
         c = self.conv
         return nn.Conv2d(c["in_channels"], out, c["kernel_size"], c["stride"], c["padding"], bias is not None,
-                         weight=fmt, bias_value=bias, dtype=dtype)
+                         groups=c["groups"], dilation=c["dilation"], weight=fmt, bias_value=bias, dtype=dtype)
 
 
 class State:

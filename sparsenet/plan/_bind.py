@@ -49,8 +49,9 @@ def bind(plan, batch: int) -> "_Program":
     # parallel kernels below QUIET_MIN_WORK run serial (the zoo CNN at batch 64 unfolds its input
     # before each BLAS product).
     after_blas = ["caller"]
-    weighted = [s for s in plan.steps if s.kind in ("product", "conv2d")]
-    blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted)
+    weighted = [s for s in plan.steps if s.kind in ("product", "conv2d", "depthwise2d")]
+    blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted
+                        if s.kind != "depthwise2d")
     all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
 
     def choose(raw, work):
@@ -100,12 +101,21 @@ def bind(plan, batch: int) -> "_Program":
                             cols.size)  # decided before the product: the order they run
             raw, weights = p["weight"].product(n)
             kern = choose(raw, p["weight"].nnz * n)
-            calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"])))
+            calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"], p["dilation"])))
             # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
             prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
             calls.append((kern, (*weights, cols, prod, p["bias"], p["act"], p["alpha"])))
             if batch != 1:
                 calls.append((layout.swap_leading, (prod.reshape(m, batch, oh * ow), y.reshape(batch, m, oh * ow))))
+        elif step.kind == "depthwise2d":
+            p = step.params
+            kh, kw = p["kernel"]
+            work = dst.features * batch * kh * kw
+            kern = choose(kernels.dense_depthwise2d if work >= kernels.PARALLEL_MIN_WORK else
+                          kernels.dense_depthwise2d_serial, work)
+            w = np.ascontiguousarray(p["weight"].to_dense())  # kh*kw taps per channel: dense (see nn.conv)
+            calls.append((kern, (view(src[0]), w, view(dst), p["bias"], p["act"], p["alpha"], kh, kw,
+                                 p["stride"], p["stride"], p["padding"], p["dilation"])))
         elif step.kind == "activation":
             p = step.params
             big = dst.features * batch >= kernels.PARALLEL_MIN_WORK

@@ -131,29 +131,34 @@ class Builder:
                                weight=weight, bias=b, act=epilogue.NONE, alpha=0.0))
 
     def conv2d(self, layer: Module, v: Value) -> Value:
-        """act(conv(v) + bias) for a Conv2d over a batch-major [C, H, W] value: the input unfolded
-        (`kernels.layout.im2col`), one product of the weight format with bias and activation fused,
-        and for batches the result moved to batch-major. A shape or dtype it does not take runs the
-        layer's own forward (and its errors)."""
-        (kh, kw), s, p = layer.kernel_size, layer.stride, layer.padding
+        """act(conv(v) + bias) for a Conv2d over a batch-major [C, H, W] value. Without groups: the
+        input unfolded (`kernels.layout.im2col`), one product of the weight format with bias and
+        activation fused, and for batches the result moved to batch-major. Depthwise: the direct
+        kernel (`kernels.dense_depthwise2d`) with bias and activation fused. Other groups, and a shape
+        or dtype it does not take, run the layer's own forward (and its errors)."""
+        (kh, kw), s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
         w = layer.weight
-        if (len(v.shape) != 3 or v.shape[0] != layer.in_channels or v.shape[1] + 2 * p < kh
-                or v.shape[2] + 2 * p < kw or self.dtype != w.dtype):
+        if (len(v.shape) != 3 or v.shape[0] != layer.in_channels or v.shape[1] + 2 * p < d * (kh - 1) + 1
+                or v.shape[2] + 2 * p < d * (kw - 1) + 1 or self.dtype != w.dtype
+                or (layer.groups != 1 and not layer.depthwise)):
             return self.generic(layer, [v])
         v = self.as_bm(v)
         if v.dtype != w.dtype:
             return self.generic(layer, [v])
         c, h, wd = v.shape
-        out = Value((layer.out_channels, (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1), "bm", w.dtype)
+        oh, ow = layer.output_shape(h, wd)
+        out = Value((layer.out_channels, oh, ow), "bm", w.dtype)
         bias = epilogue.no_bias(w.dtype) if layer.bias is None else layer.bias.data
-        return self._emit(Step("conv2d", [v], out, f"{layer.name}: {w.spec}", weight=w, bias=bias,
-                               act=epilogue.NONE, alpha=0.0, kernel=(kh, kw), stride=s, padding=p))
+        kind = "depthwise2d" if layer.depthwise else "conv2d"
+        return self._emit(Step(kind, [v], out, f"{layer.name}: {w.spec}", weight=w, bias=bias,
+                               act=epilogue.NONE, alpha=0.0, kernel=(kh, kw), stride=s, padding=p, dilation=d))
 
     def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
         step = v.producer
-        fusable = step is not None and (step.kind == "conv2d" or step.kind == "product" and v.layout == "fm")
+        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d")
+                                        or step.kind == "product" and v.layout == "fm")
         if (fusable and step.writes is v and step.params["act"] == epilogue.NONE and v.readers == 1):
             step.params.update(act=act, alpha=float(alpha))
             step.what += f" + {type(layer).__name__}"

@@ -13,6 +13,9 @@ and the consumer (the next weighted layer) loses the matching input columns:
 - Linear consumer after Flatten of [C, H, W]: columns r*H*W ... (r+1)*H*W - 1;
 - Conv2d consumer: columns r*kh*kw ... (r+1)*kh*kw - 1 (channel-major im2col), in_channels - 1.
 
+Grouped and depthwise convolutions are neither producers nor consumers here: a grouped filter's
+input channels would have to go with it (dependency groups, issue 14).
+
 Removal needs every layer between producer and consumer to map 0 to 0 channel by channel (see
 `_ZERO_PRESERVING`, pooling, Flatten, and BatchNorm with one feature per unit); otherwise (Sigmoid,
 Softmax, a BatchNorm1d over flattened maps, an unknown layer) and for the last weighted layer (whose
@@ -29,7 +32,7 @@ import numpy as np
 from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense
 from ..nn import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d,
-                  Identity, LeakyReLU, Linear, MaxPool2d, Parameter, ReLU, Sequential, Tanh)
+                  HardSwish, Identity, LeakyReLU, Linear, MaxPool2d, Parameter, ReLU, ReLU6, Sequential, SiLU, Tanh)
 from ..nn._weighted import WeightedLayer
 from .trace import trace_shapes
 
@@ -37,7 +40,7 @@ __all__ = ["remove_dead_units"]
 
 # Element-wise layers with f(0) == 0: they carry a dead unit's zeros unchanged (exact types only:
 # a subclass may compute something else).
-_ZERO_PRESERVING = (ReLU, LeakyReLU, Tanh, GELU, Identity, Dropout)
+_ZERO_PRESERVING = (ReLU, LeakyReLU, Tanh, GELU, SiLU, ReLU6, HardSwish, Identity, Dropout)
 _BATCHNORMS = (BatchNorm1d, BatchNorm2d)
 
 
@@ -95,6 +98,8 @@ def _chain(model: Sequential, i: int, shapes) -> tuple[list[int], int, int] | No
     layers = model.layers
     if not isinstance(layers[i], (Linear, Conv2d)):  # surgery is written per layer type
         return None
+    if getattr(layers[i], "groups", 1) != 1:  # a grouped filter's input channels go with it: issue 14's groups
+        return None
     n = layers[i].weight_shape[0]
     spatial = isinstance(layers[i], Conv2d)  # units on axis 1 of [B, C, H, W]
     group = 1  # features per unit once flattened
@@ -103,6 +108,8 @@ def _chain(model: Sequential, i: int, shapes) -> tuple[list[int], int, int] | No
         layer, kind = layers[j], type(layers[j])
         if isinstance(layer, WeightedLayer):
             if isinstance(layer, Conv2d) and spatial:
+                if layer.groups != 1:  # removing its input channel removes its filters too: not per layer
+                    return None
                 kh, kw = layer.kernel_size
                 return bns, j, kh * kw
             if isinstance(layer, Linear) and not spatial:
