@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -10,7 +11,7 @@ import numpy as np
 
 from ._checks import check_int, check_seed
 from ._deprecation import deprecated_alias
-from .errors import DataError, DTypeError, ShapeError
+from .errors import ConfigError, DataError, DTypeError, ShapeError
 from .losses import SoftmaxCrossEntropy
 from .nn.module import Module
 from .optim import Adam, Optimizer
@@ -77,8 +78,17 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
         lr: float = 1e-3, loss=None, seed: int = 0, x_val=None, y_val=None, quiet: bool = False,
         after_backward: Callable[[Module], None] | None = None,
         on_step: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> History:
+        on_epoch_end: Callable[[int, dict], None] | None = None, lr_schedule: str = "constant",
+        augment: Callable | None = None, drop_last: bool = False) -> History:
     """Train `model` with minibatches; returns a `History`.
+
+    `lr_schedule`: "constant" keeps the optimiser's learning rate; "cosine" lowers it at every step
+    from its value at the start to 0 along half a cosine (Loshchilov & Hutter 2017, without restarts),
+    and restores it at the end. `augment(batch, rng)` transforms each training minibatch (e.g.
+    `sparsenet.data.random_shift(1)`), with a generator seeded from `seed` apart from the shuffling.
+    `drop_last` skips each epoch's last, smaller minibatch (its samples are shuffled into the next
+    epoch's): a BatchNorm's running statistics otherwise take a step from a batch of a few samples
+    at every epoch's end (1348 digits in batches of 64 leave 4).
 
     Shuffling uses ``np.random.default_rng(seed)``: the same seed, model and data give the same bits.
     Hooks: `after_backward(model)` runs after each backward (e.g. a penalty's gradient),
@@ -98,9 +108,14 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     seed = check_seed(seed, "fit")
     x = check_features(x)
     y = check_labels(y, len(x))
+    if lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"fit: expected lr_schedule 'constant' or 'cosine', found {lr_schedule!r}")
     loss = loss or SoftmaxCrossEntropy()
     optimizer = optimizer or Adam(model.parameters(), lr=lr)
+    steps_per_epoch = len(x) // batch_size if drop_last and len(x) >= batch_size else -(-len(x) // batch_size)
+    base_lr, total_steps = optimizer.lr, epochs * steps_per_epoch
     rng = np.random.default_rng(seed)
+    augment_rng = np.random.default_rng([seed, 1])  # its own stream: shuffling is the same with or without
     history = History()
     n, step = len(x), 0
     bar = progress(range(epochs), disable=quiet, desc="train", unit="epoch", leave=False)
@@ -109,9 +124,11 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
         model.train()
         order = rng.permutation(n)
         total_loss, correct = 0.0, 0
-        for start in range(0, n, batch_size):
+        for start in range(0, steps_per_epoch * batch_size, batch_size):
             idx = order[start:start + batch_size]
             xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, augment_rng)
             optimizer.zero_grad()
             out = model.forward(xb)
             total_loss += loss(out, yb) * len(idx)
@@ -119,12 +136,15 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
             model.backward(loss.backward())
             if after_backward is not None:
                 after_backward(model)
+            if lr_schedule == "cosine":
+                optimizer.lr = base_lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
             optimizer.step()
             step += 1
             if on_step is not None:
                 on_step(step)
-        history.loss.append(total_loss / max(n, 1))
-        history.accuracy.append(correct / max(n, 1))
+        seen = max(min(n, steps_per_epoch * batch_size), 1)
+        history.loss.append(total_loss / seen)
+        history.accuracy.append(correct / seen)
         logs = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
         if x_val is not None:
             val = evaluate(model, x_val, y_val, loss=loss)
@@ -135,5 +155,6 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
         bar.set_postfix({k: round(v, 4) for k, v in logs.items()})
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+    optimizer.lr = base_lr
     model.eval()
     return history

@@ -861,3 +861,73 @@ def test_a_formula_whose_inner_value_is_read_elsewhere_is_not_fused():
     erf = _model([n("Erf", ["x"], ["y"], name="lonely")], {}, ("N", 4))
     with pytest.raises(OnnxImportError, match="lonely.*op Erf is not supported"):
         import_onnx(erf)
+
+
+def _torch_mobilenet(act):
+    """A tiny MobileNetV2/V3: inverted residual blocks (1x1 expansion, depthwise 3x3 strided or
+    not, with two filters per channel in one block, linear 1x1 projection), ReLU6 or Hardswish, a
+    residual Add, global pooling, a classifier."""
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+    torch.manual_seed(1)
+
+    class Inverted(tnn.Module):
+        def __init__(self, cin, cout, t, stride, mult=1):
+            super().__init__()
+            hidden = cin * t
+            self.body = tnn.Sequential(
+                tnn.Conv2d(cin, hidden, 1, bias=False), tnn.BatchNorm2d(hidden), act(),
+                tnn.Conv2d(hidden, hidden * mult, 3, stride, 1, groups=hidden, bias=False),
+                tnn.BatchNorm2d(hidden * mult), act(),
+                tnn.Conv2d(hidden * mult, cout, 1, bias=False), tnn.BatchNorm2d(cout))
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.body(x)
+            return x + y if self.residual else y
+
+    net = tnn.Sequential(tnn.Conv2d(1, 8, 3, 1, 1), tnn.BatchNorm2d(8), act(), Inverted(8, 8, 2, 1),
+                         Inverted(8, 12, 2, 2, mult=2), tnn.Conv2d(12, 16, 1), act(), tnn.AdaptiveAvgPool2d(1),
+                         tnn.Flatten(), tnn.Linear(16, 10)).eval()
+    for m in net.modules():
+        if isinstance(m, tnn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("exporter,opset", [("legacy", 17), ("legacy", 20), ("dynamo", 18)])
+@pytest.mark.parametrize("act", ["ReLU6", "Hardswish"])
+def test_torch_mobilenet_imports_depthwise_and_prunes(act, exporter, opset):
+    torch = pytest.importorskip("torch")
+    net = _torch_mobilenet(getattr(torch.nn, act))
+    x0 = torch.zeros(2, 1, 8, 8)
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+        proto = torch.onnx.export(net, (x0,), dynamo=True, opset_version=opset, verbose=False,
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    else:
+        buf = io.BytesIO()
+        torch.onnx.export(net, (x0,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes={"x": {0: "N"}})
+        proto = onnx.load_from_string(buf.getvalue())
+    m = import_onnx(proto)
+    convs = [k.op for k in m.nodes if isinstance(k.op, nn.Conv2d)]
+    assert [c.groups for c in convs if c.groups > 1] == [16, 16]  # the two depthwise convolutions
+    kinds = [type(k.op).__name__ for k in m.nodes]
+    assert kinds.count("Add") == 1 and "BatchNorm2d" not in kinds
+    assert kinds.count({"ReLU6": "ReLU6", "Hardswish": "HardSwish"}[act]) == 6
+    x = _rand(5, 1, 8, 8) * 2
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m.predict(x), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
+    from sparsenet.prune import compiled as compile_copy, prune
+
+    prune(m, sparsity=0.6)
+    pruned = compile_copy(m, "csr")
+    np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
+    back = export_onnx(pruned, None, sparse_initializers=True)
+    np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-4, atol=1e-5)

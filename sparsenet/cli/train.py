@@ -8,37 +8,42 @@ from ._common import add_json_flag, emit
 
 __all__ = ["register", "run"]
 
-# epochs that meet each zoo model's accuracy target on digits (tests/test_zoo.py)
-_EPOCHS = {"mlp": 40, "lenet300": 40, "cnn": 30}
+from ..zoo import TRAINING
 
 
 def register(subparsers) -> None:
     t = subparsers.add_parser("train", help="train a zoo model and save it",
                               epilog="example: sparsenet train --model lenet300 --dataset digits -o lenet.safetensors --json")
-    t.add_argument("--model", required=True, choices=sorted(_EPOCHS), help="zoo model")
+    t.add_argument("--model", required=True, choices=sorted(TRAINING), help="zoo model")
     t.add_argument("--dataset", default="digits", help="'digits' or a path to .npz arrays (default: digits)")
     t.add_argument("-o", "--output", help="model file to write")
-    t.add_argument("--epochs", type=int, default=None, help="default: a per-model setting that meets the targets")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (sparsenet.zoo.TRAINING)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the model's recipe")
+    t.add_argument("--lr", type=float, default=None, help="default: the model's recipe")
     t.add_argument("--seed", type=int, default=0)
     add_json_flag(t, "print the run's figures as one JSON object")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=run)
 
 
-def _train_model(model_name: str, dataset: str, *, epochs=None, batch_size=32, lr=1e-3, seed=0, quiet=True):
-    """Build, train and evaluate a zoo model; returns (model, dataset, figures)."""
+def _train_model(model_name: str, dataset: str, *, epochs=None, batch_size=None, lr=None, seed=0, quiet=True):
+    """Build, train and evaluate a zoo model with its recipe (`zoo.TRAINING`; `epochs`, `batch_size`
+    and `lr` override it); returns (model, dataset, figures)."""
     from .. import build_model, fit, predict
-    from ..data import load_dataset
+    from ..data import load_dataset, random_shift
     from ..metrics import classification_report
 
     ds = load_dataset(dataset, seed=seed)
     model = build_model(model_name, seed=seed, num_classes=ds.num_classes, input_shape=ds.x_train.shape[1:])
-    epochs = _EPOCHS.get(model_name, 30) if epochs is None else epochs
+    recipe = dict(TRAINING[model_name])
+    recipe.update({k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None})
+    pixels = recipe.pop("augment_pixels", None)
+    if pixels and ds.x_train.ndim != 4:
+        pixels = None  # shifts are for images
     t0 = time.perf_counter()
-    history = fit(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  quiet=quiet)
+    history = fit(model, ds.x_train, ds.y_train, seed=seed, quiet=quiet,
+                  augment=random_shift(pixels) if pixels else None, **recipe)
+    epochs = recipe["epochs"]
     seconds = time.perf_counter() - t0
     report = classification_report(ds.y_test, predict(model, ds.x_test), num_classes=ds.num_classes)
     figures = {
@@ -48,7 +53,8 @@ def _train_model(model_name: str, dataset: str, *, epochs=None, batch_size=32, l
         "test_macro_precision": report["macro"]["precision"], "test_macro_recall": report["macro"]["recall"],
         "train_seconds": round(seconds, 3),
     }
-    model.meta.update(dataset=ds.name, test_accuracy=report["accuracy"], seed=seed)
+    model.meta.update(dataset=ds.name, test_accuracy=report["accuracy"], seed=seed,
+                      training=dict(recipe, augment_pixels=pixels))
     return model, ds, figures
 
 

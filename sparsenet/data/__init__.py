@@ -8,9 +8,10 @@ Example:
 """
 
 from .arrays import load_arrays
+from .augment import random_shift
 from .dataset import Dataset
 from .digits import load_digits
 from .registry import load_dataset
 from .split import train_test_split
 
-__all__ = ["load_digits", "train_test_split", "load_arrays", "load_dataset", "Dataset"]
+__all__ = ["load_digits", "train_test_split", "load_arrays", "load_dataset", "Dataset", "random_shift"]

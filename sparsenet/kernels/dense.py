@@ -17,7 +17,8 @@ from ._jit import OPTIONS, serial_and_parallel
 from .epilogue import NONE, activate, epilogue_rows
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
-           "dense_maxpool2d", "dense_depthwise2d", "dense_depthwise2d_serial"]
+           "dense_maxpool2d", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
+           "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial"]
 
 _TILE = 64
 
@@ -153,6 +154,80 @@ def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
                     orow[q] = activate(orow[q], act, alpha)
 
 
+@numba.njit(**OPTIONS)
+def _tap_columns(ow, sw, dj, pad, wd):
+    """(first output column, number of columns, first input column) of the output columns q whose
+    input column q*sw + dj - pad lies inside [0, wd)."""
+    q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
+    q1 = max(q0, min(ow, (wd + pad - dj + sw - 1) // sw) if wd + pad > dj else 0)
+    return np.uintp(q0), np.uintp(q1 - q0), np.uintp(max(0, q0 * sw + dj - pad))
+
+
+def _dense_depthwise2d_grad_input(g, w, dx, kh, kw, sh, sw, pad, dil):
+    """dx[b, c] = the gradient of `dense_depthwise2d` with respect to its input x [B, C, H, W], for
+    the output gradient g [B, O, OH, OW] and weight w [O, kh*kw] (each output o reads channel
+    o // mult): every tap's weight times g scattered back onto the input pixels it read. dx is
+    overwritten. Parallel over (batch, channel) pairs: each writes its own plane."""
+    nb, nc, h, wd = dx.shape
+    no, oh, ow = g.shape[1], g.shape[2], g.shape[3]
+    mult = no // nc
+    u0, usw = np.uintp(0), np.uintp(sw)
+    for t in prange(nb * nc):
+        b = t // nc
+        c = t - b * nc
+        xc = dx[b, c]
+        for r in range(h):
+            for s in range(wd):
+                xc[r, s] = 0
+        for m in range(mult):
+            o = c * mult + m
+            go, wo = g[b, o], w[o]
+            for p in range(oh):
+                grow = go[p]
+                for i in range(kh):
+                    r = p * sh + i * dil - pad
+                    if r < 0 or r >= h:
+                        continue
+                    xr = xc[np.uintp(r)]
+                    for j in range(kw):
+                        uq0, run, first = _tap_columns(ow, sw, j * dil, pad, wd)
+                        wij = wo[i * kw + j]
+                        for u in range(u0, run):
+                            xr[first + u * usw] += wij * grow[uq0 + u]
+
+
+def _dense_depthwise2d_grad_weight(g, x, dw, kh, kw, sh, sw, pad, dil):
+    """dw[o, i*kw + j] = sum over batch and output pixels of g[b, o, p, q] * x[b, o // mult,
+    p*sh + i*dil - pad, q*sw + j*dil - pad] (taps inside x): the weight gradient of
+    `dense_depthwise2d`. dw is overwritten. Parallel over output channels."""
+    nb, nc, h, wd = x.shape
+    no, oh, ow = g.shape[1], g.shape[2], g.shape[3]
+    mult = no // nc
+    u0, usw = np.uintp(0), np.uintp(sw)
+    for o in prange(no):
+        c = o // mult
+        for t in range(kh * kw):
+            dw[o, t] = 0
+        for b in range(nb):
+            go, xc = g[b, o], x[b, c]
+            for p in range(oh):
+                grow = go[p]
+                for i in range(kh):
+                    r = p * sh + i * dil - pad
+                    if r < 0 or r >= h:
+                        continue
+                    xr = xc[np.uintp(r)]
+                    for j in range(kw):
+                        uq0, run, first = _tap_columns(ow, sw, j * dil, pad, wd)
+                        acc = dw[o, i * kw + j] * 0
+                        for u in range(u0, run):
+                            acc += grow[uq0 + u] * xr[first + u * usw]
+                        dw[o, i * kw + j] += acc
+
+
 dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)
 dense_depthwise2d_serial, dense_depthwise2d = serial_and_parallel(_dense_depthwise2d)
+dense_depthwise2d_grad_input_serial, dense_depthwise2d_grad_input = serial_and_parallel(_dense_depthwise2d_grad_input)
+dense_depthwise2d_grad_weight_serial, dense_depthwise2d_grad_weight = serial_and_parallel(
+    _dense_depthwise2d_grad_weight)
 dense_epilogue_serial, dense_epilogue = serial_and_parallel(_dense_epilogue)

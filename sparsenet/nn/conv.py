@@ -129,21 +129,22 @@ class Conv2d(WeightedLayer):
         return col2im(dcols, self._x_shape, kh, kw, self.stride, self.padding, self.dilation)
 
     def _depthwise_backward(self, grad):
-        """Gradients of the depthwise forward, through the unfolded input of each channel (NumPy)."""
-        x = self._x
-        b, c, h, w = x.shape
+        """Gradients of the depthwise forward by its two kernels (`kernels.dense_depthwise2d_grad_*`)."""
+        x = np.ascontiguousarray(self._x)
+        grad = np.ascontiguousarray(grad)
         kh, kw = self.kernel_size
-        mult = self.out_channels // c
-        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation).reshape(c, kh * kw, b, -1)
-        g = grad.reshape(b, c, mult, -1)  # output channel o = c * mult + m reads input channel c
-        # dW[c*mult + m, t] = sum over batch and pixels of g[b, c, m, s] * cols[c, t, b, s]
-        gw = np.einsum("bcms,ctbs->cmt", g, cols).reshape(self.out_channels, kh * kw)
-        self.weight_param.grad += self._at_stored(gw.astype(self.dtype, copy=False))
+        geometry = (kh, kw, self.stride, self.stride, self.padding, self.dilation)
+        big = grad.size * kh * kw >= kernels.PARALLEL_MIN_WORK
+        gw = np.empty((self.out_channels, kh * kw), self.dtype)
+        (kernels.dense_depthwise2d_grad_weight if big else kernels.dense_depthwise2d_grad_weight_serial)(
+            grad, x, gw, *geometry)
+        self.weight_param.grad += self._at_stored(gw)
         if self.bias is not None:
             self.bias.grad += grad.sum(axis=(0, 2, 3))
-        wd = self.weight.to_dense().reshape(c, mult, kh * kw)
-        dcols = np.einsum("bcms,cmt->ctbs", g, wd).reshape(c * kh * kw, -1)
-        return col2im(np.ascontiguousarray(dcols), x.shape, kh, kw, self.stride, self.padding, self.dilation)
+        dx = np.empty(x.shape, self.dtype)
+        (kernels.dense_depthwise2d_grad_input if big else kernels.dense_depthwise2d_grad_input_serial)(
+            grad, np.ascontiguousarray(self.weight.to_dense()), dx, *geometry)
+        return dx
 
     def _at_stored(self, gw: np.ndarray) -> np.ndarray:
         """A dense [out, fan_in] gradient as the weight parameter's gradient: the values at the stored
