@@ -426,3 +426,46 @@ def test_swap_leading_matches_numpy(m, b, s, seed):
     dst = np.full((b, m, s), np.nan, np.float32)
     swap_leading(src, dst)
     np.testing.assert_array_equal(dst, src.transpose(1, 0, 2))
+
+
+@settings(deadline=None)
+@given(b=st.integers(0, 3), c=st.integers(1, 4), mult=st.integers(1, 2), h=st.integers(1, 7), w=st.integers(1, 7),
+       k=st.integers(1, 3), s=st.integers(1, 2), pad=st.integers(0, 2), dil=st.integers(1, 2),
+       act=st.integers(0, len(ACTIVATIONS) - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_depthwise_kernels_match_their_reference(b, c, mult, h, w, k, s, pad, dil, act, dtype, seed):
+    """dense_depthwise2d (with bias and each activation) and its two gradient kernels against im2col
+    and einsum in float64, serial and parallel, zero-size batches included."""
+    from sparsenet.nn._im2col import col2im, im2col
+
+    extent = dil * (k - 1) + 1
+    if h + 2 * pad < extent or w + 2 * pad < extent:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c * mult, k * k)).astype(dtype)
+    bias = rng.standard_normal(c * mult).astype(dtype)
+    oh, ow = (h + 2 * pad - extent) // s + 1, (w + 2 * pad - extent) // s + 1
+    cols = im2col(x.astype(np.float64), k, k, s, pad, dil).reshape(c, k * k, b, oh * ow)
+    w64 = wt.astype(np.float64).reshape(c, mult, k * k)
+    ref = np.einsum("cmt,ctbs->bcms", w64, cols).reshape(b, c * mult, oh, ow) + bias[None, :, None, None]
+    ref = activate_ref(ref, act, 0.1)
+    g = rng.standard_normal((b, c * mult, oh, ow)).astype(dtype)
+    g64 = g.astype(np.float64).reshape(b, c, mult, oh * ow)
+    ref_gw = np.einsum("bcms,ctbs->cmt", g64, cols).reshape(c * mult, k * k)
+    ref_gx = col2im(np.einsum("bcms,cmt->ctbs", g64, w64).reshape(c * k * k, -1), x.shape, k, k, s, pad, dil)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    geometry = (k, k, s, s, pad, dil)
+    for fwd, gx_kern, gw_kern in ((kernels.dense_depthwise2d, kernels.dense_depthwise2d_grad_input,
+                                   kernels.dense_depthwise2d_grad_weight),
+                                  (kernels.dense_depthwise2d_serial, kernels.dense_depthwise2d_grad_input_serial,
+                                   kernels.dense_depthwise2d_grad_weight_serial)):
+        out = _garbage((b, c * mult, oh, ow), dtype)
+        fwd(x, wt, out, bias, act, 0.1, *geometry)
+        np.testing.assert_allclose(out, ref, **tol)
+        gx = _garbage(x.shape, dtype)
+        gx_kern(g, wt, gx, *geometry)
+        np.testing.assert_allclose(gx, ref_gx, **tol)
+        gw = _garbage(wt.shape, dtype)
+        gw_kern(g, x, gw, *geometry)
+        np.testing.assert_allclose(gw, ref_gw, **tol)

@@ -121,6 +121,9 @@ def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
     has_bias = bias.shape[0] != 0
     zero = np.zeros(1, out.dtype)[0]
     u0, usw = np.uintp(0), np.uintp(sw)
+    # each tap column j's run of output columns, computed once (integer divisions per row and tap
+    # cost more than the 8-column rows of small images)
+    q0s, runs, firsts = _tap_table(ow, sw, kw, dil, pad, wd)
     for t in prange(nb * no):
         b = t // no
         o = t - b * no
@@ -136,12 +139,7 @@ def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
                     continue
                 xr = xc[np.uintp(r)]
                 for j in range(kw):
-                    dj = j * dil
-                    # the output columns q whose input column q*sw + dj - pad lies inside [0, wd)
-                    q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
-                    q1 = max(q0, min(ow, (wd + pad - dj + sw - 1) // sw) if wd + pad > dj else 0)
-                    first = np.uintp(max(0, q0 * sw + dj - pad))
-                    uq0, run = np.uintp(q0), np.uintp(q1 - q0)
+                    uq0, run, first = q0s[j], runs[j], firsts[j]
                     wij = wo[i * kw + j]
                     if sw == 1:
                         for u in range(u0, run):
@@ -150,17 +148,20 @@ def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
                         for u in range(u0, run):
                             orow[uq0 + u] += wij * xr[first + u * usw]
             if act != NONE:
-                for q in range(u0, np.uintp(ow)):
-                    orow[q] = activate(orow[q], act, alpha)
+                epilogue_rows(oc, p, p + 1, bias[:0], act, alpha)
 
 
 @numba.njit(**OPTIONS)
-def _tap_columns(ow, sw, dj, pad, wd):
-    """(first output column, number of columns, first input column) of the output columns q whose
-    input column q*sw + dj - pad lies inside [0, wd)."""
-    q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
-    q1 = max(q0, min(ow, (wd + pad - dj + sw - 1) // sw) if wd + pad > dj else 0)
-    return np.uintp(q0), np.uintp(q1 - q0), np.uintp(max(0, q0 * sw + dj - pad))
+def _tap_table(ow, sw, kw, dil, pad, wd):
+    """For each tap column j: (first output column, number of columns, first input column) of the
+    output columns q whose input column q*sw + j*dil - pad lies inside [0, wd)."""
+    q0s, runs, firsts = np.empty(kw, np.uintp), np.empty(kw, np.uintp), np.empty(kw, np.uintp)
+    for j in range(kw):
+        dj = j * dil
+        q0 = min(ow, (pad - dj + sw - 1) // sw) if pad > dj else 0
+        q1 = max(q0, min(ow, (wd + pad - dj + sw - 1) // sw) if wd + pad > dj else 0)
+        q0s[j], runs[j], firsts[j] = q0, q1 - q0, max(0, q0 * sw + dj - pad)
+    return q0s, runs, firsts
 
 
 def _dense_depthwise2d_grad_input(g, w, dx, kh, kw, sh, sw, pad, dil):
@@ -172,6 +173,7 @@ def _dense_depthwise2d_grad_input(g, w, dx, kh, kw, sh, sw, pad, dil):
     no, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     mult = no // nc
     u0, usw = np.uintp(0), np.uintp(sw)
+    q0s, runs, firsts = _tap_table(ow, sw, kw, dil, pad, wd)
     for t in prange(nb * nc):
         b = t // nc
         c = t - b * nc
@@ -190,7 +192,7 @@ def _dense_depthwise2d_grad_input(g, w, dx, kh, kw, sh, sw, pad, dil):
                         continue
                     xr = xc[np.uintp(r)]
                     for j in range(kw):
-                        uq0, run, first = _tap_columns(ow, sw, j * dil, pad, wd)
+                        uq0, run, first = q0s[j], runs[j], firsts[j]
                         wij = wo[i * kw + j]
                         for u in range(u0, run):
                             xr[first + u * usw] += wij * grow[uq0 + u]
@@ -204,6 +206,7 @@ def _dense_depthwise2d_grad_weight(g, x, dw, kh, kw, sh, sw, pad, dil):
     no, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     mult = no // nc
     u0, usw = np.uintp(0), np.uintp(sw)
+    q0s, runs, firsts = _tap_table(ow, sw, kw, dil, pad, wd)
     for o in prange(no):
         c = o // mult
         for t in range(kh * kw):
@@ -218,7 +221,7 @@ def _dense_depthwise2d_grad_weight(g, x, dw, kh, kw, sh, sw, pad, dil):
                         continue
                     xr = xc[np.uintp(r)]
                     for j in range(kw):
-                        uq0, run, first = _tap_columns(ow, sw, j * dil, pad, wd)
+                        uq0, run, first = q0s[j], runs[j], firsts[j]
                         acc = dw[o, i * kw + j] * 0
                         for u in range(u0, run):
                             acc += grow[uq0 + u] * xr[first + u * usw]

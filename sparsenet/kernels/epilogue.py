@@ -87,7 +87,7 @@ def erf_into(x, out):
 @numba.njit(**OPTIONS)
 def epilogue_rows(out, r0, r1, bias, act, alpha):
     """out[r0:r1, :] = act(out[r0:r1, :] + bias[r0:r1, None]) in place (out: [M, B], C-contiguous)."""
-    if act == NONE and bias.shape[0] == 0:
+    if (act == NONE and bias.shape[0] == 0) or out.shape[1] == 0:
         return
     nb = np.uintp(out.shape[1])
     has_bias = bias.shape[0] != 0
@@ -97,10 +97,25 @@ def epilogue_rows(out, r0, r1, bias, act, alpha):
             b = bias[i]
             for j in range(np.uintp(0), nb):
                 row[j] += b
-        if act == RELU:  # the common case as its own loop, which LLVM vectorises
+        if act == RELU:  # the common cases as loops of their own in the row's dtype, which LLVM vectorises
             for j in range(np.uintp(0), nb):
                 v = row[j]
                 row[j] = v if v > 0 else v * 0
+        elif act == CLIP0:
+            top = row[:1].copy()
+            top[0] = alpha
+            hi = top[0]
+            for j in range(np.uintp(0), nb):
+                v = row[j]
+                v = v if v > 0 else v * 0
+                row[j] = v if v < hi else hi
+        elif act == HARDSWISH:
+            for j in range(np.uintp(0), nb):
+                v = row[j]
+                g = v * (1 / 6) + 0.5
+                g = g if g > 0 else g * 0
+                g = g if g < 1 else g * 0 + 1
+                row[j] = v * g
         elif act != NONE:
             for j in range(np.uintp(0), nb):
                 row[j] = activate(row[j], act, alpha)

@@ -14,9 +14,9 @@ graph whose values grow (nested Concats) is refused before it takes memory. Ever
 `ConfigError` (structure) or `ShapeError` (shapes) naming the node. Forward drops each value after
 its last reader. `predict`, `evaluate` and `fit` take graphs of one input and one output.
 
-This is the graph engine's first step (issue 11): training, prediction, `fit`/`evaluate`, model
-files (`save_model`/`load`), ONNX export, `summarize` and `bench` take graphs; ONNX import, pruning,
-`compiled`, int8 and the compiled plan still take `Sequential`.
+Training, prediction (through the compiled plan), `fit`/`evaluate`, model files, ONNX import and
+export, pruning (unstructured and per-layer structured masks; physical removal of units is for
+chains until dependency groups exist), `compiled`, int8, `summarize` and `bench` take graphs.
 """
 
 from __future__ import annotations
