@@ -181,7 +181,7 @@ def _mistakes():
             f"SGD lr={bad!r}": (lambda r=bad: sn.SGD(m().parameters(), lr=r), ConfigError, "lr"),
         }
     cases |= {
-        "unknown model": (lambda: sn.build_model("resnet"), ConfigError, "unknown model"),
+        "unknown model": (lambda: sn.build_model("vgg16"), ConfigError, "unknown model"),
         "unknown dataset": (lambda: load_dataset("mnist"), ConfigError, "unknown dataset"),
         "unknown method": (lambda: prune(m(), method="nope"), ConfigError, "unknown pruning method"),
         "unknown granularity": (lambda: prune(m(), granularity="nope"), ConfigError, "unknown granularity"),

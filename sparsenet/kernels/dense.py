@@ -124,11 +124,39 @@ def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
     # each tap column j's run of output columns, computed once (integer divisions per row and tap
     # cost more than the 8-column rows of small images)
     q0s, runs, firsts = _tap_table(ow, sw, kw, dil, pad, wd)
+    hp, wp = h + 2 * pad, wd + 2 * pad
+    span = (oh - 1) * wp + ow  # stride 1: the outputs on the padded grid, row after row
     for t in prange(nb * no):
         b = t // no
         o = t - b * no
         xc, oc, wo = x[b, o // mult], out[b, o], w[o]
         start = bias[o] if has_bias else zero
+        if sh == 1 and sw == 1 and oh > 0:
+            # Stride 1: the plane copied into a zero-padded buffer, and each tap one contiguous pass
+            # of `span` sums over it (offset i*dil rows, j*dil columns); columns past ow on each
+            # padded row are computed and dropped. No bounds per tap, long vectorised loops.
+            xpad = np.zeros(hp * wp, out.dtype)
+            for r in range(h):
+                base = np.uintp((r + pad) * wp + pad)
+                xr = xc[r]
+                for s in range(u0, np.uintp(wd)):
+                    xpad[base + s] = xr[s]
+            acc = np.empty(span, out.dtype)
+            for n in range(u0, np.uintp(span)):
+                acc[n] = start
+            for i in range(kh):
+                for j in range(kw):
+                    off = np.uintp(i * dil * wp + j * dil)
+                    wij = wo[i * kw + j]
+                    for n in range(u0, np.uintp(span)):
+                        acc[n] += wij * xpad[off + n]
+            for p in range(oh):
+                orow, base = oc[p], np.uintp(p * wp)
+                for q in range(u0, np.uintp(ow)):
+                    orow[q] = acc[base + q]
+                if act != NONE:
+                    epilogue_rows(oc, p, p + 1, bias[:0], act, alpha)
+            continue
         for p in range(oh):
             orow = oc[p]
             for q in range(u0, np.uintp(ow)):
