@@ -110,7 +110,7 @@ def mobilenet(in_channels: int = 1, num_classes: int = 10, *, seed: int = 0, act
     `activation` "relu6" (V2) or "hardswish" (V3's).
 
     >>> sum(type(n.op).__name__ == "Add" for n in mobilenet().nodes)
-    2
+    3
     """
     acts = {"relu6": ReLU6, "hardswish": HardSwish}
     if activation not in acts:

@@ -8,7 +8,7 @@ import pytest
 import sparsenet as sn
 from gradcheck import check_layer_gradients
 from sparsenet.errors import ConfigError, ShapeError
-from sparsenet.nn import Add, Concat, Flatten, Graph, Linear, Node, ReLU, Sequential, Tanh
+from sparsenet.nn import Add, Concat, Div, Flatten, Graph, Linear, Mul, Node, ReLU, Sequential, Sub, Tanh
 
 
 def _residual(dtype=np.float64, seed=0):
@@ -44,10 +44,14 @@ def test_backward_against_finite_differences_sums_gradients_of_shared_values():
 
 
 @pytest.mark.parametrize("op, shapes", [(Add(), [(3, 4), (3, 4), (3, 4)]), (Concat(), [(3, 2), (3, 5)]),
-                                        (Concat(axis=2), [(2, 3, 1), (2, 3, 4)])])
+                                        (Concat(axis=2), [(2, 3, 1), (2, 3, 4)]),
+                                        (Mul(), [(3, 2, 4), (3, 2, 1)]), (Mul(), [(2, 1, 3), (2, 4, 1)]),
+                                        (Sub(), [(3, 1, 4), (3, 2, 4)]), (Div(), [(3, 4), (3, 1)])],
+                         ids=lambda v: type(v).__name__ if not isinstance(v, list) else str(v))
 def test_merge_ops_backward_against_finite_differences(op, shapes):
     rng = np.random.default_rng(2)
-    xs = [rng.standard_normal(s) for s in shapes]
+    xs = [rng.standard_normal(s) + (3.0 if isinstance(op, Div) and i == 1 else 0.0)  # no division near 0
+          for i, s in enumerate(shapes)]
     g = rng.standard_normal(op.forward(*xs).shape)
     grads = op.backward(g)
     assert len(grads) == len(xs)

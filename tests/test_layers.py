@@ -168,6 +168,33 @@ def test_conv2d_groups_and_dilation(cin, cout, groups, stride, padding, dilation
                                                        groups, dilation))
 
 
+@pytest.mark.parametrize("shape,affine", [((5,), True), ((3, 4), True), ((4,), False)])
+def test_layernorm(shape, affine):
+    from sparsenet.nn import LayerNorm
+
+    layer = LayerNorm(shape, eps=1e-3, elementwise_affine=affine, dtype=F64)
+    if affine:
+        rng = np.random.default_rng(1)
+        layer.weight.data[...] = rng.random(shape) + 0.5
+        layer.bias.data[...] = rng.standard_normal(shape)
+    x = np.random.default_rng(2).standard_normal((2, 3, *shape))
+    axes = tuple(range(2, x.ndim))
+
+    def ref(v):
+        y = (v - v.mean(axis=axes, keepdims=True)) / np.sqrt(v.var(axis=axes, keepdims=True) + 1e-3)
+        return y * layer.weight.data + layer.bias.data if affine else y
+
+    check_layer_gradients(layer, x, reference=ref)
+
+
+def test_pad2d():
+    from sparsenet.nn import Pad2d
+
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 5))
+    check_layer_gradients(Pad2d((1, 2, 0, 3), -1.5), x,
+                          reference=lambda v: np.pad(v, ((0, 0), (0, 0), (1, 2), (0, 3)), constant_values=-1.5))
+
+
 def test_conv2d_refuses_groups_that_do_not_divide():
     with pytest.raises(SparsenetError, match="dividing in_channels and out_channels, found groups 2 for 3 -> 4"):
         Conv2d(3, 4, 3, groups=2)
@@ -199,6 +226,13 @@ def test_avgpool2d(kernel, stride, padding):
     x = np.random.default_rng(1).standard_normal((2, 2, 5, 6))
     layer = AvgPool2d(kernel, stride, padding)
     check_layer_gradients(layer, x, reference=pool_ref(np.mean, 0.0, kernel, stride or kernel, padding))
+
+
+@pytest.mark.parametrize("kernel,stride,padding", POOLS)
+def test_avgpool2d_without_the_padding_in_the_count(kernel, stride, padding):
+    x = np.random.default_rng(2).standard_normal((2, 2, 5, 6))
+    layer = AvgPool2d(kernel, stride, padding, count_include_pad=False)
+    check_layer_gradients(layer, x, reference=pool_ref(np.nanmean, np.nan, kernel, stride or kernel, padding))
 
 
 def test_global_avgpool2d():

@@ -149,6 +149,8 @@ CNN_CASES = {
     "conv-depthwise": ([("Conv", ["Wdw", "B3"], {"group": 3, "pads": [1, 1, 1, 1]})], ["Conv2d"]),
     "conv-depthwise-x2-stride2": ([("Conv", ["Wdw2"], {"group": 3, "strides": [2, 2], "pads": [1, 1, 1, 1]})],
                                   ["Conv2d"]),
+    "pad-then-conv": ([("Pad", ["pads8", "padv"], {}), ("Conv", ["W"], {"strides": [2, 2]})], ["Pad2d", "Conv2d"]),
+    "pad-axes": ([("Pad", ["pads4", "", "axes23"], {})], ["Pad2d"]),
     "conv-dilated": ([("Conv", ["W", "B"], {"dilations": [2, 2], "pads": [2, 2, 2, 2]})], ["Conv2d"]),
     "conv-depthwise-dilated-relu6": ([("Conv", ["Wdw"], {"group": 3, "dilations": [2, 2]}),
                                       ("Clip", ["zero", "six"], {})], ["Conv2d", "ReLU6"]),
@@ -165,6 +167,7 @@ CNN_CASES = {
                                ["MaxPool2d"]),
     "avgpool-include-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
                                                   "count_include_pad": 1})], ["AvgPool2d"]),
+    "avgpool-exclude-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})], ["AvgPool2d"]),
     "avgpool-no-pad": ([("AveragePool", [], {"kernel_shape": [2, 2], "strides": [2, 2]})], ["AvgPool2d"]),
     "gap-flatten": ([("GlobalAveragePool", [], {}), ("Relu", [], {})] + FLAT, ["GlobalAvgPool2d", "ReLU"]),
     "gap-reshape": ([("GlobalAveragePool", [], {}), ("Reshape", ["shape0m1"], {})], ["GlobalAvgPool2d"]),
@@ -185,7 +188,9 @@ CNN_INITS = {"W": WC, "B": BC, "W31": _rand(4, 3, 3, 1), "W11": _rand(2, 3, 1, 1
              "shapeF": np.array([-1, 3 * 8 * 8], np.int64), "shape4d": np.array([-1, 3, 8, 8], np.int64),
              "shapeF4": np.array([-1, 4 * 8 * 8], np.int64), "Wnhwc": _rand(4 * 8 * 8, 5), "B5": _rand(5),
              "Wdw": _rand(3, 1, 3, 3), "Wdw2": _rand(6, 1, 3, 3), "B3": _rand(3),
-             "zero": np.array(0, np.float32), "six": np.array(6, np.float32)}
+             "zero": np.array(0, np.float32), "six": np.array(6, np.float32),
+             "pads8": np.array([0, 0, 0, 1, 0, 0, 1, 2], np.int64), "padv": np.array(0.5, np.float32),
+             "pads4": np.array([1, 0, 2, 3], np.int64)}
 
 
 @pytest.mark.parametrize("case", sorted(CNN_CASES))
@@ -293,9 +298,11 @@ ERROR_CASES = {
     "gelu-unknown-form": (_chain([("Gelu", [], {"approximate": "fast"})], opset=20),
                           ["node 0 'gelu0' (Gelu)", "approximate='fast'"]),
     "clip-no-bounds": (_chain([("Clip", [], {})]), ["(Clip)", "min=-inf, max=inf"]),
+    "pad-reflect": (_chain([("Pad", ["p"], {"mode": "reflect"})], {"p": np.zeros(8, np.int64)}, ("N", 3, 8, 8),
+                           opset=18), ["(Pad)", "mode='reflect'"]),
+    "pad-channels": (_chain([("Pad", ["p"], {})], {"p": np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64)},
+                            ("N", 3, 8, 8), opset=18), ["(Pad)", "only non-negative padding of the two spatial"]),
     "swish-alpha": (_chain([("Swish", [], {"alpha": 2.0})], opset=24), ["(Swish)", "alpha=2.0"]),
-    "avgpool-exclude-pad": (_chain([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})],
-                                   in_shape=("N", 3, 8, 8)), ["(AveragePool)", "count_include_pad=0"]),
     "maxpool-ceil-differs": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
                                     in_shape=("N", 3, 7, 7)), ["(MaxPool)", "ceil_mode=1"]),
     "flatten-axis2": (_chain([("Flatten", [], {"axis": 2})], in_shape=("N", 3, 8, 8)), ["(Flatten)", "axis=2"]),
@@ -683,6 +690,20 @@ def _check_torch_import(module, proto):
     return m, x
 
 
+def _torch_export(module, x0, exporter: str, opset: int):
+    """`module` exported by PyTorch's legacy or dynamo exporter with a symbolic batch, as a ModelProto."""
+    import torch
+
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+        return torch.onnx.export(module, (x0,), dynamo=True, opset_version=opset, verbose=False,
+                                 dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    buf = io.BytesIO()
+    torch.onnx.export(module, (x0,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}})
+    return onnx.load_from_string(buf.getvalue())
+
+
 TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
 
@@ -714,8 +735,6 @@ def test_torch_legacy_export_imports_and_prunes(arch, opset, tmp_path):
 @TORCH_WARNINGS
 def test_torch_legacy_view_flatten_and_global_pool():
     torch = pytest.importorskip("torch")
-
-    import io
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -788,19 +807,8 @@ def _torch_resnet():
 @pytest.mark.parametrize("opset", [17, 20])
 def test_torch_resnet_imports_as_a_graph_and_prunes(opset, dynamo):
     torch = pytest.importorskip("torch")
-    import io
-
     net = _torch_resnet()
-    x0 = torch.zeros(2, 1, 8, 8)
-    if dynamo:
-        pytest.importorskip("onnxscript")
-        proto = torch.onnx.export(net, (x0,), dynamo=True, opset_version=opset, verbose=False,
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
-    else:
-        buf = io.BytesIO()
-        torch.onnx.export(net, (x0,), buf, dynamo=False, opset_version=opset, input_names=["x"],
-                          dynamic_axes={"x": {0: "N"}})
-        proto = onnx.load_from_string(buf.getvalue())
+    proto = _torch_export(net, torch.zeros(2, 1, 8, 8), "dynamo" if dynamo else "legacy", opset)
     m = import_onnx(proto)
     assert isinstance(m, nn.Graph)
     kinds = [type(k.op).__name__ for k in m.nodes]
@@ -821,7 +829,8 @@ def test_torch_resnet_imports_as_a_graph_and_prunes(opset, dynamo):
 
 # -- activations PyTorch writes as formulas (fused by sparsenet.onnx._fuse) ------------------------
 TORCH_ACTIVATIONS = {"GELU": ("GELU", {}), "GELU-tanh": ("GELU", {"approximate": "tanh"}), "SiLU": ("SiLU", {}),
-                     "Hardswish": ("HardSwish", {}), "ReLU6": ("ReLU6", {}), "Hardsigmoid": ("HardSigmoid", {})}
+                     "Hardswish": ("HardSwish", {}), "ReLU6": ("ReLU6", {}), "Hardsigmoid": ("HardSigmoid", {}),
+                     "LayerNorm": ("LayerNorm", {"normalized_shape": 16})}
 
 
 @TORCH_WARNINGS
@@ -829,21 +838,13 @@ TORCH_ACTIVATIONS = {"GELU": ("GELU", {}), "GELU-tanh": ("GELU", {"approximate":
 @pytest.mark.parametrize("act", sorted(TORCH_ACTIVATIONS))
 def test_torch_activations_import_as_one_layer(act, exporter, opset):
     torch = pytest.importorskip("torch")
-    if exporter == "dynamo":
-        pytest.importorskip("onnxscript")
     kind, kwargs = TORCH_ACTIVATIONS[act]
     torch.manual_seed(0)
     tnn = torch.nn
     module = tnn.Sequential(tnn.Linear(4, 16), getattr(tnn, act.split("-")[0])(**kwargs), tnn.Linear(16, 3)).eval()
-    x = torch.zeros(2, 4)
-    if exporter == "dynamo":
-        proto = torch.onnx.export(module, (x,), dynamo=True, opset_version=opset, verbose=False,
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
-    else:
-        buf = io.BytesIO()
-        torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset, input_names=["x"],
-                          dynamic_axes={"x": {0: "N"}})
-        proto = onnx.load_from_string(buf.getvalue())
+    for p in module[1].parameters():  # LayerNorm's affine parameters off 1 and 0
+        p.data.uniform_(0.5, 1.5)
+    proto = _torch_export(module, torch.zeros(2, 4), exporter, opset)
     data = _rand(64, 4) * 4  # across the clipping activations' corners
     m = _same(proto, data)
     assert _kinds(m) == ["Linear", kind, "Linear"]
@@ -903,16 +904,7 @@ def _torch_mobilenet(act):
 def test_torch_mobilenet_imports_depthwise_and_prunes(act, exporter, opset):
     torch = pytest.importorskip("torch")
     net = _torch_mobilenet(getattr(torch.nn, act))
-    x0 = torch.zeros(2, 1, 8, 8)
-    if exporter == "dynamo":
-        pytest.importorskip("onnxscript")
-        proto = torch.onnx.export(net, (x0,), dynamo=True, opset_version=opset, verbose=False,
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
-    else:
-        buf = io.BytesIO()
-        torch.onnx.export(net, (x0,), buf, dynamo=False, opset_version=opset, input_names=["x"],
-                          dynamic_axes={"x": {0: "N"}})
-        proto = onnx.load_from_string(buf.getvalue())
+    proto = _torch_export(net, torch.zeros(2, 1, 8, 8), exporter, opset)
     m = import_onnx(proto)
     convs = [k.op for k in m.nodes if isinstance(k.op, nn.Conv2d)]
     assert [c.groups for c in convs if c.groups > 1] == [16, 16]  # the two depthwise convolutions
@@ -931,3 +923,35 @@ def test_torch_mobilenet_imports_depthwise_and_prunes(act, exporter, opset):
     np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
     back = export_onnx(pruned, None, sparse_initializers=True)
     np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-4, atol=1e-5)
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("exporter,opset", [("legacy", 17), ("dynamo", 18)])
+def test_torch_squeeze_excitation_gate_imports_as_a_broadcasting_mul(exporter, opset):
+    """MobileNetV3's squeeze-and-excitation: x * hardsigmoid(fc(relu(fc(pool(x))))), a Mul of [C, H, W]
+    and [C, 1, 1] computed values."""
+    torch = pytest.importorskip("torch")
+    tnn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(2)
+
+    class SE(tnn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv, self.fc1, self.fc2 = tnn.Conv2d(1, c, 3, padding=1), tnn.Conv2d(c, 2, 1), tnn.Conv2d(2, c, 1)
+            self.head = tnn.Linear(c * 64, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x))
+            gate = F.hardsigmoid(self.fc2(torch.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+            return self.head((x * gate).flatten(1))
+
+    net = SE(8).eval()
+    proto = _torch_export(net, torch.zeros(2, 1, 8, 8), exporter, opset)
+    m = import_onnx(proto)
+    assert "Mul" in [type(n.op).__name__ for n in m.nodes]
+    x = _rand(5, 1, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(m.predict(x), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
+    back = export_onnx(m, None)
+    np.testing.assert_allclose(_ort(back, x), m.predict(x), rtol=1e-5, atol=1e-5)

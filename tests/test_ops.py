@@ -25,6 +25,14 @@ def _sparse_linear():
     return nn.Linear(6, 5, weight=CSR.from_dense(w), seed=3)
 
 
+def _layernorm():
+    ln = nn.LayerNorm((2, 4), eps=1e-3)
+    rng = np.random.default_rng(8)
+    ln.weight.data[...] = rng.random((2, 4)) + 0.5
+    ln.bias.data[...] = rng.standard_normal((2, 4))
+    return ln
+
+
 # kind -> (an instance with settings off their defaults, one sample's input shape(s))
 CASES = {
     "Linear": (_sparse_linear, [(6,)]),
@@ -33,10 +41,12 @@ CASES = {
                [(2, 7, 6)]),
     "BatchNorm1d": (lambda: _bn(nn.BatchNorm1d, 3), [(3,)]),
     "BatchNorm2d": (lambda: _bn(nn.BatchNorm2d, 2), [(2, 4, 4)]),
+    "LayerNorm": (lambda: _layernorm(), [(3, 2, 4)]),
     "MaxPool2d": (lambda: nn.MaxPool2d((3, 2), (2, 1), 1), [(2, 5, 6)]),
-    "AvgPool2d": (lambda: nn.AvgPool2d((2, 3), (1, 2), 1), [(2, 5, 6)]),
+    "AvgPool2d": (lambda: nn.AvgPool2d((2, 3), (1, 2), 1, count_include_pad=False), [(2, 5, 6)]),
     "GlobalAvgPool2d": (nn.GlobalAvgPool2d, [(3, 4, 2)]),
     "Flatten": (nn.Flatten, [(2, 3, 2)]),
+    "Pad2d": (lambda: nn.Pad2d((1, 0, 2, 3), 0.5), [(2, 3, 2)]),
     "ReLU": (nn.ReLU, [(4,)]),
     "LeakyReLU": (lambda: nn.LeakyReLU(0.3), [(4,)]),
     "Sigmoid": (nn.Sigmoid, [(4,)]),
@@ -52,6 +62,9 @@ CASES = {
     "Dropout": (lambda: nn.Dropout(0.25, seed=7).eval(), [(4,)]),
     "Add": (nn.Add, [(3,), (3,), (3,)]),
     "Concat": (lambda: nn.Concat(2), [(2, 1), (2, 3)]),
+    "Mul": (nn.Mul, [(3, 2, 2), (3, 1, 1)]),
+    "Sub": (nn.Sub, [(1, 4), (3, 4)]),
+    "Div": (nn.Div, [(3,), (3,)]),
 }
 
 
@@ -95,6 +108,8 @@ def test_a_wrong_setting_names_the_layer_and_the_field(kind):
 @pytest.mark.parametrize("kind", sorted(CASES))
 @pytest.mark.parametrize("opset", [13, 17, 20])
 def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind, opset):
+    if kind == "LayerNorm" and opset < 17:
+        pytest.skip("LayerNormalization is an opset-17 op (export refuses earlier opsets: tested below)")
     ort = pytest.importorskip("onnxruntime")
     from sparsenet.onnx import export_onnx
 
@@ -144,6 +159,19 @@ def test_plain_conv_files_keep_their_fields_and_bad_groups_name_the_layer():
         decode_layer(dict(spec, groups=2), arrays, "layer 2")
     with pytest.raises(ModelFileError, match=r"layer 2 \(Conv2d\).*dilation 99"):
         decode_layer(dict(spec, dilation=99), arrays, "layer 2")
+
+
+def test_layernorm_imports_back_and_refuses_old_opsets():
+    from sparsenet.onnx import export_onnx, import_onnx
+
+    ln = _layernorm()
+    graph = nn.Graph({"x": (3, 2, 4)}, [("ln", ln, ["x"])], "ln")
+    x = _inputs([(3, 2, 4)], seed=9)[0]
+    back = import_onnx(export_onnx(graph, None, opset=17)).layers[0]
+    assert isinstance(back, nn.LayerNorm) and back.normalized_shape == (2, 4)
+    np.testing.assert_allclose(back.forward(x), ln.forward(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(Exception, match="opset 17 or later"):
+        export_onnx(graph, None, opset=16)
 
 
 def test_reset_parameters_draws_fresh_values_under_the_mask():

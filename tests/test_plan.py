@@ -12,7 +12,7 @@ import pytest
 import sparsenet as sn
 from sparsenet.errors import DataError, DTypeError, ShapeError
 from sparsenet.formats import CSR
-from sparsenet.nn import (GELU, AvgPool2d, Clip, HardSigmoid, HardSwish, ReLU6, SiLU, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
+from sparsenet.nn import (GELU, Add, AvgPool2d, Clip, HardSigmoid, HardSwish, ReLU6, SiLU, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
                           ReLU, Sequential, Sigmoid, Tanh, inference)
 from sparsenet.plan import build_plan, plan_for
 from sparsenet.prune import compiled, prune
@@ -463,3 +463,48 @@ def test_conv2d_in_float64_and_a_conv_of_another_dtype():
     plan = build_plan(mixed)
     assert [s.kind for s in plan.steps] == ["ingest_bm", "conv2d", "generic"]  # the float64 layer's own forward
     np.testing.assert_allclose(plan.predict(x), _reference(mixed, x.astype(np.float32)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet"])
+def test_residual_adds_and_global_pools_are_steps_with_the_activation_fused(name):
+    """The zoo graphs: each residual Add a kernel step (ResNet's ReLU after it fused), the global
+    pool a kernel step, nothing generic; outputs equal the graph's forward within rounding."""
+    import sparsenet as sn
+
+    model = sn.build_model(name, seed=3)
+    for _, m in model.named_modules():  # BatchNorm statistics off their initial 0 and 1
+        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
+            rng = np.random.default_rng(len(m.running_mean))
+            m.running_mean[:] = rng.standard_normal(m.num_features) * 0.1
+            m.running_var[:] = rng.uniform(0.5, 2, m.num_features)
+    plan = build_plan(model)
+    kinds = [s.kind for s in plan.steps]
+    assert "generic" not in kinds and kinds.count("global_avgpool") == 1
+    adds = [s for s in plan.steps if s.kind == "add"]
+    assert len(adds) == sum(isinstance(n.op, Add) for n in model.nodes) == 3
+    if name == "resnet":
+        assert all(s.what.endswith("+ ReLU") for s in adds)
+    rng = np.random.default_rng(4)
+    for n in (1, 5, 64):
+        x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+        np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=1e-4, atol=1e-5, err_msg=f"n={n}")
+
+
+def test_an_add_whose_input_is_read_again_does_not_overwrite_it():
+    fc = Linear(4, 4, seed=0, dtype=np.float64)
+    g = Graph({"x": (4,)}, [("fc", fc, ["x"]), ("add", Add(), ["fc", "x"]), ("relu", ReLU(), ["add"]),
+                            ("cat", Concat(), ["relu", "fc"])], "cat")
+    plan = build_plan(g)
+    assert [s.kind for s in plan.steps].count("add") == 1
+    x = np.random.default_rng(5).standard_normal((3, 4))
+    h = x @ fc.weight.to_dense().T + fc.bias.data
+    np.testing.assert_allclose(plan.predict(x), np.concatenate([np.maximum(h + x, 0), h], axis=1), rtol=1e-12)
+
+
+def test_an_input_copy_read_by_two_steps_is_not_overwritten_by_one():
+    """The plan copies an input once per layout and both readers share the copy: an in-place
+    activation on it would hand the other reader its output (the ReLU here overwrote x for the
+    Concat until conversions counted their source's readers)."""
+    g = Graph({"x": (5,)}, [("relu", ReLU(), ["x"]), ("cat", Concat(), ["relu", "x"])], "cat")
+    x = np.random.default_rng(6).standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(build_plan(g).predict(x), np.concatenate([np.maximum(x, 0), x], axis=1))

@@ -17,7 +17,7 @@ from ._jit import OPTIONS, serial_and_parallel
 from .epilogue import NONE, activate, epilogue_rows
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
-           "dense_maxpool2d", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
+           "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
            "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial"]
 
 _TILE = 64
@@ -106,6 +106,35 @@ def dense_maxpool2d(x, out, kh, kw, sh, sw, pad):
                             if v > best:
                                 best = v
                     oc[i, j] = best
+
+
+@numba.njit(**OPTIONS)
+def dense_add(a, b, out, bias, act, alpha):
+    """out[r, c] = act(a[r, c] + b[r, c]) for three [R, C] arrays (`out` may be `a` or `b`; `bias`
+    must be empty: the trailing arguments are the epilogue's, as for the products). A residual
+    connection's sum with the activation after it fused. Serial."""
+    nr, nc = out.shape
+    for r in range(nr):
+        ar, br, orow = a[r], b[r], out[r]
+        for c in range(np.uintp(0), np.uintp(nc)):
+            orow[c] = ar[c] + br[c]
+        epilogue_rows(out, r, r + 1, bias, act, alpha)
+
+
+@numba.njit(**OPTIONS)
+def dense_global_avgpool(x, out):
+    """out[b, c] = the mean of x[b, c, :] for x [B, C, S] (a [B, C, H, W] map seen as [B, C, H*W]):
+    global average pooling. Serial."""
+    nb, nc, ns = x.shape
+    for b in range(nb):
+        for c in range(nc):
+            row = x[b, c]
+            acc = row[:1].copy()
+            acc[0] = 0
+            total = acc[0]
+            for s in range(np.uintp(0), np.uintp(ns)):
+                total += row[s]
+            out[b, c] = total / ns
 
 
 def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):

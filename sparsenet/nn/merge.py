@@ -40,6 +40,9 @@ class Add(Module):
     def backward(self, grad):
         return tuple(grad for _ in range(self._n))
 
+    def lower(self, builder, inputs):  # a kernel of its own with the activation after it fused
+        return builder.add(self, inputs)
+
     def to_onnx(self, onnx, prefix, inputs):
         return onnx.node("Sum", inputs, prefix)
 

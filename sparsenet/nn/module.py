@@ -194,7 +194,7 @@ class Module:
 
     def to_onnx(self, onnx, prefix: str, inputs: list[str]) -> str:
         """Append this op's ONNX nodes through `onnx` (the exporter's builder: ``onnx.node``,
-        ``onnx.const``, ``onnx.opset``), reading the values named `inputs`; returns the name of the
+        ``onnx.const`` for values of the model's dtype, ``onnx.ints`` for int64 ones, ``onnx.opset``), reading the values named `inputs`; returns the name of the
         value it writes. The node that `import_onnx` reads the op back from is named `prefix`, the
         others and the initializers start with it."""
         raise SparsenetError(f"export_onnx: layer {self.name} of kind {type(self).__name__} has no ONNX mapping")

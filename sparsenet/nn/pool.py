@@ -87,20 +87,56 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over windows (zero padding counted in the mean, as ONNX count_include_pad=1)."""
+    """Mean over windows. With padding, `count_include_pad` (the default, as PyTorch and ONNX's
+    count_include_pad=1) divides every window by its full size; without it, by the number of its
+    elements that lie inside the input (PyTorch's ``count_include_pad=False``)."""
+
+    def __init__(self, kernel_size, stride=None, padding: int = 0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _counts(self, h, w, dtype):
+        """[oh, ow]: how many of each window's elements lie inside an h x w input."""
+        p = self.padding
+        ones = np.pad(np.ones((h, w), dtype), ((p, p), (p, p)))
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return sliding_window_view(ones, (kh, kw))[::sh, ::sw].sum(axis=(-2, -1))
 
     def forward(self, x):
         win = self._windows(x, 0)
         self._save(_x_shape=np.shape(x))
-        return win.mean(axis=(-2, -1))
+        if self.count_include_pad or not self.padding:
+            return win.mean(axis=(-2, -1))
+        counts = self._counts(*np.shape(x)[2:], win.dtype)
+        return win.sum(axis=(-2, -1)) / counts
 
     def to_onnx(self, onnx, prefix, inputs):
-        return onnx.node("AveragePool", inputs[:1], prefix, count_include_pad=1, **self._onnx_attrs())
+        return onnx.node("AveragePool", inputs[:1], prefix, count_include_pad=int(self.count_include_pad),
+                         **self._onnx_attrs())
 
     def backward(self, grad):
         kh, kw = self.kernel_size
-        contrib = np.broadcast_to((grad / (kh * kw))[..., None, None], grad.shape + (kh, kw))
+        if self.count_include_pad or not self.padding:
+            share = grad / (kh * kw)
+        else:
+            share = grad / self._counts(*self._x_shape[2:], grad.dtype)
+        contrib = np.broadcast_to(share[..., None, None], grad.shape + (kh, kw))
         return self._scatter(contrib, self._x_shape)
+
+    def spec(self):
+        spec, arrays = super().spec()
+        if not self.count_include_pad:  # files of the default stay as before
+            spec["count_include_pad"] = False
+        return spec, arrays
+
+    @classmethod
+    def from_spec(cls, spec, arrays, where):
+        include = field(spec, "count_include_pad", bool, where) if "count_include_pad" in spec else True
+        return cls(tuple(int_list(spec, "kernel_size", 2, where)), tuple(int_list(spec, "stride", 2, where)),
+                   field(spec, "padding", int, where), include)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
 
 
 class GlobalAvgPool2d(Module):
@@ -110,6 +146,9 @@ class GlobalAvgPool2d(Module):
         x = check_input(self, x, 4)
         self._save(_x_shape=x.shape)
         return x.mean(axis=(2, 3))
+
+    def lower(self, builder, inputs):  # a kernel of its own (sparsenet.kernels.dense_global_avgpool)
+        return builder.global_avgpool(self, inputs[0])
 
     def to_onnx(self, onnx, prefix, inputs):  # ONNX's pool keeps [N, C, 1, 1]
         pooled = onnx.node("GlobalAveragePool", inputs[:1], prefix)

@@ -13,8 +13,8 @@ from .. import nn
 from ..errors import SparsenetError
 from ._layout import LAYOUT_OPS
 from ._proto import FLOAT_TYPES
-from ._state import (State, as_floats, attr_ints, check_attrs, const_input, need_rank, one_int, out_size,
-                     per_channel, symmetric_pad)
+from ._state import (State, as_floats, attr_ints, check_attrs, const_input, const_ints, need_rank, one_int,
+                     out_size, per_channel, symmetric_pad)
 
 __all__ = ["OPS"]
 
@@ -283,6 +283,67 @@ def _batchnorm(st, node, attrs, slot, inputs):
     st.emit(layer)
 
 
+def _layernorm(st, node, attrs, slot, inputs):
+    """LayerNormalization (opset 17) over the last axes, with constant scale and bias."""
+    check_attrs(st, attrs, "axis", "epsilon", "stash_type")
+    if slot != 0:
+        st.fail("the data must be input X")
+    st.settle()
+    rank = len(st.shape) + 1
+    axis = int(attrs.get("axis", -1))
+    if not -rank <= axis < rank or axis % rank == 0:
+        st.fail(f"axis={axis} is not supported (expected a non-batch axis of the {rank}-D input)")
+    normalized = st.shape[axis % rank - 1:]
+    if any(d is None for d in normalized):
+        st.fail(f"normalizes over axes of unknown size {normalized}")
+    scale = as_floats(st, const_input(st, inputs, 1, "Scale"), "Scale")
+    bias = (as_floats(st, const_input(st, inputs, 2, "B"), "B") if len(inputs) > 2 and inputs[2] is not None
+            else np.zeros(normalized))
+    try:
+        scale, bias = (np.broadcast_to(v, normalized) for v in (scale, bias))
+    except ValueError:
+        st.fail(f"Scale {scale.shape} and B {bias.shape} do not broadcast to the normalized shape {normalized}")
+    layer = nn.LayerNorm(normalized, float(attrs.get("epsilon", 1e-5)), dtype=st.dtype)
+    layer.weight.data[...], layer.bias.data[...] = scale, bias
+    st.emit(layer)
+
+
+def _pad(st, node, attrs, slot, inputs):
+    """Pad in constant mode of the two spatial axes of [N, C, H, W] (pads and value from inputs from
+    opset 11, attributes before; opset 18's axes input)."""
+    check_attrs(st, attrs, "mode", "pads", "value")
+    if slot != 0:
+        st.fail("the data must be input 0")
+    mode = attrs.get("mode", "constant")
+    if mode != "constant":
+        st.fail(f"mode={mode!r} is not supported (only 'constant')")
+    st.settle()
+    need_rank(st, 4, "[N, C, H, W]")
+    pads = [int(p) for p in attrs["pads"]] if "pads" in attrs else const_ints(st, inputs, 1, "pads")
+    value = float(attrs.get("value", 0.0))
+    if len(inputs) > 2 and inputs[2] is not None:
+        v = np.asarray(inputs[2])
+        if v.size != 1:
+            st.fail(f"constant_value: expected a scalar, found shape {v.shape}")
+        value = float(v.reshape(()))
+    if len(inputs) > 3 and inputs[3] is not None:  # axes: pads are given for these axes only
+        axes = [a % 4 for a in const_ints(st, inputs, 3, "axes")]
+        full = [0] * 8
+        for k, a in enumerate(axes):
+            full[a], full[a + 4] = pads[k], pads[k + len(axes)]
+        pads = full
+    if len(pads) != 8:
+        st.fail(f"pads={pads}: expected 8 values for a 4-D input")
+    if any(pads[k] for k in (0, 1, 4, 5)) or min(pads) < 0:
+        st.fail(f"pads={pads} are not supported (only non-negative padding of the two spatial axes)")
+    try:
+        st.emit(nn.Pad2d((pads[2], pads[6], pads[3], pads[7]), value))
+    except SparsenetError as e:
+        st.fail(str(e))
+    c, h, w = st.shape
+    st.shape = (c, None if h is None else h + pads[2] + pads[6], None if w is None else w + pads[3] + pads[7])
+
+
 # -- pooling ---------------------------------------------------------------------------------------
 def _pool(st, node, attrs, slot, inputs):
     is_max = node.op_type == "MaxPool"
@@ -298,15 +359,14 @@ def _pool(st, node, attrs, slot, inputs):
     if dilations != [1, 1]:
         st.fail(f"dilations={dilations} are not supported (only 1)")
     pad = symmetric_pad(st, attrs, kernel, strides)
-    if not is_max and pad and not attrs.get("count_include_pad", 0):
-        st.fail("count_include_pad=0 with padding is not supported (sparsenet's AvgPool2d counts the padding)")
     sizes = [out_size(st, n, k, s, pad) for n, k, s in zip(st.shape[1:], kernel, strides)]
     if attrs.get("ceil_mode", 0):
         for n, k, s, o in zip(st.shape[1:], kernel, strides, sizes):
             if n is None or -(-(n + 2 * pad - k) // s) + 1 != o:
                 st.fail("ceil_mode=1 is supported only where it gives the same output size as ceil_mode=0")
     try:
-        layer = (nn.MaxPool2d if is_max else nn.AvgPool2d)(kernel, strides, pad)
+        layer = (nn.MaxPool2d(kernel, strides, pad) if is_max else
+                 nn.AvgPool2d(kernel, strides, pad, bool(attrs.get("count_include_pad", 0))))
     except SparsenetError as e:
         st.fail(str(e))
     st.emit(layer)
@@ -318,7 +378,7 @@ OPS = {
     "Softmax": _softmax,
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
     "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
-    "BatchNormalization": _batchnorm,
-    "MaxPool": _pool, "AveragePool": _pool,
+    "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
+    "MaxPool": _pool, "AveragePool": _pool, "Pad": _pad,
     **LAYOUT_OPS,
 }

@@ -59,6 +59,13 @@ class _Builder:
             self.sparse_initializers.append(sparse_from_pattern(name, value, pattern))
         return name
 
+    def ints(self, name: str, values) -> str:
+        """Add an int64 initializer (shapes, pads, axes)."""
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
+        return name
+
     def node(self, op: str, inputs, name: str, **attrs) -> str:
         from onnx import helper
 

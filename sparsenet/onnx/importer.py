@@ -30,7 +30,8 @@ from ._proto import FLOAT_TYPES, OnnxImportError, node_label, require_onnx
 __all__ = ["import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = tuple(sorted(OPS))
-_JOINS = ("Add", "Sum", "Concat")  # ops that may read several data values
+_JOINS = ("Add", "Sum", "Concat", "Mul", "Sub", "Div")  # ops that may read several data values
+_BINARY = {"Mul": nn.Mul, "Sub": nn.Sub, "Div": nn.Div}
 
 
 def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph:
@@ -176,6 +177,18 @@ class _Lowering:
             joined = list(shapes[0])
             joined[axis - 1] = None if None in sizes else sum(sizes)
             shape = tuple(joined)
+        elif node.op_type in _BINARY:
+            if attrs:
+                raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")
+            if len(shapes) != 2 or len(shapes[0]) != len(shapes[1]):
+                raise OnnxImportError(f"{label}: {node.op_type} of values of sample shapes {shapes} is not "
+                                      f"supported (expected two values of one rank)")
+            shape = []
+            for a, b in zip(*shapes):
+                if a is not None and b is not None and a != b and 1 not in (a, b):
+                    raise OnnxImportError(f"{label}: sample shapes {shapes} do not broadcast")
+                shape.append(None if a is None or b is None else max(a, b))
+            op, shape = _BINARY[node.op_type](), tuple(shape)
         else:
             if attrs:
                 raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")

@@ -116,6 +116,13 @@ def bind(plan, batch: int) -> "_Program":
             w = np.ascontiguousarray(p["weight"].to_dense())  # kh*kw taps per channel: dense (see nn.conv)
             calls.append((kern, (view(src[0]), w, view(dst), p["bias"], p["act"], p["alpha"], kh, kw,
                                  p["stride"], p["stride"], p["padding"], p["dilation"])))
+        elif step.kind == "add":
+            p = step.params
+            a, b, y = (view(v).reshape(1, -1) for v in (src[0], src[1], dst))
+            calls.append((kernels.dense_add, (a, b, y, epilogue.no_bias(dst.dtype), p["act"], p["alpha"])))
+        elif step.kind == "global_avgpool":
+            x = view(src[0])
+            calls.append((kernels.dense_global_avgpool, (x.reshape(batch, x.shape[1], -1), view(dst))))
         elif step.kind == "activation":
             p = step.params
             big = dst.features * batch >= kernels.PARALLEL_MIN_WORK

@@ -95,6 +95,7 @@ class Builder:
             out = Value((v.features,), "fm", self.dtype if v.layout == "in" else v.dtype)
             kind = "ingest_fm" if v.layout == "in" else "bm_to_fm"
             self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to feature-major"))
+            out.readers = v.readers  # every reader of v may read this copy: no step may overwrite it alone
             self._converted[key] = out
         return self._converted[key]
 
@@ -107,6 +108,7 @@ class Builder:
             out = Value(v.shape, "bm", self.dtype if v.layout == "in" else v.dtype)
             kind = "ingest_bm" if v.layout == "in" else "fm_to_bm"
             self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to batch-major"))
+            out.readers = v.readers
             self._converted[key] = out
         return self._converted[key]
 
@@ -157,7 +159,7 @@ class Builder:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
         step = v.producer
-        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d")
+        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add")
                                         or step.kind == "product" and v.layout == "fm")
         if (fusable and step.writes is v and step.params["act"] == epilogue.NONE and v.readers == 1):
             step.params.update(act=act, alpha=float(alpha))
@@ -192,6 +194,29 @@ class Builder:
         c, h, w = v.shape
         out = Value((c, (h + 2 * p - kh) // sh + 1, (w + 2 * p - kw) // sw + 1), "bm", v.dtype)
         return self._emit(Step("maxpool2d", [v], out, layer.name, kernel=(kh, kw), stride=(sh, sw), padding=p))
+
+    def add(self, layer: Module, inputs: list[Value]) -> Value:
+        """The sum of two values of one shape (a residual connection), into the first one's buffer
+        when nothing else reads it; an activation after it fuses (`kernels.dense_add`). Both in
+        feature-major layout if both are, else batch-major. Other cases run the layer's forward."""
+        if len(inputs) != 2 or inputs[0].shape != inputs[1].shape:
+            return self.generic(layer, inputs)
+        a, b = inputs
+        if not (a.layout == "fm" and b.layout == "fm"):
+            a, b = self.as_bm(a), self.as_bm(b)
+        if a.dtype != self.dtype or b.dtype != self.dtype:
+            return self.generic(layer, inputs)
+        in_place = _writable(a) and a.root is not b.root
+        out = Value(a.shape, a.layout, a.dtype, root=a.root if in_place else None)
+        return self._emit(Step("add", [a, b], out, layer.name, act=epilogue.NONE, alpha=0.0))
+
+    def global_avgpool(self, layer: Module, v: Value) -> Value:
+        """The mean over H and W of a [C, H, W] value (`kernels.dense_global_avgpool`), batch-major."""
+        if len(v.shape) != 3:
+            return self.generic(layer, [v])
+        v = self.as_bm(v)
+        out = Value((v.shape[0],), "bm", v.dtype)
+        return self._emit(Step("global_avgpool", [v], out, layer.name))
 
     def generic(self, layer: Module, inputs: list[Value]) -> Value:
         """`layer.forward` on batch-major inputs, in evaluation mode; its output's shape comes from a
