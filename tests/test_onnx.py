@@ -704,6 +704,24 @@ def _torch_export(module, x0, exporter: str, opset: int):
     return onnx.load_from_string(buf.getvalue())
 
 
+def _check_torch_graph(m, net, proto, x, sparsity):
+    """The imported `m` against PyTorch and onnxruntime, then pruned, compiled to CSR, and exported
+    with sparse initializers: each step within rounding of the one before."""
+    import torch
+
+    from sparsenet.prune import compiled as compile_copy, prune
+
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m.predict(x), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
+    prune(m, sparsity=sparsity)
+    pruned = compile_copy(m, "csr")
+    np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
+    back = export_onnx(pruned, None, sparse_initializers=True)
+    np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-4, atol=1e-5)
+
+
 TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 
 
@@ -813,18 +831,7 @@ def test_torch_resnet_imports_as_a_graph_and_prunes(opset, dynamo):
     assert isinstance(m, nn.Graph)
     kinds = [type(k.op).__name__ for k in m.nodes]
     assert kinds.count("Add") == 2 and kinds.count("Conv2d") == 6 and "BatchNorm2d" not in kinds  # all folded
-    x = _rand(5, 1, 8, 8)
-    with torch.no_grad():
-        want = net(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(m.predict(x), want, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
-    from sparsenet.prune import compiled as compile_copy, prune
-
-    prune(m, sparsity=0.7)
-    pruned = compile_copy(m, "csr")
-    np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
-    back = export_onnx(pruned, None, sparse_initializers=True)
-    np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-5, atol=1e-5)
+    _check_torch_graph(m, net, proto, _rand(5, 1, 8, 8), sparsity=0.7)
 
 
 # -- activations PyTorch writes as formulas (fused by sparsenet.onnx._fuse) ------------------------
@@ -915,18 +922,7 @@ def test_torch_mobilenet_imports_depthwise_and_prunes(act, exporter, opset):
     kinds = [type(k.op).__name__ for k in m.nodes]
     assert kinds.count("Add") == 1 and "BatchNorm2d" not in kinds
     assert kinds.count({"ReLU6": "ReLU6", "Hardswish": "HardSwish"}[act]) == 6
-    x = _rand(5, 1, 8, 8) * 2
-    with torch.no_grad():
-        want = net(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(m.predict(x), want, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
-    from sparsenet.prune import compiled as compile_copy, prune
-
-    prune(m, sparsity=0.6)
-    pruned = compile_copy(m, "csr")
-    np.testing.assert_allclose(pruned.predict(x), m.predict(x), rtol=1e-5, atol=1e-5)
-    back = export_onnx(pruned, None, sparse_initializers=True)
-    np.testing.assert_allclose(_ort(back, x), pruned.predict(x), rtol=1e-4, atol=1e-5)
+    _check_torch_graph(m, net, proto, _rand(5, 1, 8, 8) * 2, sparsity=0.6)
 
 
 @TORCH_WARNINGS

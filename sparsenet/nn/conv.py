@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import kernels
 from ..errors import ConfigError, ModelFileError, ShapeError
+from ..formats import Dense
 from ..kernels import epilogue
 from ._im2col import col2im, conv_output_size, im2col
 from ._spec import field, int_list
@@ -87,7 +88,7 @@ class Conv2d(WeightedLayer):
             bias = epilogue.no_bias(self.dtype) if self.bias is None else self.bias.data
             run = kernels.dense_depthwise2d if out.size * kh * kw >= kernels.PARALLEL_MIN_WORK else \
                 kernels.dense_depthwise2d_serial
-            run(np.ascontiguousarray(x), np.ascontiguousarray(self.weight.to_dense()), out, bias, epilogue.NONE,
+            run(np.ascontiguousarray(x), self._dense_taps(), out, bias, epilogue.NONE,
                 0.0, kh, kw, self.stride, self.stride, self.padding, self.dilation)
             self._save(_x=x, _x_shape=x.shape)
             return out
@@ -143,8 +144,13 @@ class Conv2d(WeightedLayer):
             self.bias.grad += grad.sum(axis=(0, 2, 3))
         dx = np.empty(x.shape, self.dtype)
         (kernels.dense_depthwise2d_grad_input if big else kernels.dense_depthwise2d_grad_input_serial)(
-            grad, np.ascontiguousarray(self.weight.to_dense()), dx, *geometry)
+            grad, self._dense_taps(), dx, *geometry)
         return dx
+
+    def _dense_taps(self) -> np.ndarray:
+        """The weight as a C-contiguous dense [out, kh*kw] array: a Dense weight's own, else a copy."""
+        w = self.weight
+        return w.data if isinstance(w, Dense) and w.data.flags.c_contiguous else np.ascontiguousarray(w.to_dense())
 
     def _at_stored(self, gw: np.ndarray) -> np.ndarray:
         """A dense [out, fan_in] gradient as the weight parameter's gradient: the values at the stored

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from .. import kernels
+from ..formats.dense import Dense
 from ..formats.dense import _blas_product as _BLAS_PRODUCT
 from ..kernels import epilogue, layout
 from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
@@ -113,7 +114,8 @@ def bind(plan, batch: int) -> "_Program":
             work = dst.features * batch * kh * kw
             kern = choose(kernels.dense_depthwise2d if work >= kernels.PARALLEL_MIN_WORK else
                           kernels.dense_depthwise2d_serial, work)
-            w = np.ascontiguousarray(p["weight"].to_dense())  # kh*kw taps per channel: dense (see nn.conv)
+            fmt = p["weight"]  # Dense: its own array, so that training in place is seen; int8: frozen (Builder.conv2d)
+            w = fmt.data if isinstance(fmt, Dense) else np.ascontiguousarray(fmt.to_dense())
             calls.append((kern, (view(src[0]), w, view(dst), p["bias"], p["act"], p["alpha"], kh, kw,
                                  p["stride"], p["stride"], p["padding"], p["dilation"])))
         elif step.kind == "add":

@@ -22,6 +22,8 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
+from ..formats import Dense
+from ..formats.quantized import QuantizedFormat
 from ..kernels import epilogue
 from ..nn.module import Module, inference
 
@@ -140,9 +142,13 @@ class Builder:
         or dtype it does not take, run the layer's own forward (and its errors)."""
         (kh, kw), s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
         w = layer.weight
+        # The depthwise kernel takes a dense weight: a Dense one is the layer's own array (training in
+        # place is seen), an int8 one is frozen and expanded once; a CSR/BSR one would be a copy made
+        # at binding that training in place leaves stale, so it runs the layer's forward instead.
+        dense_taps = isinstance(w, QuantizedFormat) or (isinstance(w, Dense) and w.data.flags.c_contiguous)
         if (len(v.shape) != 3 or v.shape[0] != layer.in_channels or v.shape[1] + 2 * p < d * (kh - 1) + 1
                 or v.shape[2] + 2 * p < d * (kw - 1) + 1 or self.dtype != w.dtype
-                or (layer.groups != 1 and not layer.depthwise)):
+                or (layer.groups != 1 and not (layer.depthwise and dense_taps))):
             return self.generic(layer, [v])
         v = self.as_bm(v)
         if v.dtype != w.dtype:
