@@ -41,12 +41,13 @@ _ACTIVATIONS = {
 
 
 def _scalar(graph, name):
-    """The float value of a constant scalar (any shape of one element), or None."""
+    """The float value of a constant scalar (0-d, or [1]: either broadcasts without changing the
+    data's shape; a [1, 1, 1] constant could add axes), or None."""
     c = graph.constant(name)
     if c is None:
         return None
     c = np.asarray(c)
-    if c.size != 1 or c.dtype.kind not in "fiu":
+    if c.size != 1 or c.ndim > 1 or c.dtype.kind not in "fiu":
         return None
     return float(c.reshape(()))
 
