@@ -48,15 +48,6 @@ def load(path, *, mmap: bool = True):
     return load_model(path, mmap=mmap)
 
 
-def check_one_in_one_out(model, where: str) -> None:
-    """`predict`, `evaluate` and `fit` take one array in and give one out: a graph of several inputs
-    or outputs is refused (its `forward` takes and returns several)."""
-    inputs, outputs = getattr(model, "input_shapes", None), getattr(model, "outputs", None)
-    if (inputs is not None and len(inputs) != 1) or (outputs is not None and len(outputs) != 1):
-        raise ConfigError(f"{where}: expected a model of one input and one output, found a graph with inputs "
-                          f"{list(inputs or [])} and outputs {list(outputs or [])} (call its forward)")
-
-
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
     """Outputs of `model` for `x`, in batches of `batch_size`, through the model's compiled plan
     (`sparsenet.plan`: built at the first call and after any change to the model, cached on it);

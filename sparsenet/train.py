@@ -12,14 +12,13 @@ import numpy as np
 from ._checks import check_int, check_seed
 from ._deprecation import deprecated_alias
 from .errors import ConfigError, DataError, DTypeError, ShapeError
-from .losses import SoftmaxCrossEntropy
+from .losses import MSELoss, SoftmaxCrossEntropy
 from .nn.module import Module
 from .optim import Adam, Optimizer
 from .plan import plan_for
-from .runtime import check_one_in_one_out
 from .runtime import predict as _predict
 
-__all__ = ["History", "fit", "evaluate", "check_features", "check_labels"]
+__all__ = ["History", "fit", "evaluate", "check_features", "check_labels", "check_targets"]
 
 
 @dataclass
@@ -36,12 +35,13 @@ class History:
         return {k: list(v) for k, v in self.__dict__.items()}
 
 
-def check_features(x, what: str = "x") -> np.ndarray:
-    """Validate model input: a real numeric array with a batch axis and only finite values."""
+def check_features(x, what: str = "x", min_ndim: int = 2) -> np.ndarray:
+    """Validate model input: a real numeric array with a batch axis and only finite values
+    (`min_ndim` 1 for one index per sample)."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise DTypeError(f"{what}: expected a real numeric array, found dtype {x.dtype}")
-    if x.ndim < 2:
+    if x.ndim < min_ndim:
         raise ShapeError(f"{what}: expected [batch, features...], found shape {x.shape}")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
@@ -60,18 +60,65 @@ def check_labels(y, n: int, what: str = "y") -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
+def check_targets(y, n: int, what: str = "y") -> np.ndarray:
+    """Regression targets: a float array of N samples, finite."""
+    y = np.asarray(y)
+    if y.ndim < 1 or len(y) != n:
+        raise ShapeError(f"{what}: expected {n} targets (one per sample), found shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"{what}: expected finite targets, found {int(np.count_nonzero(~np.isfinite(y)))} NaN/inf")
+    return y
+
+
 predict = deprecated_alias(_predict, "sparsenet.train.predict", "sparsenet.predict")
 
 
+def _inputs(model, x, where: str):
+    """(x as given, or {name: array} checked for a graph of several inputs, the sample count)."""
+    if not isinstance(x, dict):
+        x = check_features(x, f"{where}: x")
+        return x, len(x)
+    names = list(getattr(model, "input_shapes", None) or [])
+    if sorted(x) != sorted(names):
+        raise ConfigError(f"{where}: expected the graph's inputs {names}, found {list(x)}")
+    xs = {k: check_features(x[k], f"{where}: x[{k!r}]", min_ndim=1) for k in names}
+    sizes = {len(v) for v in xs.values()}
+    if len(sizes) != 1:
+        raise ShapeError(f"{where}: expected inputs of one sample count, found {[len(v) for v in xs.values()]}")
+    return xs, sizes.pop()
+
+
+def _labels_or_targets(y, n: int, loss):
+    """(y checked, the loss, whether y holds class labels): with an `MSELoss`, y are regression
+    targets; otherwise integer class labels (softmax cross-entropy by default)."""
+    if isinstance(loss, MSELoss):
+        return check_targets(y, n), loss, False
+    return check_labels(y, n), loss or SoftmaxCrossEntropy(), True
+
+
 def evaluate(model: Module, x, y, batch_size: int = 256, loss=None) -> dict:
-    """Loss and accuracy of `model` on (x, y): x [N, *model.input_shape] is checked as `predict`
-    checks it (a batch axis is required), y holds N integer labels."""
+    """Loss and accuracy of `model` on (x, y): x [N, *model.input_shape] (or ``{input name: array}``
+    for a graph of several inputs) is checked as `predict` checks it (a batch axis is required); y
+    holds N integer labels or, with ``loss=MSELoss()``, N regression targets of the output's shape
+    (then there is no accuracy)."""
     batch_size = check_int(batch_size, "batch_size", "evaluate")
-    check_one_in_one_out(model, "evaluate")
-    logits = plan_for(model, x).predict(x, batch_size, where="evaluate", allow_single=False)
-    y = check_labels(y, len(logits))
-    loss = loss or SoftmaxCrossEntropy()
-    return {"loss": loss(logits, y), "accuracy": float(np.mean(logits.argmax(axis=1) == y)) if len(y) else 0.0}
+    _one_output(model, "evaluate")
+    if isinstance(x, dict):
+        x, _ = _inputs(model, x, "evaluate")
+        out = _predict(model, x, batch_size)
+    else:
+        out = plan_for(model, x).predict(x, batch_size, where="evaluate", allow_single=False)
+    y, loss, labels = _labels_or_targets(y, len(out), loss)
+    if not labels:
+        return {"loss": loss(out, y.reshape(out.shape) if y.size == out.size else y)}
+    return {"loss": loss(out, y), "accuracy": float(np.mean(out.argmax(axis=1) == y)) if len(y) else 0.0}
+
+
+def _one_output(model, where: str) -> None:
+    outputs = getattr(model, "outputs", None)
+    if outputs is not None and len(outputs) != 1:
+        raise ConfigError(f"{where}: expected a model of one output, found a graph with outputs {list(outputs)} "
+                          f"(call its forward)")
 
 
 def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimizer: Optimizer | None = None,
@@ -81,6 +128,11 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
         on_epoch_end: Callable[[int, dict], None] | None = None, lr_schedule: str = "constant",
         augment: Callable | None = None, drop_last: bool = False) -> History:
     """Train `model` with minibatches; returns a `History`.
+
+    x: [N, *input_shape], or ``{input name: array}`` for a graph of several inputs (integer indices
+    of an Embedding stay integers). y: N integer class labels (loss: softmax cross-entropy unless
+    `loss` is given; accuracy is recorded) or, with ``loss=MSELoss()``, N regression targets of the
+    output's shape (``[N]`` for an ``[N, 1]`` output; no accuracy).
 
     `lr_schedule`: "constant" keeps the optimiser's learning rate; "cosine" lowers it at every step
     from its value at the start to 0 along half a cosine (Loshchilov & Hutter 2017, without restarts),
@@ -102,22 +154,23 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
     """
     from ._progress import progress
 
-    check_one_in_one_out(model, "fit")
+    _one_output(model, "fit")
     epochs = check_int(epochs, "epochs", "fit", low=0)
     batch_size = check_int(batch_size, "batch_size", "fit")
     seed = check_seed(seed, "fit")
-    x = check_features(x)
-    y = check_labels(y, len(x))
+    x, n = _inputs(model, x, "fit")
+    y, loss, labels = _labels_or_targets(y, n, loss)
     if lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"fit: expected lr_schedule 'constant' or 'cosine', found {lr_schedule!r}")
-    loss = loss or SoftmaxCrossEntropy()
+    if augment is not None and isinstance(x, dict):
+        raise ConfigError("fit: augment takes one input array; this graph has several inputs")
     optimizer = optimizer or Adam(model.parameters(), lr=lr)
-    steps_per_epoch = len(x) // batch_size if drop_last and len(x) >= batch_size else -(-len(x) // batch_size)
+    steps_per_epoch = n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
     base_lr, total_steps = optimizer.lr, epochs * steps_per_epoch
     rng = np.random.default_rng(seed)
     augment_rng = np.random.default_rng([seed, 1])  # its own stream: shuffling is the same with or without
     history = History()
-    n, step = len(x), 0
+    step = 0
     bar = progress(range(epochs), disable=quiet, desc="train", unit="epoch", leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -126,13 +179,18 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
         total_loss, correct = 0.0, 0
         for start in range(0, steps_per_epoch * batch_size, batch_size):
             idx = order[start:start + batch_size]
-            xb, yb = x[idx], y[idx]
-            if augment is not None:
-                xb = augment(xb, augment_rng)
+            yb = y[idx]
             optimizer.zero_grad()
-            out = model.forward(xb)
+            if isinstance(x, dict):
+                out = model.forward(**{k: v[idx] for k, v in x.items()})
+            else:
+                xb = x[idx] if augment is None else augment(x[idx], augment_rng)
+                out = model.forward(xb)
+            if not labels and yb.size == out.size:
+                yb = yb.reshape(out.shape)  # [N] ratings for an [N, 1] output
             total_loss += loss(out, yb) * len(idx)
-            correct += int(np.sum(np.argmax(out, axis=1) == yb))
+            if labels:
+                correct += int(np.sum(np.argmax(out, axis=1) == yb))
             model.backward(loss.backward())
             if after_backward is not None:
                 after_backward(model)
@@ -144,13 +202,17 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
                 on_step(step)
         seen = max(min(n, steps_per_epoch * batch_size), 1)
         history.loss.append(total_loss / seen)
-        history.accuracy.append(correct / seen)
-        logs = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
+        logs = {"loss": history.loss[-1]}
+        if labels:
+            history.accuracy.append(correct / seen)
+            logs["accuracy"] = history.accuracy[-1]
         if x_val is not None:
             val = evaluate(model, x_val, y_val, loss=loss)
             history.val_loss.append(val["loss"])
-            history.val_accuracy.append(val["accuracy"])
-            logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            logs["val_loss"] = val["loss"]
+            if labels:
+                history.val_accuracy.append(val["accuracy"])
+                logs["val_accuracy"] = val["accuracy"]
         history.seconds.append(time.perf_counter() - t0)
         bar.set_postfix({k: round(v, 4) for k, v in logs.items()})
         if on_epoch_end is not None:

@@ -1,7 +1,8 @@
 """Model zoo: small, seeded architectures by name, sized for the embedded 8x8 digits.
 
 Chains are `Sequential`s; `resnet` and `mobilenet` are `Graph`s (residual additions) whose node names
-say where each layer sits (``s2b1_conv1``: stage 2, block 1, first convolution).
+say where each layer sits (``s2b1_conv1``: stage 2, block 1, first convolution); `recommender` is a
+`Graph` of two integer inputs (user and item indices).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
-from .nn import (Add, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Graph, HardSwish, Linear, MaxPool2d,
-                 ReLU, ReLU6, Sequential)
+from .nn import (Add, BatchNorm2d, Concat, Conv2d, Dropout, Embedding, Flatten, GlobalAvgPool2d, Graph, HardSwish,
+                 Linear, MaxPool2d, ReLU, ReLU6, Sequential)
 
 __all__ = ["build_model", "MODELS", "TRAINING"]
 
@@ -134,7 +135,30 @@ def mobilenet(in_channels: int = 1, num_classes: int = 10, *, seed: int = 0, act
     return Graph({"x": None}, b.nodes, "fc", check_shapes=False)
 
 
-MODELS = {"mlp": mlp, "lenet300": lenet300, "cnn": cnn, "resnet": resnet, "mobilenet": mobilenet}
+def recommender(num_users: int = 671, num_items: int = 9066, *, seed: int = 0, dim: int = 32,
+                hidden=(64, 32)) -> Graph:
+    """An NCF recommender (He et al. 2017, its MLP tower): two int64 inputs, ``user`` and ``item`` (one
+    index per sample), an Embedding table for each, the two rows concatenated, then ReLU layers of
+    `hidden` widths and one output per pair (a rating, or a logit for implicit feedback). The default
+    table sizes are MovieLens ml-latest-small's 671 users and 9 066 movies.
+
+    >>> g = recommender(20, 30)
+    >>> g.predict({"user": np.array([0, 19]), "item": np.array([29, 3])}).shape
+    (2, 1)
+    """
+    b = _Nodes(seed)
+    u = b.add("user_emb", Embedding(num_users, dim, seed=b.next_seed()), "user")
+    i = b.add("item_emb", Embedding(num_items, dim, seed=b.next_seed()), "item")
+    x, cin = b.add("concat", Concat(1), [u, i]), 2 * dim
+    for k, width in enumerate(hidden, start=1):
+        x = b.add(f"relu{k}", ReLU(), b.add(f"fc{k}", Linear(cin, width, seed=b.next_seed()), x))
+        cin = width
+    b.add("score", Linear(cin, 1, seed=b.next_seed()), x)
+    return Graph({"user": (), "item": ()}, b.nodes, "score", input_dtypes={"user": "int64", "item": "int64"})
+
+
+MODELS = {"mlp": mlp, "lenet300": lenet300, "cnn": cnn, "resnet": resnet, "mobilenet": mobilenet,
+          "recommender": recommender}
 
 # How `sparsenet train` trains each model (the `fit` arguments; `augment_pixels`: `random_shift`):
 # settings that reach the accuracy targets of tests/test_zoo.py on the digits. The BatchNorm graphs
@@ -150,19 +174,25 @@ TRAINING = {
                   "augment_pixels": 1},
 }
 _IMAGE_MODELS = ("cnn", "resnet", "mobilenet")
+_INDEX_MODELS = ("recommender",)
 
 
 def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=(1, 8, 8)) -> Sequential | Graph:
-    """Build a zoo model by name ('mlp', 'lenet300', 'cnn', 'resnet', 'mobilenet') for inputs of
-    `input_shape` (one sample).
+    """Build a zoo model by name ('mlp', 'lenet300', 'cnn', 'resnet', 'mobilenet', 'recommender') for
+    inputs of `input_shape` (one sample).
 
-    MLPs flatten any input; the image models need (channels, height, width).
+    MLPs flatten any input; the image models need (channels, height, width); the recommender takes
+    indices (its default table sizes; `num_classes` and `input_shape` do not apply).
 
     >>> build_model("lenet300").layers[1].weight.shape
     (300, 64)
     """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
+    if name in _INDEX_MODELS:  # their inputs are indices: sized by their own arguments (`recommender`...)
+        model = MODELS[name](seed=seed)
+        model.meta["architecture"] = name
+        return model
     input_shape = tuple(int(s) for s in input_shape)
     if name in _IMAGE_MODELS:
         if len(input_shape) != 3:

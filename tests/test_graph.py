@@ -346,10 +346,19 @@ def test_predict_takes_named_inputs_and_gives_named_outputs_evaluate_and_fit_one
         two_in.predict({"u": x, "v": bad})
     with pytest.raises(ConfigError, match="a dict of inputs is for a Graph"):
         Sequential(Linear(3, 2)).predict({"x": x})
-    for g in (two_out, two_in):
-        for call in (lambda: sn.evaluate(g, x, y), lambda: sn.fit(g, x, y, quiet=True)):
-            with pytest.raises(ConfigError, match="one input and one output"):
-                call()
+    for call in (lambda: sn.evaluate(two_out, x, y), lambda: sn.fit(two_out, x, y, quiet=True)):
+        with pytest.raises(ConfigError, match="one output"):
+            call()
+    with pytest.raises(ConfigError, match="plan of one input"):  # several inputs take a dict
+        sn.evaluate(two_in, x, y)
+    trainable = Graph({"u": (3,), "v": (3,)}, [("a", Linear(3, 3), "u"), ("s", Add(), ["a", "v"])], "s")
+    with pytest.raises(ConfigError, match="expected 2 inputs"):
+        sn.fit(trainable, x, y, quiet=True)
+    with pytest.raises(ConfigError, match=r"expected the graph's inputs \['u', 'v'\]"):
+        sn.fit(trainable, {"u": x}, y, quiet=True)
+    h = sn.fit(trainable, {"u": x, "v": x2}, y, epochs=2, quiet=True)  # several inputs by name
+    assert len(h.loss) == 2 and len(h.accuracy) == 2
+    assert set(sn.evaluate(trainable, {"u": x, "v": x2}, y)) == {"loss", "accuracy"}
     assert len(two_out.forward(x)) == 2 and two_in(x, x).shape == (4, 3)  # forward (and __call__) take several
 
 
@@ -358,9 +367,16 @@ def test_names_and_inputs_are_normalised_or_refused():
         Graph(["x", "x"], [("a", _lin(), "x")], "a")
     with pytest.raises(ConfigError, match="without '.'"):
         Graph({"x": (2,)}, [("a.0", _lin(), "x")], "a.0")
-    for bad in ({"x": 4}, {"x": (True,)}, {"x": ()}, {"x": (2.5,)}):
+    for bad in ({"x": 4}, {"x": (True,)}, {"x": (0,)}, {"x": (2.5,)}):
         with pytest.raises(ConfigError, match="positive sizes"):
             Graph(bad, [("a", _lin(), "x")], "a")
+    # () is one value per sample (an index), which a Linear does not take: named at the trace
+    with pytest.raises(ShapeError, match=r"node 'a' \(Linear\) does not accept inputs of shapes \[\[\]\]"):
+        Graph({"x": ()}, [("a", _lin(), "x")], "a")
+    for bad, message in (({"y": "int64"}, "not an input"), ({"x": "float32"}, "for integer inputs"),
+                         ({"x": "nope"}, "not a dtype"), (["int64"], "should be a dict")):
+        with pytest.raises(ConfigError, match=message):
+            Graph({"x": (2,)}, [("a", _lin(), "x")], "a", input_dtypes=bad)
     with pytest.raises(ConfigError, match="input name should be"):
         Graph([["x"]], [("a", _lin(), "x")], "a")
     assert Node("r", ReLU(), "fc").inputs == ("fc",) and Node("r", ReLU(), ["fc"]).inputs == ("fc",)

@@ -65,6 +65,8 @@ CASES = {
     "Mul": (nn.Mul, [(3, 2, 2), (3, 1, 1)]),
     "Sub": (nn.Sub, [(1, 4), (3, 4)]),
     "Div": (nn.Div, [(3,), (3,)]),
+    "Embedding": (lambda: nn.Embedding(7, 3, seed=9, weight=CSR.from_dense(np.tril(np.ones((7, 3), np.float32)))),
+                  [("int64", 7, (2,))]),
 }
 
 
@@ -74,8 +76,14 @@ def test_every_op_is_covered():
 
 
 def _inputs(shapes, seed=0):
+    """Three samples per input: float32 normals, or for ("int64", n, shape) indices in [0, n)."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal((3, *s)).astype(np.float32) for s in shapes]
+    return [rng.integers(0, s[1], (3, *s[2])) if isinstance(s[0], str) else
+            rng.standard_normal((3, *s)).astype(np.float32) for s in shapes]
+
+
+def _shape(s):
+    return s[2] if isinstance(s[0], str) else s
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
@@ -116,9 +124,10 @@ def test_each_op_exports_nodes_that_onnxruntime_runs_alike(kind, opset):
     make, shapes = CASES[kind]
     op = make().eval()
     names = [f"x{k}" for k in range(len(shapes))]
-    graph = nn.Graph(inputs={n: s for n, s in zip(names, shapes)}, nodes=[("op", op, names)], outputs=["op"])
+    graph = nn.Graph(inputs={n: _shape(s) for n, s in zip(names, shapes)}, nodes=[("op", op, names)],
+                     outputs=["op"], input_dtypes={n: s[0] for n, s in zip(names, shapes) if isinstance(s[0], str)})
     proto = export_onnx(graph, None, opset=opset)
-    xs = [x * 4 for x in _inputs(shapes, seed=5)]  # past the clipping activations' corners
+    xs = [x if x.dtype.kind == "i" else x * 4 for x in _inputs(shapes, seed=5)]  # past the clipping corners
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, dict(zip(names, xs)))[0]
     np.testing.assert_allclose(got, op.forward(*xs), rtol=1e-5, atol=1e-5)

@@ -70,6 +70,7 @@ MAX_ARRAY_ELEMENTS = 1 << 34  # per array, and per dimension (also bounded by MA
 MAX_LAYERS = 100_000
 MAX_INPUT_ELEMENTS = 1 << 24  # one sample of the declared input shape (the load-time check allocates it)
 _MAX_HEADER_BYTES = MAX_MANIFEST_BYTES + (16 << 20)  # manifest + tensor entries (~100 bytes each)
+_INDEX_DTYPES = ("int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8")  # integer graph inputs
 _MAX_CHECK_VALUES = 1 << 32  # layers x values per sample: bounds the time of the load-time check pass
 _METADATA_KEY = "sparsenet"
 
@@ -93,7 +94,8 @@ def save_model(model: Sequential | Graph, path, metadata: dict | None = None) ->
     graph = None
     if isinstance(model, Graph):
         modules = [n.op for n in model.nodes]
-        graph = {"inputs": [{"name": k, "shape": None if s is None else list(s)}
+        graph = {"inputs": [{"name": k, "shape": None if s is None else list(s),
+                             **({"dtype": str(model.input_dtypes[k])} if k in model.input_dtypes else {})}
                             for k, s in model.input_shapes.items()],
                  "nodes": [{"name": n.name, "inputs": list(n.inputs)} for n in model.nodes],
                  "outputs": list(model.outputs)}
@@ -110,7 +112,7 @@ def save_model(model: Sequential | Graph, path, metadata: dict | None = None) ->
     meta.update(metadata or {})
     manifest = {
         "format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "sparsenet_version": __version__,
-        "input_shape": list(model.input_shape) if getattr(model, "input_shape", None) else None,
+        "input_shape": list(model.input_shape) if getattr(model, "input_shape", None) is not None else None,
         "layers": layers, "metadata": meta, **({"graph": graph} if graph is not None else {}),
         "crc32": {k: _crc32(memoryview(v).cast("B")) if v.size else 0 for k, v in tensors.items()},
     }
@@ -314,15 +316,21 @@ def _graph_spec(spec, n_layers: int, path: str):
     if not (isinstance(spec, dict) and set(spec) == {"inputs", "nodes", "outputs"}):
         raise ModelFileError(f"{where}: expected an object with inputs, nodes and outputs, found "
                              f"{sorted(spec) if isinstance(spec, dict) else type(spec).__name__}")
-    inputs = {}
+    inputs, dtypes = {}, {}
     if not isinstance(spec["inputs"], list) or not spec["inputs"]:
         raise ModelFileError(f"{where}: inputs should be a non-empty list")
     for entry in spec["inputs"]:
-        if not (isinstance(entry, dict) and set(entry) == {"name", "shape"} and isinstance(entry["name"], str)):
-            raise ModelFileError(f"{where}: an input should be {{name, shape}}, found {entry!r}"[:500])
+        if not (isinstance(entry, dict) and set(entry) in ({"name", "shape"}, {"name", "shape", "dtype"})
+                and isinstance(entry["name"], str)):
+            raise ModelFileError(f"{where}: an input should be {{name, shape[, dtype]}}, found {entry!r}"[:500])
         if entry["name"] in inputs:
             raise ModelFileError(f"{where}: input {entry['name']!r} is listed twice")
         inputs[entry["name"]] = _shape(entry["shape"], f"{where}: input {entry['name']!r}")
+        if "dtype" in entry:
+            if entry["dtype"] not in _INDEX_DTYPES:
+                raise ModelFileError(f"{where}: input {entry['name']!r}: dtype should be one of "
+                                     f"{', '.join(_INDEX_DTYPES)}, found {entry['dtype']!r}"[:500])
+            dtypes[entry["name"]] = entry["dtype"]
     if sum(math.prod(s) for s in inputs.values() if s is not None) > MAX_INPUT_ELEMENTS:
         raise ModelFileError(f"{where}: the inputs hold more values per sample than the limit {MAX_INPUT_ELEMENTS}")
     nodes = spec["nodes"]
@@ -334,14 +342,14 @@ def _graph_spec(spec, n_layers: int, path: str):
         if not (isinstance(entry, dict) and set(entry) == {"name", "inputs"} and isinstance(entry["name"], str)):
             raise ModelFileError(f"{where}: node {i} should be {{name, inputs}}, found {entry!r}"[:500])
         wiring.append((entry["name"], names(entry["inputs"], f"node {i}'s inputs")))
-    return inputs, wiring, names(spec["outputs"], "outputs")
+    return inputs, dtypes, wiring, names(spec["outputs"], "outputs")
 
 
 def _shape(shape, where):
     """One sample's shape from a manifest (None allowed), checked and capped."""
     if shape is None:
         return None
-    if not (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)):
+    if not (isinstance(shape, list) and all(type(s) is int and s > 0 for s in shape)):
         raise ModelFileError(f"{where}: input_shape should be positive integers, found {shape!r}"[:500])
     if math.prod(shape) > MAX_INPUT_ELEMENTS:
         raise ModelFileError(f"{where}: input_shape {shape} has {math.prod(shape)} values per sample, "
@@ -398,7 +406,7 @@ def load_model(path, *, mmap: bool = True) -> Sequential | Graph:
         if "graph" in manifest and graph is None:
             raise ModelFileError(f"model file {path!r}: manifest field 'graph' should be an object, found null")
         if graph is not None:
-            inputs, wiring, outputs = _graph_spec(graph, len(manifest["layers"]), path)
+            inputs, dtypes, wiring, outputs = _graph_spec(graph, len(manifest["layers"]), path)
             shapes = inputs if all(s is not None for s in inputs.values()) else None
             declared = next(iter(inputs.values())) if len(inputs) == 1 else None
             if shape != declared:
@@ -418,7 +426,7 @@ def load_model(path, *, mmap: bool = True) -> Sequential | Graph:
     else:
         try:  # the structure (names, cycles, arity); the zero sample is `_check_chain`'s, below
             model = Graph(inputs, [(name, layer, ins) for (name, ins), layer in zip(wiring, layers)], outputs,
-                          check_shapes=False)
+                          check_shapes=False, input_dtypes=dtypes)
         except SparsenetError as e:
             raise ModelFileError(f"model file {path!r}: graph: {e}") from None
         except Exception as e:  # a layer that accepted a value its forward cannot use

@@ -14,6 +14,7 @@ from .arith import Div, Mul, Sub
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .flatten import Flatten
 from .layernorm import LayerNorm
 from .graph import Graph, Node
@@ -26,14 +27,14 @@ from .sequential import Sequential
 
 # The ops a model file may hold, by the kind name it stores (`sparsenet.io.layers`).
 OPS = {cls.__name__: cls for cls in (
-    Linear, Conv2d, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Flatten, Pad2d,
+    Linear, Conv2d, Embedding, BatchNorm1d, BatchNorm2d, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Flatten, Pad2d,
     ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Clip, ReLU6, HardSigmoid, HardSwish, Softmax, Identity, Dropout,
     Add, Concat, Mul, Sub, Div)}
 
 __all__ = [
     "OPS",
     "Module", "Parameter", "Sequential", "Graph", "Node", "no_grad", "grad_enabled", "inference", "model_dtype",
-    "Linear", "Conv2d",
+    "Linear", "Conv2d", "Embedding",
     "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Pad2d",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "Softmax",
     "Identity",

@@ -12,7 +12,11 @@ given, one zero sample is traced through the nodes, so a node that does not acce
 shapes fails there, by name; the trace is bounded in values alive at once and values touched, so a
 graph whose values grow (nested Concats) is refused before it takes memory. Every failure is a
 `ConfigError` (structure) or `ShapeError` (shapes) naming the node. Forward drops each value after
-its last reader. `predict`, `evaluate` and `fit` take graphs of one input and one output.
+its last reader. `predict` takes graphs of any inputs and outputs (``{name: array}``), `evaluate`
+and `fit` graphs of one output (several inputs as ``{name: array}``).
+
+Inputs are float (the model's dtype) unless `input_dtypes` names them integer: the indices an
+`Embedding` looks up stay integers through `forward`, plans and model files.
 
 Training, prediction (through the compiled plan), `fit`/`evaluate`, model files, ONNX import and
 export, pruning (unstructured and per-layer structured masks; physical removal of units is for
@@ -54,6 +58,29 @@ def _arity(op: Module):
     return getattr(op, "arity", 1)
 
 
+def _input_dtypes(given, shapes) -> dict:
+    """{input name: integer dtype} for the inputs that take integers (indices of an Embedding); the
+    others take the model's float dtype."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"Graph: input_dtypes should be a dict {{input name: integer dtype}}, found "
+                          f"{type(given).__name__}")
+    out = {}
+    for name, dt in given.items():
+        if name not in shapes:
+            raise ConfigError(f"Graph: input_dtypes names {name!r}, which is not an input ({list(shapes)})")
+        try:
+            dt = np.dtype(dt)
+        except TypeError:
+            raise ConfigError(f"Graph: input {name!r}: {dt!r} is not a dtype") from None
+        if dt.kind not in "iu":
+            raise ConfigError(f"Graph: input {name!r}: input_dtypes is for integer inputs (int64, int32...), "
+                              f"found {dt} (float inputs take the model's dtype)")
+        out[name] = dt
+    return out
+
+
 def _check_name(name, what):
     # no "." in names: a node's parameters are named "<node>.<parameter>", and "a.0" beside a
     # container node "a" would give two parameters one name
@@ -82,7 +109,7 @@ class Graph(Module):
     _TRACE_VALUES = 1 << 24
     _TRACE_WORK = 1 << 30
 
-    def __init__(self, inputs, nodes, outputs, *, check_shapes: bool = True):
+    def __init__(self, inputs, nodes, outputs, *, check_shapes: bool = True, input_dtypes=None):
         super().__init__()
         if isinstance(inputs, dict):
             pairs = list(inputs.items())
@@ -96,11 +123,12 @@ class Graph(Module):
             _check_name(name, "input")
             if name in self.input_shapes:
                 raise ConfigError(f"Graph: input {name!r} is defined twice")
-            if shape is not None and not (isinstance(shape, (list, tuple)) and shape and all(
+            if shape is not None and not (isinstance(shape, (list, tuple)) and all(
                     isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)):
                 raise ConfigError(f"Graph: input {name!r} should have a shape of positive sizes (or None), "
                                   f"found {shape!r}")
             self.input_shapes[name] = None if shape is None else tuple(int(s) for s in shape)
+        self.input_dtypes = _input_dtypes(input_dtypes, self.input_shapes)
         if isinstance(outputs, str):
             outputs = (outputs,)
         if not isinstance(outputs, (list, tuple)):
@@ -209,7 +237,7 @@ class Graph(Module):
             raise ShapeError(f"Graph: one sample of the inputs holds {total} values, more than the trace's "
                              f"bound {self._TRACE_VALUES}")
         dtype = model_dtype(self)
-        values = {k: np.zeros((1, *s), dtype=dtype) for k, s in self.input_shapes.items()}
+        values = {k: np.zeros((1, *s), dtype=self.input_dtypes.get(k, dtype)) for k, s in self.input_shapes.items()}
         live, work = total, 0
         with inference(self):
             for i, node in enumerate(self.nodes):
@@ -310,6 +338,8 @@ class Graph(Module):
         acc: dict[str, np.ndarray] = {}
 
         def add(name, g):
+            if g is None:  # no gradient (an integer input of an Embedding)
+                return
             acc[name] = g if name not in acc else acc[name] + g  # never in place: g may be shared
 
         for name, g in zip(self.outputs, grads):
@@ -319,7 +349,7 @@ class Graph(Module):
             g_in = g_in if isinstance(g_in, tuple) else (g_in,)
             for ref, g in zip(node.inputs, g_in):
                 add(ref, g)
-        out = tuple(acc[k] for k in self.input_shapes)
+        out = tuple(acc.get(k) for k in self.input_shapes)  # None for an input without a gradient
         return out[0] if len(out) == 1 else out
 
     def predict(self, x, batch_size: int = 256):

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import nn
 from ..errors import SparsenetError
+from ..formats import CSR, Dense
 from ._layout import LAYOUT_OPS
 from ._proto import FLOAT_TYPES
 from ._state import (State, as_floats, attr_ints, check_attrs, const_input, const_ints, need_rank, one_int,
@@ -109,6 +110,10 @@ def _identity(st, node, attrs, slot, inputs):
 
 def _cast(st, node, attrs, slot, inputs):
     check_attrs(st, attrs, "to", "saturate", "round_mode")
+    if st.integer:
+        if attrs.get("to") not in (6, 7):  # INT32, INT64
+            st.fail(f"a Cast of integer indices to element type {attrs.get('to')} is not supported")
+        return
     if FLOAT_TYPES.get(attrs.get("to")) != st.dtype:
         st.fail(f"a Cast to element type {attrs.get('to')} is not supported (the model computes in {st.dtype})")
 
@@ -344,6 +349,27 @@ def _pad(st, node, attrs, slot, inputs):
     st.shape = (c, None if h is None else h + pads[2] + pads[6], None if w is None else w + pads[3] + pads[7])
 
 
+# -- lookups ---------------------------------------------------------------------------------------
+def _gather(st, node, attrs, slot, inputs):
+    """Gather of a constant [rows, dim] table's rows (axis 0) at integer data: an Embedding."""
+    check_attrs(st, attrs, "axis")
+    if slot != 1:
+        st.fail("Gather of the data at constant indices is not supported (only a constant table looked up at "
+                "the data's indices, an embedding)")
+    axis = int(attrs.get("axis", 0))
+    table = const_input(st, inputs, 0, "table")
+    if table.ndim != 2 or axis not in (0, -2):
+        st.fail(f"expected a 2-D table looked up on axis 0, found a table of shape {list(table.shape)} on axis {axis}")
+    if not st.integer:
+        st.fail("expected integer indices (int64 or int32) computed from an integer graph input, found float data")
+    w = as_floats(st, table, "table").astype(st.dtype)
+    pattern = st.graph.patterns.get(node.input[0])
+    fmt = Dense(w) if pattern is None else CSR.from_mask(w, pattern, st.dtype)
+    st.emit(nn.Embedding(w.shape[0], w.shape[1], weight=fmt, dtype=st.dtype))
+    st.shape = (*st.shape, w.shape[1])
+    st.integer = False
+
+
 # -- pooling ---------------------------------------------------------------------------------------
 def _pool(st, node, attrs, slot, inputs):
     is_max = node.op_type == "MaxPool"
@@ -379,6 +405,6 @@ OPS = {
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
     "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
     "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
-    "MaxPool": _pool, "AveragePool": _pool, "Pad": _pad,
+    "MaxPool": _pool, "AveragePool": _pool, "Pad": _pad, "Gather": _gather,
     **LAYOUT_OPS,
 }

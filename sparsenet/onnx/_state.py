@@ -51,8 +51,9 @@ class State:
     """What lowering a chain of one-input nodes accumulates: layers (with the node each came from)
     and pending steps. A graph is lowered as such chains joined by Add and Concat nodes."""
 
-    def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool):
+    def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool, integer: bool = False):
         self.graph, self.dtype = graph, dtype
+        self.integer = integer      # the value holds integer indices (from an integer graph input)
         self.shape = tuple(shape)   # one sample, as ONNX sees it
         self.batch = batch          # batch size that evaluated shapes use (declared, or the placeholder)
         self.fold = fold_batchnorm

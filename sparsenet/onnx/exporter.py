@@ -166,9 +166,11 @@ def export_onnx(model: Sequential | Graph, path=None, *, sparse_initializers: bo
         b.nodes[-1].output[0] = "output"
         outputs = {"input": "output"}
     elem = ELEM_TYPE_OF[dtype]
+    index_types = getattr(model, "input_dtypes", {}) if isinstance(model, Graph) else {}
     graph = helper.make_graph(
         b.nodes, "sparsenet",
-        [helper.make_tensor_value_info(k, elem, ["batch", *s]) for k, s in inputs.items()],
+        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(index_types[k]) if k in index_types
+                                       else elem, ["batch", *s]) for k, s in inputs.items()],
         [helper.make_tensor_value_info(o, elem, None if out_shapes is None else ["batch", *out_shapes[k]])
          for k, o in enumerate(outputs.values())],
         initializer=b.initializers)

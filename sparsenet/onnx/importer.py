@@ -32,6 +32,8 @@ __all__ = ["import_onnx", "SUPPORTED_OPS"]
 SUPPORTED_OPS = tuple(sorted(OPS))
 _JOINS = ("Add", "Sum", "Concat", "Mul", "Sub", "Div")  # ops that may read several data values
 _BINARY = {"Mul": nn.Mul, "Sub": nn.Sub, "Div": nn.Div}
+_INDEX_OPS = ("Gather", "Identity", "Cast")  # what may read integer indices
+INDEX_TYPES = {7: np.dtype(np.int64), 6: np.dtype(np.int32)}
 
 
 def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph:
@@ -53,16 +55,18 @@ def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph
     proto = _load(source)
     graph = Graph(proto)
     fuse_activations(graph)
-    dtype, batch, samples = _signature(graph)
-    return _Lowering(graph, dtype, batch, fold_batchnorm).run(proto, samples)
+    dtype, batch, samples, index_types = _signature(graph)
+    return _Lowering(graph, dtype, batch, fold_batchnorm, index_types).run(proto, samples)
 
 
 class _Lowering:
     """The ONNX nodes, in their (topological) order, lowered as chains of one-input layers (each a
     `State` that starts at a graph input or at a shared or joined value) and the nodes that join them."""
 
-    def __init__(self, graph: Graph, dtype, batch, fold: bool):
+    def __init__(self, graph: Graph, dtype, batch, fold: bool, index_types: dict):
         self.graph, self.dtype, self.batch, self.fold = graph, dtype, batch, fold
+        self.index_types = index_types  # integer graph inputs -> their dtype
+        self.integer: set[str] = set(index_types)  # values holding integer indices
         self.data: set[str] = set()     # ONNX values computed from the graph's inputs
         self.open: dict[str, tuple[State, str]] = {}  # value -> (chain that ends at it, the name it starts at)
         self.named: dict[str, str] = {}  # value -> its sparsenet input or node name
@@ -92,7 +96,7 @@ class _Lowering:
                 k, node = g.producer[v]
                 raise OnnxImportError(f"{node_label(k, node)}: its output {v!r} is neither used by a node nor a "
                                       f"graph output ({', '.join(map(repr, outputs))})")
-        chain = len(g.inputs) == 1 and len(outputs) == 1 and outputs[0] in self.open
+        chain = len(g.inputs) == 1 and len(outputs) == 1 and outputs[0] in self.open and not self.index_types
         if chain and self.open[outputs[0]][1] == self.named[g.inputs[0].name] and not self.nodes:
             st, _ = self.open[outputs[0]]
             st.where = f"graph output {outputs[0]!r}"
@@ -110,7 +114,8 @@ class _Lowering:
         inputs = {self.named[v.name]: (tuple(s) if all(d is not None for d in s) else None)
                   for v, s in zip(g.inputs, samples)}
         try:
-            model = nn.Graph(inputs, self.nodes, names, check_shapes=False)
+            model = nn.Graph(inputs, self.nodes, names, check_shapes=False,
+                             input_dtypes={self.named[k]: v for k, v in self.index_types.items()})
         except SparsenetError as e:
             raise OnnxImportError(f"the imported graph is not valid: {e}") from None
         model.meta = _meta(proto, g, self.folded)
@@ -133,6 +138,9 @@ class _Lowering:
             if handler is None:
                 raise OnnxImportError(f"{label}: op {node.op_type} is not supported "
                                       f"(supported: {', '.join(SUPPORTED_OPS)})")
+            if st.integer and node.op_type not in _INDEX_OPS:
+                raise OnnxImportError(f"{label}: {node.op_type} of integer indices is not supported (indices may "
+                                      f"only be looked up, by Gather of a constant table)")
             try:
                 handler(st, node, _attributes(node), list(node.input).index(value), inputs)
             except SparsenetError:
@@ -141,6 +149,8 @@ class _Lowering:
                 raise OnnxImportError(f"{label}: cannot import this node ({type(e).__name__}: {e})") from None
             self.open[out] = (st, start)
             self.shape[out] = tuple(st.shape)
+            if st.integer:
+                self.integer.add(out)
         else:
             self._join(i, node, label, data_in, inputs)
         self.data.add(out)
@@ -155,6 +165,9 @@ class _Lowering:
         if any(v is not None for v in inputs):
             raise OnnxImportError(f"{label}: {node.op_type} of values computed from the graph's inputs and "
                                   f"constants together is not supported")
+        if any(v in self.integer for v in data_in):
+            raise OnnxImportError(f"{label}: {node.op_type} of integer indices is not supported (indices may "
+                                  f"only be looked up, by Gather of a constant table)")
         attrs = _attributes(node)
         shapes = [self.shape[v] for v in data_in]
         names = [self._materialize(v, label) for v in data_in]
@@ -211,7 +224,7 @@ class _Lowering:
         if value in self.open and not shared:
             return self.open.pop(value)
         start = self._materialize(value, label)
-        return State(g, self.dtype, self.shape[value], self.batch, self.fold), start
+        return State(g, self.dtype, self.shape[value], self.batch, self.fold, value in self.integer), start
 
     def _materialize(self, value, label) -> str:
         """The Graph name of `value`, adding the layers of the chain that ends at it as nodes."""
@@ -285,28 +298,31 @@ def _signature(graph: Graph):
     """(dtype, batch size for evaluated shapes, each input's sample dims with None where symbolic)."""
     from onnx import TensorProto
 
-    dtypes, batches, samples = set(), set(), []
+    dtypes, batches, samples, index_types = set(), set(), [], {}
     for v in graph.inputs:
         where = f"graph input {v.name!r}"
         if not v.type.HasField("tensor_type"):
             raise OnnxImportError(f"{where}: expected a tensor")
         elem = v.type.tensor_type.elem_type
-        if elem not in FLOAT_TYPES:
-            raise OnnxImportError(f"{where}: expected element type FLOAT or DOUBLE, found "
-                                  f"{TensorProto.DataType.Name(elem)}")
+        if elem not in FLOAT_TYPES and elem not in INDEX_TYPES:
+            raise OnnxImportError(f"{where}: expected element type FLOAT or DOUBLE (data) or INT64 or INT32 "
+                                  f"(indices), found {TensorProto.DataType.Name(elem)}")
         if not v.type.tensor_type.HasField("shape"):
             raise OnnxImportError(f"{where}: declares no shape; sparsenet needs at least the rank")
         dims = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
                 for d in v.type.tensor_type.shape.dim]
-        if len(dims) < 2:
+        if len(dims) < (1 if elem in INDEX_TYPES else 2):
             raise OnnxImportError(f"{where}: expected [batch, features...], found rank {len(dims)}")
-        dtypes.add(FLOAT_TYPES[elem])
+        if elem in INDEX_TYPES:
+            index_types[v.name] = INDEX_TYPES[elem]
+        else:
+            dtypes.add(FLOAT_TYPES[elem])
         batches.add(dims[0])
         samples.append(tuple(dims[1:]))
     if len(dtypes) > 1:
         raise OnnxImportError(f"graph inputs: expected one element type, found {sorted(map(str, dtypes))}")
     batch = next(iter(batches - {None}), None) if len(batches - {None}) <= 1 else None
-    return dtypes.pop(), batch or BATCH_PLACEHOLDER, samples
+    return (dtypes.pop() if dtypes else np.dtype(np.float32)), batch or BATCH_PLACEHOLDER, samples, index_types
 
 
 def _attributes(node) -> dict:

@@ -53,13 +53,17 @@ _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (g
 class Plan:
     """The compiled inference plan of one model for one input shape (see the module docstring).
 
-    input_shapes: one sample's shape per input; dtype: the dtype inputs are cast to."""
+    input_shapes: one sample's shape per input; dtype: the dtype float inputs are cast to (a Graph's
+    integer inputs, `Graph.input_dtypes`, keep theirs)."""
 
     def __init__(self, model, input_shapes, dtype):
         self.dtype = np.dtype(dtype)
         self.input_shapes = [tuple(int(s) for s in shape) for shape in input_shapes]
+        declared = getattr(model, "input_dtypes", None) or {}
+        names = list(getattr(model, "input_shapes", None) or [None] * len(self.input_shapes))
+        self.input_dtypes = [np.dtype(declared.get(k, self.dtype)) for k in names]
         b = Builder(self.dtype)
-        ins = [b.input(i, shape) for i, shape in enumerate(self.input_shapes)]
+        ins = [b.input(i, shape, dt) for i, (shape, dt) in enumerate(zip(self.input_shapes, self.input_dtypes))]
         outs = model.lower(b, ins)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         outs = [b.as_bm(o) if o.layout == "in" else o for o in outs]  # an input returned as it is
@@ -125,7 +129,7 @@ class Plan:
         if not self._one:
             raise ConfigError(f"{where}: expected a plan of one input and one output, found "
                               f"{len(self.input_shapes)} and {len(self.outputs)} (use Plan.run)")
-        x, single = self._check(x, self.input_shapes[0], where, allow_single)
+        x, single = self._check(x, 0, where, allow_single)
         n = x.shape[0]
         out = np.empty((n, *self.output_shapes[0]), dtype=self._out_dtype)
         if not n:
@@ -148,7 +152,7 @@ class Plan:
         if len(xs) != len(self.input_shapes):
             raise ConfigError(f"Plan.run: expected {len(self.input_shapes)} inputs, found {len(xs)}")
         labels = [f"predict input {k!r}" for k in names] if names else [f"Plan.run input {i}" for i in range(len(xs))]
-        checked = [self._check(x, shape, label, False)[0] for x, shape, label in zip(xs, self.input_shapes, labels)]
+        checked = [self._check(x, i, label, False)[0] for i, (x, label) in enumerate(zip(xs, labels))]
         n = checked[0].shape[0]
         if any(x.shape[0] != n for x in checked):
             raise ShapeError(f"{'predict' if names else 'Plan.run'}: expected inputs of one batch size, found "
@@ -168,19 +172,28 @@ class Plan:
         checked here once), writing into outputs it owns: the bound calls of `predict` without the
         Python around them (input checks, batching, the returned array). What `compiled(...,
         "auto")` times, and what benchmarks subtract from `predict` to measure the per-call overhead."""
-        checked = [self._check(x, shape, "Plan.kernels_only", False)[0] for x, shape in zip(xs, self.input_shapes)]
+        checked = [self._check(x, i, "Plan.kernels_only", False)[0] for i, x in enumerate(xs)]
         n = checked[0].shape[0]
         flat = [x.reshape(n, -1) for x in checked]
         outs = [np.empty((n, o.features), dtype=o.dtype) for o in self.outputs]
         prog = self._program(n)
         return lambda: prog.run(flat, outs)
 
-    def _check(self, x, shape, where, allow_single):
-        """(x as a C-contiguous float array of [N, *shape], whether one sample was given)."""
+    def _check(self, x, index, where, allow_single):
+        """(input `index` as a C-contiguous array of [N, *shape] in the plan's dtype, or in its own
+        integer dtype, whether one sample was given)."""
+        shape, want = self.input_shapes[index], self.input_dtypes[index]
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             raise DTypeError(f"{where}: expected a real numeric input, found dtype {x.dtype}")
+        if want.kind in "iu":
+            if x.dtype.kind not in "iu":
+                raise DTypeError(f"{where}: expected integer indices ({want}), found dtype {x.dtype}")
+            if x.dtype != want and not np.can_cast(x.dtype, want) and x.size:
+                low, high, info = int(x.min()), int(x.max()), np.iinfo(want)
+                if low < info.min or high > info.max:
+                    raise DataError(f"{where}: values {low}..{high} do not fit the input's dtype {want}")
         single = False
         if x.shape[1:] != shape:
             if allow_single and x.shape == shape:
@@ -189,7 +202,10 @@ class Plan:
                 one = f" or one sample {list(shape)}" if allow_single else ""
                 raise ShapeError(f"{where}: expected input of shape [N, {', '.join(map(str, shape))}]{one}, "
                                  f"found {list(x.shape)}")
-        if x.dtype.kind != "f":
+        if want.kind in "iu":
+            if x.dtype != want:
+                x = x.astype(want)
+        elif x.dtype.kind != "f":
             x = x.astype(self.dtype)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)

@@ -85,6 +85,8 @@ def bind(plan, batch: int) -> "_Program":
         src, dst = step.reads, step.writes
         if step.kind in ("ingest_fm", "ingest_bm"):
             fn = layout.ingest_fm if step.kind == "ingest_fm" else layout.ingest_bm
+            if dst.dtype.kind in "iu":  # integer indices: copied (Plan._check cast them), nothing to check
+                fn = _ingest_indices
             out = view(dst)
             ingests.append((fn, src[0].index, out if out.ndim == 2 else out.reshape(batch, -1)))
         elif step.kind == "product":
@@ -221,6 +223,12 @@ def _locked(kern):
     def call(*args):
         return kernels.launch(kern, *args)
     return call
+
+
+def _ingest_indices(x, out) -> int:
+    """An integer input taken in: copied (ingests return the count of values that are not finite)."""
+    np.copyto(out, x.reshape(out.shape))
+    return 0
 
 
 def _copy_rows(src, dst):

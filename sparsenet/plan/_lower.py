@@ -75,8 +75,10 @@ class Builder:
         self._converted: dict[tuple[int, str], Value] = {}
 
     # -- values ---------------------------------------------------------------------------------------
-    def input(self, index: int, shape) -> Value:
-        v = Value(shape, "in", self.dtype)
+    def input(self, index: int, shape, dtype=None) -> Value:
+        """Plan input `index`: float inputs are taken in as the plan's dtype, integer ones (`dtype`,
+        indices of an Embedding) as they are."""
+        v = Value(shape, "in", self.dtype if dtype is None else dtype)
         v.index = index
         return v
 
@@ -94,7 +96,7 @@ class Builder:
             return v
         key = (id(v), "fm")
         if key not in self._converted:
-            out = Value((v.features,), "fm", self.dtype if v.layout == "in" else v.dtype)
+            out = Value((v.features,), "fm", v.dtype)
             kind = "ingest_fm" if v.layout == "in" else "bm_to_fm"
             self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to feature-major"))
             out.readers = v.readers  # every reader of v may read this copy: no step may overwrite it alone
@@ -107,7 +109,7 @@ class Builder:
             return v
         key = (id(v), "bm")
         if key not in self._converted:
-            out = Value(v.shape, "bm", self.dtype if v.layout == "in" else v.dtype)
+            out = Value(v.shape, "bm", v.dtype)
             kind = "ingest_bm" if v.layout == "in" else "fm_to_bm"
             self._emit(Step(kind, [v], out, "input" if v.layout == "in" else "to batch-major"))
             out.readers = v.readers
@@ -126,9 +128,9 @@ class Builder:
         if v.shape != (k,):
             raise ShapeError(f"{layer.name}: expected input of shape [N, {k}], found [N, "
                              f"{', '.join(map(str, v.shape))}]")
-        x = self.as_fm(v)
-        if x.dtype != weight.dtype:  # e.g. a float64 input to an int8 layer: the layer's own path
+        if v.dtype != weight.dtype:  # e.g. a float64 input to an int8 layer: the layer's own path
             return self.generic(layer, [v])
+        x = self.as_fm(v)
         b = epilogue.no_bias(weight.dtype) if bias is None else bias
         out = Value((m,), "fm", weight.dtype)
         return self._emit(Step("product", [x], out, f"{layer.name}: {weight.spec}",

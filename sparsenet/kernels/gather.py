@@ -1,0 +1,90 @@
+"""Row gathers and their gradients, for embedding tables (`sparsenet.nn.Embedding`) in every table
+format: ``out[r] = W[rows[r]]`` and ``grad_W[rows[r]] += g[r]``.
+
+Pure functions over validated arrays (the format's own check, and `rows` already checked to lie in
+``[0, M)``: no bounds checks here); callers allocate `out` (zeroed where a kernel only writes the
+stored entries). Rows are unsigned machine integers inside the loops (PERF-NOTES, trick 1). The
+``*_ref`` functions are the plain NumPy references the property tests compare against.
+
+Gathers are memory-bound and a model looks up a few hundred rows per call: every kernel is serial.
+"""
+
+import numba
+import numpy as np
+
+from ._jit import OPTIONS
+
+__all__ = ["dense_gather", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
+           "csr_scatter_add", "gather_ref", "scatter_add_ref"]
+
+
+@numba.njit(**OPTIONS)
+def dense_gather(w, rows, out):
+    """out[r, :] = w[rows[r], :] (w [M, D], out [R, D])."""
+    d = w.shape[1]
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        for j in range(d):
+            out[r, j] = w[i, j]
+
+
+@numba.njit(**OPTIONS)
+def csr_gather(data, indices, indptr, rows, out):
+    """out[r, :] = W[rows[r], :] for W in CSR; `out` [R, D] must be zero (only stored entries are written)."""
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        for p in range(indptr[i], indptr[i + 1]):
+            out[r, np.uintp(indices[p])] = data[p]
+
+
+@numba.njit(**OPTIONS)
+def dense_i8_gather(q, scales, rows, out):
+    """out[r, :] = scales[rows[r]] * q[rows[r], :] (int8 values, one float32 scale per row)."""
+    d = q.shape[1]
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        s = scales[i]
+        for j in range(d):
+            out[r, j] = s * q[i, j]
+
+
+@numba.njit(**OPTIONS)
+def csr_i8_gather(data, indices, indptr, scales, rows, out):
+    """out[r, :] = scales[rows[r]] * Q[rows[r], :] for int8 Q in CSR; `out` must be zero."""
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        s = scales[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            out[r, np.uintp(indices[p])] = s * data[p]
+
+
+@numba.njit(**OPTIONS)
+def dense_scatter_add(grad, rows, g):
+    """grad[rows[r], :] += g[r, :] (a row looked up twice gets both gradients)."""
+    d = grad.shape[1]
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        for j in range(d):
+            grad[i, j] += g[r, j]
+
+
+@numba.njit(**OPTIONS)
+def csr_scatter_add(indices, indptr, rows, g, vgrad):
+    """vgrad[p] += g[r, indices[p]] for every stored entry p of row rows[r]: the gradient of the
+    stored values only (the pattern does not change)."""
+    for r in range(rows.shape[0]):
+        i = np.uintp(rows[r])
+        for p in range(indptr[i], indptr[i + 1]):
+            vgrad[p] += g[r, np.uintp(indices[p])]
+
+
+def gather_ref(w_dense, rows):
+    """Reference of every gather: the dense table's rows (float64)."""
+    return np.asarray(w_dense, dtype=np.float64)[np.asarray(rows, dtype=np.int64)]
+
+
+def scatter_add_ref(shape, rows, g):
+    """Reference of the scatter-add: the dense gradient of a table of `shape` (float64)."""
+    out = np.zeros(shape)
+    np.add.at(out, np.asarray(rows, dtype=np.int64), np.asarray(g, dtype=np.float64))
+    return out
