@@ -79,6 +79,8 @@ def _onnxruntime(model, x, n_threads, tmp):
     so.intra_op_num_threads = n_threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    if isinstance(x, dict):  # a graph of several (named) inputs
+        return lambda: sess.run(None, x)
     name = sess.get_inputs()[0].name
     return lambda: sess.run(None, {name: x})
 

@@ -2,7 +2,7 @@
 
 Chains are `Sequential`s; `resnet` and `mobilenet` are `Graph`s (residual additions) whose node names
 say where each layer sits (``s2b1_conv1``: stage 2, block 1, first convolution); `recommender` is a
-`Graph` of two integer inputs (user and item indices).
+`Graph` of two integer inputs (user and item indices), `transformer` one of token indices.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
-from .nn import (Add, BatchNorm2d, Concat, Conv2d, Dropout, Embedding, Flatten, GlobalAvgPool2d, Graph, HardSwish,
-                 Linear, MaxPool2d, ReLU, ReLU6, Sequential)
+from .nn import (GELU, Add, BatchNorm2d, Concat, Conv2d, Dropout, Embedding, Flatten, GlobalAvgPool2d, Graph,
+                 HardSwish, LayerNorm, Linear, MatMul, MaxPool2d, Mean, ReLU, ReLU6, Reshape, Scale, Sequential, Shift,
+                 Softmax, Transpose)
 
 __all__ = ["build_model", "MODELS", "TRAINING"]
 
@@ -157,8 +158,53 @@ def recommender(num_users: int = 671, num_items: int = 9066, *, seed: int = 0, d
     return Graph({"user": (), "item": ()}, b.nodes, "score", input_dtypes={"user": "int64", "item": "int64"})
 
 
+def transformer(vocab_size: int = 2000, seq_len: int = 32, num_classes: int = 2, *, seed: int = 0, dim: int = 32,
+                heads: int = 2, layers: int = 2, ffn: int = 64) -> Graph:
+    """A tiny transformer encoder classifier (Vaswani et al. 2017; post-norm layers as PyTorch's
+    nn.TransformerEncoderLayer): int64 ``tokens`` [seq_len] -> token Embedding + learned positions
+    (a `Shift`), `layers` encoder layers (multi-head self-attention from Linear, Reshape, Transpose,
+    MatMul, a fixed 1/sqrt(d) `Scale` and Softmax; a GELU feed-forward of `ffn`; residual Adds each
+    followed by a LayerNorm), the mean over the tokens, a Linear classifier. No padding mask: every
+    position attends to every other (pad sequences with a token of their own).
+
+    Node names say where each layer sits: ``l1_q``/``l1_k``/``l1_v`` and ``l1_out`` (the attention's
+    projections of layer 1), ``l1_ffn1``/``l1_ffn2``.
+
+    >>> g = transformer(50, 8)
+    >>> g.predict(np.zeros((3, 8), np.int64)).shape
+    (3, 2)
+    """
+    if dim % heads:
+        raise ConfigError(f"transformer: dim {dim} is not a multiple of heads {heads}")
+    t, d, dh = int(seq_len), int(dim), int(dim) // int(heads)
+    b = _Nodes(seed)
+    x = b.add("embed", Embedding(vocab_size, d, seed=b.next_seed()), "tokens")
+    pos = np.random.default_rng(b.next_seed()).normal(0, 0.02, (1, t, d)).astype(np.float32)
+    x = b.add("positions", Shift(pos), x)
+
+    def heads_of(name, v, perm):  # [B, T, D] -> [B, H, T, dh] (perm (0, 2, 1, 3)) or [B, H, dh, T]
+        return b.add(f"{name}_t", Transpose(perm), b.add(f"{name}_split", Reshape((-1, t, heads, dh)), v))
+
+    for k in range(1, layers + 1):
+        n = f"l{k}"
+        q, key, v = (b.add(f"{n}_{p}", Linear(d, d, seed=b.next_seed()), x) for p in ("q", "k", "v"))
+        scores = b.add(f"{n}_scores", MatMul(), [heads_of(f"{n}_q", q, (0, 2, 1, 3)), heads_of(f"{n}_k", key, (0, 2, 3, 1))])
+        scores = b.add(f"{n}_scale", Scale(np.float32(1 / np.sqrt(dh)), trainable=False), scores)
+        att = b.add(f"{n}_softmax", Softmax(-1), scores)
+        o = b.add(f"{n}_mix", MatMul(), [att, heads_of(f"{n}_v", v, (0, 2, 1, 3))])
+        o = b.add(f"{n}_merge", Reshape((-1, t, d)), b.add(f"{n}_mix_t", Transpose((0, 2, 1, 3)), o))
+        o = b.add(f"{n}_out", Linear(d, d, seed=b.next_seed()), o)
+        x = b.add(f"{n}_norm1", LayerNorm(d), b.add(f"{n}_add1", Add(), [x, o]))
+        f = b.add(f"{n}_gelu", GELU("none"), b.add(f"{n}_ffn1", Linear(d, ffn, seed=b.next_seed()), x))
+        f = b.add(f"{n}_ffn2", Linear(ffn, d, seed=b.next_seed()), f)
+        x = b.add(f"{n}_norm2", LayerNorm(d), b.add(f"{n}_add2", Add(), [x, f]))
+    x = b.add("pool", Mean((1,)), x)
+    b.add("fc", Linear(d, num_classes, seed=b.next_seed()), x)
+    return Graph({"tokens": (t,)}, b.nodes, "fc", input_dtypes={"tokens": "int64"})
+
+
 MODELS = {"mlp": mlp, "lenet300": lenet300, "cnn": cnn, "resnet": resnet, "mobilenet": mobilenet,
-          "recommender": recommender}
+          "transformer": transformer, "recommender": recommender}
 
 # How `sparsenet train` trains each model (the `fit` arguments; `augment_pixels`: `random_shift`):
 # settings that reach the accuracy targets of tests/test_zoo.py on the digits. The BatchNorm graphs
@@ -174,15 +220,17 @@ TRAINING = {
                   "augment_pixels": 1},
 }
 _IMAGE_MODELS = ("cnn", "resnet", "mobilenet")
-_INDEX_MODELS = ("recommender",)
+_INDEX_MODELS = ("transformer", "recommender")
 
 
 def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=(1, 8, 8)) -> Sequential | Graph:
-    """Build a zoo model by name ('mlp', 'lenet300', 'cnn', 'resnet', 'mobilenet', 'recommender') for
+    """Build a zoo model by name ('mlp', 'lenet300', 'cnn', 'resnet', 'mobilenet', 'transformer',
+    'recommender') for
     inputs of `input_shape` (one sample).
 
     MLPs flatten any input; the image models need (channels, height, width); the recommender takes
-    indices (its default table sizes; `num_classes` and `input_shape` do not apply).
+    indices (their default vocabulary and table sizes; `input_shape` does not apply, nor
+    `num_classes` to the recommender).
 
     >>> build_model("lenet300").layers[1].weight.shape
     (300, 64)
@@ -190,7 +238,7 @@ def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
     if name in _INDEX_MODELS:  # their inputs are indices: sized by their own arguments (`recommender`...)
-        model = MODELS[name](seed=seed)
+        model = MODELS[name](seed=seed) if name == "recommender" else MODELS[name](num_classes=num_classes, seed=seed)
         model.meta["architecture"] = name
         return model
     input_shape = tuple(int(s) for s in input_shape)

@@ -65,6 +65,13 @@ CASES = {
     "Mul": (nn.Mul, [(3, 2, 2), (3, 1, 1)]),
     "Sub": (nn.Sub, [(1, 4), (3, 4)]),
     "Div": (nn.Div, [(3,), (3,)]),
+    "Shift": (lambda: nn.Shift(np.arange(6, dtype=np.float32).reshape(1, 3, 2)), [(3, 2)]),
+    "Scale": (lambda: nn.Scale(np.float32(0.25), trainable=False), [(3, 2)]),
+    "MatMul": (nn.MatMul, [(2, 3, 4), (2, 4, 5)]),
+    "Mean": (lambda: nn.Mean((1, -1), keepdims=True), [(3, 4, 2)]),
+    "Reshape": (lambda: nn.Reshape((-1, 2, 6)), [(3, 4)]),
+    "Transpose": (lambda: nn.Transpose((2, 0, 1)), [(3, 4)]),
+    "Slice": (lambda: nn.Slice(2, 1, -1), [(3, 5)]),
     "Embedding": (lambda: nn.Embedding(7, 3, seed=9, weight=CSR.from_dense(np.tril(np.ones((7, 3), np.float32)))),
                   [("int64", 7, (2,))]),
 }

@@ -350,7 +350,9 @@ def test_every_layer_has_a_repr():
         if cls in (Module, Parameter, Sequential, nn.Graph, nn.Node) or not isinstance(cls, type):
             continue  # containers: their reprs are tested with them (test_graph.py)
         args = {"Linear": (3, 2), "Conv2d": (1, 2, 3), "MaxPool2d": (2,), "AvgPool2d": (2,),
-                "BatchNorm1d": (3,), "BatchNorm2d": (3,), "LayerNorm": (4,), "Embedding": (5, 3)}.get(name, ())
+                "BatchNorm1d": (3,), "BatchNorm2d": (3,), "LayerNorm": (4,), "Embedding": (5, 3),
+                "Shift": (np.zeros(3),), "Scale": (2.0,), "Mean": ((1,),), "Reshape": ((-1, 2),),
+                "Transpose": ((0, 1),), "Slice": (1, 0)}.get(name, ())
         text = repr(cls(*args))
         assert text.startswith(name + "(") and text.endswith(")"), text
 

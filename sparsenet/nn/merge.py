@@ -1,8 +1,7 @@
 """Ops with several inputs, for graphs (`sparsenet.nn.Graph`): `Add` (residual connections) and
 `Concat`. Each backward beside its forward; backward returns one gradient per input, in order.
 
-The inputs of one call must have the same shape (`Add`) or the same shape but on `axis`
-(`Concat`); broadcasting comes with the elementwise ops of the real-model issue.
+`Add` takes inputs of one shape or that broadcast; `Concat` inputs of the same shape but on `axis`.
 """
 
 from __future__ import annotations
@@ -11,13 +10,15 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from ._spec import field
+from .arith import unbroadcast
 from .module import Module, as_float
 
 __all__ = ["Add", "Concat"]
 
 
 class Add(Module):
-    """The elementwise sum of two or more inputs of one shape: ``y = x0 + x1 + ...``.
+    """The elementwise sum of two or more inputs: ``y = x0 + x1 + ...``, of one shape (a residual
+    connection) or broadcasting against each other as in NumPy (the batch axis is never broadcast).
 
     >>> Add().forward(np.ones((2, 3)), np.ones((2, 3))).tolist()
     [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
@@ -29,16 +30,24 @@ class Add(Module):
         if len(xs) < 2:
             raise ShapeError(f"{self.name}: expected two or more inputs, found {len(xs)}")
         xs = [as_float(x) for x in xs]
-        if any(x.shape != xs[0].shape for x in xs[1:]):
-            raise ShapeError(f"{self.name}: expected inputs of one shape, found {[list(x.shape) for x in xs]}")
-        self._save(_n=len(xs))
+        shapes = [x.shape for x in xs]
+        if any(s != shapes[0] for s in shapes[1:]):
+            try:
+                np.broadcast_shapes(*shapes)
+                ok = all(len(s) == len(shapes[0]) and s[:1] == shapes[0][:1] for s in shapes)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ShapeError(f"{self.name}: expected inputs of one shape, or of one rank and batch size that "
+                                 f"broadcast, found {[list(s) for s in shapes]}")
+        self._save(_shapes=shapes)
         out = xs[0] + xs[1]
         for x in xs[2:]:
             out = out + x  # not in place: the result's dtype does not depend on the inputs' order
         return out
 
     def backward(self, grad):
-        return tuple(grad for _ in range(self._n))
+        return tuple(grad if s == grad.shape else unbroadcast(grad, s) for s in self._shapes)
 
     def lower(self, builder, inputs):  # a kernel of its own with the activation after it fused
         return builder.add(self, inputs)

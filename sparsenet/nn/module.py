@@ -155,6 +155,10 @@ class Module:
     def backward(self, grad: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # Whether the output's axis 0 is the batch whenever the inputs' is (False for ops that may move
+    # or merge it: Reshape, Transpose, Slice); a compiled plan probes the others at two batch sizes.
+    keeps_batch = True
+
     def own_parameters(self) -> dict[str, Parameter]:
         """This module's own parameters by name (not its children's)."""
         return {}

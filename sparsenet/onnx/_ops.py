@@ -12,9 +12,9 @@ import numpy as np
 from .. import nn
 from ..errors import SparsenetError
 from ..formats import CSR, Dense
-from ._layout import LAYOUT_OPS
-from ._proto import FLOAT_TYPES
-from ._state import (State, as_floats, attr_ints, check_attrs, const_input, const_ints, need_rank, one_int,
+from ._layout import LAYOUT_OPS, reshape_to, show
+from ._proto import FLOAT_TYPES, OnnxImportError
+from ._state import (BATCH_PLACEHOLDER, State, as_floats, attr_ints, check_attrs, const_input, const_ints, need_rank, one_int,
                      out_size, per_channel, symmetric_pad)
 
 __all__ = ["OPS"]
@@ -134,18 +134,29 @@ def _softmax(st, node, attrs, slot, inputs):
     axis %= r
     if st.graph.opset < 13 and r != 2:
         st.fail("Softmax before opset 13 works on the input coerced to 2-D; only 2-D inputs are supported")
-    if axis == 0:
+    if (axis == 0 and st.batch_first) or _holds_batch(st, st.full[axis]):
         st.fail("a Softmax over the batch axis is not supported")
     st.emit(nn.Softmax(-1 if axis == r - 1 else axis))
 
 
+def _holds_batch(st, size) -> bool:
+    """Whether an evaluated size is (a multiple of) the placeholder batch."""
+    return st.batch == BATCH_PLACEHOLDER and size is not None and size % st.batch == 0
+
+
 # -- weighted layers and what folds into them ------------------------------------------------------
 def _linear(st: State, w, pattern, bias) -> None:
-    """A [out, in] float64 weight applied to [N, in] data: a Linear (pending folds)."""
+    """A [out, in] float64 weight applied to [N, in] data (or to every row of [..., in]): a Linear
+    (pending folds)."""
     st.settle(keep_perm=True)
     if len(st.shape) != 1:
-        st.fail(f"expected a 2-D input [N, features], found [N, {', '.join(map(str, st.shape))}]; "
-                f"flatten it first")
+        if st.col_perm is not None or st.shape[-1] is None or st.shape[-1] != w.shape[1]:
+            st.fail(f"expected a 2-D input [N, features] (or [..., {w.shape[1]}]), found "
+                    f"[N, {', '.join(map(str, st.shape))}]; flatten it first")
+        st.open_affine(w, pattern, bias)
+        st.affine.rows = True
+        st.shape = (*st.shape[:-1], w.shape[0])
+        return
     if st.col_perm is not None:  # the data was flattened in NHWC order: reorder the weight's columns
         perm, origin = st.col_perm
         if perm.size != w.shape[1]:
@@ -222,18 +233,57 @@ def _conv(st, node, attrs, slot, inputs):
     st.shape = (out, out_size(st, st.shape[1], extent[0], stride, pad), out_size(st, st.shape[2], extent[1], stride, pad))
 
 
+def _per_unit(st, target, c, op):
+    """The constant as one value per output unit of `target` ([out]), or None when it is not."""
+    out = target.weight.shape[0]
+    c = np.asarray(c)
+    if getattr(target, "rows", False):  # a Linear over rows: its units are the last axis
+        if c.ndim > len(st.full) or any(d != 1 for d in c.shape[:-1]) or (c.ndim and c.shape[-1] not in (1, out)):
+            return None
+        return np.broadcast_to(as_floats(st, c, f"{op} constant").reshape(-1), (out,)).copy()
+    try:
+        return per_channel(st, c, out, len(st.shape) + 1, f"{op} constant")
+    except OnnxImportError:
+        return None
+
+
+def _with_constant(st, node, slot, c):
+    """x + c, x - c, c - x, x * c, x / c for a constant that is not folded: Shift and Scale layers
+    (trainable when the constant holds more than one value: a position embedding, a gain)."""
+    op = node.op_type
+    c = as_floats(st, np.asarray(c), f"{op} constant")
+    full = st.full
+    if not st.static or c.ndim > len(full) or any(
+            d != 1 and (f is None or d != f or _holds_batch(st, f)) for d, f in zip(c.shape[::-1], full[::-1])):
+        st.fail(f"{op} of the data {show(st, full)} and a constant of shape {list(c.shape)} is not supported "
+                f"(the constant must broadcast to the data's non-batch axes)")
+    if op == "Div" and slot != 0:
+        st.fail("Div of a constant by the data is not supported")
+    if op == "Div" and np.any(c == 0):
+        st.fail("division by zero")
+    trainable = c.size > 1
+    c = c.astype(st.dtype)
+    if op == "Sub" and slot != 0:  # c - x
+        st.emit(nn.Scale(np.array(-1, st.dtype), trainable=False, dtype=st.dtype))
+        op = "Add"
+    if op in ("Add", "Sub"):
+        st.emit(nn.Shift(c if op == "Add" else -c, trainable=trainable, dtype=st.dtype))
+    else:
+        st.emit(nn.Scale(c if op == "Mul" else (1 / c.astype(np.float64)).astype(st.dtype), trainable=trainable,
+                         dtype=st.dtype))
+
+
 def _arith(st, node, attrs, slot, inputs):
-    """Add/Sub/Mul/Div by a per-channel constant, folded into the Linear/Conv2d just before."""
+    """Add/Sub/Mul/Div by a constant: folded into the Linear/Conv2d just before when it is one
+    value per output unit, else a Shift or Scale layer."""
     check_attrs(st, attrs)
     op = node.op_type
     target = st.affine_target()
-    if target is None:
-        st.fail(f"{op} with a constant is supported only directly after MatMul/Gemm/Conv (folded into "
-                f"their weight and bias)")
-    if slot != 0 and op in ("Sub", "Div"):
-        st.fail(f"{op} with the data as second input is not supported")
+    v = None if target is None or (slot != 0 and op in ("Sub", "Div")) else _per_unit(st, target, inputs[1 - slot], op)
+    if v is None:
+        _with_constant(st, node, slot, inputs[1 - slot])
+        return
     out = target.weight.shape[0]
-    v = per_channel(st, inputs[1 - slot], out, len(st.shape) + 1, f"{op} constant")
     bias = np.zeros(out) if target.bias is None else target.bias
     if op == "Add":
         target.bias = bias + v
@@ -353,9 +403,9 @@ def _pad(st, node, attrs, slot, inputs):
 def _gather(st, node, attrs, slot, inputs):
     """Gather of a constant [rows, dim] table's rows (axis 0) at integer data: an Embedding."""
     check_attrs(st, attrs, "axis")
-    if slot != 1:
-        st.fail("Gather of the data at constant indices is not supported (only a constant table looked up at "
-                "the data's indices, an embedding)")
+    if slot == 0:
+        _gather_data(st, node, attrs, inputs)
+        return
     axis = int(attrs.get("axis", 0))
     table = const_input(st, inputs, 0, "table")
     if table.ndim != 2 or axis not in (0, -2):
@@ -368,6 +418,63 @@ def _gather(st, node, attrs, slot, inputs):
     st.emit(nn.Embedding(w.shape[0], w.shape[1], weight=fmt, dtype=st.dtype))
     st.shape = (*st.shape, w.shape[1])
     st.integer = False
+
+
+def _gather_data(st, node, attrs, inputs):
+    """Gather of the data at a constant index on one axis: a Slice of that index (the axis dropped
+    for a scalar index, as PyTorch's attention picks q, k and v)."""
+    r = len(st.full)
+    axis = int(attrs.get("axis", 0))
+    if not -r <= axis < r:
+        st.fail(f"axis={axis} is out of range for a {r}-D input")
+    axis %= r
+    index = const_input(st, inputs, 1, "indices")
+    size = st.full[axis]
+    if index.dtype.kind not in "iu" or index.ndim > 1 or size is None or _holds_batch(st, size) or (
+            axis == 0 and st.batch_first):
+        st.fail(f"Gather on axis {axis} of {show(st, st.full)} at indices {index.tolist()} is not supported "
+                f"(expected constant int64 indices on an axis of static size that does not hold the batch)")
+    flat = [int(i) % size if -size <= int(i) < size else None for i in index.reshape(-1)]
+    if None in flat or (index.ndim == 1 and flat != list(range(flat[0], flat[0] + len(flat)))) or not flat:
+        st.fail(f"indices {index.tolist()} on an axis of size {size}: expected one index, or a run of consecutive ones")
+    st.settle()
+    st.emit(nn.Slice(axis, flat[0], flat[0] + len(flat)))
+    full = list(st.full)
+    full[axis] = len(flat)
+    st.set_full(tuple(full))
+    if index.ndim == 0:
+        reshape_to(st, tuple(d for k, d in enumerate(full) if k != axis), "Gather at a scalar index")
+
+
+def _slice(st, node, attrs, slot, inputs):
+    """Slice at constant starts/ends (step 1) on axes that do not hold the batch: Slice layers."""
+    check_attrs(st, attrs)
+    if slot != 0:
+        st.fail("the data must be the first input")
+    starts, ends = const_ints(st, inputs, 1, "starts"), const_ints(st, inputs, 2, "ends")
+    r = len(st.full)
+    axes = const_ints(st, inputs, 3, "axes") if len(inputs) > 3 and inputs[3] is not None else list(range(len(starts)))
+    steps = const_ints(st, inputs, 4, "steps") if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps) or any(t != 1 for t in steps):
+        st.fail(f"starts {starts}, ends {ends}, axes {axes}, steps {steps}: expected one of each per axis, steps 1")
+    st.settle()
+    for start, end, axis in zip(starts, ends, axes):
+        if not -r <= axis < r:
+            st.fail(f"axis {axis} is out of range for a {r}-D input")
+        axis %= r
+        size = st.full[axis]
+        if size is None or _holds_batch(st, size) or (axis == 0 and st.batch_first):
+            st.fail(f"a Slice of axis {axis} of {show(st, st.full)} is not supported (its size is not static, or "
+                    f"it holds the batch)")
+        lo, hi, _ = slice(start, end).indices(size)
+        if hi <= lo:
+            st.fail(f"[{start}:{end}] on axis {axis} of size {size} is empty")
+        if (lo, hi) == (0, size):
+            continue
+        st.emit(nn.Slice(axis, lo, hi))
+        full = list(st.full)
+        full[axis] = hi - lo
+        st.set_full(tuple(full))
 
 
 # -- pooling ---------------------------------------------------------------------------------------
@@ -405,6 +512,6 @@ OPS = {
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
     "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
     "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
-    "MaxPool": _pool, "AveragePool": _pool, "Pad": _pad, "Gather": _gather,
+    "MaxPool": _pool, "AveragePool": _pool, "Pad": _pad, "Gather": _gather, "Slice": _slice,
     **LAYOUT_OPS,
 }

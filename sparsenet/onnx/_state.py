@@ -16,11 +16,18 @@ from ..nn._im2col import conv_output_size
 from ..errors import SparsenetError
 from ._proto import OnnxImportError
 
-__all__ = ["State", "BATCH_PLACEHOLDER", "check_attrs", "attr_ints", "const_input", "const_ints", "as_floats",
+__all__ = ["State", "BATCH_PLACEHOLDER", "shown", "check_attrs", "attr_ints", "const_input", "const_ints", "as_floats",
            "per_channel", "one_int", "symmetric_pad", "out_size", "need_rank"]
 
 # Stands for a symbolic batch size in evaluated shapes (``x.view(x.size(0), -1)`` exports read it).
 BATCH_PLACEHOLDER = 1_000_003
+
+
+def shown(batch, full) -> str:
+    """A whole shape with the placeholder batch shown as N (``[12, N*2, 8]``), for messages."""
+    p = batch if batch == BATCH_PLACEHOLDER else None
+    return "[" + ", ".join("?" if d is None else ("N" if d == p else f"N*{d // p}") if p and d % p == 0 else str(d)
+                           for d in full) + "]"
 
 
 @dataclass
@@ -34,6 +41,7 @@ class _Affine:
     origin: str
     name: str                    # the ONNX node's name
     conv: dict | None = None     # in_channels, kernel_size, stride, padding, groups, dilation
+    rows: bool = False           # a Linear applied to every row of [..., in] (its units: the last axis)
 
     def build(self, dtype):
         w = self.weight.astype(dtype)
@@ -51,11 +59,13 @@ class State:
     """What lowering a chain of one-input nodes accumulates: layers (with the node each came from)
     and pending steps. A graph is lowered as such chains joined by Add and Concat nodes."""
 
-    def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool, integer: bool = False):
+    def __init__(self, graph, dtype, shape, batch, fold_batchnorm: bool, integer: bool = False, lead=None):
         self.graph, self.dtype = graph, dtype
         self.integer = integer      # the value holds integer indices (from an integer graph input)
-        self.shape = tuple(shape)   # one sample, as ONNX sees it
+        self.shape = tuple(shape)   # the axes after the first, as ONNX sees them (one sample's shape)
         self.batch = batch          # batch size that evaluated shapes use (declared, or the placeholder)
+        # the size of axis 0: the batch, unless an op moved it (PyTorch's attention: [T, B * H, d])
+        self.lead = batch if lead is None else lead
         self.fold = fold_batchnorm
         self.layers, self.origins, self.names, self.folded = [], [], [], []
         self.affine: _Affine | None = None
@@ -68,6 +78,18 @@ class State:
     @property
     def static(self) -> bool:
         return all(d is not None for d in self.shape)
+
+    @property
+    def full(self) -> tuple:
+        """The whole shape as evaluated shapes see it (the batch as `batch`, maybe merged: a multiple)."""
+        return (self.lead, *self.shape)
+
+    @property
+    def batch_first(self) -> bool:
+        return self.lead == self.batch
+
+    def set_full(self, full) -> None:
+        self.lead, self.shape = full[0], tuple(full[1:])
 
     def fail(self, message: str):
         raise OnnxImportError(f"{self.where}: {message}")

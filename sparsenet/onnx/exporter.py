@@ -6,7 +6,8 @@ names (its inputs' sample shapes must be known), and its `Add` and `Concat` node
 Concat.
 
 Each layer writes its own nodes (`Module.to_onnx`, in the op's file), one or a few standard ops
-(default domain, opset 13 or later): Linear -> Gemm (transB=1), Conv2d -> Conv, BatchNorm1d/2d ->
+(default domain, opset 13 or later): Linear -> Gemm (transB=1), or MatMul + Add over the rows of a
+sequence, Embedding -> Gather (integer graph inputs are INT64/INT32), Conv2d -> Conv, BatchNorm1d/2d ->
 BatchNormalization, pools -> MaxPool / AveragePool (count_include_pad=1) / GlobalAveragePool +
 Flatten, activations -> their op (GELU -> Gelu with approximate='tanh' from opset 20, its tanh
 formula in Mul/Add/Tanh nodes before), Dropout -> Dropout (identity at inference), Identity ->
@@ -47,15 +48,17 @@ class _Builder:
     def __init__(self, dtype, sparse: bool, opset: int):
         self.dtype, self.sparse, self.opset = np.dtype(dtype), sparse, opset
         self.nodes, self.initializers, self.sparse_initializers = [], [], []
+        self.in_shapes = None  # one sample's shape per input of the op being written (None: not known)
 
-    def const(self, name: str, value, weight=None) -> str:
-        """Add an initializer; `weight` (a WeightFormat) also gets a sparse version when asked and CSR/BSR."""
+    def const(self, name: str, value, weight=None, *, transposed: bool = False) -> str:
+        """Add an initializer; `weight` (a WeightFormat) also gets a sparse version when asked and
+        CSR/BSR (`transposed`: `value` is the weight's transpose)."""
         from onnx import numpy_helper
 
         value = np.array(value, dtype=self.dtype, order="C")  # keeps 0-d scalars 0-d
         self.initializers.append(numpy_helper.from_array(value, name))
         if self.sparse and weight is not None and not isinstance(weight, Dense):
-            pattern = weight.mask().reshape(value.shape)
+            pattern = weight.mask().T if transposed else weight.mask().reshape(value.shape)
             self.sparse_initializers.append(sparse_from_pattern(name, value, pattern))
         return name
 
@@ -98,6 +101,19 @@ def _output_shapes(model, inputs: dict) -> list | None:
     if isinstance(model, Sequential):
         return [list(trace_shapes(model, next(iter(inputs.values())))[-1][1])] if len(model.layers) else None
     return [list(np.shape(o)[1:]) for o in model.trace()]
+
+
+def _node_shapes(model, inputs: dict) -> dict:
+    """{node name: [one sample's shape per input]} from a zero sample, when the input shapes are known."""
+    if not all(isinstance(s, int) for shape in inputs.values() for s in shape):
+        return {}
+    from ..prune.trace import trace_shapes
+
+    if isinstance(model, Sequential):
+        return {str(i): [s[0]] for i, s in enumerate(trace_shapes(model, next(iter(inputs.values()))))}
+    record = {}
+    model.trace(record)
+    return {k: v[0] for k, v in record.items()}
 
 
 def _export_dtype(model):
@@ -157,7 +173,9 @@ def export_onnx(model: Sequential | Graph, path=None, *, sparse_initializers: bo
     out_shapes = _output_shapes(model, inputs)
     b = _Builder(dtype, sparse_initializers, int(opset))
     values = {k: k for k in inputs}
+    record = _node_shapes(model, inputs)
     for name, op, ins in nodes:
+        b.in_shapes = record.get(name)
         values[name] = op.to_onnx(b, name, [values[r] for r in ins])
         if name in outputs:  # the node's last ONNX node writes the graph output of that name
             b.nodes[-1].output[0] = values[name] = outputs[name]

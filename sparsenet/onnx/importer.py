@@ -1,13 +1,18 @@
 """`import_onnx`: an ONNX graph, as PyTorch (legacy and dynamo exporters) and Keras/tf2onnx write
-MLPs, CNNs and residual networks, -> a `Sequential` (a chain) or a `Graph`.
+MLPs, CNNs, residual networks, transformers and recommenders, -> a `Sequential` (a chain) or a `Graph`.
 
-Constants (initializers, sparse initializers, Constant nodes, constant expressions) may join the
-data anywhere. A node that reads one data value becomes a layer, folds into the Linear/Conv2d before
-it (BatchNormalization, bias Add, per-channel Mul/Div/Sub), or is a layout step (Flatten/Reshape/
-Squeeze to [N, features], identity Transpose, tf2onnx's NHWC flatten, whose column order is folded
-into the next Linear). An Add or Sum of several data values becomes an `Add` node, a Concat of
-several a `Concat` node; a value read by several nodes is shared. Anything else raises
-`OnnxImportError` naming the node (index, name, op type).
+Constants (initializers, sparse initializers, Constant nodes, constant expressions, shapes) may join
+the data anywhere. A node that reads one data value becomes a layer, folds into the Linear/Conv2d
+before it (BatchNormalization, bias Add, per-channel Mul/Div/Sub), becomes a `Shift`/`Scale` (an Add
+or Mul by any other constant), or is a layout step: Flatten/Reshape/Squeeze to [N, features], tf2onnx's
+NHWC flatten (its column order folded into the next Linear), and general Reshape, Transpose,
+Squeeze/Unsqueeze, Slice and Gather at constant indices. Shapes are followed whole, with a placeholder
+for a symbolic batch, so that PyTorch's attention exports, which move the batch and merge it with
+the heads (``[T, N * H, d]``), import: a Reshape's batch-carrying dimension becomes its -1. An Add or
+Sum of several data values becomes an `Add` node, a Concat a `Concat`, a MatMul of two an attention
+`MatMul`; a value read by several nodes is shared. Integer graph inputs (INT64, INT32) are indices:
+a Gather of a constant table at them is an `Embedding`. Anything else raises `OnnxImportError`
+naming the node (index, name, op type).
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ from ..nn import Sequential, no_grad
 from ._fuse import fuse_activations
 from ._graph import Graph
 from ._ops import OPS
-from ._state import BATCH_PLACEHOLDER, State
+from ._state import BATCH_PLACEHOLDER, State, shown
 from ._proto import FLOAT_TYPES, OnnxImportError, node_label, require_onnx
 
 __all__ = ["import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = tuple(sorted(OPS))
-_JOINS = ("Add", "Sum", "Concat", "Mul", "Sub", "Div")  # ops that may read several data values
+_JOINS = ("Add", "Sum", "Concat", "Mul", "Sub", "Div", "MatMul")  # ops that may read several data values
 _BINARY = {"Mul": nn.Mul, "Sub": nn.Sub, "Div": nn.Div}
 _INDEX_OPS = ("Gather", "Identity", "Cast")  # what may read integer indices
 INDEX_TYPES = {7: np.dtype(np.int64), 6: np.dtype(np.int32)}
@@ -71,6 +76,7 @@ class _Lowering:
         self.open: dict[str, tuple[State, str]] = {}  # value -> (chain that ends at it, the name it starts at)
         self.named: dict[str, str] = {}  # value -> its sparsenet input or node name
         self.shape: dict[str, tuple] = {}  # value -> one sample's shape (None where not static)
+        self.lead: dict[str, int] = {}   # value -> the size of its axis 0, where that is not the batch
         self.nodes: list[tuple] = []     # (name, op, input names) of the Graph
         self.taken: set[str] = set()
         self.folded: list[str] = []
@@ -91,6 +97,9 @@ class _Lowering:
         for o in outputs:
             if o not in self.data:
                 raise OnnxImportError(f"graph output {o!r}: is a constant, not computed from the graph's inputs")
+            if o in self.lead:
+                raise OnnxImportError(f"graph output {o!r}: its first axis is not the batch (shape "
+                                      f"{shown(self.batch, (self.lead[o], *self.shape[o]))})")
         for v in sorted(self.data - set(outputs)):
             if not g.data_users(v) and v not in self.named:
                 k, node = g.producer[v]
@@ -149,6 +158,8 @@ class _Lowering:
                 raise OnnxImportError(f"{label}: cannot import this node ({type(e).__name__}: {e})") from None
             self.open[out] = (st, start)
             self.shape[out] = tuple(st.shape)
+            if not st.batch_first:
+                self.lead[out] = st.lead
             if st.integer:
                 self.integer.add(out)
         else:
@@ -170,8 +181,27 @@ class _Lowering:
                                   f"only be looked up, by Gather of a constant table)")
         attrs = _attributes(node)
         shapes = [self.shape[v] for v in data_in]
+        leads = [self.lead.get(v, self.batch) for v in data_in]
         names = [self._materialize(v, label) for v in data_in]
-        if node.op_type == "Concat":
+        lead = leads[0]
+        if any(x != self.batch for x in leads) and node.op_type != "MatMul":
+            raise OnnxImportError(f"{label}: {node.op_type} of values whose batch is not their first axis is not "
+                                  f"supported")
+        if node.op_type == "MatMul":
+            if attrs:
+                raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")
+            (a, b) = [(x, *s) for x, s in zip(leads, shapes)]
+            if len(a) < 2 or len(b) < 2 or None in a or None in b or a[-1] != b[-2]:
+                raise OnnxImportError(f"{label}: MatMul of values of shapes {shown(self.batch, a)} and "
+                                      f"{shown(self.batch, b)} is not supported (expected static [..., M, K] and "
+                                      f"[..., K, N])")
+            try:
+                full = (*np.broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
+            except ValueError:
+                raise OnnxImportError(f"{label}: the leading axes of {shown(self.batch, a)} and "
+                                      f"{shown(self.batch, b)} do not broadcast") from None
+            op, lead, shape = nn.MatMul(), full[0], tuple(full[1:])
+        elif node.op_type == "Concat":
             unknown = [k for k in attrs if k != "axis"]
             if unknown:
                 raise OnnxImportError(f"{label}: attribute {unknown[0]!r} is not supported")
@@ -190,7 +220,7 @@ class _Lowering:
             joined = list(shapes[0])
             joined[axis - 1] = None if None in sizes else sum(sizes)
             shape = tuple(joined)
-        elif node.op_type in _BINARY:
+        elif node.op_type in _BINARY or (node.op_type == "Add" and len(shapes) == 2 and shapes[0] != shapes[1]):
             if attrs:
                 raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")
             if len(shapes) != 2 or len(shapes[0]) != len(shapes[1]):
@@ -201,7 +231,7 @@ class _Lowering:
                 if a is not None and b is not None and a != b and 1 not in (a, b):
                     raise OnnxImportError(f"{label}: sample shapes {shapes} do not broadcast")
                 shape.append(None if a is None or b is None else max(a, b))
-            op, shape = _BINARY[node.op_type](), tuple(shape)
+            op, shape = _BINARY.get(node.op_type, nn.Add)(), tuple(shape)
         else:
             if attrs:
                 raise OnnxImportError(f"{label}: attribute {next(iter(attrs))!r} is not supported")
@@ -214,6 +244,8 @@ class _Lowering:
         name = self._add_node(node.name or f"{node.op_type}_{i}", op, names, label)
         self.named[node.output[0]] = name
         self.shape[node.output[0]] = shape
+        if lead != self.batch:
+            self.lead[node.output[0]] = lead
 
     # -- chains -------------------------------------------------------------------------------------
     def _chain_to(self, value, label):
@@ -224,7 +256,8 @@ class _Lowering:
         if value in self.open and not shared:
             return self.open.pop(value)
         start = self._materialize(value, label)
-        return State(g, self.dtype, self.shape[value], self.batch, self.fold, value in self.integer), start
+        return State(g, self.dtype, self.shape[value], self.batch, self.fold, value in self.integer,
+                     self.lead.get(value)), start
 
     def _materialize(self, value, label) -> str:
         """The Graph name of `value`, adding the layers of the chain that ends at it as nodes."""
@@ -260,7 +293,8 @@ class _Lowering:
     def _record(self, value):
         """Keep `value`'s full shape for the Shape nodes that may read it."""
         s = self.shape.get(value)
-        self.graph.shapes[value] = (self.batch, *s) if s is not None and None not in s else None
+        lead = self.lead.get(value, self.batch)
+        self.graph.shapes[value] = (lead, *s) if s is not None and None not in s else None
 
 
 def _load(source):

@@ -66,7 +66,7 @@ class Plan:
         ins = [b.input(i, shape, dt) for i, (shape, dt) in enumerate(zip(self.input_shapes, self.input_dtypes))]
         outs = model.lower(b, ins)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-        outs = [b.as_bm(o) if o.layout == "in" else o for o in outs]  # an input returned as it is
+        outs = [b.as_bm(o) if o.layout in ("in", "native") else o for o in outs]  # an input as it is; native: refused
         # inputs are taken in first (they read only the user's arrays), then the steps in order
         self.steps = ([s for s in b.steps if s.kind.startswith("ingest")] +
                       [s for s in b.steps if not s.kind.startswith("ingest")])

@@ -34,7 +34,7 @@ def bind(plan, batch: int) -> "_Program":
 
     def view(v: Value) -> np.ndarray:
         base = arrays[plan._slot_of[id(v.root)]][:v.features * batch]
-        return base.reshape((v.features, batch) if v.layout == "fm" else (batch, *v.shape))
+        return base.reshape(v.full_shape(batch))
 
     ingests, calls = [], []
     # OpenBLAS's threads spin for ~0.1 s after a threaded call, and a parallel Numba kernel that

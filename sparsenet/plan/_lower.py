@@ -10,7 +10,10 @@ evaluation mode, its output copied into the plan's buffer).
 Layouts are decided here, in one place. A value is one of
 - ``"in"``: a plan input, as the user gives it ([B, *shape], any float dtype);
 - ``"fm"``: feature-major [F, B] (batch contiguous), what every product reads and writes;
-- ``"bm"``: batch-major [B, *shape], what generic steps read and write and what users get.
+- ``"bm"``: batch-major [B, *shape], what generic steps read and write and what users get;
+- ``"native"``: an array whose batch is not its leading axis, as PyTorch's attention exports make
+  (``[T, B * H, D / H]``): `shape` is the whole shape at batch 1 and `batch_axis` the axis that
+  grows with the batch. Only generic steps read and write it; a plan output must be batch-major.
 The builder inserts the conversions (`ingest_*`, steps "fm_to_bm" and "bm_to_fm", both the `transpose` kernel) where a step needs the
 other layout; for batch 1 the two layouts have the same bytes, but the step still runs.
 """
@@ -36,10 +39,11 @@ class Value:
     `root` is the value that owns the buffer (itself, or the value an alias such as a Flatten or an
     in-place activation shares memory with); `readers` counts the steps and plan outputs that read it."""
 
-    __slots__ = ("shape", "layout", "dtype", "root", "producer", "readers", "index")
+    __slots__ = ("shape", "layout", "dtype", "root", "producer", "readers", "index", "batch_axis")
 
-    def __init__(self, shape, layout, dtype, root=None, producer=None):
-        self.shape = tuple(int(s) for s in shape)
+    def __init__(self, shape, layout, dtype, root=None, producer=None, batch_axis=None):
+        self.shape = tuple(int(s) for s in shape)  # "native": the whole shape at batch 1
+        self.batch_axis = batch_axis  # "native": the axis whose size is a multiple of the batch
         self.layout = layout
         self.dtype = np.dtype(dtype)
         self.root = self if root is None else root
@@ -50,6 +54,20 @@ class Value:
     @property
     def features(self) -> int:
         return math.prod(self.shape)
+
+    def full_shape(self, batch: int) -> tuple:
+        """The array's shape for `batch` samples (batch-major or feature-major, or native)."""
+        if self.layout == "native":
+            shape = list(self.shape)
+            shape[self.batch_axis] *= batch
+            return tuple(shape)
+        return (self.features, batch) if self.layout == "fm" else (batch, *self.shape)
+
+
+def _not_native(v: Value) -> None:
+    if v.layout == "native":
+        raise ShapeError(f"plan: a value of shape {list(v.shape)} (at batch 1) holds the batch on axis "
+                         f"{v.batch_axis}: it is not batch-major (a plan's outputs must be)")
 
 
 class Step:
@@ -84,6 +102,7 @@ class Builder:
 
     def alias(self, v: Value, shape) -> Value:
         """`v` seen with another sample shape of the same size (a Flatten): no step, no copy."""
+        _not_native(v)
         if v.layout == "fm" and len(shape) != 1:
             v = self.as_bm(v)
         a = Value(shape, v.layout, v.dtype, root=v.root, producer=v.producer)
@@ -92,6 +111,7 @@ class Builder:
 
     def as_fm(self, v: Value) -> Value:
         """`v` in feature-major layout (only flat samples: [F, B])."""
+        _not_native(v)
         if v.layout == "fm":
             return v
         key = (id(v), "fm")
@@ -105,6 +125,7 @@ class Builder:
 
     def as_bm(self, v: Value) -> Value:
         """`v` in batch-major layout."""
+        _not_native(v)
         if v.layout == "bm":
             return v
         key = (id(v), "bm")
@@ -125,6 +146,8 @@ class Builder:
     def product(self, layer: Module, weight, bias, v: Value) -> Value:
         """act(W @ v + bias) for a [M, K] weight format (the activation fused later, by `activation`)."""
         m, k = weight.shape
+        if v.layout == "native" or (len(v.shape) > 1 and v.shape[-1] == k):  # rows of a sequence
+            return self.generic(layer, [v])
         if v.shape != (k,):
             raise ShapeError(f"{layer.name}: expected input of shape [N, {k}], found [N, "
                              f"{', '.join(map(str, v.shape))}]")
@@ -142,6 +165,8 @@ class Builder:
         activation fused, and for batches the result moved to batch-major. Depthwise: the direct
         kernel (`kernels.dense_depthwise2d`) with bias and activation fused. Other groups, and a shape
         or dtype it does not take, run the layer's own forward (and its errors)."""
+        if v.layout == "native":
+            return self.generic(layer, [v])
         (kh, kw), s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
         w = layer.weight
         # The depthwise kernel takes a dense weight: a Dense one is the layer's own array (training in
@@ -166,6 +191,8 @@ class Builder:
     def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
+        if v.layout == "native":
+            return self.generic(layer, [v])
         step = v.producer
         fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add")
                                         or step.kind == "product" and v.layout == "fm")
@@ -183,6 +210,8 @@ class Builder:
         """A BatchNorm in evaluation mode (`layer`: its statistics, gamma, beta and eps are read at
         every call), in place when nothing else reads `v`, in either layout. A channel count or a
         dtype that does not fit runs the layer's own forward (and its errors)."""
+        if v.layout == "native":
+            return self.generic(layer, [v])
         if v.layout == "in":
             v = self.as_bm(v)
         if (not v.shape or v.shape[0] != layer.num_features or len(v.shape) != layer._ndim - 1
@@ -196,7 +225,7 @@ class Builder:
         """A MaxPool2d over a batch-major [C, H, W] value (a shape it does not take runs its own
         forward, which raises its error)."""
         (kh, kw), (sh, sw), p = layer.kernel_size, layer.stride, layer.padding
-        if len(v.shape) != 3 or v.shape[1] + 2 * p < kh or v.shape[2] + 2 * p < kw:
+        if v.layout == "native" or len(v.shape) != 3 or v.shape[1] + 2 * p < kh or v.shape[2] + 2 * p < kw:
             return self.generic(layer, [v])
         v = self.as_bm(v)
         c, h, w = v.shape
@@ -207,7 +236,7 @@ class Builder:
         """The sum of two values of one shape (a residual connection), into the first one's buffer
         when nothing else reads it; an activation after it fuses (`kernels.dense_add`). Both in
         feature-major layout if both are, else batch-major. Other cases run the layer's forward."""
-        if len(inputs) != 2 or inputs[0].shape != inputs[1].shape:
+        if len(inputs) != 2 or inputs[0].shape != inputs[1].shape or any(v.layout == "native" for v in inputs):
             return self.generic(layer, inputs)
         a, b = inputs
         if not (a.layout == "fm" and b.layout == "fm"):
@@ -220,20 +249,31 @@ class Builder:
 
     def global_avgpool(self, layer: Module, v: Value) -> Value:
         """The mean over H and W of a [C, H, W] value (`kernels.dense_global_avgpool`), batch-major."""
-        if len(v.shape) != 3:
+        if v.layout == "native" or len(v.shape) != 3:
             return self.generic(layer, [v])
         v = self.as_bm(v)
         out = Value((v.shape[0],), "bm", v.dtype)
         return self._emit(Step("global_avgpool", [v], out, layer.name))
 
     def generic(self, layer: Module, inputs: list[Value]) -> Value:
-        """`layer.forward` on batch-major inputs, in evaluation mode; its output's shape comes from a
-        zero sample (which also checks the shapes, with the layer's own errors)."""
-        xs = [self.as_bm(v) for v in inputs]
-        with inference(layer):
-            y = np.asarray(layer.forward(*[np.zeros((1, *x.shape), x.dtype) for x in xs]))
-        if y.dtype.kind != "f":
-            y = y.astype(self.dtype)
-        out = Value(y.shape[1:], "bm", y.dtype)
+        """`layer.forward` on batch-major (or native) inputs, in evaluation mode; its output's shape
+        comes from zero inputs of batch 1 and 2 (which also check the shapes, with the layer's own
+        errors): batch-major when its leading axis grows with the batch, native when another one does."""
+        xs = [v if v.layout == "native" else self.as_bm(v) for v in inputs]
         modules = [m for _, m in layer.named_modules()]
+        # an op that may move the batch (Reshape, Transpose...), or a native input: probed at batch 2 too
+        probe = any(x.layout == "native" for x in xs) or not all(getattr(m, "keeps_batch", True) for m in modules)
+        with inference(layer):
+            y1 = np.asarray(layer.forward(*[np.zeros(x.full_shape(1), x.dtype) for x in xs]))
+            y2 = (np.asarray(layer.forward(*[np.zeros(x.full_shape(2), x.dtype) for x in xs])) if probe
+                  else np.empty((2, *y1.shape[1:]), y1.dtype))  # the batch on axis 0, as the op declares
+        dtype = y1.dtype if y1.dtype.kind == "f" else self.dtype
+        grows = [k for k, (a, b) in enumerate(zip(y1.shape, y2.shape)) if a != b]
+        if y1.ndim != y2.ndim or len(grows) != 1 or y2.shape[grows[0]] != 2 * y1.shape[grows[0]]:
+            raise ShapeError(f"{layer.name}: its output ({list(y1.shape)} for one sample, {list(y2.shape)} for two) "
+                             f"does not hold the batch on one axis")
+        if grows[0] == 0 and y1.shape[0] == 1:
+            out = Value(y1.shape[1:], "bm", dtype)
+        else:
+            out = Value(y1.shape, "native", dtype, batch_axis=grows[0])
         return self._emit(Step("generic", xs, out, layer.name, module=layer, modules=modules))
