@@ -17,7 +17,7 @@ from ._jit import OPTIONS, serial_and_parallel
 from .epilogue import NONE, activate, epilogue_rows
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
-           "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
+           "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
            "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial"]
 
 _TILE = 64
@@ -135,6 +135,48 @@ def dense_global_avgpool(x, out):
             for s in range(np.uintp(0), np.uintp(ns)):
                 total += row[s]
             out[b, c] = total / ns
+
+
+@numba.njit(**OPTIONS)
+def dense_layernorm(x, gamma, beta, eps, out):
+    """out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for each row of x [R, D] (mean and
+    biased variance of the row, accumulated in float64 as NumPy's reference does). `out` may be `x`.
+    A transformer's LayerNorm over each token. Serial."""
+    nr, d = x.shape
+    for r in range(nr):
+        xr, orow = x[r], out[r]
+        total = 0.0
+        for j in range(np.uintp(0), np.uintp(d)):
+            total += xr[j]
+        mean = total / d
+        sq = 0.0
+        for j in range(np.uintp(0), np.uintp(d)):
+            t = xr[j] - mean
+            sq += t * t
+        inv = 1.0 / np.sqrt(sq / d + eps)
+        for j in range(np.uintp(0), np.uintp(d)):
+            orow[j] = (xr[j] - mean) * inv * gamma[j] + beta[j]
+
+
+@numba.njit(**OPTIONS)
+def dense_softmax_rows(x, out):
+    """out[r] = softmax(x[r]) for each row of x [R, C] (the row's max subtracted first). `out` may be
+    `x`. Attention's softmax over the keys. Serial."""
+    nr, nc = x.shape
+    for r in range(nr):
+        xr, orow = x[r], out[r]
+        top = xr[0]
+        for j in range(np.uintp(1), np.uintp(nc)):
+            if xr[j] > top:
+                top = xr[j]
+        total = 0.0
+        for j in range(np.uintp(0), np.uintp(nc)):
+            e = np.exp(xr[j] - top)
+            orow[j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(np.uintp(0), np.uintp(nc)):
+            orow[j] *= inv
 
 
 def _dense_depthwise2d(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):

@@ -370,6 +370,18 @@ class Softmax(Module):
         y = self._y
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
 
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        """Over the last axis: a kernel over the rows; over another, this layer's forward."""
+        x = xs[0]
+        if self.axis in (-1, x.ndim - 1) and x.flags.c_contiguous and out.flags.c_contiguous and x.shape[-1]:
+            from ..kernels import dense_softmax_rows
+
+            return dense_softmax_rows, (x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
+        return _softmax_into, (self, x, out)
+
     def spec(self):
         return {"axis": self.axis}, {}
 
@@ -382,3 +394,7 @@ class Softmax(Module):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
+
+
+def _softmax_into(layer, x, out):
+    np.copyto(out, layer.forward(x))

@@ -127,6 +127,9 @@ class _WithConstant(Module):
                              f"{list(x.shape)}")
         return x
 
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
     def _grad_value(self, g) -> None:
         if self.trainable:
             self.value.grad += unbroadcast(g, self.value.data.shape)
@@ -164,6 +167,9 @@ class Shift(_WithConstant):
         self._grad_value(grad)
         return grad
 
+    def bound_call(self, xs, out):  # the value's own array: trained in place, seen
+        return np.add, (xs[0], self.array, out)
+
 
 class Scale(_WithConstant):
     """``x * value`` (attention's 1/sqrt(d) when not trainable, a learned gain when trainable).
@@ -183,3 +189,6 @@ class Scale(_WithConstant):
         if self.trainable:
             self._grad_value(grad * self._x)
         return grad * self.array
+
+    def bound_call(self, xs, out):
+        return np.multiply, (xs[0], self.array, out)

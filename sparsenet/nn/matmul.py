@@ -41,5 +41,11 @@ class MatMul(Module):
         gb = np.matmul(np.swapaxes(a, -1, -2), grad)
         return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        return np.matmul, (xs[0], xs[1], out)
+
     def to_onnx(self, onnx, prefix, inputs):
         return onnx.node("MatMul", inputs, prefix)

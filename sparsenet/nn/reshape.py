@@ -55,6 +55,9 @@ class Reshape(Module):
     def backward(self, grad):
         return np.asarray(grad).reshape(self._in_shape)
 
+    def lower(self, builder, inputs):  # the same bytes seen with another shape: no step
+        return builder.reshape(self, inputs[0])
+
     def spec(self):
         return {"shape": list(self.shape)}, {}
 
@@ -94,6 +97,13 @@ class Transpose(Module):
 
     def backward(self, grad):
         return np.asarray(grad).transpose(self._inverse)
+
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        """The plan's call: the permuted view of the bound input buffer copied into the output."""
+        return np.copyto, (out, xs[0].transpose(self.perm))
 
     def spec(self):
         return {"perm": list(self.perm)}, {}
@@ -148,6 +158,12 @@ class Slice(Module):
         out = np.zeros(self._in_shape, dtype=grad.dtype)
         out[self._where] = grad
         return out
+
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        return np.copyto, (out, xs[0][self._index(xs[0])])
 
     def spec(self):
         return {"axis": self.axis, "start": self.start, "stop": self.stop}, {}

@@ -50,7 +50,7 @@ def bind(plan, batch: int) -> "_Program":
     # parallel kernels below QUIET_MIN_WORK run serial (the zoo CNN at batch 64 unfolds its input
     # before each BLAS product).
     after_blas = ["caller"]
-    weighted = [s for s in plan.steps if s.kind in ("product", "conv2d", "depthwise2d")]
+    weighted = [s for s in plan.steps if s.kind in ("product", "rows_product", "conv2d", "depthwise2d")]
     blas_anywhere = any(s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT for s in weighted
                         if s.kind != "depthwise2d")
     all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
@@ -94,6 +94,25 @@ def bind(plan, batch: int) -> "_Program":
             raw, weights = p["weight"].product(batch)
             kern = choose(raw, p["weight"].nnz * batch)
             calls.append((kern, (*weights, view(src[0]), view(dst), p["bias"], p["act"], p["alpha"])))
+        elif step.kind == "rows_product":
+            p = step.params
+            x, y = view(src[0]), view(dst)
+            m, k = p["weight"].shape
+            n = x.size // k  # rows: the batch times the rows of a sample
+            xt, yt = np.empty((k, n), x.dtype), np.empty((m, n), y.dtype)  # feature-major, bound once
+            raw, weights = p["weight"].product(n)
+            kern = choose(raw, p["weight"].nnz * n)
+            calls.append((layout.transpose, (x.reshape(n, k), xt)))
+            calls.append((kern, (*weights, xt, yt, p["bias"], p["act"], p["alpha"])))
+            calls.append((layout.transpose, (yt, y.reshape(n, m))))
+        elif step.kind == "layernorm":
+            m = step.params["module"]
+            d = m.normalized_shape[0]
+            calls.append((kernels.dense_layernorm, (view(src[0]).reshape(-1, d), m.weight.data, m.bias.data, m.eps,
+                                                    view(dst).reshape(-1, d))))
+        elif step.kind == "bound":
+            calls.append(step.params["module"].bound_call([view(v) for v in src], view(dst)))
+            after_blas[0] = "plan"  # NumPy's matmul calls BLAS
         elif step.kind == "conv2d":
             p = step.params
             x, y = view(src[0]), view(dst)
@@ -209,8 +228,13 @@ class _Program:
 
 
 def _columns(step, batch: int) -> int:
-    """The columns of a product or convolution step's product: the batch, or batch * oh * ow."""
-    return batch if step.kind == "product" else batch * step.writes.shape[1] * step.writes.shape[2]
+    """The columns of a product or convolution step's product: the batch, the rows of a sequence
+    (batch * rows per sample), or batch * oh * ow."""
+    if step.kind == "product":
+        return batch
+    if step.kind == "rows_product":
+        return batch * step.reads[0].features // step.params["weight"].shape[1]
+    return batch * step.writes.shape[1] * step.writes.shape[2]
 
 
 def _may_run_parallel(raw, kern) -> bool:

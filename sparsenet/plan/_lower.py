@@ -147,7 +147,7 @@ class Builder:
         """act(W @ v + bias) for a [M, K] weight format (the activation fused later, by `activation`)."""
         m, k = weight.shape
         if v.layout == "native" or (len(v.shape) > 1 and v.shape[-1] == k):  # rows of a sequence
-            return self.generic(layer, [v])
+            return self.rows_product(layer, weight, bias, v)
         if v.shape != (k,):
             raise ShapeError(f"{layer.name}: expected input of shape [N, {k}], found [N, "
                              f"{', '.join(map(str, v.shape))}]")
@@ -158,6 +158,53 @@ class Builder:
         out = Value((m,), "fm", weight.dtype)
         return self._emit(Step("product", [x], out, f"{layer.name}: {weight.spec}",
                                weight=weight, bias=b, act=epilogue.NONE, alpha=0.0))
+
+    def rows_product(self, layer: Module, weight, bias, v: Value) -> Value:
+        """act(x @ W.T + bias) for every row of a batch-major [..., K] value or a native one (a
+        Linear over the tokens of a sequence): the rows moved feature-major, the weight format's
+        product on them (bias and activation fused), and back (`kernels.layout.transpose`)."""
+        m, k = weight.shape
+        if v.layout == "in":
+            v = self.as_bm(v)
+        if v.layout == "fm" or not v.shape or v.shape[-1] != k or v.dtype != weight.dtype:
+            return self.generic(layer, [v])
+        shape = (*v.shape[:-1], m)
+        out = Value(shape, v.layout, weight.dtype, batch_axis=v.batch_axis)
+        b = epilogue.no_bias(weight.dtype) if bias is None else bias
+        return self._emit(Step("rows_product", [v], out, f"{layer.name}: {weight.spec} over rows",
+                               weight=weight, bias=b, act=epilogue.NONE, alpha=0.0))
+
+    def layernorm(self, layer: Module, v: Value) -> Value:
+        """A LayerNorm over the last axis of a batch-major or native value (`kernels.dense_layernorm`),
+        in place when nothing else reads `v`; other cases run the layer's forward."""
+        if v.layout in ("in", "fm"):
+            v = self.as_bm(v)
+        d = layer.normalized_shape
+        if (len(d) != 1 or not layer.elementwise_affine or not v.shape or v.shape[-1] != d[0]
+                or v.dtype != layer.weight.data.dtype):
+            return self.generic(layer, [v])
+        in_place = _writable(v)
+        out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None, batch_axis=v.batch_axis)
+        return self._emit(Step("layernorm", [v], out, layer.name, module=layer))
+
+    def reshape(self, layer: Module, v: Value) -> Value:
+        """A Reshape: the same bytes seen with another shape (no step), batch-major or native as the
+        probe of `generic` finds; a feature-major value is moved batch-major first."""
+        if v.layout in ("in", "fm"):
+            v = self.as_bm(v)
+        shape, batch_axis = self._probe(layer, [v])
+        layout = "bm" if batch_axis is None else "native"
+        a = Value(shape, layout, v.dtype, root=v.root, producer=v.producer, batch_axis=batch_axis)
+        return a
+
+    def bound(self, layer: Module, inputs: list[Value]) -> Value:
+        """A step whose call the module makes at binding (`Module.bound_call(views, out)`: one NumPy
+        or Numba call on the bound buffers, e.g. a Transpose's copy), batch-major or native inputs."""
+        xs = [v if v.layout == "native" else self.as_bm(v) for v in inputs]
+        shape, batch_axis = self._probe(layer, xs)
+        dtype = xs[0].dtype
+        out = Value(shape, "bm" if batch_axis is None else "native", dtype, batch_axis=batch_axis)
+        return self._emit(Step("bound", xs, out, layer.name, module=layer))
 
     def conv2d(self, layer: Module, v: Value) -> Value:
         """act(conv(v) + bias) for a Conv2d over a batch-major [C, H, W] value. Without groups: the
@@ -191,10 +238,8 @@ class Builder:
     def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
-        if v.layout == "native":
-            return self.generic(layer, [v])
         step = v.producer
-        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add")
+        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add", "rows_product")
                                         or step.kind == "product" and v.layout == "fm")
         if (fusable and step.writes is v and step.params["act"] == epilogue.NONE and v.readers == 1):
             step.params.update(act=act, alpha=float(alpha))
@@ -203,7 +248,7 @@ class Builder:
         if v.layout == "in":
             v = self.as_bm(v)
         in_place = _writable(v)
-        out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None)
+        out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None, batch_axis=v.batch_axis)
         return self._emit(Step("activation", [v], out, layer.name, act=act, alpha=float(alpha)))
 
     def batchnorm(self, layer: Module, v: Value) -> Value:
@@ -236,15 +281,17 @@ class Builder:
         """The sum of two values of one shape (a residual connection), into the first one's buffer
         when nothing else reads it; an activation after it fuses (`kernels.dense_add`). Both in
         feature-major layout if both are, else batch-major. Other cases run the layer's forward."""
-        if len(inputs) != 2 or inputs[0].shape != inputs[1].shape or any(v.layout == "native" for v in inputs):
+        if len(inputs) != 2 or inputs[0].shape != inputs[1].shape or (
+                any(v.layout == "native" for v in inputs) and not (
+                    inputs[0].layout == inputs[1].layout and inputs[0].batch_axis == inputs[1].batch_axis)):
             return self.generic(layer, inputs)
         a, b = inputs
-        if not (a.layout == "fm" and b.layout == "fm"):
+        if not (a.layout == b.layout and a.layout in ("fm", "native")):
             a, b = self.as_bm(a), self.as_bm(b)
         if a.dtype != self.dtype or b.dtype != self.dtype:
             return self.generic(layer, inputs)
         in_place = _writable(a) and a.root is not b.root
-        out = Value(a.shape, a.layout, a.dtype, root=a.root if in_place else None)
+        out = Value(a.shape, a.layout, a.dtype, root=a.root if in_place else None, batch_axis=a.batch_axis)
         return self._emit(Step("add", [a, b], out, layer.name, act=epilogue.NONE, alpha=0.0))
 
     def global_avgpool(self, layer: Module, v: Value) -> Value:
@@ -260,8 +307,17 @@ class Builder:
         comes from zero inputs of batch 1 and 2 (which also check the shapes, with the layer's own
         errors): batch-major when its leading axis grows with the batch, native when another one does."""
         xs = [v if v.layout == "native" else self.as_bm(v) for v in inputs]
+        shape, batch_axis, dtype = self._probe(layer, xs, with_dtype=True)
+        out = Value(shape, "bm" if batch_axis is None else "native", dtype, batch_axis=batch_axis)
         modules = [m for _, m in layer.named_modules()]
-        # an op that may move the batch (Reshape, Transpose...), or a native input: probed at batch 2 too
+        return self._emit(Step("generic", xs, out, layer.name, module=layer, modules=modules))
+
+    def _probe(self, layer: Module, xs: list[Value], with_dtype: bool = False):
+        """(shape, batch axis or None, [dtype]) of `layer`'s output for inputs `xs`, from zero inputs:
+        one sample's shape when the output is batch-major, else the whole shape at batch 1 and the axis
+        that grows with the batch. Ops that may move the batch (``keeps_batch`` False) and native
+        inputs are run at batch 2 as well."""
+        modules = [m for _, m in layer.named_modules()]
         probe = any(x.layout == "native" for x in xs) or not all(getattr(m, "keeps_batch", True) for m in modules)
         with inference(layer):
             y1 = np.asarray(layer.forward(*[np.zeros(x.full_shape(1), x.dtype) for x in xs]))
@@ -272,8 +328,5 @@ class Builder:
         if y1.ndim != y2.ndim or len(grows) != 1 or y2.shape[grows[0]] != 2 * y1.shape[grows[0]]:
             raise ShapeError(f"{layer.name}: its output ({list(y1.shape)} for one sample, {list(y2.shape)} for two) "
                              f"does not hold the batch on one axis")
-        if grows[0] == 0 and y1.shape[0] == 1:
-            out = Value(y1.shape[1:], "bm", dtype)
-        else:
-            out = Value(y1.shape, "native", dtype, batch_axis=grows[0])
-        return self._emit(Step("generic", xs, out, layer.name, module=layer, modules=modules))
+        shape, axis = (y1.shape[1:], None) if grows[0] == 0 and y1.shape[0] == 1 else (y1.shape, grows[0])
+        return (shape, axis, dtype) if with_dtype else (shape, axis)
