@@ -469,3 +469,84 @@ def test_depthwise_kernels_match_their_reference(b, c, mult, h, w, k, s, pad, di
         gw = _garbage(wt.shape, dtype)
         gw_kern(g, x, gw, *geometry)
         np.testing.assert_allclose(gw, ref_gw, **tol)
+
+
+_EXP_ACTS = ("sigmoid", "silu", "gelu_tanh", "gelu_erf", "tanh")
+
+
+@SETTINGS
+@given(n=st.integers(0, 70), scale=st.sampled_from([1e-4, 1.0, 4.0, 30.0, 200.0]), seed=st.integers(0, 2**16))
+def test_the_vectorised_exp_and_its_activations_match_float64(n, scale, seed):
+    """exp_f32 (clamped to [-87, 88]) within 3e-7 relative of float64 exp; the exp-based float32
+    activations (sigmoid, SiLU, both GELUs, tanh) within 1e-6 of the float64 reference, lengths
+    0-70 and magnitudes from 1e-4 to 200 (the tails of every formula included); the epilogue takes
+    that path for float32 rows of 8 values or more and gives the same values."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * scale).astype(np.float32)
+    e = x.copy()
+    kernels.epilogue.exp_f32(e, np.empty(n, np.int32))
+    want = np.exp(np.clip(x.astype(np.float64), -87, 88))
+    np.testing.assert_allclose(e, want, rtol=3e-7, atol=0)
+    for name in _EXP_ACTS:
+        act = ACTIVATIONS[name]
+        with np.errstate(over="ignore"):  # the reference's exp(-y) overflows to inf: its value is right
+            ref = activate_ref(x, act)
+        got = x.copy()
+        kernels.epilogue.transcendental_f32(got, act, np.empty(n, np.float32), np.empty(n, np.int32))
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6, err_msg=name)
+        rows = np.tile(x, (2, 1))
+        kernels.dense_epilogue_serial(rows, no_bias(np.float32), act, 0.0)
+        np.testing.assert_allclose(rows, np.tile(ref, (2, 1)), rtol=1e-6, atol=1e-6, err_msg=f"{name} epilogue")
+
+
+@SETTINGS
+@given(n=st.integers(0, 9), m=st.integers(0, 20), act=st.integers(0, len(ACTIVATIONS) - 1),
+       bias=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_dense_epilogue_t_adds_a_bias_per_column(n, m, act, bias, dtype, seed):
+    """dense_epilogue_t: act(out + bias[None, :]) in place over [N, M] rows (a Linear over tokens)."""
+    rng = np.random.default_rng(seed)
+    out = rng.standard_normal((n, m)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype) if bias else no_bias(dtype)
+    want = activate_ref(out.astype(np.float64) + (b if bias else 0), act, 0.1)
+    kernels.dense_epilogue_t(out, b, act, 0.1)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(a=st.integers(0, 3), r=st.integers(0, 5), c=st.integers(0, 40), dtype=st.sampled_from(DTYPES),
+       in_place=st.booleans(), seed=st.integers(0, 2**16))
+def test_row_kernels_of_the_transformer_match_numpy(a, r, c, dtype, in_place, seed):
+    """dense_mean_axis (mean over the middle axis), dense_softmax_rows and dense_layernorm (rows,
+    in place or not) against NumPy in float64, empty shapes included."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((a, r, c)) * 5).astype(dtype)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    out = _garbage((a, c), dtype)
+    kernels.dense_mean_axis(x, out)
+    if r:
+        np.testing.assert_allclose(out, x.astype(np.float64).mean(axis=1), **tol)
+    rows = x.reshape(a * r, c)
+    if c:
+        x64 = rows.astype(np.float64)
+        soft = np.exp(x64 - x64.max(axis=1, keepdims=True))
+        soft /= soft.sum(axis=1, keepdims=True)
+        got = rows.copy() if in_place else _garbage(rows.shape, dtype)
+        kernels.dense_softmax_rows(rows.copy() if not in_place else got, got)
+        np.testing.assert_allclose(got, soft, **tol)
+        gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        mean, var = x64.mean(axis=1, keepdims=True), x64.var(axis=1, keepdims=True)
+        norm = (x64 - mean) / np.sqrt(var + 1e-5) * gamma + beta
+        got = rows.copy() if in_place else _garbage(rows.shape, dtype)
+        kernels.dense_layernorm(rows.copy() if not in_place else got, gamma, beta, 1e-5, got)
+        np.testing.assert_allclose(got, norm, rtol=2e-5 if dtype == np.float32 else 1e-10,
+                                   atol=2e-5 if dtype == np.float32 else 1e-10)
+
+
+@SETTINGS
+@given(rows=st.lists(st.integers(-3, 12), max_size=12), m=st.integers(0, 10),
+       dtype=st.sampled_from([np.int64, np.int32, np.intp]))
+def test_first_row_outside_finds_the_first_bad_index(rows, m, dtype):
+    r = np.array(rows, dtype=dtype)
+    bad = np.flatnonzero((r < 0) | (r >= m))
+    assert kernels.gather.first_row_outside(r, m) == (int(bad[0]) if bad.size else -1)

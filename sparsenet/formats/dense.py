@@ -24,6 +24,14 @@ def _blas_product(w, x, out, bias, act, alpha):
         kernels.dense_epilogue_serial(out, bias, act, alpha)
 
 
+def _blas_rows_product(w, x, out, bias, act, alpha):
+    """out[N, M] = act(x[N, K] @ w.T + bias): a Linear over rows (the tokens of a sequence) in BLAS,
+    with no move to feature-major and back, then the epilogue per row (`kernels.dense_epilogue_t`)."""
+    np.matmul(x, w.T, out=out)
+    if act != 0 or bias.shape[0]:
+        kernels.dense_epilogue_t(out, bias, act, alpha)
+
+
 class Dense(WeightFormat):
     """A dense weight matrix.
 

@@ -11,7 +11,7 @@ import types
 
 import numba
 
-__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS", "PARALLEL"]
+__all__ = ["serial_and_parallel", "launch", "PARALLEL_MIN_WORK", "OPTIONS", "VECTOR_OPTIONS", "PARALLEL"]
 
 # Below this many multiply-adds (nnz * batch) the serial kernel is used: thread start-up and
 # synchronisation cost more than they save on small layers. Measured with
@@ -25,6 +25,10 @@ PARALLEL_MIN_WORK = int(os.environ.get("SPARSENET_PARALLEL_MIN_WORK", 1 << 14))
 
 # Options of every kernel (kernels only ever see validated inputs).
 OPTIONS = dict(cache=True, fastmath=True, boundscheck=False, nogil=True)
+# ... and of kernels that divide inside a loop LLVM should vectorise: Python's error model checks
+# every float division for zero (to raise ZeroDivisionError), which keeps the loop scalar (GELU's
+# erfc, 3.7 -> 0.5 ns per value); NumPy's gives inf or nan as NumPy does.
+VECTOR_OPTIONS = dict(OPTIONS, error_model="numpy")
 
 
 def _renamed(fn, suffix):

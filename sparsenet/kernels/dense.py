@@ -13,11 +13,11 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._jit import OPTIONS, serial_and_parallel
-from .epilogue import NONE, activate, epilogue_rows
+from ._jit import OPTIONS, VECTOR_OPTIONS, serial_and_parallel
+from .epilogue import NONE, activate, epilogue_rows, exp_f32
 
-__all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_batchnorm",
-           "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
+__all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
+           "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_grad_input",
            "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial"]
 
 _TILE = 64
@@ -61,6 +61,19 @@ def _dense_epilogue(out, bias, act, alpha):
     m = out.shape[0]
     for i in prange(m):
         epilogue_rows(out, i, i + 1, bias, act, alpha)
+
+
+@numba.njit(**OPTIONS)
+def dense_epilogue_t(out, bias, act, alpha):
+    """out[N, M] = act(out + bias[None, :]) in place: the epilogue of a row-major product
+    ``x @ W.T`` (a Linear over the tokens of a sequence, after BLAS), bias per column. Serial."""
+    n, m = out.shape
+    if bias.shape[0] != 0:
+        for r in range(n):
+            row = out[r]
+            for j in range(np.uintp(0), np.uintp(m)):
+                row[j] += bias[j]
+    epilogue_rows(out.reshape(1, n * m), 0, 1, bias[:0], act, alpha)  # one pass over the whole block
 
 
 @numba.njit(**OPTIONS)
@@ -137,7 +150,7 @@ def dense_global_avgpool(x, out):
             out[b, c] = total / ns
 
 
-@numba.njit(**OPTIONS)
+@numba.njit(**VECTOR_OPTIONS)
 def dense_layernorm(x, gamma, beta, eps, out):
     """out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for each row of x [R, D] (mean and
     biased variance of the row, accumulated in float64 as NumPy's reference does). `out` may be `x`.
@@ -159,10 +172,29 @@ def dense_layernorm(x, gamma, beta, eps, out):
 
 
 @numba.njit(**OPTIONS)
+def dense_mean_axis(x, out):
+    """out[a, c] = mean over r of x[a, r, c] (x [A, R, C], out [A, C]): a mean over a run of
+    consecutive axes, seen as the middle one (a text classifier's pooling over tokens). Serial."""
+    na, nr, nc = x.shape
+    inv = 1.0 / nr if nr else np.nan
+    for a in range(na):
+        orow = out[a]
+        for c in range(np.uintp(0), np.uintp(nc)):
+            orow[c] = 0
+        for r in range(nr):
+            xr = x[a, r]
+            for c in range(np.uintp(0), np.uintp(nc)):
+                orow[c] += xr[c]
+        for c in range(np.uintp(0), np.uintp(nc)):
+            orow[c] *= inv
+
+
+@numba.njit(**VECTOR_OPTIONS)
 def dense_softmax_rows(x, out):
     """out[r] = softmax(x[r]) for each row of x [R, C] (the row's max subtracted first). `out` may be
-    `x`. Attention's softmax over the keys. Serial."""
+    `x`. Attention's softmax over the keys; float32 rows use `epilogue.exp_f32`. Serial."""
     nr, nc = x.shape
+    bits = np.empty(nc, np.int32)
     for r in range(nr):
         xr, orow = x[r], out[r]
         top = xr[0]
@@ -170,10 +202,17 @@ def dense_softmax_rows(x, out):
             if xr[j] > top:
                 top = xr[j]
         total = 0.0
-        for j in range(np.uintp(0), np.uintp(nc)):
-            e = np.exp(xr[j] - top)
-            orow[j] = e
-            total += e
+        if x.itemsize == 4:  # float32: the vectorised exp, in place on the output row
+            for j in range(np.uintp(0), np.uintp(nc)):
+                orow[j] = xr[j] - top
+            exp_f32(orow, bits)
+            for j in range(np.uintp(0), np.uintp(nc)):
+                total += orow[j]
+        else:
+            for j in range(np.uintp(0), np.uintp(nc)):
+                e = np.exp(xr[j] - top)
+                orow[j] = e
+                total += e
         inv = 1.0 / total
         for j in range(np.uintp(0), np.uintp(nc)):
             orow[j] *= inv

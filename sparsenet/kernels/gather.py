@@ -14,18 +14,28 @@ import numpy as np
 
 from ._jit import OPTIONS
 
-__all__ = ["dense_gather", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
+__all__ = ["first_row_outside", "dense_gather", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
            "csr_scatter_add", "gather_ref", "scatter_add_ref"]
+
+
+@numba.njit(**OPTIONS)
+def first_row_outside(rows, m):
+    """The position of the first entry of `rows` outside [0, m), or -1 if every row lies in the
+    table: the check a compiled plan makes before each gather (one pass, no copies)."""
+    for r in range(rows.shape[0]):
+        if rows[r] < 0 or rows[r] >= m:
+            return r
+    return -1
 
 
 @numba.njit(**OPTIONS)
 def dense_gather(w, rows, out):
     """out[r, :] = w[rows[r], :] (w [M, D], out [R, D])."""
-    d = w.shape[1]
+    d = np.uintp(w.shape[1])
     for r in range(rows.shape[0]):
-        i = np.uintp(rows[r])
-        for j in range(d):
-            out[r, j] = w[i, j]
+        src, dst = w[np.uintp(rows[r])], out[r]
+        for j in range(np.uintp(0), d):
+            dst[j] = src[j]
 
 
 @numba.njit(**OPTIONS)

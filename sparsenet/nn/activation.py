@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError, ModelFileError, ShapeError
+from .. import kernels
 from ..kernels import epilogue
 from ._spec import field, number
 from .module import Module, as_float, grad_enabled
@@ -377,9 +378,7 @@ class Softmax(Module):
         """Over the last axis: a kernel over the rows; over another, this layer's forward."""
         x = xs[0]
         if self.axis in (-1, x.ndim - 1) and x.flags.c_contiguous and out.flags.c_contiguous and x.shape[-1]:
-            from ..kernels import dense_softmax_rows
-
-            return dense_softmax_rows, (x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
+            return kernels.dense_softmax_rows, (x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
         return _softmax_into, (self, x, out)
 
     def spec(self):

@@ -60,6 +60,20 @@ class Embedding(WeightedLayer):
         p.data[...] = rng.standard_normal(p.data.shape).astype(p.data.dtype)
         p.apply_mask()
 
+    def _gather(self, rows, out) -> None:
+        """out[r] = table[rows[r]] for checked rows, in the table's format."""
+        w = self.weight
+        if isinstance(w, Dense):
+            gather.dense_gather(w.data, rows, out)
+        elif isinstance(w, CSR):
+            out[...] = 0
+            gather.csr_gather(w.data, w.indices, w.indptr, rows, out)
+        elif isinstance(w, QDense):
+            gather.dense_i8_gather(w.data, w.scales, rows, out)
+        else:  # QCSR
+            out[...] = 0
+            gather.csr_i8_gather(w.data, w.indices, w.indptr, w.scales, rows, out)
+
     def _check_indices(self, x) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "iu":
@@ -76,20 +90,18 @@ class Embedding(WeightedLayer):
     def forward(self, x):
         x = np.asarray(x)
         rows = self._check_indices(x)
-        w = self.weight
         out = np.empty((rows.size, self.embedding_dim), dtype=self.dtype)
-        if isinstance(w, Dense):
-            np.take(w.data, rows, axis=0, out=out)
-        elif isinstance(w, CSR):
-            out[...] = 0
-            gather.csr_gather(w.data, w.indices, w.indptr, rows, out)
-        elif isinstance(w, QDense):
-            gather.dense_i8_gather(w.data, w.scales, rows, out)
-        else:  # QCSR
-            out[...] = 0
-            gather.csr_i8_gather(w.data, w.indices, w.indptr, w.scales, rows, out)
+        self._gather(rows, out)
         self._save(_rows=rows, _index_shape=x.shape)
         return out.reshape(*x.shape, self.embedding_dim)
+
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        """The plan's call: the indices checked and the rows gathered into the bound output, from
+        the table this layer holds at the time of the call (pruned or quantized in place: seen)."""
+        return _gather_into, (self, xs[0].reshape(-1), out.reshape(-1, self.embedding_dim))
 
     def backward(self, grad):
         w = self.weight
@@ -123,3 +135,11 @@ class Embedding(WeightedLayer):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings} x {self.embedding_dim}, {self._format_repr()}"
+
+
+def _gather_into(layer, rows, out):
+    """A plan's Embedding call: `rows` (the bound integer input) checked against the table, then
+    gathered (an index outside the table raises DataError, as the layer's forward does)."""
+    if gather.first_row_outside(rows, layer.num_embeddings) >= 0:
+        layer._check_indices(rows)  # raises the layer's error, naming the index
+    layer._gather(rows, out)

@@ -95,8 +95,18 @@ class Concat(Module):
     def from_spec(cls, spec, arrays, where):
         return cls(field(spec, "axis", int, where))
 
+    def lower(self, builder, inputs):
+        return builder.bound(self, inputs)
+
+    def bound_call(self, xs, out):
+        return _concatenate, (xs, self.axis, out)
+
     def to_onnx(self, onnx, prefix, inputs):
         return onnx.node("Concat", inputs, prefix, axis=self.axis)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
+
+
+def _concatenate(xs, axis, out):
+    np.concatenate(xs, axis=axis, out=out)

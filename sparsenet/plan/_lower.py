@@ -201,8 +201,7 @@ class Builder:
         """A step whose call the module makes at binding (`Module.bound_call(views, out)`: one NumPy
         or Numba call on the bound buffers, e.g. a Transpose's copy), batch-major or native inputs."""
         xs = [v if v.layout == "native" else self.as_bm(v) for v in inputs]
-        shape, batch_axis = self._probe(layer, xs)
-        dtype = xs[0].dtype
+        shape, batch_axis, dtype = self._probe(layer, xs, with_dtype=True)
         out = Value(shape, "bm" if batch_axis is None else "native", dtype, batch_axis=batch_axis)
         return self._emit(Step("bound", xs, out, layer.name, module=layer))
 
