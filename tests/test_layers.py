@@ -235,6 +235,67 @@ def test_avgpool2d_without_the_padding_in_the_count(kernel, stride, padding):
     check_layer_gradients(layer, x, reference=pool_ref(np.nanmean, np.nan, kernel, stride or kernel, padding))
 
 
+CEIL_POOLS = [  # kernel, stride, padding, input h x w: ceil mode adds a last, overhanging window
+    ((2, 2), (2, 2), 0, (5, 7)),
+    ((3, 3), (2, 2), 1, (6, 6)),   # PyTorch's rule drops a window that would start in the padding
+    ((3, 2), (2, 3), 1, (7, 5)),
+    ((2, 2), (2, 2), 0, (4, 4)),   # sizes where ceil and floor agree
+]
+
+
+def _ceil_pool_ref(kind, kernel, stride, pad, include_pad):
+    """Each output window explicitly: the input elements inside it (max or mean), the divisor of
+    a mean counting the padding when `include_pad` but never what overhangs the padded input."""
+    (kh, kw), (sh, sw) = kernel, stride
+
+    def size(n, k, s):
+        o = -(-(n + 2 * pad - k) // s) + 1
+        return o - 1 if (o - 1) * s >= n + pad else o
+
+    def ref(x):
+        h, w = x.shape[2:]
+        oh, ow = size(h, kh, sh), size(w, kw, sw)
+        out = np.zeros(x.shape[:2] + (oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                r0, c0 = i * sh - pad, j * sw - pad
+                rows, cols = slice(max(r0, 0), min(r0 + kh, h)), slice(max(c0, 0), min(c0 + kw, w))
+                win = x[:, :, rows, cols]
+                if kind == "max":
+                    out[:, :, i, j] = win.max(axis=(2, 3))
+                    continue
+                if include_pad:
+                    n = (min(r0 + kh, h + pad) - r0) * (min(c0 + kw, w + pad) - c0)
+                else:
+                    n = win.shape[2] * win.shape[3]
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / n
+        return out
+    return ref
+
+
+@pytest.mark.parametrize("kernel,stride,padding,hw", CEIL_POOLS)
+@pytest.mark.parametrize("kind", ["max", "avg-include-pad", "avg-exclude-pad"])
+def test_ceil_mode_pools(kind, kernel, stride, padding, hw):
+    """MaxPool2d and AvgPool2d with ceil_mode against an explicit reference (forward and gradients
+    by finite differences), against PyTorch, and through a compiled plan and a model file spec."""
+    x = no_ties(np.random.default_rng(3), (2, 2, *hw))
+    include = kind == "avg-include-pad"
+    layer = (MaxPool2d(kernel, stride, padding, ceil_mode=True) if kind == "max" else
+             AvgPool2d(kernel, stride, padding, count_include_pad=include, ceil_mode=True))
+    check_layer_gradients(layer, x, reference=_ceil_pool_ref(kind[:3], kernel, stride, padding, include))
+    assert layer.out_size(hw[0], 0) == layer.forward(x).shape[2]
+    spec, arrays = layer.spec()
+    assert spec["ceil_mode"] is True and type(layer).from_spec(spec, arrays, "test").ceil_mode
+    try:
+        import torch
+    except ImportError:
+        return
+    t = torch.from_numpy(x)
+    want = (torch.nn.functional.max_pool2d(t, kernel, stride, padding, ceil_mode=True) if kind == "max" else
+            torch.nn.functional.avg_pool2d(t, kernel, stride, padding, ceil_mode=True, count_include_pad=include))
+    np.testing.assert_allclose(layer.forward(x), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_global_avgpool2d():
     x = np.random.default_rng(2).standard_normal((3, 4, 3, 5))
     check_layer_gradients(GlobalAvgPool2d(), x, reference=lambda v: v.mean(axis=(2, 3)))

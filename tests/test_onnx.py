@@ -165,6 +165,12 @@ CNN_CASES = {
                           ["MaxPool2d"]),
     "maxpool-ceil-same-size": ([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
                                ["MaxPool2d"]),
+    "maxpool-ceil-overhangs": ([("MaxPool", [], {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1})],
+                               ["MaxPool2d"]),
+    "avgpool-ceil-include-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                       "ceil_mode": 1, "count_include_pad": 1})], ["AvgPool2d"]),
+    "avgpool-ceil-exclude-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                       "ceil_mode": 1})], ["AvgPool2d"]),
     "avgpool-include-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
                                                   "count_include_pad": 1})], ["AvgPool2d"]),
     "avgpool-exclude-pad": ([("AveragePool", [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})], ["AvgPool2d"]),
@@ -303,8 +309,8 @@ ERROR_CASES = {
     "pad-channels": (_chain([("Pad", ["p"], {})], {"p": np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64)},
                             ("N", 3, 8, 8), opset=18), ["(Pad)", "only non-negative padding of the two spatial"]),
     "swish-alpha": (_chain([("Swish", [], {"alpha": 2.0})], opset=24), ["(Swish)", "alpha=2.0"]),
-    "maxpool-ceil-differs": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1})],
-                                    in_shape=("N", 3, 7, 7)), ["(MaxPool)", "ceil_mode=1"]),
+    "maxpool-ceil-mode-2": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 2})],
+                                   in_shape=("N", 3, 7, 7)), ["(MaxPool)", "ceil_mode=2"]),
     "flatten-axis2": (_chain([("Flatten", [], {"axis": 2})], in_shape=("N", 3, 8, 8)), ["(Flatten)", "axis=2"]),
     "reshape-not-static": (_chain([("Reshape", ["s"], {})], {"s": np.array([-1, 3, 8], np.int64)},
                                   ("N", 3, "H", 8)), ["node 0 'reshape0' (Reshape)", "Reshape to [-1, 3, 8]", "static"]),
@@ -969,3 +975,49 @@ def test_torch_squeeze_excitation_gate_imports_as_a_broadcasting_mul(exporter, o
     np.testing.assert_allclose(m.predict(x), _ort(proto, x), rtol=1e-5, atol=1e-5)
     back = export_onnx(m, None)
     np.testing.assert_allclose(_ort(back, x), m.predict(x), rtol=1e-5, atol=1e-5)
+
+
+@TORCH_WARNINGS
+@pytest.mark.parametrize("exporter,opset", [("legacy", 17), ("legacy", 18), ("dynamo", 18)])
+def test_torch_split_and_chunk_import_as_slices(exporter, opset):
+    """A Split node (torch.chunk and torch.split, equal and given sizes) becomes one Slice chain per
+    output; the graph matches PyTorch and onnxruntime, prunes and exports."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = torch.nn.Linear(64, 24), torch.nn.Linear(8, 10)
+
+        def forward(self, x):
+            h = self.a(x.flatten(1))
+            p, q, r = torch.chunk(h, 3, dim=1)  # 8 + 8 + 8
+            s, t = torch.split(r, [3, 5], dim=1)
+            return self.b(p * torch.sigmoid(q) + torch.cat([t, s], dim=1))
+
+    net = Net().eval()
+    proto = _torch_export(net, torch.zeros(2, 1, 8, 8), exporter, opset)
+    assert any(n.op_type == "Split" for n in proto.graph.node)
+    m = import_onnx(proto)
+    assert sum(isinstance(op, nn.Slice) for _, op in m.children()) >= 4
+    _check_torch_graph(m, net, proto, X8[:7], 0.5)
+
+
+def test_a_split_of_the_batch_or_of_bad_sizes_is_refused():
+    def graph(axis, sizes):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])
+        split = helper.make_tensor("sizes", TensorProto.INT64, [2], sizes)
+        node = helper.make_node("Split", ["x", "sizes"], ["y0", "y1"], axis=axis, name="cut")
+        add = helper.make_node("Add", ["y0", "y1"], ["z"], name="join")
+        z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 3])
+        return helper.make_model(helper.make_graph([node, add], "g", [x], [z], [split]),
+                                 opset_imports=[helper.make_opsetid("", 17)])
+
+    m = import_onnx(graph(1, [3, 3]))
+    xs = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_allclose(m.predict(xs), xs[:, :3] + xs[:, 3:])
+    with pytest.raises(OnnxImportError, match="cut.*holds the batch"):
+        import_onnx(graph(0, [1, 1]))
+    with pytest.raises(OnnxImportError, match=r"cut.*split sizes \[2, 3\] do not cut axis 1 of size 6"):
+        import_onnx(graph(1, [2, 3]))

@@ -389,10 +389,11 @@ def test_batchnorm_does_not_overwrite_a_value_that_is_read_again():
 
 @pytest.mark.parametrize("kernel,stride,padding,hw", [(2, None, 0, (8, 8)), (3, 1, 1, (5, 7)), (3, 2, 1, (8, 5)),
                                                       (2, 1, 0, (3, 3)), ((3, 2), (2, 1), 1, (6, 6))])
-def test_maxpool2d_step_matches_the_layer_exactly(kernel, stride, padding, hw):
+@pytest.mark.parametrize("ceil", [False, True])
+def test_maxpool2d_step_matches_the_layer_exactly(kernel, stride, padding, hw, ceil):
     from sparsenet.nn import MaxPool2d
 
-    pool = MaxPool2d(kernel, stride, padding)
+    pool = MaxPool2d(kernel, stride, padding, ceil_mode=ceil)
     model = Sequential(pool)
     model.input_shape = (3, *hw)
     plan = build_plan(model)

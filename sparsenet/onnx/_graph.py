@@ -160,7 +160,7 @@ class Graph:
                                       f"graph's inputs by the nodes before it")
             inputs.append(c)
         outputs = {o.name for o in self.outputs}
-        for out in node.output[1:]:
+        for out in node.output[1:] if node.op_type != "Split" else ():  # a Split's outputs are all kept
             if out and (self.consumers.get(out) or out in outputs):
                 raise OnnxImportError(f"{label}: its extra output {out!r} is used; only the first output "
                                       f"of a node is supported")

@@ -492,16 +492,17 @@ def _pool(st, node, attrs, slot, inputs):
     if dilations != [1, 1]:
         st.fail(f"dilations={dilations} are not supported (only 1)")
     pad = symmetric_pad(st, attrs, kernel, strides)
-    sizes = [out_size(st, n, k, s, pad) for n, k, s in zip(st.shape[1:], kernel, strides)]
-    if attrs.get("ceil_mode", 0):
-        for n, k, s, o in zip(st.shape[1:], kernel, strides, sizes):
-            if n is None or -(-(n + 2 * pad - k) // s) + 1 != o:
-                st.fail("ceil_mode=1 is supported only where it gives the same output size as ceil_mode=0")
+    ceil = attrs.get("ceil_mode", 0)
+    if ceil not in (0, 1):
+        st.fail(f"ceil_mode={ceil} is not supported (expected 0 or 1)")
+    for n, k, s in zip(st.shape[1:], kernel, strides):
+        out_size(st, n, k, s, pad)  # raises for an input smaller than the kernel
     try:
-        layer = (nn.MaxPool2d(kernel, strides, pad) if is_max else
-                 nn.AvgPool2d(kernel, strides, pad, bool(attrs.get("count_include_pad", 0))))
+        layer = (nn.MaxPool2d(kernel, strides, pad, bool(ceil)) if is_max else
+                 nn.AvgPool2d(kernel, strides, pad, bool(attrs.get("count_include_pad", 0)), bool(ceil)))
     except SparsenetError as e:
         st.fail(str(e))
+    sizes = [None if n is None else layer.out_size(n, a) for a, n in enumerate(st.shape[1:])]
     st.emit(layer)
     st.shape = (st.shape[0], *sizes)
 

@@ -6,7 +6,8 @@ the data anywhere. A node that reads one data value becomes a layer, folds into 
 before it (BatchNormalization, bias Add, per-channel Mul/Div/Sub), becomes a `Shift`/`Scale` (an Add
 or Mul by any other constant), or is a layout step: Flatten/Reshape/Squeeze to [N, features], tf2onnx's
 NHWC flatten (its column order folded into the next Linear), and general Reshape, Transpose,
-Squeeze/Unsqueeze, Slice and Gather at constant indices. Shapes are followed whole, with a placeholder
+Squeeze/Unsqueeze, Slice, Split (one Slice chain per output) and Gather at constant indices.
+Shapes are followed whole, with a placeholder
 for a symbolic batch, so that PyTorch's attention exports, which move the batch and merge it with
 the heads (``[T, N * H, d]``), import: a Reshape's batch-carrying dimension becomes its -1. An Add or
 Sum of several data values becomes an `Add` node, a Concat a `Concat`, a MatMul of two an attention
@@ -28,13 +29,13 @@ from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential, no_grad
 from ._fuse import fuse_activations
 from ._graph import Graph
-from ._ops import OPS
+from ._ops import OPS, _holds_batch, _slice
 from ._state import BATCH_PLACEHOLDER, State, shown
 from ._proto import FLOAT_TYPES, OnnxImportError, node_label, require_onnx
 
 __all__ = ["import_onnx", "SUPPORTED_OPS"]
 
-SUPPORTED_OPS = tuple(sorted(OPS))
+SUPPORTED_OPS = tuple(sorted((*OPS, "Split")))
 _JOINS = ("Add", "Sum", "Concat", "Mul", "Sub", "Div", "MatMul")  # ops that may read several data values
 _BINARY = {"Mul": nn.Mul, "Sub": nn.Sub, "Div": nn.Div}
 _INDEX_OPS = ("Gather", "Identity", "Cast")  # what may read integer indices
@@ -139,6 +140,9 @@ class _Lowering:
         inputs = g.node_inputs(i, node, self.data)
         data_in = [n for n in node.input if n in self.data]
         out = node.output[0]
+        if node.op_type == "Split":
+            self._split(i, node, label, data_in, inputs)
+            return
         if len(data_in) == 1:
             value = data_in[0]
             st, start = self._chain_to(value, label)
@@ -166,6 +170,61 @@ class _Lowering:
             self._join(i, node, label, data_in, inputs)
         self.data.add(out)
         self._record(out)
+
+    def _split(self, i, node, label, data_in, inputs):
+        """A Split of one data value along a non-batch axis: each output a chain of its own from the
+        value, beginning with a `Slice` (a node of several outputs becomes several one-output nodes)."""
+        if data_in != [node.input[0]]:
+            raise OnnxImportError(f"{label}: Split of {len(data_in)} values computed from the graph's inputs is not "
+                                  f"supported (expected the data as its first input, sizes as constants)")
+        value = node.input[0]
+        if value in self.integer:
+            raise OnnxImportError(f"{label}: Split of integer indices is not supported")
+        attrs = _attributes(node)
+        unknown = [k for k in attrs if k not in ("axis", "split", "num_outputs")]
+        if unknown:
+            raise OnnxImportError(f"{label}: attribute {unknown[0]!r} is not supported")
+        start = self._materialize(value, label)
+
+        def chain():
+            st = State(self.graph, self.dtype, self.shape[value], self.batch, self.fold, False, self.lead.get(value))
+            st.where = label
+            return st
+
+        st0 = chain()
+        full = st0.full
+        axis = int(attrs.get("axis", 0))
+        if not -len(full) <= axis < len(full):
+            raise OnnxImportError(f"{label}: axis={axis} is out of range for a {len(full)}-D input")
+        axis %= len(full)
+        size, n = full[axis], len(node.output)
+        if (axis == 0 and st0.batch_first) or (size is not None and _holds_batch(st0, size)):
+            raise OnnxImportError(f"{label}: a Split of axis {axis} of {shown(self.batch, full)} is not supported "
+                                  f"(it holds the batch)")
+        given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
+        if given is not None:
+            sizes = [int(v) for v in np.asarray(given).reshape(-1)]
+        elif size is None:
+            raise OnnxImportError(f"{label}: a Split of an axis whose size is not static needs its sizes")
+        else:  # equal parts, the last one smaller (ONNX)
+            part = -(-size // n)
+            sizes = [min(part, size - k * part) for k in range(n)]
+        if len(sizes) != n or any(v < 1 for v in sizes) or (size is not None and sum(sizes) != size):
+            raise OnnxImportError(f"{label}: split sizes {sizes} do not cut axis {axis} of size {size} into "
+                                  f"{n} non-empty parts")
+        lo = 0
+        for k, (out, part) in enumerate(zip(node.output, sizes)):
+            st = chain()
+            st.node_name = f"{node.name or f'Split_{i}'}_{k}"
+            bounds = [None, np.array([lo]), np.array([lo + part]), np.array([axis])]
+            _slice(st, node, {}, 0, bounds)
+            lo += part
+            self.open[out] = (st, start)
+            self.shape[out] = tuple(st.shape)
+            if not st.batch_first:
+                self.lead[out] = st.lead
+            self.data.add(out)
+            self._record(out)
 
     def _join(self, i, node, label, data_in, inputs):
         """An Add/Sum or Concat of several data values: an `Add` or `Concat` node of the Graph."""

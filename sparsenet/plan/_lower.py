@@ -273,7 +273,8 @@ class Builder:
             return self.generic(layer, [v])
         v = self.as_bm(v)
         c, h, w = v.shape
-        out = Value((c, (h + 2 * p - kh) // sh + 1, (w + 2 * p - kw) // sw + 1), "bm", v.dtype)
+        out = Value((c, layer.out_size(h, 0), layer.out_size(w, 1)), "bm", v.dtype)  # ceil mode: the kernel
+        # leaves out what a window overhangs, as it leaves out the padding
         return self._emit(Step("maxpool2d", [v], out, layer.name, kernel=(kh, kw), stride=(sh, sw), padding=p))
 
     def add(self, layer: Module, inputs: list[Value]) -> Value:
