@@ -323,10 +323,11 @@ def test_parallel_threshold_is_nnz_times_batch(fmt_name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (7, 9), (33, 70)], ids=str)
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (7, 9), (33, 70), (4, 16)], ids=str)
 def test_dense_kernels_match_reference(shape, dtype):
     """The plan's Numba dense product (serial and parallel) and the BLAS product + epilogue, every
-    batch size, with and without the epilogue."""
+    batch size, with and without the epilogue: blocks of 4 rows and the rows left over, register
+    tiles of 16 and 8 columns and the columns left over, 2-7 columns as dot products."""
     from sparsenet.formats.dense import _blas_product
 
     rng = np.random.default_rng(sum(shape))
@@ -469,6 +470,18 @@ def test_depthwise_kernels_match_their_reference(b, c, mult, h, w, k, s, pad, di
         gw = _garbage(wt.shape, dtype)
         gw_kern(g, x, gw, *geometry)
         np.testing.assert_allclose(gw, ref_gw, **tol)
+    if mult == 1:  # the channels-last kernels (one output per input channel)
+        for fwd in (kernels.dense_depthwise2d_cl, kernels.dense_depthwise2d_cl_serial):
+            out = _garbage((b, c, oh, ow), dtype)
+            fwd(x, wt, out, bias, act, 0.1, *geometry)
+            np.testing.assert_allclose(out, ref, **tol)
+
+
+def test_the_depthwise_kernel_is_chosen_by_channels():
+    assert kernels.depthwise_kernel(16, 16, 10) is kernels.dense_depthwise2d_cl_serial
+    assert kernels.depthwise_kernel(96, 96, 1 << 20) is kernels.dense_depthwise2d_cl
+    assert kernels.depthwise_kernel(8, 8, 10) is kernels.dense_depthwise2d_serial  # few channels: per plane
+    assert kernels.depthwise_kernel(16, 32, 1 << 20) is kernels.dense_depthwise2d  # a multiplier: per plane
 
 
 _EXP_ACTS = ("sigmoid", "silu", "gelu_tanh", "gelu_erf", "tanh")
@@ -550,3 +563,26 @@ def test_first_row_outside_finds_the_first_bad_index(rows, m, dtype):
     r = np.array(rows, dtype=dtype)
     bad = np.flatnonzero((r < 0) | (r >= m))
     assert kernels.gather.first_row_outside(r, m) == (int(bad[0]) if bad.size else -1)
+
+
+@pytest.mark.parametrize("k,dil", [(1, 1), (3, 1), (3, 2), (5, 1), ((3, 1), 1)])
+@pytest.mark.parametrize("b,h,w", [(0, 8, 8), (1, 1, 8), (2, 8, 8), (3, 2, 9), (1, 5, 12), (2, 3, 3), (1, 1, 1),
+                                   (2, 4, 4)])
+def test_im2col_of_same_convolutions_matches_its_reference(k, dil, b, h, w):
+    """The one-run-per-plane path (stride 1, output the input's size) on planes smaller than the
+    kernel's reach included: every entry written (NaN-filled output), equal to the reference."""
+    from sparsenet.kernels.layout import im2col_same, im2col_same_serial, same_fits
+
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = dil * (kh - 1) // 2
+    assert same_fits((b, 3, h, w), kh, kw, 1, 1, pad, dil) == (kh == kw and w >= 8)
+    if kh != kw:  # a rectangular kernel is "same" only with per-axis padding: not this path
+        return
+    for dtype in (np.float32, np.float64):
+        x = np.random.default_rng(h * w).standard_normal((b, 3, h, w)).astype(dtype)
+        want = _im2col_ref(x, kh, kw, 1, 1, pad, dil)
+        assert want.shape[1] == b * h * w
+        for kernel in (im2col_same, im2col_same_serial):  # planes of any width: right, if not faster
+            cols = np.full(want.shape, np.nan, dtype)
+            kernel(x, cols, kh, kw, pad, dil)
+            np.testing.assert_array_equal(cols, want)

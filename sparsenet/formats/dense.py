@@ -10,10 +10,13 @@ from .base import WeightFormat, check_float_dtype
 
 __all__ = ["Dense", "BLAS_MIN_WORK"]
 
-# Multiply-adds (M * K * batch) from which a plan's dense product goes to BLAS: below, the Numba
-# kernel's missing register tiles cost less than BLAS's set-up and its threads' spinning
-# (benchmarks/plan.py measures both sides on the digits models).
-BLAS_MIN_WORK = 1 << 16
+# Multiply-adds (M * K * batch) from which a plan's dense product goes to BLAS. The Numba kernel
+# keeps 4 x 16 partial sums in registers (`kernels.dense_spmm`); measured against OpenBLAS (1 / 2
+# threads, us): 16x144x64 5.3 / 11.7 against 6.7 / 6.8; 64x576x64 66.6 / 41.7 against 61.3 / 37.4;
+# 300x784x64 406 / 221 against 379 / 268; with 1 024 columns BLAS leads from ~1.5M (24x64x1024:
+# 86 / 48 against 48 / 34), and at 67M by 1.4-1.5x. Below 2^20 the Numba kernel also spares the
+# plan BLAS's threads (which spin after each call and make the next parallel kernel wait).
+BLAS_MIN_WORK = 1 << 20
 
 
 def _blas_product(w, x, out, bias, act, alpha):

@@ -86,8 +86,7 @@ class Conv2d(WeightedLayer):
         if self.depthwise:
             out = np.empty((b, self.out_channels, oh, ow), self.dtype)
             bias = epilogue.no_bias(self.dtype) if self.bias is None else self.bias.data
-            run = kernels.dense_depthwise2d if out.size * kh * kw >= kernels.PARALLEL_MIN_WORK else \
-                kernels.dense_depthwise2d_serial
+            run = kernels.depthwise_kernel(self.in_channels, self.out_channels, out.size * kh * kw)
             run(np.ascontiguousarray(x), self._dense_taps(), out, bias, epilogue.NONE,
                 0.0, kh, kw, self.stride, self.stride, self.padding, self.dilation)
             self._save(_x=x, _x_shape=x.shape)

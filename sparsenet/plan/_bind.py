@@ -124,11 +124,17 @@ def bind(plan, batch: int) -> "_Program":
             m, oh, ow = dst.shape
             n = _columns(step, batch)
             cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
-            unfold = choose(layout.im2col if cols.size >= kernels.PARALLEL_MIN_WORK else layout.im2col_serial,
-                            cols.size)  # decided before the product: the order they run
+            geometry = (*p["kernel"], p["stride"], p["stride"], p["padding"], p["dilation"])
+            big = cols.size >= kernels.PARALLEL_MIN_WORK
+            if layout.same_fits(x.shape, *geometry) and x.flags.c_contiguous:
+                unfold, args = layout.im2col_same if big else layout.im2col_same_serial, (x, cols, *p["kernel"],
+                                                                                           p["padding"], p["dilation"])
+            else:
+                unfold, args = layout.im2col if big else layout.im2col_serial, (x, cols, *geometry)
+            unfold = choose(unfold, cols.size)  # decided before the product: the order they run
             raw, weights = p["weight"].product(n)
             kern = choose(raw, p["weight"].nnz * n)
-            calls.append((unfold, (x, cols, *p["kernel"], p["stride"], p["stride"], p["padding"], p["dilation"])))
+            calls.append((unfold, args))
             # batch 1: [out, oh*ow] is already batch-major; else [out, B, oh*ow] -> [B, out, oh*ow]
             prod = y.reshape(m, n) if batch == 1 else np.empty((m, n), dst.dtype)
             calls.append((kern, (*weights, cols, prod, p["bias"], p["act"], p["alpha"])))
@@ -138,8 +144,7 @@ def bind(plan, batch: int) -> "_Program":
             p = step.params
             kh, kw = p["kernel"]
             work = dst.features * batch * kh * kw
-            kern = choose(kernels.dense_depthwise2d if work >= kernels.PARALLEL_MIN_WORK else
-                          kernels.dense_depthwise2d_serial, work)
+            kern = choose(kernels.depthwise_kernel(src[0].shape[0], dst.shape[0], work), work)
             fmt = p["weight"]  # Dense: its own array, so that training in place is seen; int8: frozen (Builder.conv2d)
             w = fmt.data if isinstance(fmt, Dense) else np.ascontiguousarray(fmt.to_dense())
             calls.append((kern, (view(src[0]), w, view(dst), p["bias"], p["act"], p["alpha"], kh, kw,
