@@ -5,7 +5,9 @@ Issue 12 asks that sparsenet not be a slow runtime for dense graphs: each image 
 one epoch (so that BatchNorm holds real statistics; the transformer and recommender keep their
 seeded initial weights, which time the same), saved and loaded, and timed through
 ``sparsenet.load(path).predict(x)`` against onnxruntime running its ``export_onnx`` file, called back
-to back in rotating order with no pause (`sparsenet.timing.compare`, settle=0), at batch 1 and 64.
+to back in rotating order with no pause (`sparsenet.timing.compare`, settle=0), at batch 1 and 64,
+then each alone (its own loop after a 0.3 s pause: each runtime's threads spin after its calls and
+slow whatever runs next, so the rotation measures the pair).
 The plan of each is printed: what runs as a kernel and what as a generic step.
 
     python benchmarks/zoo_graphs.py [--threads 2] [--rounds 9] [--json results/zoo-graphs.json]
@@ -54,14 +56,20 @@ def measure(name, n_threads, rounds, tmp):
         c = compare({"onnxruntime": ort_run, "sparsenet": lambda: loaded.predict(x)}, baseline="onnxruntime",
                     rounds=rounds, min_time=2e-3, settle=0.0)
         t = c.timings
+        # each alone: a plain loop of its own calls (after the other's threads have gone quiet), as
+        # an application that uses one runtime sees it
+        alone = {name: compare({name: fn}, rounds=rounds, min_time=2e-3, settle=0.3).timings[name]
+                 for name, fn in (("onnxruntime", ort_run), ("sparsenet", lambda: loaded.predict(x)))}
         plan = plan_for(loaded, None if isinstance(x, dict) else x)
         kinds = [s.kind for s in plan.steps]
         row = {"model": name, "batch": batch, **{k: v.to_dict() for k, v in t.items()},
+               "alone": {k: v.to_dict() for k, v in alone.items()},
                "steps": {k: kinds.count(k) for k in sorted(set(kinds))}, "plan": plan.describe()}
         rows.append(row)
         print(f"{name:9s} batch {batch:2d}: onnxruntime {t['onnxruntime'].median * 1e6:8.1f} us, sparsenet "
-              f"{t['sparsenet'].median * 1e6:8.1f} us ({t['sparsenet'].speedup:.2f}x onnxruntime); steps "
-              f"{row['steps']}")
+              f"{t['sparsenet'].median * 1e6:8.1f} us ({t['sparsenet'].speedup:.2f}x onnxruntime); alone "
+              f"{alone['onnxruntime'].median * 1e6:8.1f} and {alone['sparsenet'].median * 1e6:8.1f} us "
+              f"({alone['onnxruntime'].median / alone['sparsenet'].median:.2f}x); steps {row['steps']}")
     return rows
 
 

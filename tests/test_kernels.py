@@ -351,8 +351,9 @@ def test_dense_format_matches_reference(dtype):
 # -- the plan's BatchNorm and MaxPool2d kernels, against the layers' NumPy forward ---------------------
 @settings(deadline=None)  # (the first example of each dtype compiles the kernel)
 @given(b=st.integers(0, 3), c=st.integers(1, 5), s=st.integers(1, 6), dtype=st.sampled_from([np.float32, np.float64]),
-       in_place=st.booleans(), seed=st.integers(0, 2**16))
-def test_dense_batchnorm_matches_batchnorm_forward(b, c, s, dtype, in_place, seed):
+       in_place=st.booleans(), act=st.integers(0, len(ACTIVATIONS) - 1), seed=st.integers(0, 2**16))
+def test_dense_batchnorm_matches_batchnorm_forward(b, c, s, dtype, in_place, act, seed):
+    """dense_batchnorm, then each activation it may carry, against the layer's forward."""
     from sparsenet.kernels import dense_batchnorm
     from sparsenet.nn import BatchNorm2d, inference
 
@@ -365,9 +366,9 @@ def test_dense_batchnorm_matches_batchnorm_forward(b, c, s, dtype, in_place, see
         want = bn.forward(x)
     x3 = x.reshape(b, c, s).copy()
     out = x3 if in_place else np.empty_like(x3)
-    dense_batchnorm(x3, bn.running_mean, bn.running_var, bn.weight.data, bn.bias.data, bn.eps, out)
+    dense_batchnorm(x3, bn.running_mean, bn.running_var, bn.weight.data, bn.bias.data, bn.eps, out, act, 0.1)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out.reshape(want.shape), want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out.reshape(want.shape), activate_ref(want, act, 0.1), rtol=tol, atol=tol)
 
 
 @settings(deadline=None)

@@ -12,6 +12,7 @@ import pytest
 import sparsenet as sn
 from sparsenet.errors import DataError, DTypeError, ShapeError
 from sparsenet.formats import CSR
+from sparsenet.kernels import epilogue
 from sparsenet.nn import (GELU, Add, AvgPool2d, Clip, HardSigmoid, HardSwish, ReLU6, SiLU, BatchNorm1d, BatchNorm2d, Concat, Dropout, Flatten, Graph, Identity, LeakyReLU, Linear,
                           ReLU, Sequential, Sigmoid, Tanh, inference)
 from sparsenet.plan import build_plan, plan_for
@@ -368,7 +369,8 @@ def test_batchnorm1d_runs_on_feature_major_values(dtype):
                        Linear(5, 3, seed=2, dtype=dtype))
     _randomize_batchnorms(model, 5)
     plan = build_plan(model, input_shape=(6,))
-    assert [s.kind for s in plan.steps] == ["ingest_fm", "product", "batchnorm", "activation", "product"]
+    assert [s.kind for s in plan.steps] == ["ingest_fm", "product", "batchnorm", "product"]  # ReLU fused
+    assert plan.steps[2].params["act"] == epilogue.RELU
     x = np.random.default_rng(6).standard_normal((9, 6)).astype(dtype)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=tol, atol=tol)

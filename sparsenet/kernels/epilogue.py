@@ -91,8 +91,6 @@ def epilogue_rows(out, r0, r1, bias, act, alpha):
         return
     nb = np.uintp(out.shape[1])
     has_bias = bias.shape[0] != 0
-    tmp = np.empty(0, out.dtype)  # scratch of the vectorised exp, allocated at the first row that needs it
-    bits = np.empty(0, np.int32)
     for i in range(r0, r1):
         row = out[i]
         if has_bias:
@@ -103,14 +101,18 @@ def epilogue_rows(out, r0, r1, bias, act, alpha):
             for j in range(np.uintp(0), nb):
                 v = row[j]
                 row[j] = v if v > 0 else v * 0
-        elif act == CLIP0:
-            top = row[:1].copy()
-            top[0] = alpha
-            hi = top[0]
+        elif act == CLIP0 and row.itemsize == 4:  # the bound in the row's dtype (no array per row)
+            hi = np.float32(alpha)
             for j in range(np.uintp(0), nb):
                 v = row[j]
                 v = v if v > 0 else v * 0
                 row[j] = v if v < hi else hi
+        elif act == CLIP0:
+            hi64 = np.float64(alpha)
+            for j in range(np.uintp(0), nb):
+                v = row[j]
+                v = v if v > 0 else v * 0
+                row[j] = v if v < hi64 else hi64
         elif act == HARDSWISH:
             for j in range(np.uintp(0), nb):
                 v = row[j]
@@ -128,10 +130,9 @@ def epilogue_rows(out, r0, r1, bias, act, alpha):
                 g = g if g > 0 else g * 0
                 row[j] = g if g < 1 else g * 0 + 1
         elif row.itemsize == 4 and nb >= 8 and act in (SIGMOID, SILU, GELU_TANH, GELU_ERF, TANH):
-            if tmp.shape[0] < nb:
-                tmp = np.empty(nb, row.dtype)
-                bits = np.empty(nb, np.int32)
-            transcendental_f32(row, act, tmp[:nb], bits[:nb])
+            # scratch for these only: two allocations at the top of every call (whatever the
+            # activation) took a BatchNorm + ReLU over 64 x 96 x 16 from 50 to 870 us
+            transcendental_f32(row, act, np.empty(nb, row.dtype), np.empty(nb, np.int32))
         elif act != NONE:
             for j in range(np.uintp(0), nb):
                 row[j] = activate(row[j], act, alpha)

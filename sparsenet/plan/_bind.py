@@ -171,7 +171,7 @@ def bind(plan, batch: int) -> "_Program":
             x3, y3 = (view(v).reshape(1, v.features, batch) if v.layout == "fm" else
                       view(v).reshape(batch, v.shape[0], -1) for v in (src[0], dst))
             calls.append((kernels.dense_batchnorm, (x3, m.running_mean, m.running_var, m.weight.data,
-                                                    m.bias.data, m.eps, y3)))
+                                                    m.bias.data, m.eps, y3, step.params["act"], step.params["alpha"])))
         elif step.kind == "maxpool2d":
             p = step.params
             calls.append((kernels.dense_maxpool2d, (view(src[0]), view(dst), *p["kernel"], *p["stride"],

@@ -238,7 +238,7 @@ class Builder:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
         in-place pass (or a copy and a pass when `v` has other readers), in either layout."""
         step = v.producer
-        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add", "rows_product")
+        fusable = step is not None and (step.kind in ("conv2d", "depthwise2d", "add", "rows_product", "batchnorm")
                                         or step.kind == "product" and v.layout == "fm")
         if (fusable and step.writes is v and step.params["act"] == epilogue.NONE and v.readers == 1):
             step.params.update(act=act, alpha=float(alpha))
@@ -263,7 +263,7 @@ class Builder:
             return self.generic(layer, [v])
         in_place = _writable(v)
         out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None)
-        return self._emit(Step("batchnorm", [v], out, layer.name, module=layer))
+        return self._emit(Step("batchnorm", [v], out, layer.name, module=layer, act=epilogue.NONE, alpha=0.0))
 
     def maxpool2d(self, layer: Module, v: Value) -> Value:
         """A MaxPool2d over a batch-major [C, H, W] value (a shape it does not take runs its own
