@@ -151,6 +151,9 @@ CNN_CASES = {
                                   ["Conv2d"]),
     "pad-then-conv": ([("Pad", ["pads8", "padv"], {}), ("Conv", ["W"], {"strides": [2, 2]})], ["Pad2d", "Conv2d"]),
     "pad-axes": ([("Pad", ["pads4", "", "axes23"], {})], ["Pad2d"]),
+    "conv-asymmetric-pads": ([("Conv", ["W", "B"], {"pads": [0, 0, 1, 1], "strides": [2, 2]})], ["Pad2d", "Conv2d"]),
+    "conv-same-upper-odd": ([("Conv", ["W"], {"auto_pad": "SAME_UPPER", "strides": [2, 2]})], ["Pad2d", "Conv2d"]),
+    "conv-same-lower-odd": ([("Conv", ["W"], {"auto_pad": "SAME_LOWER", "strides": [2, 2]})], ["Pad2d", "Conv2d"]),
     "conv-dilated": ([("Conv", ["W", "B"], {"dilations": [2, 2], "pads": [2, 2, 2, 2]})], ["Conv2d"]),
     "conv-depthwise-dilated-relu6": ([("Conv", ["Wdw"], {"group": 3, "dilations": [2, 2]}),
                                       ("Clip", ["zero", "six"], {})], ["Conv2d", "ReLU6"]),
@@ -295,8 +298,8 @@ ERROR_CASES = {
                        ["node 1 'sin1' (Sin)", "not supported"]),
     "conv-group-misfit": (_chain([("Conv", ["Wg"], {"group": 3})], {"Wg": _rand(4, 2, 3, 3)}, ("N", 6, 8, 8)),
                           ["node 0 'conv0' (Conv)", "group=3 does not divide the 4 output channels"]),
-    "conv-asymmetric-pads": (_chain([("Conv", ["W"], {"pads": [0, 0, 1, 1]})], {"W": WC}, ("N", 3, 8, 8)),
-                             ["node 0 'conv0' (Conv)", "pads=[0, 0, 1, 1]"]),
+    "maxpool-asymmetric-pads": (_chain([("MaxPool", [], {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]})],
+                                       in_shape=("N", 3, 8, 8)), ["node 0 'maxpool0' (MaxPool)", "pads=[0, 0, 1, 1]"]),
     "conv-dilations-differ": (_chain([("Conv", ["W"], {"dilations": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
                               ["(Conv)", "dilations=[1, 2]"]),
     "conv-strides-differ": (_chain([("Conv", ["W"], {"strides": [1, 2]})], {"W": WC}, ("N", 3, 8, 8)),
@@ -1021,3 +1024,67 @@ def test_a_split_of_the_batch_or_of_bad_sizes_is_refused():
         import_onnx(graph(0, [1, 1]))
     with pytest.raises(OnnxImportError, match=r"cut.*split sizes \[2, 3\] do not cut axis 1 of size 6"):
         import_onnx(graph(1, [2, 3]))
+
+
+def test_a_keras_cnn_exported_by_tf2onnx_imports_and_matches_keras():
+    """tests/data/keras/keras_cnn.onnx (make_keras_onnx.py: Keras 3 on TensorFlow 2.21, tf2onnx
+    1.17, opset 17): NHWC input, ResNet blocks with BatchNorm, identity and strided projection
+    shortcuts (Keras's "same" at stride 2: asymmetric pads, imported as a Pad2d before the
+    convolution), depthwise, ReLU6 and hard-swish. Matches Keras's outputs, onnxruntime, and
+    prunes, compiles and exports."""
+    import os
+
+    here = os.path.join(os.path.dirname(__file__), "data", "keras")
+    proto = onnx.load(os.path.join(here, "keras_cnn.onnx"))
+    data = np.load(os.path.join(here, "keras_cnn.npz"), allow_pickle=False)
+    m = import_onnx(proto)
+    kinds = [type(op).__name__ for _, op in m.children()]
+    assert "Pad2d" in kinds and "BatchNorm2d" not in kinds  # asymmetric pads; BatchNorm folded
+    np.testing.assert_allclose(m.predict(data["x"]), data["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.predict(data["x"]), _ort(proto, data["x"]), rtol=1e-5, atol=1e-6)
+    from sparsenet.prune import compiled as compile_copy, prune
+
+    prune(m, sparsity=0.5)
+    pruned = compile_copy(m, "csr")
+    np.testing.assert_allclose(pruned.predict(data["x"]), m.predict(data["x"]), rtol=1e-5, atol=1e-5)
+    back = export_onnx(pruned, None)
+    np.testing.assert_allclose(_ort(back, data["x"]), pruned.predict(data["x"]), rtol=1e-4, atol=1e-5)
+
+
+def test_a_keras_ncf_exported_by_tf2onnx_imports_its_index_wraps_and_matches_keras():
+    """tests/data/keras/keras_ncf.onnx: two int64 inputs, Keras's Embedding (its negative-index
+    wrap, index arithmetic before each Gather, is recognised as the identity on the table's
+    indices), concatenated, an MLP. Matches Keras and onnxruntime; an index outside a table raises
+    (where Keras would wrap a negative one); the ModelProto given is left unchanged."""
+    import os
+
+    here = os.path.join(os.path.dirname(__file__), "data", "keras")
+    proto = onnx.load(os.path.join(here, "keras_ncf.onnx"))
+    before = proto.SerializeToString()
+    data = np.load(os.path.join(here, "keras_ncf.npz"), allow_pickle=False)
+    m = import_onnx(proto)
+    assert proto.SerializeToString() == before
+    assert m.input_dtypes == {"user": np.dtype(np.int64), "item": np.dtype(np.int64)}
+    assert sum(isinstance(op, nn.Embedding) for _, op in m.children()) == 2
+    x = {"user": data["user"], "item": data["item"]}
+    np.testing.assert_allclose(m.predict(x), data["y"], rtol=1e-5, atol=1e-6)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(m.predict(x), sess.run(None, x)[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(SparsenetError, match="expected indices in"):
+        m.predict({"user": data["user"] - 31, "item": data["item"]})
+
+
+def test_an_index_subgraph_that_is_not_the_identity_is_not_rewired():
+    """Indices computed as i + 1 before a Gather are not a wrap: the import refuses them by name."""
+    x = helper.make_tensor_value_info("i", TensorProto.INT64, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    one = helper.make_tensor("one", TensorProto.INT64, [], [1])
+    table = numpy_helper.from_array(_rand(5, 2), "table")
+    nodes = [helper.make_node("Add", ["i", "one"], ["j"], name="shift"),
+             helper.make_node("Gather", ["table", "j"], ["y"], name="lookup")]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [one, table]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="shift"):
+        import_onnx(proto)

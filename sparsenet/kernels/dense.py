@@ -37,12 +37,9 @@ def _dense_spmm(w, x, out, bias, act, alpha):
     nb = np.uintp(out.shape[1])
     has_bias = bias.shape[0] != 0
     zero = np.zeros(1, out.dtype)[0]
-    narrow = 1 < nb < 8  # 2-7 columns: dot products along K over x's columns laid out as rows
-    xt = np.empty((nb if narrow else np.uintp(0), k_total), x.dtype)
-    if narrow:
-        for k in range(np.uintp(0), k_total):
-            for b in range(np.uintp(0), nb):
-                xt[b, k] = x[k, b]
+    if 1 < nb < 8:
+        _dense_narrow(w, x, out, bias, act, alpha)
+        return
     for blk in prange((m + 3) // 4):
         r0, r1 = blk * 4, min(m, blk * 4 + 4)
         if nb == 1:
@@ -55,20 +52,31 @@ def _dense_spmm(w, x, out, bias, act, alpha):
                     acc += bias[i]
                 out[i, 0] = activate(acc, act, alpha)
             continue
-        if narrow:
-            for i in range(r0, r1):
-                wrow = w[i]
-                for b in range(np.uintp(0), nb):
-                    xb = xt[b]
-                    acc = zero
-                    for k in range(np.uintp(0), k_total):
-                        acc += wrow[k] * xb[k]
-                    if has_bias:
-                        acc += bias[i]
-                    out[i, b] = activate(acc, act, alpha)
-            continue
         rows_product(w, x, out, r0, r1, k_total, nb)
         epilogue_rows(out, r0, r1, bias, act, alpha)
+
+
+@numba.njit(**OPTIONS)
+def _dense_narrow(w, x, out, bias, act, alpha):
+    """`_dense_spmm` for 2-7 columns: x's columns copied into rows once, then one dot product per
+    output, vectorised along K. Serial."""
+    m, k_total, nb = out.shape[0], np.uintp(w.shape[1]), np.uintp(out.shape[1])
+    has_bias = bias.shape[0] != 0
+    zero = np.zeros(1, out.dtype)[0]
+    xt = np.empty((nb, k_total), x.dtype)
+    for k in range(np.uintp(0), k_total):
+        for b in range(np.uintp(0), nb):
+            xt[b, k] = x[k, b]
+    for i in range(m):
+        wrow = w[i]
+        for b in range(np.uintp(0), nb):
+            xb = xt[b]
+            acc = zero
+            for k in range(np.uintp(0), k_total):
+                acc += wrow[k] * xb[k]
+            if has_bias:
+                acc += bias[i]
+            out[i, b] = activate(acc, act, alpha)
 
 
 def rows_product(w, x, out, r0, r1, k_total, nb):
@@ -310,6 +318,8 @@ def dense_softmax_rows(x, out):
     """out[r] = softmax(x[r]) for each row of x [R, C] (the row's max subtracted first). `out` may be
     `x`. Attention's softmax over the keys; float32 rows use `epilogue.exp_f32`. Serial."""
     nr, nc = x.shape
+    if nc == 0:
+        return
     bits = np.empty(nc, np.int32)
     for r in range(nr):
         xr, orow = x[r], out[r]

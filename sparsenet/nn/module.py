@@ -172,7 +172,10 @@ class Module:
     def lower(self, builder, inputs):
         """This module as steps of a compiled plan (`sparsenet.plan`): `inputs` are the plan values
         it reads, the value it writes is returned. By default a generic step runs `forward`;
-        modules with kernels of their own (Linear, activations) override it."""
+        modules with kernels of their own (Linear, activations) override it; modules whose plan
+        step is one call on the bound buffers return ``builder.bound(self, inputs)`` and define
+        ``bound_call(views, out)``: the (function, arguments) the step calls, for the input views
+        and the output view of one batch size (e.g. Transpose: ``np.copyto(out, view.transpose(...))``)."""
         return builder.generic(self, inputs)
 
     def spec(self) -> tuple[dict, dict]:

@@ -10,6 +10,12 @@ small subgraph is evaluated on test points, and when it equals an activation of 
 accuracy the subgraph becomes one ``Gelu`` (approximate ``none`` or ``tanh``), ``Swish`` (SiLU) or
 ``HardSwish`` node. A subgraph whose inner values are read by anything outside it is left alone
 (and imported node by node).
+
+Keras's Embedding, through tf2onnx, wraps negative indices before its Gather (``where(i < 0, i +
+V, i)``, written with Cast, Less, Not, Mul and Add): `fuse_index_wraps` evaluates such an index
+subgraph on every valid index 0..V-1 of the table it reads, and when it gives each index back
+unchanged, the Gather reads the integer input directly (an index outside [0, V) then raises in
+the Embedding, as sparsenet's indices do, instead of wrapping).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fuse_activations"]
+__all__ = ["fuse_activations", "fuse_index_wraps"]
 
 _SEEDS = ("Erf", "Tanh", "Sigmoid", "HardSigmoid")
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Erf", "Tanh", "Sigmoid", "HardSigmoid"}
@@ -52,6 +58,29 @@ def _scalar(graph, name):
     return float(c.reshape(()))
 
 
+def _scalar_array(graph, name):
+    """A constant scalar (0-d or [1]) as a 0-d array of its own dtype, or None."""
+    c = graph.constant(name)
+    if c is None or np.asarray(c).size != 1 or np.asarray(c).ndim > 1:
+        return None
+    return np.asarray(c).reshape(())
+
+
+def _node_args(graph, node, vals, constant):
+    """`node`'s inputs: values of the subgraph (`vals`), else `constant(graph, name)`; None when an
+    input is neither."""
+    args = []
+    for name in node.input:
+        if name in vals:
+            args.append(vals[name])
+            continue
+        c = constant(graph, name)
+        if c is None:
+            return None
+        args.append(c)
+    return args
+
+
 def _evaluate(graph, nodes, x, points):
     """The subgraph `nodes` (in order) on `points` for data value `x`: {value name: array}, or None
     when a node reads something other than x, the subgraph's values and scalar constants."""
@@ -59,15 +88,9 @@ def _evaluate(graph, nodes, x, points):
 
     vals = {x: points}
     for node in nodes:
-        args = []
-        for name in node.input:
-            if name in vals:
-                args.append(vals[name])
-                continue
-            s = _scalar(graph, name)
-            if s is None:
-                return None
-            args.append(s)
+        args = _node_args(graph, node, vals, _scalar)
+        if args is None:
+            return None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         op = node.op_type
         with np.errstate(all="ignore"):
@@ -117,22 +140,23 @@ def _candidates(graph, node):
                 yield x, nodes, end
 
 
-def _between(graph, x, end):
+def _between(graph, x, end, ops=_ELEMENTWISE):
     """The nodes on paths from `x` to `end` (every ancestor of `end` up to x that is not a constant),
-    in graph order; None when `end` depends on another data value or a non-scalar constant, or the
-    subgraph is large."""
+    in graph order; None when `end` depends on another data value or on a node whose op is not in
+    `ops`, or the subgraph is large. (Constants are leaves; the evaluators refuse those that are
+    not scalars.)"""
     seen, stack, found = set(), [end], {}
     while stack:
         v = stack.pop()
         if v == x or v in seen:
             continue
         seen.add(v)
-        if _scalar(graph, v) is not None:  # a constant, or a constant expression
+        if graph.constant(v) is not None:  # a constant, or a constant expression
             continue
         if v not in graph.producer:
             return None
         i, node = graph.producer[v]
-        if node.op_type not in _ELEMENTWISE:
+        if node.op_type not in ops:
             return None
         found[i] = node
         if len(found) > _MAX_NODES:
@@ -177,3 +201,79 @@ def fuse_activations(graph) -> int:
     graph.nodes = [replaced.get(k, n) for k, n in enumerate(graph.nodes) if k not in used or k in replaced]
     graph.index()
     return len(replaced)
+
+
+_INDEX_OPS = {"Cast", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Equal", "Not", "And", "Or", "Add",
+              "Sub", "Mul", "Where"}
+_ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+
+
+def _evaluate_index(graph, nodes, x, points):
+    """`nodes` (in order) on the integer `points` for the index value `x`, in NumPy's dtypes (casts
+    as ONNX's): the end value, or None when a node reads anything but x, the subgraph's values and
+    scalar constants, or is not one of the index ops."""
+    from onnx import helper
+
+    vals = {x: points}
+    for node in nodes:
+        args = _node_args(graph, node, vals, _scalar_array)
+        if args is None:
+            return None
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        op = node.op_type
+        with np.errstate(all="ignore"):
+            if op == "Cast" and set(attrs) <= {"to", "saturate"} and attrs.get("to") in _ONNX_DTYPES:
+                out = np.asarray(args[0]).astype(_ONNX_DTYPES[attrs["to"]])
+            elif op in ("Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Equal", "And", "Or", "Add", "Sub",
+                        "Mul") and len(args) == 2 and not attrs:
+                out = {"Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+                       "GreaterOrEqual": np.greater_equal, "Equal": np.equal, "And": np.logical_and,
+                       "Or": np.logical_or, "Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](*args)
+            elif op == "Not" and not attrs:
+                out = np.logical_not(args[0])
+            elif op == "Where" and len(args) == 3 and not attrs:
+                out = np.where(*args)
+            else:
+                return None
+        vals[node.output[0]] = np.broadcast_to(np.asarray(out), points.shape)
+    return vals[nodes[-1].output[0]]
+
+
+def fuse_index_wraps(graph) -> int:
+    """Let each Gather of a constant table [V, ...] whose indices are computed from one integer
+    graph input, by index ops that give every index 0..V-1 back unchanged, read that input
+    directly (the subgraph's nodes that nothing else reads are dropped); returns how many."""
+    from onnx import NodeProto
+
+    integer_inputs = {v.name for v in graph.inputs if v.type.tensor_type.elem_type in (6, 7)}
+    rewired = 0
+    for k, node in enumerate(list(graph.nodes)):
+        if node.op_type != "Gather" or len(node.input) != 2 or node.input[1] in integer_inputs:
+            continue
+        table = graph.constant(node.input[0])
+        if table is None or np.asarray(table).ndim < 1:
+            continue
+        for x in integer_inputs:
+            nodes = _between(graph, x, node.input[1], _INDEX_OPS)
+            if nodes is None:
+                continue
+            points = np.arange(np.asarray(table).shape[0], dtype=np.int64)
+            got = _evaluate_index(graph, nodes, x, points)
+            if got is not None and got.dtype.kind in "iu" and np.array_equal(got, points):
+                copy = NodeProto()  # the caller's ModelProto stays as it was
+                copy.CopyFrom(node)
+                copy.input[1] = x
+                graph.nodes[k] = copy
+                rewired += 1
+                break
+    if rewired:
+        outputs = {o.name for o in graph.outputs}
+        graph.index()
+        while True:  # drop the index nodes nothing reads any more
+            dead = [k for k, n in enumerate(graph.nodes) if n.op_type in _INDEX_OPS
+                    and not any(graph.consumers.get(o) or o in outputs for o in n.output)]
+            if not dead:
+                break
+            graph.nodes = [n for k, n in enumerate(graph.nodes) if k not in dead]
+            graph.index()
+    return rewired

@@ -15,7 +15,7 @@ from ..formats import CSR, Dense
 from ._layout import LAYOUT_OPS, reshape_to, show
 from ._proto import FLOAT_TYPES, OnnxImportError
 from ._state import (BATCH_PLACEHOLDER, State, as_floats, attr_ints, check_attrs, const_input, const_ints, need_rank, one_int,
-                     out_size, per_channel, symmetric_pad)
+                     out_size, per_channel, spatial_pads, symmetric_pad)
 
 __all__ = ["OPS"]
 
@@ -220,7 +220,15 @@ def _conv(st, node, attrs, slot, inputs):
         st.fail(f"expects {cin} input channels ({cin_g} per group, group={group}), found {st.shape[0]}")
     stride = one_int(st, attr_ints(st, attrs, "strides", [1, 1], low=1, n=2), "strides")
     extent = (dilation * (kh - 1) + 1, dilation * (kw - 1) + 1)
-    pad = symmetric_pad(st, attrs, extent, (stride, stride))
+    pads = spatial_pads(st, attrs, extent, (stride, stride))
+    pad = pads[0]
+    if len(set(pads)) != 1:  # e.g. Keras's "same" at stride 2 (tf2onnx: [0, 0, 1, 1]): a Pad2d first
+        st.settle()
+        top, left, bottom, right = pads
+        st.emit(nn.Pad2d((top, bottom, left, right), 0.0))
+        c, h, w_ = st.shape
+        st.shape = (c, None if h is None else h + top + bottom, None if w_ is None else w_ + left + right)
+        pad = 0
     bias = None
     if len(inputs) > 2 and inputs[2] is not None:
         bias = as_floats(st, const_input(st, inputs, 2, "bias B", ndim=1), "bias B")

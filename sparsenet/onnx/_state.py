@@ -17,7 +17,7 @@ from ..errors import SparsenetError
 from ._proto import OnnxImportError
 
 __all__ = ["State", "BATCH_PLACEHOLDER", "shown", "check_attrs", "attr_ints", "const_input", "const_ints", "as_floats",
-           "per_channel", "one_int", "symmetric_pad", "out_size", "need_rank"]
+           "per_channel", "one_int", "spatial_pads", "symmetric_pad", "out_size", "need_rank"]
 
 # Stands for a symbolic batch size in evaluated shapes (``x.view(x.size(0), -1)`` exports read it).
 BATCH_PLACEHOLDER = 1_000_003
@@ -210,27 +210,36 @@ def one_int(st: State, values, what: str) -> int:
     return values[0]
 
 
-def symmetric_pad(st: State, attrs: dict, kernel, strides) -> int:
-    """The one symmetric padding of a Conv/pool from pads or auto_pad."""
+def spatial_pads(st: State, attrs: dict, kernel, strides) -> list[int]:
+    """A Conv's/pool's padding from pads or auto_pad, in ONNX's order [top, left, bottom, right]
+    (SAME_UPPER puts an odd row or column at the end, SAME_LOWER at the start)."""
     auto = attrs.get("auto_pad", "NOTSET")
     if auto == "NOTSET":
         pads = attr_ints(st, attrs, "pads", [0, 0, 0, 0], low=0)
     elif auto == "VALID":
         pads = [0, 0, 0, 0]
     elif auto in ("SAME_UPPER", "SAME_LOWER"):
-        same = []
+        begin, end = [], []
         for size, k, s in zip(st.shape[1:], kernel, strides):
             if size is None:
                 st.fail(f"auto_pad={auto} needs static input sizes")
             total = max((-(-size // s) - 1) * s + k - size, 0)
-            if total % 2:
-                st.fail(f"auto_pad={auto} pads {total} rows/columns, which is not symmetric")
-            same.append(total // 2)
-        pads = same + same
+            small, large = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else large)
+            end.append(large if auto == "SAME_UPPER" else small)
+        pads = begin + end
     else:
         st.fail(f"auto_pad={auto!r} is not supported")
-    if len(pads) != 4 or len(set(pads)) != 1:
-        st.fail(f"pads={pads} are not supported: sparsenet pads every side by the same amount")
+    if len(pads) != 4:
+        st.fail(f"pads={pads}: expected 4 values for a 2-D window")
+    return [int(p) for p in pads]
+
+
+def symmetric_pad(st: State, attrs: dict, kernel, strides) -> int:
+    """The one symmetric padding of a pool from pads or auto_pad."""
+    pads = spatial_pads(st, attrs, kernel, strides)
+    if len(set(pads)) != 1:
+        st.fail(f"pads={pads} are not supported: sparsenet pads every side of a pool by the same amount")
     return pads[0]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from .. import nn
 from ..errors import ModelFileError, SparsenetError
 from ..nn import Sequential, no_grad
-from ._fuse import fuse_activations
+from ._fuse import fuse_activations, fuse_index_wraps
 from ._graph import Graph
 from ._ops import OPS, _holds_batch, _slice
 from ._state import BATCH_PLACEHOLDER, State, shown
@@ -61,6 +61,7 @@ def import_onnx(source, *, fold_batchnorm: bool = True) -> Sequential | nn.Graph
     proto = _load(source)
     graph = Graph(proto)
     fuse_activations(graph)
+    fuse_index_wraps(graph)
     dtype, batch, samples, index_types = _signature(graph)
     return _Lowering(graph, dtype, batch, fold_batchnorm, index_types).run(proto, samples)
 

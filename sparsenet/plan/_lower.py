@@ -1,10 +1,12 @@
 """Lowering a model to the steps of a compiled plan: values, layouts and the builder modules use.
 
 Each module says how it runs in a plan in its own file (`Module.lower(builder, inputs)`): a Linear
-emits a product, a Conv2d an unfolding and a product, an activation fuses into the product that
-feeds it, Flatten and Dropout cost nothing, BatchNorm and MaxPool2d emit steps with kernels of their
-own, and any other module runs as
-a *generic* step (its own `forward`, batch-major, in
+emits a product (over the rows of a sequence: `rows_product`), a Conv2d an unfolding and a product
+(depthwise: a direct kernel), an activation fuses into the product, Add or BatchNorm that feeds it,
+Flatten, Dropout and Reshape cost nothing, BatchNorm, MaxPool2d, LayerNorm and the global pool
+emit steps with kernels of their own, modules with a `bound_call` (Transpose, Slice, MatMul, Mean,
+Softmax, Shift, Scale, Concat, Embedding) a "bound" step whose one call the module makes on the
+bound buffers, and any other module runs as a *generic* step (its own `forward`, batch-major, in
 evaluation mode, its output copied into the plan's buffer).
 
 Layouts are decided here, in one place. A value is one of
