@@ -117,7 +117,7 @@ def bind(plan, batch: int) -> "_Program":
                                                     view(dst).reshape(-1, d))))
         elif step.kind == "bound":
             calls.append(step.params["module"].bound_call([view(v) for v in src], view(dst)))
-            after_blas[0] = "plan"  # NumPy's matmul calls BLAS
+            after_blas[0] = "plan"  # the call may be NumPy's matmul (attention), which calls BLAS
         elif step.kind == "conv2d":
             p = step.params
             x, y = view(src[0]), view(dst)

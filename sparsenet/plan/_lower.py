@@ -163,8 +163,8 @@ class Builder:
 
     def rows_product(self, layer: Module, weight, bias, v: Value) -> Value:
         """act(x @ W.T + bias) for every row of a batch-major [..., K] value or a native one (a
-        Linear over the tokens of a sequence): the rows moved feature-major, the weight format's
-        product on them (bias and activation fused), and back (`kernels.layout.transpose`)."""
+        Linear over the tokens of a sequence), bias and activation fused: a Dense weight in BLAS on
+        the rows as they are, other formats on the rows moved feature-major and back (`_bind`)."""
         m, k = weight.shape
         if v.layout == "in":
             v = self.as_bm(v)
@@ -196,8 +196,7 @@ class Builder:
             v = self.as_bm(v)
         shape, batch_axis = self._probe(layer, [v])
         layout = "bm" if batch_axis is None else "native"
-        a = Value(shape, layout, v.dtype, root=v.root, producer=v.producer, batch_axis=batch_axis)
-        return a
+        return Value(shape, layout, v.dtype, root=v.root, producer=v.producer, batch_axis=batch_axis)
 
     def bound(self, layer: Module, inputs: list[Value]) -> Value:
         """A step whose call the module makes at binding (`Module.bound_call(views, out)`: one NumPy
