@@ -29,11 +29,13 @@ from .bsr import (  # noqa: E402
     bsr_spmm_t_serial, bsr_spmv, bsr_spmv_f32, bsr_spmv_f32_serial, bsr_spmv_serial,
 )
 from .dense import (  # noqa: E402
-    dense_add, dense_batchnorm, dense_depthwise2d, dense_depthwise2d_cl, dense_depthwise2d_cl_serial,
-    dense_depthwise2d_grad_input, dense_depthwise2d_grad_input_serial,
-    dense_depthwise2d_grad_weight, dense_depthwise2d_grad_weight_serial, dense_depthwise2d_serial, dense_epilogue,
-    dense_epilogue_serial, dense_epilogue_t, dense_global_avgpool, dense_layernorm, dense_maxpool2d, dense_mean_axis, dense_softmax_rows, dense_spmm,
-    dense_spmm_serial, depthwise_kernel,
+    dense_add, dense_batchnorm, dense_epilogue, dense_epilogue_serial, dense_epilogue_t, dense_global_avgpool,
+    dense_layernorm, dense_maxpool2d, dense_mean_axis, dense_softmax_rows, dense_spmm, dense_spmm_serial,
+)
+from .depthwise import (  # noqa: E402
+    dense_depthwise2d, dense_depthwise2d_cl, dense_depthwise2d_cl_serial, dense_depthwise2d_grad_input,
+    dense_depthwise2d_grad_input_serial, dense_depthwise2d_grad_weight, dense_depthwise2d_grad_weight_serial,
+    dense_depthwise2d_serial, depthwise_kernel,
 )
 from .epilogue import no_bias  # noqa: E402
 from .int8 import (  # noqa: E402
