@@ -478,6 +478,103 @@ def test_depthwise_kernels_match_their_reference(b, c, mult, h, w, k, s, pad, di
             np.testing.assert_allclose(out, ref, **tol)
 
 
+def _conv_ref(x, w, scale, bias, k, s, pad, dil, act, res=None):
+    """act(conv(x) * scale + bias + res) in float64 through the layer's im2col."""
+    from sparsenet.nn._im2col import im2col
+
+    b, _, h, wd = x.shape
+    extent = dil * (k - 1) + 1
+    oh, ow = (h + 2 * pad - extent) // s + 1, (wd + 2 * pad - extent) // s + 1
+    y = w.astype(np.float64) @ im2col(x.astype(np.float64), k, k, s, pad, dil)
+    y = y.reshape(w.shape[0], b, oh, ow).transpose(1, 0, 2, 3)
+    if scale.size:
+        y = y * scale.astype(np.float64)[None, :, None, None]
+    if bias.size:
+        y = y + bias.astype(np.float64)[None, :, None, None]
+    if res is not None:
+        y = y + res
+    return activate_ref(y, act, 0.1)
+
+
+def _run_conv(kernel, x, w, scale, bias, k, s, pad, dil, act, chunks, res=None):
+    from sparsenet.kernels.conv import conv2d_scratch_shape
+
+    b, c, h, wd = x.shape
+    extent = dil * (k - 1) + 1
+    oh, ow = (h + 2 * pad - extent) // s + 1, (wd + 2 * pad - extent) // s + 1
+    out = _garbage((b, w.shape[0], oh, ow), np.float32)
+    xpad = _garbage(b * c * (h + 2 * pad) * (wd + 2 * pad), np.float32)  # every entry read must be written
+    scratch = _garbage(conv2d_scratch_shape(c * k * k, chunks), np.float32)
+    res = np.zeros((0, 0, 0, 0), np.float32) if res is None else res
+    kernel(w, x, xpad, out, scale, bias, res, act, 0.1, k, k, s, s, pad, dil, scratch)
+    return out
+
+
+@settings(deadline=None)
+@given(b=st.integers(0, 3), c=st.integers(1, 5), o=st.integers(1, 10), h=st.integers(1, 9), w=st.integers(1, 17),
+       k=st.integers(1, 3), s=st.integers(1, 2), pad=st.integers(0, 2), dil=st.integers(1, 2),
+       act=st.integers(0, len(ACTIVATIONS) - 1), affine=st.integers(0, 2), residual=st.booleans(),
+       chunks=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_dense_conv2d_matches_its_reference(b, c, o, h, w, k, s, pad, dil, act, affine, residual, chunks, seed):
+    """The direct convolution (serial and parallel, one to three chunks of scratch) against im2col
+    and a product in float64, with no epilogue, a bias, or a scale and a bias (a folded
+    BatchNorm), a residual added, each activation; rows in whole tiles of 16 pixels read in place,
+    gathered tiles, eight pixels or fewer (dot products), output channels not a multiple of 4,
+    empty batches."""
+    extent = dil * (k - 1) + 1
+    if h + 2 * pad < extent or w + 2 * pad < extent:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((o, c * k * k)).astype(np.float32)
+    scale = rng.standard_normal(o).astype(np.float32) if affine == 2 else np.zeros(0, np.float32)
+    bias = rng.standard_normal(o).astype(np.float32) if affine else np.zeros(0, np.float32)
+    oh, ow = (h + 2 * pad - extent) // s + 1, (w + 2 * pad - extent) // s + 1
+    res = rng.standard_normal((b, o, oh, ow)).astype(np.float32) if residual else None
+    ref = _conv_ref(x, wt, scale, bias, k, s, pad, dil, act, res)
+    for kernel in (kernels.dense_conv2d, kernels.dense_conv2d_serial):
+        out = _run_conv(kernel, x, wt, scale, bias, k, s, pad, dil, act, chunks, res)
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8, 6, 3, 1, 1), (1, 16, 8, 16, 16, 3, 1, 1), (3, 4, 4, 4, 9, 3, 1, 1),
+                                   (1, 64, 2, 2, 64, 3, 1, 1), (1, 32, 4, 4, 64, 3, 2, 1), (2, 5, 16, 16, 7, 1, 1, 0),
+                                   (2, 6, 9, 9, 8, 3, 2, 0), (1, 3, 3, 3, 4, 3, 1, 2)])
+def test_dense_conv2d_paths_match_the_reference(shape):
+    """Each path of the direct kernel at sizes the property test rarely draws: the zoo ResNet's
+    planes (8x8 read in place, 4x4 gathered, 2x2 at batch 1 as dot products over K = 576), a
+    stride 2, a 16-wide plane, a 1x1 convolution, more padding than the plane."""
+    b, c, h, w, o, k, s, pad = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((b, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((o, c * k * k)).astype(np.float32)
+    scale, bias = rng.standard_normal(o).astype(np.float32), rng.standard_normal(o).astype(np.float32)
+    for act in (NONE, ACTIVATIONS["relu"], ACTIVATIONS["clip0"], ACTIVATIONS["silu"]):
+        ref = _conv_ref(x, wt, scale, bias, k, s, pad, 1, act)
+        for kernel, chunks in ((kernels.dense_conv2d, 2), (kernels.dense_conv2d_serial, 1)):
+            out = _run_conv(kernel, x, wt, scale, bias, k, s, pad, 1, act, chunks)
+            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@settings(deadline=None)
+@given(c=st.integers(0, 6), conv_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_dense_batchnorm_fold_is_the_batchnorm(c, conv_bias, seed):
+    """x * scale + shift after the fold equals dense_batchnorm of x + bias (the convolution's bias
+    taken in), to float32 rounding."""
+    from sparsenet.kernels import dense_batchnorm, dense_batchnorm_fold
+
+    rng = np.random.default_rng(seed)
+    mean, gamma, beta = (rng.standard_normal(c).astype(np.float32) for _ in range(3))
+    var = (rng.random(c) + 0.1).astype(np.float32)
+    bias = rng.standard_normal(c).astype(np.float32) if conv_bias else np.zeros(0, np.float32)
+    scale, shift = _garbage(c, np.float32), _garbage(c, np.float32)
+    dense_batchnorm_fold(mean, var, gamma, beta, 1e-3, bias, scale, shift)
+    x = rng.standard_normal((2, c, 5)).astype(np.float32)
+    want = np.empty_like(x)
+    dense_batchnorm(x + (bias[None, :, None] if conv_bias else 0), mean, var, gamma, beta, 1e-3, want, NONE, 0.0)
+    np.testing.assert_allclose(x * scale[None, :, None] + shift[None, :, None], want, rtol=1e-5, atol=1e-5)
+
+
 def test_the_depthwise_kernel_is_chosen_by_channels():
     assert kernels.depthwise_kernel(16, 16, 10) is kernels.dense_depthwise2d_cl_serial
     assert kernels.depthwise_kernel(96, 96, 1 << 20) is kernels.dense_depthwise2d_cl

@@ -347,7 +347,9 @@ def test_batchnorm_and_maxpool_run_as_kernels_and_match_the_layers():
     _randomize_batchnorms(model, 3)
     plan = build_plan(model)
     kinds = [s.kind for s in plan.steps]
-    assert kinds.count("batchnorm") == 2 and kinds.count("maxpool2d") == 1 and kinds.count("conv2d") == 2
+    # each BatchNorm follows a dense convolution: folded into its epilogue, with the ReLU after it
+    assert kinds.count("batchnorm") == 0 and kinds.count("maxpool2d") == 1 and kinds.count("conv2d") == 2
+    assert [s.what.split(": ", 1)[1] for s in plan.steps if s.kind == "conv2d"] == ["dense + BatchNorm2d + ReLU"] * 2
     assert "generic" not in kinds
     rng = np.random.default_rng(4)
     for n in (1, 3, 64):
@@ -357,10 +359,14 @@ def test_batchnorm_and_maxpool_run_as_kernels_and_match_the_layers():
     before = plan_for(model, x)
     bn = model.layers[1]
     bn.running_mean[:] += 0.5
+    bn.running_var[:] *= 1.5
     bn.weight.data[:] *= 2
+    bn.bias.data[:] -= 0.25
+    model.layers[0].weight.data *= 0.5  # the convolution's weight too
     assert plan_for(model, x) is before
-    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
-    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-5)
+    for n in (1, 5, 64):
+        x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
@@ -477,8 +483,9 @@ def test_conv2d_in_float64_and_a_conv_of_another_dtype():
 
 @pytest.mark.parametrize("name", ["resnet", "mobilenet"])
 def test_residual_adds_and_global_pools_are_steps_with_the_activation_fused(name):
-    """The zoo graphs: each residual Add a kernel step (ResNet's ReLU after it fused), the global
-    pool a kernel step, nothing generic; outputs equal the graph's forward within rounding."""
+    """The zoo graphs: each residual Add in the epilogue of the dense convolution before it (after
+    its BatchNorm; ResNet's ReLU after it fused too), the global pool a kernel step, nothing
+    generic; outputs equal the graph's forward within rounding."""
     import sparsenet as sn
 
     model = sn.build_model(name, seed=3)
@@ -490,10 +497,9 @@ def test_residual_adds_and_global_pools_are_steps_with_the_activation_fused(name
     plan = build_plan(model)
     kinds = [s.kind for s in plan.steps]
     assert "generic" not in kinds and kinds.count("global_avgpool") == 1
-    adds = [s for s in plan.steps if s.kind == "add"]
-    assert len(adds) == sum(isinstance(n.op, Add) for n in model.nodes) == 3
-    if name == "resnet":
-        assert all(s.what.endswith("+ ReLU") for s in adds)
+    adds = [s for s in plan.steps if s.kind == "conv2d" and "+ Add" in s.what]
+    assert "add" not in kinds and len(adds) == sum(isinstance(n.op, Add) for n in model.nodes) == 3
+    assert all(s.what.endswith("BatchNorm2d + Add" + (" + ReLU" if name == "resnet" else "")) for s in adds)
     rng = np.random.default_rng(4)
     for n in (1, 5, 64):
         x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)

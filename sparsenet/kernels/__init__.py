@@ -28,8 +28,9 @@ from .bsr import (  # noqa: E402
     bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_f32, bsr_spmm_f32_serial, bsr_spmm_serial, bsr_spmm_t,
     bsr_spmm_t_serial, bsr_spmv, bsr_spmv_f32, bsr_spmv_f32_serial, bsr_spmv_serial,
 )
+from .conv import dense_conv2d, dense_conv2d_serial  # noqa: E402
 from .dense import (  # noqa: E402
-    dense_add, dense_batchnorm, dense_epilogue, dense_epilogue_serial, dense_epilogue_t, dense_global_avgpool,
+    dense_add, dense_batchnorm, dense_batchnorm_fold, dense_epilogue, dense_epilogue_serial, dense_epilogue_t, dense_global_avgpool,
     dense_layernorm, dense_maxpool2d, dense_mean_axis, dense_softmax_rows, dense_spmm, dense_spmm_serial,
 )
 from .depthwise import (  # noqa: E402
@@ -49,7 +50,7 @@ from .csr import (  # noqa: E402
 __all__ = [
     "PARALLEL_MIN_WORK", "launch", "no_bias",
     "dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
-    "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial", "depthwise_kernel", "dense_depthwise2d_grad_input",
+    "dense_batchnorm_fold", "dense_conv2d", "dense_conv2d_serial", "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial", "depthwise_kernel", "dense_depthwise2d_grad_input",
     "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
     "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",

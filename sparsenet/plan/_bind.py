@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 
 from .. import kernels
 from ..formats.dense import Dense, _blas_rows_product
 from ..formats.dense import _blas_product as _BLAS_PRODUCT
-from ..kernels import epilogue, layout
+from ..kernels import conv, epilogue, layout
 from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
 from ..nn import module as _module
 from ._lower import Value
@@ -52,7 +53,7 @@ def bind(plan, batch: int) -> "_Program":
     after_blas = ["caller"]
     weighted = [s for s in plan.steps if s.kind in ("product", "rows_product", "conv2d", "depthwise2d")]
     blas_anywhere = any(_rows_in_blas(s) or s.params["weight"].product(_columns(s, batch))[0] is _BLAS_PRODUCT
-                        for s in weighted if s.kind != "depthwise2d")
+                        for s in weighted if s.kind != "depthwise2d" and not s.params.get("direct"))
     all_serial = sum(s.params["weight"].nnz * _columns(s, batch) for s in weighted) < PLAN_SERIAL_WORK
 
     def choose(raw, work):
@@ -123,6 +124,22 @@ def bind(plan, batch: int) -> "_Program":
             x, y = view(src[0]), view(dst)
             m, oh, ow = dst.shape
             n = _columns(step, batch)
+            if p["direct"]:  # the direct kernel (Dense float32), a BatchNorm after it folded in
+                c, h, wd = src[0].shape
+                pad = p["padding"]
+                xpad = np.empty(batch * c * (h + 2 * pad) * (wd + 2 * pad) if pad else 0, dst.dtype)
+                scratch = np.empty(conv.conv2d_scratch_shape(p["weight"].shape[1], numba.get_num_threads()), dst.dtype)
+                scale, shift = p["bias"][:0], p["bias"]
+                bn = p["bn"]
+                if bn is not None:
+                    scale, shift = np.empty(m, dst.dtype), np.empty(m, dst.dtype)
+                    calls.append((kernels.dense_batchnorm_fold, (bn.running_mean, bn.running_var, bn.weight.data,
+                                                                 bn.bias.data, bn.eps, p["bias"], scale, shift)))
+                res = _NO_RESIDUAL if p["residual"] is None else view(p["residual"])
+                kern = choose(conv.dense_conv2d, p["weight"].nnz * n)
+                calls.append((kern, (p["weight"].data, x, xpad, y, scale, shift, res, p["act"], p["alpha"],
+                                     *p["kernel"], p["stride"], p["stride"], pad, p["dilation"], scratch)))
+                continue
             cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
             geometry = (*p["kernel"], p["stride"], p["stride"], p["padding"], p["dilation"])
             big = cols.size >= kernels.PARALLEL_MIN_WORK
@@ -243,6 +260,9 @@ def _rows_in_blas(step) -> bool:
     back: 3-5 us against 9 us at batch 1, 45-100 us against 350 us at batch 64, measured on the
     zoo transformer's projections). Sparse and int8 weights move the rows feature-major."""
     return step.kind == "rows_product" and type(step.params["weight"]) is Dense
+
+
+_NO_RESIDUAL = np.zeros((0, 0, 0, 0), np.float32)  # a direct convolution without a residual connection
 
 
 def _columns(step, batch: int) -> int:

@@ -232,8 +232,12 @@ class Builder:
         out = Value((layer.out_channels, oh, ow), "bm", w.dtype)
         bias = epilogue.no_bias(w.dtype) if layer.bias is None else layer.bias.data
         kind = "depthwise2d" if layer.depthwise else "conv2d"
+        # a Dense float32 weight (its own array) runs the direct kernel, whose epilogue can take
+        # the BatchNorm after it (`batchnorm`); other formats unfold the input for their product
+        direct = (kind == "conv2d" and type(w) is Dense and w.dtype == np.float32 and w.data.flags.c_contiguous)
         return self._emit(Step(kind, [v], out, f"{layer.name}: {w.spec}", weight=w, bias=bias,
-                               act=epilogue.NONE, alpha=0.0, kernel=(kh, kw), stride=s, padding=p, dilation=d))
+                               act=epilogue.NONE, alpha=0.0, kernel=(kh, kw), stride=s, padding=p, dilation=d,
+                               direct=direct, bn=None, residual=None))
 
     def activation(self, layer: Module, v: Value, act: int, alpha: float = 0.0) -> Value:
         """act(v): fused into the product that made `v` when nothing else reads `v`, else an
@@ -262,6 +266,14 @@ class Builder:
         if (not v.shape or v.shape[0] != layer.num_features or len(v.shape) != layer._ndim - 1
                 or v.dtype != layer.running_mean.dtype):
             return self.generic(layer, [v])
+        step = v.producer
+        if (step is not None and step.kind == "conv2d" and step.params["direct"] and step.writes is v
+                and step.params["act"] == epilogue.NONE and step.params["bn"] is None and v.readers == 1):
+            # the convolution's epilogue applies it (its statistics folded into a scale and shift
+            # at every call: `kernels.dense_batchnorm_fold`), with the activation after it
+            step.params["bn"] = layer
+            step.what += f" + {type(layer).__name__}"
+            return v
         in_place = _writable(v)
         out = Value(v.shape, v.layout, v.dtype, root=v.root if in_place else None)
         return self._emit(Step("batchnorm", [v], out, layer.name, module=layer, act=epilogue.NONE, alpha=0.0))
@@ -291,6 +303,17 @@ class Builder:
             a, b = self.as_bm(a), self.as_bm(b)
         if a.dtype != self.dtype or b.dtype != self.dtype:
             return self.generic(layer, inputs)
+        for conv, other in ((a, b), (b, a)):  # a residual connection after a direct convolution:
+            # added in its epilogue (after the BatchNorm folded there), when `other` is computed first
+            step = conv.producer
+            if (step is not None and step.kind == "conv2d" and step.params["direct"] and step.writes is conv
+                    and step.params["act"] == epilogue.NONE and step.params["residual"] is None
+                    and conv.readers == 1 and other.layout == "bm" and other.root is not conv.root
+                    and (other.producer is None or other.producer in self.steps[:self.steps.index(step)])):
+                step.params["residual"] = other
+                step.reads.append(other)
+                step.what += f" + {type(layer).__name__}"
+                return conv
         in_place = _writable(a) and a.root is not b.root
         out = Value(a.shape, a.layout, a.dtype, root=a.root if in_place else None, batch_axis=a.batch_axis)
         return self._emit(Step("add", [a, b], out, layer.name, act=epilogue.NONE, alpha=0.0))
