@@ -575,6 +575,32 @@ def test_dense_batchnorm_fold_is_the_batchnorm(c, conv_bias, seed):
     np.testing.assert_allclose(x * scale[None, :, None] + shift[None, :, None], want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("c,k,s,dil,pad", [(8, 3, 1, 1, 1), (16, 3, 2, 1, 1), (19, 3, 1, 2, 2), (24, 5, 1, 1, 2),
+                                          (16, 1, 1, 1, 0), (32, 3, 2, 1, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_last_depthwise_in_registers_matches_the_reference(c, k, s, dil, pad, dtype):
+    """The channels-last kernel at the channel counts it runs for (eight and more: float32 sums in
+    registers, eight channels at a time, 3x3 taps held in registers; the last channels below a
+    multiple of 8 in loops), with a bias or none and the activations it applies on the way back."""
+    from sparsenet.nn._im2col import im2col
+
+    rng = np.random.default_rng(c * 100 + k * 10 + s)
+    b, h, w = 3, 7, 6
+    x = rng.standard_normal((b, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c, k * k)).astype(dtype)
+    extent = dil * (k - 1) + 1
+    oh, ow = (h + 2 * pad - extent) // s + 1, (w + 2 * pad - extent) // s + 1
+    cols = im2col(x.astype(np.float64), k, k, s, pad, dil).reshape(c, k * k, b, oh * ow)
+    conv = np.einsum("ct,ctbs->bcs", wt.astype(np.float64), cols).reshape(b, c, oh, ow)
+    for bias in (np.zeros(0, dtype), rng.standard_normal(c).astype(dtype)):
+        for act in (NONE, ACTIVATIONS["relu"], ACTIVATIONS["clip0"], ACTIVATIONS["silu"]):
+            ref = activate_ref(conv + (bias[None, :, None, None] if bias.size else 0), act, 0.1)
+            for fwd in (kernels.dense_depthwise2d_cl, kernels.dense_depthwise2d_cl_serial):
+                out = _garbage((b, c, oh, ow), dtype)
+                fwd(x, wt, out, bias, act, 0.1, k, k, s, s, pad, dil)
+                np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_the_depthwise_kernel_is_chosen_by_channels():
     assert kernels.depthwise_kernel(16, 16, 10) is kernels.dense_depthwise2d_cl_serial
     assert kernels.depthwise_kernel(96, 96, 1 << 20) is kernels.dense_depthwise2d_cl

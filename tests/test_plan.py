@@ -6,6 +6,7 @@ to the model; threads; bad input."""
 import threading
 import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 
@@ -464,6 +465,49 @@ def test_depthwise_grouped_and_dilated_convolutions_in_plans(spec):
         np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("spec", ["dense", "int8"])
+def test_batchnorms_fold_into_the_convolutions_before_them_and_see_changes_in_place(spec):
+    """Conv -> BN -> ReLU6 -> depthwise -> BN -> ReLU6 -> Conv -> BN: every BatchNorm folds into the
+    convolution before it (the direct kernel's epilogue; the depthwise taps scaled at every call;
+    an int8 weight's convolution keeps its BatchNorm step), outputs equal the layers'; statistics,
+    affine parameters and dense weights changed in place afterwards are seen by the same plan."""
+    from sparsenet.nn import Conv2d
+
+    model = Sequential(Conv2d(3, 16, 1, seed=1), BatchNorm2d(16), ReLU6(), Conv2d(16, 16, 3, 1, 1, groups=16, seed=2),
+                       BatchNorm2d(16), ReLU6(), Conv2d(16, 8, 1, seed=3), BatchNorm2d(8))
+    model.input_shape = (3, 6, 6)
+    _randomize_batchnorms(model, 8)
+    if spec == "int8":
+        model = quantize(model)
+    plan = build_plan(model)
+    kinds = [s.kind for s in plan.steps]
+    if spec == "dense":
+        assert kinds == ["ingest_bm", "conv2d", "depthwise2d", "conv2d"]
+        assert all("+ BatchNorm2d" in s.what for s in plan.steps[1:])
+    else:  # int8 convolutions unfold for their product, whose epilogue has no affine: BatchNorm steps
+        assert kinds.count("batchnorm") >= 2
+    rng = np.random.default_rng(9)
+    for n in (1, 4, 64):
+        x = rng.standard_normal((n, 3, 6, 6)).astype(np.float32)
+        np.testing.assert_allclose(plan.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
+    model.predict(x)
+    before = plan_for(model, x)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm2d):
+            layer.running_mean[:] += 0.3
+            layer.running_var[:] *= 0.7
+            layer.weight.data[:] *= -1.5
+            layer.bias.data[:] += 0.2
+        elif spec == "dense":
+            layer_w = getattr(layer, "weight_param", None)
+            if layer_w is not None:
+                layer_w.data *= 1.25
+    assert plan_for(model, x) is before  # no rebuild: the bound programs read the arrays
+    for n in (1, 4, 64):
+        x = rng.standard_normal((n, 3, 6, 6)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=2e-5, atol=2e-5, err_msg=f"n={n}")
+
+
 @pytest.mark.nojit
 def test_conv2d_in_float64_and_a_conv_of_another_dtype():
     from sparsenet.nn import Conv2d
@@ -524,3 +568,74 @@ def test_an_input_copy_read_by_two_steps_is_not_overwritten_by_one():
     g = Graph({"x": (5,)}, [("relu", ReLU(), ["x"]), ("cat", Concat(), ["relu", "x"])], "cat")
     x = np.random.default_rng(6).standard_normal((4, 5)).astype(np.float32)
     np.testing.assert_array_equal(build_plan(g).predict(x), np.concatenate([np.maximum(x, 0), x], axis=1))
+
+
+# -- a large batch split between threads --------------------------------------------------------------
+def _split_resnet():
+    model = sn.build_model("resnet", seed=3)
+    _randomize_batchnorms(model, 11)
+    return model
+
+
+def test_split_rows_covers_the_batch_in_parts_and_only_when_it_pays(monkeypatch):
+    from sparsenet.plan import _bind
+
+    plan = build_plan(_split_resnet())
+    assert _bind.split_rows(plan, 64, 2) == [(0, 32), (32, 64)]  # the defaults: a CNN at batch 64
+    assert _bind.split_rows(plan, 1, 2) is None and _bind.split_rows(plan, 64, 1) is None
+    assert _bind.split_rows(plan, 8, 2) is None  # four samples per part use each weight ~40 times
+    monkeypatch.setattr(_bind, "PLAN_SPLIT_WORK", 0)
+    monkeypatch.setattr(_bind, "PLAN_SPLIT_REUSE", 0)
+    assert _bind.split_rows(plan, 7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert _bind.split_rows(plan, 2, 4) == [(0, 1), (1, 2)]  # no more parts than rows
+    monkeypatch.setattr(_bind, "PLAN_SPLIT_WORK", plan._work * 64 + 1)
+    assert _bind.split_rows(plan, 64, 2) is None  # less work than the threshold: one thread
+    # a plan with a generic step (a module's Python forward) or BLAS products is never split
+    monkeypatch.setattr(_bind, "PLAN_SPLIT_WORK", 0)
+    generic = Sequential(Linear(8, 8, seed=1), Clip(-1.0, 1.0), Linear(8, 2, seed=2))  # no fused form
+    assert _bind.split_rows(build_plan(generic, (8,)), 64, 2) is None
+    wide = build_plan(Sequential(Linear(256, 256, seed=1), ReLU(), Linear(256, 4, seed=2)), (256,))
+    assert _bind.split_rows(wide, 4, 2) == [(0, 2), (2, 4)]  # parts small enough for Numba's kernel
+    assert _bind.split_rows(wide, 2048, 2) is None  # parts that call BLAS (from 2^20 multiply-adds)
+    monkeypatch.setattr(_bind, "PLAN_SPLIT_REUSE", 256)  # an MLP uses each weight once per sample:
+    assert _bind.split_rows(wide, 64, 2) is None  # its weights' bytes bound it, parallel kernels split them
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_a_split_batch_gives_the_same_bits_and_the_same_errors(monkeypatch):
+    """Parts of a batch in threads of their own (serial kernels, each thread's own buffers) give
+    the bits of the batch in one thread; a non-finite value in the second part is reported as in
+    one thread; several callers at once get their own results."""
+    from sparsenet.plan import _bind
+
+    model = _split_resnet()
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        monkeypatch.setattr(_bind, "PLAN_SPLIT_WORK", 1 << 62)
+        whole = model.predict(x)
+        monkeypatch.setattr(_bind, "PLAN_SPLIT_WORK", 0)
+        plan = plan_for(model, x)
+        assert _bind.split_rows(plan, 64, 2) == [(0, 32), (32, 64)]
+        np.testing.assert_array_equal(model.predict(x), whole)
+        np.testing.assert_allclose(whole, _reference(model, x), rtol=1e-4, atol=1e-5)
+        bad = x.copy()
+        bad[40, 0, 3, 3] = np.nan
+        with pytest.raises(DataError, match="expected finite values, found 1 NaN"):
+            model.predict(bad)
+        outs = [None] * 4
+
+        def call(k):
+            outs[k] = model.predict(x[k:k + 60])
+
+        workers = [threading.Thread(target=call, args=(k,)) for k in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        for k in range(4):
+            np.testing.assert_array_equal(outs[k], whole[k:k + 60])
+    finally:
+        numba.set_num_threads(before)

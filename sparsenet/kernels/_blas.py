@@ -61,16 +61,21 @@ def quiet_before(kernel) -> None:
         quiet_blas()
 
 
+PLAN_THREADS = "sparsenet-plan"  # the name prefix of the threads that run parts of a split batch (`Plan`)
+
+
 def quiet_blas() -> bool:
-    """Shut down the thread pools of OpenBLAS that are up, if this process runs one Python thread.
-    Returns whether no pool is up afterwards (False: one is up and was left alone)."""
+    """Shut down the thread pools of OpenBLAS that are up, if this process runs one Python thread
+    (besides the plan's own workers, which call no BLAS). Returns whether no pool is up afterwards
+    (False: one is up and was left alone)."""
     global _POOLS
     if _POOLS is None:
         _POOLS = _find_pools()
     up = [(avail, shutdown) for avail, shutdown in _POOLS if avail.value]
     if not up:
         return True
-    if threading.active_count() != 1:
+    if threading.active_count() != 1 and any(not t.name.startswith(PLAN_THREADS) for t in threading.enumerate()
+                                              if t is not threading.current_thread()):
         return False
     for _, shutdown in up:
         shutdown()

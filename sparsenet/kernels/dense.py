@@ -19,7 +19,7 @@ from ._simd import vfma, vload, vstore, vzero
 from .epilogue import CLIP0, NONE, RELU, activate, epilogue_rows, exp_f32
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
-           "dense_batchnorm_fold",
+           "dense_batchnorm_fold", "dense_scale_rows",
            "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis",
            "dense_softmax_rows"]
 
@@ -231,6 +231,16 @@ def dense_batchnorm_fold(mean, var, gamma, beta, eps, bias, scale, shift):
         cast[0] = 1.0 / np.sqrt(var[c] + eps)  # as dense_batchnorm rounds it
         scale[c] = cast[0] * gamma[c]
         shift[c] = beta[c] + ((bias[c] if has_bias else 0) - mean[c]) * scale[c]
+
+
+@numba.njit(**OPTIONS)
+def dense_scale_rows(w, scale, out):
+    """out[o, :] = w[o, :] * scale[o]: a depthwise convolution's taps with the BatchNorm after it
+    folded in (`dense_batchnorm_fold` gives `scale`), from the layer's own array at every call. O(w.size)."""
+    for o in range(w.shape[0]):
+        m = scale[o]
+        for t in range(np.uintp(0), np.uintp(w.shape[1])):
+            out[o, t] = w[o, t] * m
 
 
 @numba.njit(**OPTIONS)

@@ -5,10 +5,12 @@ in the property tests (tests/test_kernels.py, im2col and einsum in float64)."""
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ._jit import OPTIONS, PARALLEL_MIN_WORK, serial_and_parallel
-from .epilogue import NONE, epilogue_rows
+from ._simd import vload, vmuladd, vstore
+from .epilogue import CLIP0, NONE, RELU, epilogue_rows
 
 __all__ = ["dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial",
            "depthwise_kernel", "dense_depthwise2d_grad_input", "dense_depthwise2d_grad_input_serial",
@@ -169,11 +171,13 @@ dense_depthwise2d_serial, dense_depthwise2d = serial_and_parallel(_dense_depthwi
 def _dense_depthwise2d_cl(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil):
     """`_dense_depthwise2d` with one output channel per input channel (mult 1), computed channels
     last: each sample's planes moved into a zero-padded [H + 2 pad, W + 2 pad, C] buffer, every
-    output pixel the sum over taps of a weight row [C] times an input row [C] (contiguous: the loop
-    over channels vectorises whatever the image size), then the epilogue and the move back to
-    [C, OH, OW]. For the small planes of the zoo's MobileNet (4x4 and 8x8, 16-128 channels) the
-    per-plane passes spent more on set-up than on sums (`choose_depthwise` says which to run).
-    Parallel over the batch."""
+    output pixel the sum over taps of a weight row [C] times an input row [C] (`_cl_taps`: float32
+    in registers, eight channels at a time), then the epilogue and the move back to [C, OH, OW].
+    For the small planes of the zoo's MobileNet (4x4 and 8x8, 16-128 channels) the per-plane passes
+    spent more on set-up than on sums (`depthwise_kernel` says which to run). Flat indices and one
+    buffer per chunk of the batch: a view per pixel and tap, and buffers per sample, had made the
+    moves cost more than the sums (64 x 128 x 4 x 4: 375 -> 90 us serial). Parallel over chunks of
+    the batch."""
     nb, nc, h, wd = x.shape
     oh, ow = out.shape[2], out.shape[3]
     hp, wp = h + 2 * pad, wd + 2 * pad
@@ -183,41 +187,118 @@ def _dense_depthwise2d_cl(x, w, out, bias, act, alpha, kh, kw, sh, sw, pad, dil)
         for t in range(ntap):
             wt[t, c] = w[c, t]
     has_bias = bias.shape[0] != 0
-    zero = np.zeros(1, out.dtype)[0]
-    unc = np.uintp(nc)
-    # Flat indices throughout: a view made per pixel and tap costs two reference counts, which
-    # were most of this kernel's time (64 x 128 x 4 x 4: 395 -> 62 us serial).
-    xf, of, wf = x.reshape(x.size), out.reshape(out.size), wt.reshape(wt.size)
-    plane, oplane = h * wd, oh * ow
-    for b in prange(nb):
-        xs = np.zeros(hp * wp * nc, out.dtype)
+    start = np.zeros((1, nc), out.dtype)  # each pixel's sums start at the bias
+    if has_bias:
         for c in range(nc):
-            src0 = (b * nc + c) * plane
+            start[0, c] = bias[c]
+    plane, oplane = h * wd, oh * ow
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    zero = start[0, 0] * 0 if nc else np.zeros(1, out.dtype)[0]
+    hi = np.full(1, alpha, out.dtype)[0]  # ReLU6's bound in out's dtype
+    chunks = max(1, min(nb, 16))  # (a fixed count: numba.get_num_threads() would keep it from the cache)
+    per = (nb + chunks - 1) // chunks
+    for ch in prange(chunks):
+        xs = np.zeros((hp * wp, nc), out.dtype)  # the border stays zero: only the interior is written
+        ys = np.empty((oplane, nc), out.dtype)
+        for b in range(ch * per, min(nb, (ch + 1) * per)):
+            src0 = np.uintp(b * nc * plane)
             for r in range(h):
                 for s in range(wd):
-                    xs[np.uintp(((r + pad) * wp + s + pad) * nc + c)] = xf[np.uintp(src0 + r * wd + s)]
-        ys = np.empty(oplane * nc, out.dtype)
+                    px, at = np.uintp((r + pad) * wp + s + pad), src0 + np.uintp(r * wd + s)
+                    for c in range(nc):
+                        xs[px, c] = xf[at + np.uintp(c * plane)]
+            _cl_taps(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp)
+            if act != NONE and act != RELU and act != CLIP0:
+                epilogue_rows(ys.reshape(1, oplane * nc), 0, 1, bias[:0], act, alpha)
+            dst0 = np.uintp(b * nc * oplane)
+            for c in range(nc):  # back to [C, OH, OW], ReLU and ReLU6 on the way
+                d = dst0 + np.uintp(c * oplane)
+                if act == RELU:
+                    for t in range(oplane):
+                        v = ys[t, c]
+                        of[d + np.uintp(t)] = v if v > 0 else zero
+                elif act == CLIP0:
+                    for t in range(oplane):
+                        v = ys[t, c]
+                        v = v if v > 0 else zero
+                        of[d + np.uintp(t)] = v if v < hi else hi
+                else:
+                    for t in range(oplane):
+                        of[d + np.uintp(t)] = ys[t, c]
+
+
+def _cl_taps(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp):
+    """ys[p*ow + q, c] = start[0, c] + sum over taps (i, j) of wt[i*kw + j, c] *
+    xs[(p*sh + i*dil)*wp + q*sw + j*dil, c] (compiled: `_cl_taps_impl` picks the loops)."""
+    _cl_taps_loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp, 0)
+
+
+@numba.njit(**OPTIONS)
+def _cl_taps_loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp, c0):
+    """`_cl_taps` for channels c0.. : sums in `ys`, the loop over channels innermost."""
+    nc = np.uintp(ys.shape[1])
+    for p in range(oh):
+        for q in range(ow):
+            y = p * ow + q
+            for c in range(np.uintp(c0), nc):
+                ys[y, c] = start[0, c]
+            for i in range(kh):
+                for j in range(kw):
+                    px, t = (p * sh + i * dil) * wp + q * sw + j * dil, i * kw + j
+                    for c in range(np.uintp(c0), nc):
+                        ys[y, c] += wt[t, c] * xs[px, c]
+
+
+@overload(_cl_taps, jit_options=OPTIONS)
+def _cl_taps_impl(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp):
+    """float32: eight channels at a time, their sums in one AVX register over all taps (sums in
+    `ys` were loaded and stored at every tap); the last channels (fewer than 8) and other dtypes:
+    `_cl_taps_loops`."""
+    if not (xs.dtype == types.float32 and wt.dtype == types.float32 and ys.dtype == types.float32):
+        def loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp):
+            _cl_taps_loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp, 0)
+        return loops
+
+    def registers(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp):
+        nc = ys.shape[1]
+        c8 = nc - nc % 8
+        if kh == 3 and kw == 3:  # eight channels at a time over every pixel, the nine taps in registers
+            for c in range(0, c8, 8):
+                t0, t1, t2 = vload(wt, 0, c), vload(wt, 1, c), vload(wt, 2, c)
+                t3, t4, t5 = vload(wt, 3, c), vload(wt, 4, c), vload(wt, 5, c)
+                t6, t7, t8 = vload(wt, 6, c), vload(wt, 7, c), vload(wt, 8, c)
+                s0 = vload(start, 0, c)
+                for p in range(oh):
+                    r0 = p * sh * wp
+                    r1, r2 = r0 + dil * wp, r0 + 2 * dil * wp
+                    for q in range(ow):
+                        a, d = q * sw, dil
+                        acc = vmuladd(s0, t0, vload(xs, r0 + a, c))
+                        acc = vmuladd(acc, t1, vload(xs, r0 + a + d, c))
+                        acc = vmuladd(acc, t2, vload(xs, r0 + a + 2 * d, c))
+                        acc = vmuladd(acc, t3, vload(xs, r1 + a, c))
+                        acc = vmuladd(acc, t4, vload(xs, r1 + a + d, c))
+                        acc = vmuladd(acc, t5, vload(xs, r1 + a + 2 * d, c))
+                        acc = vmuladd(acc, t6, vload(xs, r2 + a, c))
+                        acc = vmuladd(acc, t7, vload(xs, r2 + a + d, c))
+                        acc = vmuladd(acc, t8, vload(xs, r2 + a + 2 * d, c))
+                        vstore(ys, p * ow + q, c, acc)
+            if c8 < nc:
+                _cl_taps_loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp, c8)
+            return
         for p in range(oh):
             for q in range(ow):
-                y0 = np.uintp((p * ow + q) * nc)
-                if has_bias:
-                    for c in range(np.uintp(0), unc):
-                        ys[y0 + c] = bias[c]
-                else:
-                    for c in range(np.uintp(0), unc):
-                        ys[y0 + c] = zero
-                for i in range(kh):
-                    for j in range(kw):
-                        x0 = np.uintp(((p * sh + i * dil) * wp + q * sw + j * dil) * nc)
-                        w0 = np.uintp((i * kw + j) * nc)
-                        for c in range(np.uintp(0), unc):
-                            ys[y0 + c] += wf[w0 + c] * xs[x0 + c]
-        if act != NONE:
-            epilogue_rows(ys.reshape(1, oplane * nc), 0, 1, bias[:0], act, alpha)
-        for c in range(nc):
-            dst0 = (b * nc + c) * oplane
-            for t in range(oplane):
-                of[np.uintp(dst0 + t)] = ys[np.uintp(t * nc + c)]
+                y = p * ow + q
+                for c in range(0, c8, 8):
+                    acc = vload(start, 0, c)
+                    for i in range(kh):
+                        row = (p * sh + i * dil) * wp + q * sw
+                        for j in range(kw):
+                            acc = vmuladd(acc, vload(wt, i * kw + j, c), vload(xs, row + j * dil, c))
+                    vstore(ys, y, c, acc)
+        if c8 < nc:
+            _cl_taps_loops(xs, wt, ys, start, oh, ow, kh, kw, sh, sw, dil, wp, c8)
+    return registers
 
 
 dense_depthwise2d_cl_serial, dense_depthwise2d_cl = serial_and_parallel(_dense_depthwise2d_cl)

@@ -31,20 +31,24 @@ in evaluation mode, switching a module that is training for the call (not thread
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from .._checks import check_int
 from ..errors import ConfigError, DataError, DTypeError, ShapeError
+from ..kernels._blas import PLAN_THREADS
 from ..nn import module as _module
 from ..nn.graph import Graph
-from ._bind import PLAN_SERIAL_WORK, _Program, bind
+from ._bind import PLAN_SERIAL_WORK, PLAN_SPLIT_WORK, _Program, bind, split_rows, weight_entries, work_per_sample
 from ._lower import Builder
 from ._tape import tape_of
 
-__all__ = ["Plan", "build_plan", "plan_for", "PLAN_SERIAL_WORK"]
+__all__ = ["Plan", "build_plan", "plan_for", "PLAN_SERIAL_WORK", "PLAN_SPLIT_WORK"]
 
 _PROGRAMS_PER_THREAD = 8  # batch sizes whose bound buffers a thread keeps (and input shapes per model)
 _PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (generation, {shapes: Plan})
@@ -77,6 +81,8 @@ class Plan:
         self._one = len(self.input_shapes) == 1 and len(self.outputs) == 1
         self._out_dtype = self.outputs[0].dtype if self.outputs else self.dtype
         self._local = threading.local()
+        self._work, self._entries = work_per_sample(self), weight_entries(self)
+        self._split_ok: dict = {}  # (rows per part, parts) -> whether a batch may be split so
 
     # -- buffers --------------------------------------------------------------------------------------
     def _assign_buffers(self) -> None:
@@ -108,19 +114,36 @@ class Plan:
             free.extend(dying.pop(i, []))
 
     # -- binding --------------------------------------------------------------------------------------
-    def _bind(self, batch: int) -> "_Program":
-        return bind(self, batch)
+    def _bind(self, batch: int, serial: bool = False) -> "_Program":
+        return bind(self, batch, serial)
 
-    def _program(self, batch: int) -> "_Program":
+    def _program(self, batch: int, serial: bool = False) -> "_Program":
         programs = getattr(self._local, "programs", None)
         if programs is None:
             programs = self._local.programs = {}
-        prog = programs.get(batch)
+        prog = programs.get((batch, serial))
         if prog is None:
             if len(programs) >= _PROGRAMS_PER_THREAD:
                 programs.clear()
-            prog = programs[batch] = tape_of(self._bind(batch), self.dtype)
+            prog = programs[(batch, serial)] = tape_of(self._bind(batch, serial), self.dtype)
         return prog
+
+    def _run1(self, x2, out2) -> int:
+        """One batch of one input through the program for its size: in parts, one per thread, when
+        `split_rows` says so (each thread's part in serial kernels, on that thread's own buffers).
+        Returns the count of non-finite inputs (0: done)."""
+        n = x2.shape[0]
+        parts = split_rows(self, n, numba.get_num_threads())
+        if parts is None:
+            return self._program(n).run1(x2, out2)
+        futures = [_pool(len(parts) - 1).submit(self._part, x2, out2, i, j) for i, j in parts[1:]]
+        bad = self._part(x2, out2, *parts[0])
+        for f in futures:
+            bad += f.result()
+        return bad
+
+    def _part(self, x2, out2, i, j) -> int:
+        return self._program(j - i, serial=True).run1(x2[i:j], out2[i:j])
 
     # -- running --------------------------------------------------------------------------------------
     def predict(self, x, batch_size: int = 256, *, where: str = "predict", allow_single: bool = True):
@@ -136,12 +159,12 @@ class Plan:
             return out[0] if single else out
         x2, out2 = x.reshape(n, -1), out.reshape(n, -1)
         if n <= batch_size:  # one batch (a user's per-request call): no slicing
-            if self._program(n).run1(x2, out2):
+            if self._run1(x2, out2):
                 self._raise_not_finite(x, where)
         else:
             for i in range(0, n, batch_size):
                 j = min(n, i + batch_size)
-                if self._program(j - i).run1(x2[i:j], out2[i:j]):
+                if self._run1(x2[i:j], out2[i:j]):
                     self._raise_not_finite(x, where)
         return out[0] if single else out
 
@@ -228,6 +251,23 @@ class Plan:
 
     def __repr__(self) -> str:
         return self.describe()
+
+
+_POOL: list = []  # [executor, its worker count, the process it was made in]: the threads that run
+# the other parts of a split batch
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of at least `workers` threads. A forked child makes its own (its copy of
+    the parent's pool has no threads behind it: a task given to it would never run)."""
+    with _POOL_LOCK:
+        if not _POOL or _POOL[1] < workers or _POOL[2] != os.getpid():
+            if _POOL and _POOL[2] == os.getpid():
+                _POOL[0].shutdown(wait=False)
+            _POOL[:] = [ThreadPoolExecutor(max_workers=workers, thread_name_prefix=PLAN_THREADS), workers,
+                        os.getpid()]
+        return _POOL[0]
 
 
 def _declared_shapes(model):

@@ -17,7 +17,7 @@ from ..kernels._blas import QUIET_MIN_WORK, parallel_if_quiet, quiet_blas
 from ..nn import module as _module
 from ._lower import Value
 
-__all__ = ["bind", "PLAN_SERIAL_WORK"]
+__all__ = ["bind", "PLAN_SERIAL_WORK", "PLAN_SPLIT_WORK", "split_rows", "work_per_sample"]
 
 # A plan whose products and convolutions come to fewer multiply-adds than this (for the batch it is
 # bound to) runs every kernel serial, and so as one tape (`_tape`): single kernels cross over lower
@@ -29,8 +29,9 @@ __all__ = ["bind", "PLAN_SERIAL_WORK"]
 PLAN_SERIAL_WORK = int(os.environ.get("SPARSENET_PLAN_SERIAL_WORK", 1 << 20))
 
 
-def bind(plan, batch: int) -> "_Program":
-    """`plan`'s steps as bound calls on buffers for `batch` columns (see the module docstring)."""
+def bind(plan, batch: int, serial: bool = False) -> "_Program":
+    """`plan`'s steps as bound calls on buffers for `batch` columns (see the module docstring);
+    `serial`: every kernel serial (one part of a batch split between threads, `Plan.predict`)."""
     arrays = [np.empty(size * batch, dtype) for dtype, size in plan.slots]
 
     def view(v: Value) -> np.ndarray:
@@ -60,6 +61,8 @@ def bind(plan, batch: int) -> "_Program":
         """The kernel that runs for `raw` (a product's kernel, or a parallel or serial twin) doing
         `work` multiply-adds, after the rules above; under the workqueue layer a kernel that may
         launch threads is locked (`kernels.launch`)."""
+        if serial:
+            return kernels._jit.SERIAL_OF.get(raw, raw)
         kern = pool_rules(raw, work)
         if _may_run_parallel(raw, kern) and kernels._jit._needs_lock():
             kern = _locked(kern)
@@ -164,7 +167,14 @@ def bind(plan, batch: int) -> "_Program":
             kern = choose(kernels.depthwise_kernel(src[0].shape[0], dst.shape[0], work), work)
             fmt = p["weight"]  # Dense: its own array, so that training in place is seen; int8: frozen (Builder.conv2d)
             w = fmt.data if isinstance(fmt, Dense) else np.ascontiguousarray(fmt.to_dense())
-            calls.append((kern, (view(src[0]), w, view(dst), p["bias"], p["act"], p["alpha"], kh, kw,
+            bias, bn = p["bias"], p["bn"]
+            if bn is not None:  # the BatchNorm after it: the taps scaled, the bias shifted, at every call
+                scale, bias, taps = np.empty(w.shape[0], w.dtype), np.empty(w.shape[0], w.dtype), np.empty_like(w)
+                calls.append((kernels.dense_batchnorm_fold, (bn.running_mean, bn.running_var, bn.weight.data,
+                                                             bn.bias.data, bn.eps, p["bias"], scale, bias)))
+                calls.append((kernels.dense_scale_rows, (w, scale, taps)))
+                w = taps
+            calls.append((kern, (view(src[0]), w, view(dst), bias, p["act"], p["alpha"], kh, kw,
                                  p["stride"], p["stride"], p["padding"], p["dilation"])))
         elif step.kind == "add":
             p = step.params
@@ -263,6 +273,62 @@ def _rows_in_blas(step) -> bool:
 
 
 _NO_RESIDUAL = np.zeros((0, 0, 0, 0), np.float32)  # a direct convolution without a residual connection
+
+# A batch whose plan does at least this many multiply-adds is split between the threads (see
+# `split_rows`). Tunable with SPARSENET_PLAN_SPLIT_WORK.
+PLAN_SPLIT_WORK = int(os.environ.get("SPARSENET_PLAN_SPLIT_WORK", 1 << 23))
+
+
+def work_per_sample(plan) -> int:
+    """The multiply-adds of one sample through `plan`'s weighted steps (stored entries times columns)."""
+    return sum(s.params["weight"].nnz * _columns(s, 1) for s in plan.steps
+               if s.kind in ("product", "rows_product", "conv2d", "depthwise2d"))
+
+
+def splittable(plan, rows: int) -> bool:
+    """Whether parts of `rows` samples of a batch may run in threads of their own, each with serial
+    kernels: nothing that calls BLAS (whose own threads would then run two calls at once) or runs
+    a module's Python forward (generic steps switch training flags; bound ones may call matmul)."""
+    for s in plan.steps:
+        if s.kind in ("generic", "bound") or _rows_in_blas(s):
+            return False
+        if (s.kind in ("product", "conv2d") and not s.params.get("direct")
+                and s.params["weight"].product(_columns(s, rows))[0] is _BLAS_PRODUCT):
+            return False
+    return True
+
+
+def weight_entries(plan) -> int:
+    """The stored weight entries of `plan`'s weighted steps."""
+    return sum(s.params["weight"].nnz for s in plan.steps if s.kind in ("product", "rows_product", "conv2d",
+                                                                         "depthwise2d"))
+
+
+# ... and when each part uses every stored weight at least this many times (rows per part times the
+# uses per sample): every part reads all the weights, so a plan bound by its weights' bytes is better
+# served by parallel kernels that split them (the MLP 1024-4096-4096-10 at 90 %, CSR, batch 64: 7.4
+# ms in two parts against 6.1 ms in parallel kernels; a convolution reuses each weight per pixel).
+PLAN_SPLIT_REUSE = 256
+
+
+def split_rows(plan, n: int, threads: int):
+    """The row ranges [(i, j), ...] of a batch of `n` that `Plan.predict` runs in `threads` threads at
+    once, each part through serial kernels (a parallel kernel per step stalls at every step's
+    barrier whenever another runtime's or library's threads hold a core: the zoo ResNet at batch 64
+    measured 1.5 ms alone and 8 ms right after onnxruntime's calls; split, 1.4 and 3 ms), or None:
+    one thread, a plan of less than `PLAN_SPLIT_WORK` multiply-adds or whose parts would reuse its
+    weights less than `PLAN_SPLIT_REUSE` times, or one that is not `splittable`."""
+    if threads < 2 or n < 2 or plan._work * n < PLAN_SPLIT_WORK:
+        return None
+    k = min(threads, n)
+    rows = -(-n // k)
+    if rows * plan._work < PLAN_SPLIT_REUSE * plan._entries:
+        return None
+    key = (rows, k)
+    ok = plan._split_ok.get(key)
+    if ok is None:
+        ok = plan._split_ok[key] = splittable(plan, rows)
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)] if ok else None
 
 
 def _columns(step, batch: int) -> int:

@@ -267,10 +267,12 @@ class Builder:
                 or v.dtype != layer.running_mean.dtype):
             return self.generic(layer, [v])
         step = v.producer
-        if (step is not None and step.kind == "conv2d" and step.params["direct"] and step.writes is v
-                and step.params["act"] == epilogue.NONE and step.params["bn"] is None and v.readers == 1):
-            # the convolution's epilogue applies it (its statistics folded into a scale and shift
-            # at every call: `kernels.dense_batchnorm_fold`), with the activation after it
+        if (step is not None and (step.kind == "conv2d" and step.params["direct"] or step.kind == "depthwise2d")
+                and step.writes is v and step.params["act"] == epilogue.NONE and step.params["bn"] is None
+                and v.readers == 1):
+            # folded into the convolution before it, from its statistics at every call
+            # (`kernels.dense_batchnorm_fold`): the direct convolution's epilogue scales and shifts,
+            # a depthwise one's taps are scaled and its bias shifted; the activation after it fuses too
             step.params["bn"] = layer
             step.what += f" + {type(layer).__name__}"
             return v
