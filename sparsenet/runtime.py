@@ -79,7 +79,12 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
 
 def _predict_graph(model, x, batch_size: int):
     """`predict` for a graph of several inputs (x: {name: array}) or several outputs."""
-    names = list(getattr(model, "input_shapes", None) or [])
+    shapes = getattr(model, "input_shapes", None)
+    if isinstance(x, dict) and shapes and len(x) == len(shapes) and all(k in x for k in shapes):
+        # every input given by name (a per-request call): no lists to build
+        outs = plan_for(model).run(*[x[k] for k in shapes], batch_size=batch_size, names=shapes)
+        return outs[0] if len(outs) == 1 else dict(zip(model.outputs, outs))
+    names = list(shapes or [])
     if not names:
         raise ConfigError(f"predict: a dict of inputs is for a Graph (named inputs); this {type(model).__name__} "
                           f"takes one array")

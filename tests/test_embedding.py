@@ -217,3 +217,17 @@ def test_a_pytorch_ncf_recommender_imports_with_two_int64_inputs(exporter):
     np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match="expected indices in"):
         model.predict({names[0]: x[names[0]] + 50, names[1]: x[names[1]]})
+
+
+@pytest.mark.parametrize("rows,bad", [([0, 3, 1], -1), ([2, 4, -1], 1), ([0, -1, 9], 1), ([], -1), ([7], 0)])
+def test_the_checked_dense_gather_reads_nothing_outside_the_table(rows, bad):
+    """dense_gather_checked returns the first row outside [0, M) and then gathers nothing (the
+    plan raises the layer's error); with every row inside, the rows of the table."""
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    r = np.array(rows, dtype=np.int64)
+    out = np.full((len(rows), 3), np.nan, np.float32)
+    assert gather.dense_gather_checked(w, r, out) == bad
+    if bad < 0:
+        np.testing.assert_array_equal(out, w[r])
+    else:
+        assert np.isnan(out).all()

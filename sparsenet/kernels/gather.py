@@ -14,7 +14,7 @@ import numpy as np
 
 from ._jit import OPTIONS
 
-__all__ = ["first_row_outside", "dense_gather", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
+__all__ = ["first_row_outside", "dense_gather", "dense_gather_checked", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
            "csr_scatter_add", "gather_ref", "scatter_add_ref"]
 
 
@@ -36,6 +36,17 @@ def dense_gather(w, rows, out):
         src, dst = w[np.uintp(rows[r])], out[r]
         for j in range(np.uintp(0), d):
             dst[j] = src[j]
+
+
+@numba.njit(**OPTIONS)
+def dense_gather_checked(w, rows, out):
+    """`dense_gather` after `first_row_outside(rows, w.shape[0])`, in one call (a plan's lookup at
+    batch 1 is two kernel entries otherwise): returns that position, and gathers nothing unless it
+    is -1 (every row inside the table)."""
+    bad = first_row_outside(rows, w.shape[0])
+    if bad < 0:
+        dense_gather(w, rows, out)
+    return bad
 
 
 @numba.njit(**OPTIONS)

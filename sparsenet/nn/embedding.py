@@ -140,6 +140,11 @@ class Embedding(WeightedLayer):
 def _gather_into(layer, rows, out):
     """A plan's Embedding call: `rows` (the bound integer input) checked against the table, then
     gathered (an index outside the table raises DataError, as the layer's forward does)."""
+    w = layer.weight
+    if type(w) is Dense:  # both in one kernel call
+        if gather.dense_gather_checked(w.data, rows, out) >= 0:
+            layer._check_indices(rows)  # raises the layer's error, naming the index
+        return
     if gather.first_row_outside(rows, layer.num_embeddings) >= 0:
         layer._check_indices(rows)  # raises the layer's error, naming the index
     layer._gather(rows, out)

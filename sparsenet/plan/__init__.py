@@ -83,6 +83,7 @@ class Plan:
         self._local = threading.local()
         self._work, self._entries = work_per_sample(self), weight_entries(self)
         self._split_ok: dict = {}  # (rows per part, parts) -> whether a batch may be split so
+        self._labels: dict = {}  # input names (or None) -> the inputs' labels in errors
 
     # -- buffers --------------------------------------------------------------------------------------
     def _assign_buffers(self) -> None:
@@ -171,18 +172,29 @@ class Plan:
     def run(self, *xs, batch_size: int = 256, names=None):
         """Outputs (a tuple, in the model's output order) for one batch-major array per input;
         `names` (one per input) label the inputs in errors (``predict input 'ids'``)."""
-        batch_size = check_int(batch_size, "batch_size", "Plan.run")
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = check_int(batch_size, "batch_size", "Plan.run")
         if len(xs) != len(self.input_shapes):
             raise ConfigError(f"Plan.run: expected {len(self.input_shapes)} inputs, found {len(xs)}")
-        labels = [f"predict input {k!r}" for k in names] if names else [f"Plan.run input {i}" for i in range(len(xs))]
-        checked = [self._check(x, i, label, False)[0] for i, (x, label) in enumerate(zip(xs, labels))]
+        key = tuple(names) if names else None
+        labels = self._labels.get(key)  # (formatted once per set of names: this runs at every call)
+        if labels is None:
+            labels = self._labels[key] = ([f"predict input {k!r}" for k in names] if names else
+                                          [f"Plan.run input {i}" for i in range(len(xs))])
+        checked = [self._check(x, i, labels[i], False)[0] for i, x in enumerate(xs)]
         n = checked[0].shape[0]
-        if any(x.shape[0] != n for x in checked):
-            raise ShapeError(f"{'predict' if names else 'Plan.run'}: expected inputs of one batch size, found "
-                             f"{[x.shape[0] for x in checked]}")
+        for x in checked:
+            if x.shape[0] != n:
+                raise ShapeError(f"{'predict' if names else 'Plan.run'}: expected inputs of one batch size, found "
+                                 f"{[x.shape[0] for x in checked]}")
         outs = [np.empty((n, *o.shape), dtype=o.dtype) for o in self.outputs]
         flat_x = [x.reshape(n, -1) for x in checked]
         flat_out = [o.reshape(n, -1) for o in outs]
+        if 0 < n <= batch_size:  # one batch (a user's per-request call): no slicing
+            bad = self._program(n).run(flat_x, flat_out)
+            if bad is not None:
+                self._raise_not_finite(checked[bad], labels[bad])
+            return tuple(outs)
         for i in range(0, n, batch_size):
             j = min(n, i + batch_size)
             bad = self._program(j - i).run([x[i:j] for x in flat_x], [o[i:j] for o in flat_out])
