@@ -315,7 +315,8 @@ def split_rows(plan, n: int, threads: int):
     """The row ranges [(i, j), ...] of a batch of `n` that `Plan.predict` runs in `threads` threads at
     once, each part through serial kernels (a parallel kernel per step stalls at every step's
     barrier whenever another runtime's or library's threads hold a core: the zoo ResNet at batch 64
-    measured 1.5 ms alone and 8 ms right after onnxruntime's calls; split, 1.4 and 3 ms), or None:
+    measured 1.45 ms alone, and a call of onnxruntime and one of ours in turn 7.4 ms; split, 1.4
+    and 3.8 ms), or None:
     one thread, a plan of less than `PLAN_SPLIT_WORK` multiply-adds or whose parts would reuse its
     weights less than `PLAN_SPLIT_REUSE` times, or one that is not `splittable`."""
     if threads < 2 or n < 2 or plan._work * n < PLAN_SPLIT_WORK:
