@@ -305,21 +305,22 @@ def dense_global_avgpool(x, out):
 def dense_layernorm(x, gamma, beta, eps, out):
     """out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta for each row of x [R, D] (mean and
     biased variance of the row, accumulated in float64 as NumPy's reference does). `out` may be `x`.
-    A transformer's LayerNorm over each token. Serial."""
+    A transformer's LayerNorm over each token. Serial. x[r, j] rather than a view per row (two
+    reference counts each: 2048 tokens of 32, 132 -> 40 us)."""
     nr, d = x.shape
+    ud = np.uintp(d)
     for r in range(nr):
-        xr, orow = x[r], out[r]
         total = 0.0
-        for j in range(np.uintp(0), np.uintp(d)):
-            total += xr[j]
+        for j in range(np.uintp(0), ud):
+            total += x[r, j]
         mean = total / d
         sq = 0.0
-        for j in range(np.uintp(0), np.uintp(d)):
-            t = xr[j] - mean
+        for j in range(np.uintp(0), ud):
+            t = x[r, j] - mean
             sq += t * t
         inv = 1.0 / np.sqrt(sq / d + eps)
-        for j in range(np.uintp(0), np.uintp(d)):
-            orow[j] = (xr[j] - mean) * inv * gamma[j] + beta[j]
+        for j in range(np.uintp(0), ud):
+            out[r, j] = (x[r, j] - mean) * inv * gamma[j] + beta[j]
 
 
 @numba.njit(**OPTIONS)
@@ -343,32 +344,38 @@ def dense_mean_axis(x, out):
 @numba.njit(**VECTOR_OPTIONS)
 def dense_softmax_rows(x, out):
     """out[r] = softmax(x[r]) for each row of x [R, C] (the row's max subtracted first). `out` may be
-    `x`. Attention's softmax over the keys; float32 rows use `epilogue.exp_f32`. Serial."""
+    `x` and is C-contiguous. Attention's softmax over the keys; float32 rows use `epilogue.exp_f32`
+    over blocks of rows at once (one call per row, and a view per row, cost more than the sums:
+    4096 rows of 32, 300 -> 90 us). Serial."""
     nr, nc = x.shape
-    if nc == 0:
+    if nc == 0 or nr == 0:
         return
-    bits = np.empty(nc, np.int32)
-    for r in range(nr):
-        xr, orow = x[r], out[r]
-        top = xr[0]
-        for j in range(np.uintp(1), np.uintp(nc)):
-            if xr[j] > top:
-                top = xr[j]
-        total = 0.0
-        if x.itemsize == 4:  # float32: the vectorised exp, in place on the output row
-            for j in range(np.uintp(0), np.uintp(nc)):
-                orow[j] = xr[j] - top
-            exp_f32(orow, bits)
-            for j in range(np.uintp(0), np.uintp(nc)):
-                total += orow[j]
-        else:
-            for j in range(np.uintp(0), np.uintp(nc)):
-                e = np.exp(xr[j] - top)
-                orow[j] = e
-                total += e
-        inv = 1.0 / total
-        for j in range(np.uintp(0), np.uintp(nc)):
-            orow[j] *= inv
+    unc = np.uintp(nc)
+    rows = max(1, 4096 // nc)  # rows per block of the exp
+    flat = out.reshape(nr * nc)
+    bits = np.empty(rows * nc, np.int32)
+    for r0 in range(0, nr, rows):
+        r1 = min(nr, r0 + rows)
+        for r in range(r0, r1):
+            top = x[r, 0]
+            for j in range(np.uintp(1), unc):
+                if x[r, j] > top:
+                    top = x[r, j]
+            if x.itemsize == 4:
+                for j in range(np.uintp(0), unc):
+                    out[r, j] = x[r, j] - top
+            else:
+                for j in range(np.uintp(0), unc):
+                    out[r, j] = np.exp(x[r, j] - top)
+        if x.itemsize == 4:  # float32: the vectorised exp over the block, in place
+            exp_f32(flat[r0 * nc:r1 * nc], bits[:(r1 - r0) * nc])
+        for r in range(r0, r1):
+            total = out[r, 0] * 0  # in the row's dtype (a float64 sum of float32 terms stays scalar)
+            for j in range(np.uintp(0), unc):
+                total += out[r, j]
+            inv = 1 / total
+            for j in range(np.uintp(0), unc):
+                out[r, j] *= inv
 
 
 dense_spmm_serial, dense_spmm = serial_and_parallel(_dense_spmm)

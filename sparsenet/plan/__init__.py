@@ -11,7 +11,9 @@ and checks the shapes on a zero sample. Running it (`Plan.predict`, which `spars
 - calls each step's kernel, chosen for the batch size and bound to its buffers once per batch size
   and calling thread (no lookups, no allocation except the returned output);
 - runs small dense layers with a Numba kernel rather than BLAS (`sparsenet.formats.Dense.product`),
-  and keeps OpenBLAS's spinning threads from stalling its parallel kernels (see `sparsenet.plan._bind`).
+  and keeps OpenBLAS's spinning threads from stalling its parallel kernels (see `sparsenet.plan._bind`);
+- splits a large batch of a plan that reuses its weights (a CNN at batch 64) between the threads,
+  each part through serial kernels on its thread's own buffers, the same bits (`_bind.split_rows`).
 
 Plans are cached per model and rebuilt after any change to it (a replaced weight, layer or
 attribute: `sparsenet.nn.module.generation`); in-place changes to weight values are seen without a
