@@ -82,7 +82,7 @@ def _predict_graph(model, x, batch_size: int):
     shapes = getattr(model, "input_shapes", None)
     if isinstance(x, dict) and shapes and len(x) == len(shapes) and all(k in x for k in shapes):
         # every input given by name (a per-request call): no lists to build
-        outs = plan_for(model).run(*[x[k] for k in shapes], batch_size=batch_size, names=shapes)
+        outs = plan_for(model).run(*[x[k] for k in shapes], batch_size=batch_size, names=tuple(shapes))
         return outs[0] if len(outs) == 1 else dict(zip(model.outputs, outs))
     names = list(shapes or [])
     if not names:

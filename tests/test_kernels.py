@@ -478,8 +478,14 @@ def test_depthwise_kernels_match_their_reference(b, c, mult, h, w, k, s, pad, di
             np.testing.assert_allclose(out, ref, **tol)
 
 
-def _conv_ref(x, w, scale, bias, k, s, pad, dil, act, res=None):
-    """act(conv(x) * scale + bias + res) in float64 through the layer's im2col."""
+def _bn_stats(rng, o):
+    """Random BatchNorm statistics and affine parameters for `o` channels: (mean, var, gamma, beta, eps)."""
+    return (rng.standard_normal(o).astype(np.float32), (rng.random(o) + 0.2).astype(np.float32),
+            rng.standard_normal(o).astype(np.float32), rng.standard_normal(o).astype(np.float32), 1e-3)
+
+
+def _conv_ref(x, w, bn, bias, k, s, pad, dil, act, res=None):
+    """act(bn(conv(x) + bias) + res) in float64 through the layer's im2col (bn None: none)."""
     from sparsenet.nn._im2col import im2col
 
     b, _, h, wd = x.shape
@@ -487,26 +493,31 @@ def _conv_ref(x, w, scale, bias, k, s, pad, dil, act, res=None):
     oh, ow = (h + 2 * pad - extent) // s + 1, (wd + 2 * pad - extent) // s + 1
     y = w.astype(np.float64) @ im2col(x.astype(np.float64), k, k, s, pad, dil)
     y = y.reshape(w.shape[0], b, oh, ow).transpose(1, 0, 2, 3)
-    if scale.size:
-        y = y * scale.astype(np.float64)[None, :, None, None]
     if bias.size:
         y = y + bias.astype(np.float64)[None, :, None, None]
+    if bn is not None:
+        mean, var, gamma, beta, eps = (np.asarray(a, np.float64)[None, :, None, None] if np.ndim(a) else a for a in bn)
+        y = (y - mean) / np.sqrt(var + eps) * gamma + beta
     if res is not None:
         y = y + res
     return activate_ref(y, act, 0.1)
 
 
-def _run_conv(kernel, x, w, scale, bias, k, s, pad, dil, act, chunks, res=None):
+def _run_conv(kernel, x, w, bn, bias, k, s, pad, dil, act, chunks, res=None):
     from sparsenet.kernels.conv import conv2d_scratch_shape
 
     b, c, h, wd = x.shape
+    o = w.shape[0]
     extent = dil * (k - 1) + 1
     oh, ow = (h + 2 * pad - extent) // s + 1, (wd + 2 * pad - extent) // s + 1
-    out = _garbage((b, w.shape[0], oh, ow), np.float32)
+    out = _garbage((b, o, oh, ow), np.float32)
     xpad = _garbage(b * c * (h + 2 * pad) * (wd + 2 * pad), np.float32)  # every entry read must be written
     scratch = _garbage(conv2d_scratch_shape(c * k * k, chunks), np.float32)
     res = np.zeros((0, 0, 0, 0), np.float32) if res is None else res
-    kernel(w, x, xpad, out, scale, bias, res, act, 0.1, k, k, s, s, pad, dil, scratch)
+    none = np.zeros(0, np.float32)
+    stats = (none, none, none, none, 0.0) if bn is None else bn
+    scale, shift = (none, none) if bn is None else (_garbage(o, np.float32), _garbage(o, np.float32))
+    kernel(w, x, xpad, out, bias, *stats, scale, shift, res, act, 0.1, k, k, s, s, pad, dil, scratch)
     return out
 
 
@@ -517,8 +528,8 @@ def _run_conv(kernel, x, w, scale, bias, k, s, pad, dil, act, chunks, res=None):
        chunks=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_dense_conv2d_matches_its_reference(b, c, o, h, w, k, s, pad, dil, act, affine, residual, chunks, seed):
     """The direct convolution (serial and parallel, one to three chunks of scratch) against im2col
-    and a product in float64, with no epilogue, a bias, or a scale and a bias (a folded
-    BatchNorm), a residual added, each activation; rows in whole tiles of 16 pixels read in place,
+    and a product in float64, with no epilogue, a bias, or a bias and a BatchNorm (folded in the
+    kernel), a residual added, each activation; rows in whole tiles of 16 pixels read in place,
     gathered tiles, eight pixels or fewer (dot products), output channels not a multiple of 4,
     empty batches."""
     extent = dil * (k - 1) + 1
@@ -527,13 +538,13 @@ def test_dense_conv2d_matches_its_reference(b, c, o, h, w, k, s, pad, dil, act, 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((o, c * k * k)).astype(np.float32)
-    scale = rng.standard_normal(o).astype(np.float32) if affine == 2 else np.zeros(0, np.float32)
+    bn = _bn_stats(rng, o) if affine == 2 else None
     bias = rng.standard_normal(o).astype(np.float32) if affine else np.zeros(0, np.float32)
     oh, ow = (h + 2 * pad - extent) // s + 1, (w + 2 * pad - extent) // s + 1
     res = rng.standard_normal((b, o, oh, ow)).astype(np.float32) if residual else None
-    ref = _conv_ref(x, wt, scale, bias, k, s, pad, dil, act, res)
+    ref = _conv_ref(x, wt, bn, bias, k, s, pad, dil, act, res)
     for kernel in (kernels.dense_conv2d, kernels.dense_conv2d_serial):
-        out = _run_conv(kernel, x, wt, scale, bias, k, s, pad, dil, act, chunks, res)
+        out = _run_conv(kernel, x, wt, bn, bias, k, s, pad, dil, act, chunks, res)
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -548,11 +559,11 @@ def test_dense_conv2d_paths_match_the_reference(shape):
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal((b, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((o, c * k * k)).astype(np.float32)
-    scale, bias = rng.standard_normal(o).astype(np.float32), rng.standard_normal(o).astype(np.float32)
+    bn, bias = _bn_stats(rng, o), rng.standard_normal(o).astype(np.float32)
     for act in (NONE, ACTIVATIONS["relu"], ACTIVATIONS["clip0"], ACTIVATIONS["silu"]):
-        ref = _conv_ref(x, wt, scale, bias, k, s, pad, 1, act)
+        ref = _conv_ref(x, wt, bn, bias, k, s, pad, 1, act)
         for kernel, chunks in ((kernels.dense_conv2d, 2), (kernels.dense_conv2d_serial, 1)):
-            out = _run_conv(kernel, x, wt, scale, bias, k, s, pad, 1, act, chunks)
+            out = _run_conv(kernel, x, wt, bn, bias, k, s, pad, 1, act, chunks)
             np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -560,7 +571,7 @@ def test_dense_conv2d_paths_match_the_reference(shape):
 @given(c=st.integers(0, 6), conv_bias=st.booleans(), seed=st.integers(0, 2**16))
 def test_dense_batchnorm_fold_is_the_batchnorm(c, conv_bias, seed):
     """x * scale + shift after the fold equals dense_batchnorm of x + bias (the convolution's bias
-    taken in), to float32 rounding."""
+    taken in), to float32 rounding; taps scaled by the same scale."""
     from sparsenet.kernels import dense_batchnorm, dense_batchnorm_fold
 
     rng = np.random.default_rng(seed)
@@ -568,7 +579,11 @@ def test_dense_batchnorm_fold_is_the_batchnorm(c, conv_bias, seed):
     var = (rng.random(c) + 0.1).astype(np.float32)
     bias = rng.standard_normal(c).astype(np.float32) if conv_bias else np.zeros(0, np.float32)
     scale, shift = _garbage(c, np.float32), _garbage(c, np.float32)
-    dense_batchnorm_fold(mean, var, gamma, beta, 1e-3, bias, scale, shift)
+    w = rng.standard_normal((c, 9)).astype(np.float32)
+    taps = _garbage(w.shape, np.float32)
+    dense_batchnorm_fold(mean, var, gamma, beta, 1e-3, bias, scale, shift, w, taps)
+    np.testing.assert_array_equal(taps, w * scale[:, None])  # a depthwise convolution's taps, scaled
+    dense_batchnorm_fold(mean, var, gamma, beta, 1e-3, bias, scale, shift, w[:0], taps[:0])  # no taps
     x = rng.standard_normal((2, c, 5)).astype(np.float32)
     want = np.empty_like(x)
     dense_batchnorm(x + (bias[None, :, None] if conv_bias else 0), mean, var, gamma, beta, 1e-3, want, NONE, 0.0)

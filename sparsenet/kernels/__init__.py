@@ -31,7 +31,7 @@ from .bsr import (  # noqa: E402
 from .conv import dense_conv2d, dense_conv2d_serial  # noqa: E402
 from .dense import (  # noqa: E402
     dense_add, dense_batchnorm, dense_batchnorm_fold, dense_epilogue, dense_epilogue_serial, dense_epilogue_t, dense_global_avgpool,
-    dense_layernorm, dense_maxpool2d, dense_mean_axis, dense_scale_rows, dense_softmax_rows, dense_spmm,
+    dense_layernorm, dense_maxpool2d, dense_mean_axis, dense_softmax_rows, dense_spmm,
     dense_spmm_serial,
 )
 from .depthwise import (  # noqa: E402
@@ -51,7 +51,7 @@ from .csr import (  # noqa: E402
 __all__ = [
     "PARALLEL_MIN_WORK", "launch", "no_bias",
     "dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
-    "dense_batchnorm_fold", "dense_scale_rows", "dense_conv2d", "dense_conv2d_serial", "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial", "depthwise_kernel", "dense_depthwise2d_grad_input",
+    "dense_batchnorm_fold", "dense_conv2d", "dense_conv2d_serial", "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial", "depthwise_kernel", "dense_depthwise2d_grad_input",
     "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
     "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",

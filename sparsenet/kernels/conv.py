@@ -27,6 +27,7 @@ from numba import prange
 
 from ._jit import OPTIONS, serial_and_parallel
 from ._simd import vfma, vload, vmuladd, vstore, vsum4x2, vzero
+from .dense import dense_batchnorm_fold
 from .epilogue import CLIP0, NONE, RELU, epilogue_rows
 
 __all__ = ["dense_conv2d", "dense_conv2d_serial", "conv2d_direct_fits", "conv2d_scratch_shape"]
@@ -46,14 +47,16 @@ def conv2d_scratch_shape(k: int, chunks: int) -> tuple:
     return (max(1, chunks), k * _COLS)
 
 
-def _dense_conv2d(w, x, xpad, out, scale, bias, res, act, alpha, kh, kw, sh, sw, pad, dil, scratch):
-    """out[b, o, p, q] = act(scale[o] * sum over c, i, j of w[o, (c*kh + i)*kw + j] *
-    x[b, c, p*sh + i*dil - pad, q*sw + j*dil - pad] + bias[o] + res[b, o, p, q]), zero taps outside
-    x (see the module docstring); `scale`, `bias` and `res` may be empty (none; `res` is not `out`).
-    float32, C-contiguous. A BatchNorm after the convolution is `scale` and `bias`
-    (`dense_batchnorm_fold`), the residual connection added after it is `res`. O(B * O * OH * OW * C * kh * kw);
-    parallel over chunks of sixteen-pixel tiles (one per row of `scratch`), then over the batch
-    for the epilogue."""
+def _dense_conv2d(w, x, xpad, out, bias, bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, scale, shift, res, act, alpha,
+                  kh, kw, sh, sw, pad, dil, scratch):
+    """out[b, o, p, q] = act(bn(sum over c, i, j of w[o, (c*kh + i)*kw + j] *
+    x[b, c, p*sh + i*dil - pad, q*sw + j*dil - pad] + bias[o]) + res[b, o, p, q]), zero taps
+    outside x (see the module docstring), where bn is the BatchNorm of statistics `bn_mean`,
+    `bn_var`, affine `bn_gamma`, `bn_beta` and `bn_eps` in evaluation mode, folded at every call
+    into `scale` and `shift` (caller-allocated, O each: `dense_batchnorm_fold`), or the identity
+    when `bn_mean` is empty. `bias` and `res` may be empty (none; `res` is not `out`). float32,
+    C-contiguous. O(B * O * OH * OW * C * kh * kw); parallel over chunks of sixteen-pixel tiles
+    (one per row of `scratch`), then over the batch for the epilogue."""
     nb, nc, h, wd = x.shape
     no, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     hp, wp = h + 2 * pad, wd + 2 * pad
@@ -202,7 +205,11 @@ def _dense_conv2d(w, x, xpad, out, scale, bias, res, act, alpha, kh, kw, sh, sw,
                 o0 = np.uintp(r * oplane)
                 for u in range(np.uintp(0), np.uintp(cols)):
                     of[0, obase[u] + o0] = sums[0, u]
-    has_scale, has_bias, has_res = scale.shape[0] != 0, bias.shape[0] != 0, res.size != 0
+    has_scale, has_res = bn_mean.shape[0] != 0, res.size != 0
+    if has_scale:  # the BatchNorm: out = conv * scale + shift, the convolution's bias in shift
+        dense_batchnorm_fold(bn_mean, bn_var, bn_gamma, bn_beta, bn_eps, bias, scale, shift, w[:0], w[:0])
+        bias = shift
+    has_bias = bias.shape[0] != 0
     if act == NONE and not (has_bias or has_scale or has_res):
         return
     # out[b, o] = act(out[b, o] * scale[o] + bias[o] + res[b, o]) a plane at a time: ReLU and ReLU6

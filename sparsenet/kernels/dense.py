@@ -19,7 +19,7 @@ from ._simd import vfma, vload, vstore, vzero
 from .epilogue import CLIP0, NONE, RELU, activate, epilogue_rows, exp_f32
 
 __all__ = ["dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
-           "dense_batchnorm_fold", "dense_scale_rows",
+           "dense_batchnorm_fold",
            "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis",
            "dense_softmax_rows"]
 
@@ -220,27 +220,24 @@ def dense_batchnorm(x, mean, var, gamma, beta, eps, out, act, alpha):
 
 
 @numba.njit(**OPTIONS)
-def dense_batchnorm_fold(mean, var, gamma, beta, eps, bias, scale, shift):
+def dense_batchnorm_fold(mean, var, gamma, beta, eps, bias, scale, shift, w, taps):
     """scale[c] = gamma[c] / sqrt(var[c] + eps), shift[c] = beta[c] + (bias[c] - mean[c]) * scale[c]
-    (`bias`, of the convolution before, may be empty): a BatchNorm in evaluation mode as the affine
-    epilogue of that convolution (`kernels.dense_conv2d`), computed from the statistics at every call
-    so that running averages updated in place are seen. O(C)."""
-    cast = np.empty(1, var.dtype)
+    (`bias`, of the convolution before, may be empty), and taps[c, :] = w[c, :] * scale[c] unless
+    `w` has no rows: a BatchNorm in evaluation mode folded into the convolution before it, from the
+    statistics at every call (so that running averages updated in place are seen): the direct
+    convolution's epilogue (`kernels.dense_conv2d`, which calls this itself) or a depthwise
+    convolution's taps (one call per prediction: a call from Python costs ~1.3 us, 21 of them were
+    a fifth of the zoo MobileNet at batch 1). O(C * taps)."""
     has_bias = bias.shape[0] != 0
     for c in range(mean.shape[0]):
-        cast[0] = 1.0 / np.sqrt(var[c] + eps)  # as dense_batchnorm rounds it
-        scale[c] = cast[0] * gamma[c]
+        scale[c] = 1.0 / np.sqrt(var[c] + eps)  # rounded to the dtype first, as dense_batchnorm does
+        scale[c] = scale[c] * gamma[c]
         shift[c] = beta[c] + ((bias[c] if has_bias else 0) - mean[c]) * scale[c]
-
-
-@numba.njit(**OPTIONS)
-def dense_scale_rows(w, scale, out):
-    """out[o, :] = w[o, :] * scale[o]: a depthwise convolution's taps with the BatchNorm after it
-    folded in (`dense_batchnorm_fold` gives `scale`), from the layer's own array at every call. O(w.size)."""
-    for o in range(w.shape[0]):
-        m = scale[o]
-        for t in range(np.uintp(0), np.uintp(w.shape[1])):
-            out[o, t] = w[o, t] * m
+    if w.shape[0] != 0:
+        for c in range(w.shape[0]):
+            m = scale[c]
+            for t in range(np.uintp(0), np.uintp(w.shape[1])):
+                taps[c, t] = w[c, t] * m
 
 
 @numba.njit(**OPTIONS)

@@ -207,7 +207,8 @@ class Plan:
     def kernels_only(self, *xs):
         """A function of no arguments running this plan's kernels on `xs` (one batch per input,
         checked here once), writing into outputs it owns: the bound calls of `predict` without the
-        Python around them (input checks, batching, the returned array). What `compiled(...,
+        Python around them (input checks, batching, the returned array), in this thread (a batch
+        that `predict` splits between threads runs here as one program). What `compiled(...,
         "auto")` times, and what benchmarks subtract from `predict` to measure the per-call overhead."""
         checked = [self._check(x, i, "Plan.kernels_only", False)[0] for i, x in enumerate(xs)]
         n = checked[0].shape[0]

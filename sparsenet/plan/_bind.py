@@ -132,16 +132,14 @@ def bind(plan, batch: int, serial: bool = False) -> "_Program":
                 pad = p["padding"]
                 xpad = np.empty(batch * c * (h + 2 * pad) * (wd + 2 * pad) if pad else 0, dst.dtype)
                 scratch = np.empty(conv.conv2d_scratch_shape(p["weight"].shape[1], numba.get_num_threads()), dst.dtype)
-                scale, shift = p["bias"][:0], p["bias"]
-                bn = p["bn"]
-                if bn is not None:
-                    scale, shift = np.empty(m, dst.dtype), np.empty(m, dst.dtype)
-                    calls.append((kernels.dense_batchnorm_fold, (bn.running_mean, bn.running_var, bn.weight.data,
-                                                                 bn.bias.data, bn.eps, p["bias"], scale, shift)))
+                bn, none = p["bn"], p["bias"][:0]
+                stats = ((none, none, none, none, 0.0) if bn is None else  # (read at every call)
+                         (bn.running_mean, bn.running_var, bn.weight.data, bn.bias.data, bn.eps))
+                scale, shift = (none, none) if bn is None else (np.empty(m, dst.dtype), np.empty(m, dst.dtype))
                 res = _NO_RESIDUAL if p["residual"] is None else view(p["residual"])
                 kern = choose(conv.dense_conv2d, p["weight"].nnz * n)
-                calls.append((kern, (p["weight"].data, x, xpad, y, scale, shift, res, p["act"], p["alpha"],
-                                     *p["kernel"], p["stride"], p["stride"], pad, p["dilation"], scratch)))
+                calls.append((kern, (p["weight"].data, x, xpad, y, p["bias"], *stats, scale, shift, res, p["act"],
+                                     p["alpha"], *p["kernel"], p["stride"], p["stride"], pad, p["dilation"], scratch)))
                 continue
             cols = np.empty((p["weight"].shape[1], n), dst.dtype)  # the unfolded input, bound once
             geometry = (*p["kernel"], p["stride"], p["stride"], p["padding"], p["dilation"])
@@ -171,8 +169,7 @@ def bind(plan, batch: int, serial: bool = False) -> "_Program":
             if bn is not None:  # the BatchNorm after it: the taps scaled, the bias shifted, at every call
                 scale, bias, taps = np.empty(w.shape[0], w.dtype), np.empty(w.shape[0], w.dtype), np.empty_like(w)
                 calls.append((kernels.dense_batchnorm_fold, (bn.running_mean, bn.running_var, bn.weight.data,
-                                                             bn.bias.data, bn.eps, p["bias"], scale, bias)))
-                calls.append((kernels.dense_scale_rows, (w, scale, taps)))
+                                                             bn.bias.data, bn.eps, p["bias"], scale, bias, w, taps)))
                 w = taps
             calls.append((kern, (view(src[0]), w, view(dst), bias, p["act"], p["alpha"], kh, kw,
                                  p["stride"], p["stride"], p["padding"], p["dilation"])))
@@ -316,9 +313,9 @@ def split_rows(plan, n: int, threads: int):
     once, each part through serial kernels (a parallel kernel per step stalls at every step's
     barrier whenever another runtime's or library's threads hold a core: the zoo ResNet at batch 64
     measured 1.45 ms alone, and a call of onnxruntime and one of ours in turn 7.4 ms; split, 1.4
-    and 3.8 ms), or None:
-    one thread, a plan of less than `PLAN_SPLIT_WORK` multiply-adds or whose parts would reuse its
-    weights less than `PLAN_SPLIT_REUSE` times, or one that is not `splittable`."""
+    and 3.8 ms). None for one thread, a plan of less than `PLAN_SPLIT_WORK` multiply-adds or whose
+    parts would reuse its weights less than `PLAN_SPLIT_REUSE` times, or one that is not
+    `splittable`."""
     if threads < 2 or n < 2 or plan._work * n < PLAN_SPLIT_WORK:
         return None
     k = min(threads, n)
