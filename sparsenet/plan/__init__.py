@@ -46,6 +46,7 @@ from ..errors import ConfigError, DataError, DTypeError, ShapeError
 from ..kernels._blas import PLAN_THREADS
 from ..nn import module as _module
 from ..nn.graph import Graph
+from . import _bind
 from ._bind import PLAN_SERIAL_WORK, PLAN_SPLIT_WORK, _Program, bind, split_rows, weight_entries, work_per_sample
 from ._lower import Builder
 from ._tape import tape_of
@@ -136,6 +137,8 @@ class Plan:
         `split_rows` says so (each thread's part in serial kernels, on that thread's own buffers).
         Returns the count of non-finite inputs (0: done)."""
         n = x2.shape[0]
+        if self._work * n < _bind.PLAN_SPLIT_WORK:  # a small batch (the per-request path): no more checks
+            return self._program(n).run1(x2, out2)
         parts = split_rows(self, n, numba.get_num_threads())
         if parts is None:
             return self._program(n).run1(x2, out2)
