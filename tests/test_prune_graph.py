@@ -1,7 +1,7 @@
 """Pruning, compiling and int8 on graphs (`sparsenet.nn.Graph`): every criterion and every
-granularity that does not remove whole units; the compiled copy computes what the masked model
-computes, in every format and with "auto"; removing units is refused with a clear error (it needs
-the dependency groups of a graph); `Graph.replace` checks what it is given."""
+granularity; the compiled copy computes what the masked model computes, in every format and with
+"auto"; whole units follow the graph's dependency groups (tests/test_groups.py has the rest);
+`Graph.replace` checks what it is given."""
 
 import numpy as np
 import pytest
@@ -91,21 +91,34 @@ def test_compiled_graph_computes_what_the_masked_graph_computes(spec, tmp_path):
         np.testing.assert_allclose(q.predict(x), want, rtol=0, atol=0.1)  # int8 rounding
 
 
-def test_removing_units_from_a_graph_is_refused_with_a_clear_error():
+def test_removing_units_from_a_graph_follows_its_dependency_groups():
+    """fc1's neurons reach fc2 (read), the residual Add (tied to fc2's outputs) and the Concat (two
+    column ranges of the head): one group; the masked graph and the compiled one compute the same."""
+    g = _graph()
+    x, y = _data(32)
+    result = prune(g, sparsity=0.5, granularity="neuron")
+    assert result.layers["fc1"]["before"] == 32 and result.layers["fc1"]["after"] == 16
+    assert set(result.layers["fc1"]["nodes"]) == {"fc1", "fc2", "head"}
+    want = g.predict(x)
+    np.testing.assert_allclose(want, _masked_reference(g, x), rtol=1e-5, atol=1e-5)
+    small = compiled(g, "dense")
+    assert small.meta["compile"]["removed_units"]["fc1"]["after"] == 16
+    w = {n.name: n.op.weight.shape for n in small.nodes if isinstance(n.op, Linear)}
+    assert w == {"fc1": (16, 16), "fc2": (16, 16), "head": (4, 32)}
+    np.testing.assert_allclose(small.predict(x), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="slimming: group 'fc1'.*no BatchNorm"):
+        prune(_graph(), sparsity=0.5, granularity="neuron", method="slimming")
+    with pytest.raises(ConfigError, match="granularity 'head': no group of kind heads"):
+        prune(_graph(), sparsity=0.5, granularity="head")
+
+
+def test_lottery_tickets_and_sensitivity_scans_of_whole_units_are_refused_on_graphs():
     g = _graph()
     before = [n.op.weight.to_dense().copy() for n in g.nodes if isinstance(n.op, Linear)]
-    for kwargs in ({"granularity": "neuron"}, {"granularity": "filter"}, {"granularity": "neuron", "method": "slimming"}):
-        with pytest.raises(ConfigError, match="removing whole units from a Graph is not supported"):
-            prune(g, sparsity=0.5, **kwargs)
-    from sparsenet.prune import prune_step
-    from sparsenet.prune.granularity import make_granularity
-    from sparsenet.prune.importance import Magnitude
-
     x, y = _data(32)
-    for call in (lambda: prune_step(g, Magnitude(1), make_granularity("neuron"), 0.5),
-                 lambda: lottery_ticket(g, (x, y), sparsity=0.5, granularity="neuron", epochs=50),
+    for call in (lambda: lottery_ticket(g, (x, y), sparsity=0.5, granularity="neuron", epochs=50),
                  lambda: sensitivity_scan(g, (x, y), granularity="neuron", time_layers=False)):
-        with pytest.raises(ConfigError, match="removing whole units from a Graph is not supported"):
+        with pytest.raises(ConfigError, match="not supported on a Graph yet"):
             call()  # refused before anything changes (no training, no mask)
     after = [n.op.weight.to_dense() for n in g.nodes if isinstance(n.op, Linear)]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))

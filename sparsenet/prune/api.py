@@ -9,14 +9,15 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 
 from .._checks import check_fraction, check_int, check_seed
 from .._deprecation import warn_deprecated
 from ..errors import ConfigError
 from ..train import evaluate, fit
+from ..nn import Graph
 from .granularity import make_granularity
+from .groups import group_report
 from .importance import Movement, make_importance
 from .masks import apply_masks, layer_mask, prunable_layers, require_chain, sparsity_of
 from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
@@ -52,11 +53,22 @@ class PruneResult:
 
 
 def prune_step(model, importance, granularity, sparsity, *, scope="layer", normalize="none", exclude=(),
-               data=None) -> dict:
+               data=None, group_reduce="mean") -> dict:
     """One importance -> selection -> application pass. Already-pruned weights stay pruned.
-    Returns the masks applied."""
+    Returns the masks applied. Structured granularities on a Graph prune the channels of its
+    dependency groups (`sparsenet.prune.groups.prune_groups`; `group_reduce` combines the members'
+    scores)."""
+    from .groups import prune_groups
+
+    if granularity.structured and isinstance(model, Graph):
+        masks, _ = prune_groups(model, importance, granularity, sparsity, scope=scope, normalize=normalize,
+                                exclude=exclude, data=data, reduce=group_reduce)
+        return masks
     if granularity.structured:
         require_chain(model, "prune_step")  # before anything changes
+        if granularity.kinds != ("filters", "neurons"):
+            raise ConfigError(f"granularity {granularity.name!r}: a Sequential has only neurons and filters "
+                              f"(heads and embedding dimensions are pruned on Graphs)")
     layers = prunable_layers(model, exclude)
     if importance.structured_only and not granularity.structured:
         raise ConfigError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
@@ -84,11 +96,17 @@ def _finetune(model, train_data, epochs, lr, batch_size, seed, quiet, hook=None,
 def prune(model, *, method="magnitude", granularity="unstructured", scope="layer", sparsity=0.5,
           schedule="oneshot", exclude=(), data=None, train_data=None, val_data=None, finetune_epochs=0,
           rounds=3, lr=1e-3, batch_size=32, normalize="mean", seed=0, gradual_frequency=None,
-          quiet=True) -> PruneResult:
+          quiet=True, group_reduce="mean") -> PruneResult:
     """Prune `model` in place: weights stay Dense with pinned masks until `compiled`.
 
     method: a criterion name (see `sparsenet.prune.CRITERIA`) or an Importance object.
-    granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units).
+    granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units), and on
+    Graphs 'head' (attention heads) and 'dim' (embedding dimensions). On a Graph, structured pruning
+    removes channels of dependency groups (`sparsenet.prune.groups`): a residual Add's branches, a
+    depthwise convolution's inputs and outputs, Q/K/V and the output projection of a head go together;
+    `sparsity` is the fraction of each group's channels (a dict: {group name: fraction}),
+    `group_reduce` ('mean', 'sum', 'max') combines the scores of a channel's members, and
+    ``result.layers`` describes each pruned group (kind, nodes, channels before and after).
     scope: 'layer' or 'global'; sparsity: a fraction, or {layer name: fraction} for per-layer targets.
     normalize: how global scope compares layers: 'mean' (default: each layer's scores divided by their
     mean, so that layers with smaller weights are not pruned away), 'l2' or 'none' (raw scores).
@@ -103,14 +121,13 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
     finetune_epochs = check_int(finetune_epochs, "finetune_epochs", "prune", low=0)
     importance = make_importance(method, seed)
     gran = make_granularity(granularity)
-    if gran.structured:
-        require_chain(model, "prune")
     if schedule not in SCHEDULES or schedule == "lottery":
         raise ConfigError(f"unknown schedule {schedule!r}: expected 'oneshot', 'iterative' or 'gradual' "
                           f"(lottery tickets: sparsenet.prune.lottery_ticket)")
     for t in (sparsity.values() if isinstance(sparsity, dict) else [sparsity]):
         check_fraction(t, "sparsity", "prune")
     target = gran.sparsity if gran.local else sparsity  # N:M fixes its own sparsity
+    step_options = {"scope": scope, "normalize": normalize, "exclude": exclude, "group_reduce": group_reduce}
     data = data if data is not None else train_data
     if importance.needs_data and data is None:
         raise ConfigError(f"method {importance.name!r} needs data: pass data=(x, y) or train_data=(x, y)")
@@ -126,16 +143,14 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
         history.append(entry)
 
     if schedule == "oneshot":
-        masks = prune_step(model, importance, gran, target, scope=scope, normalize=normalize, exclude=exclude,
-                           data=data)
+        masks = prune_step(model, importance, gran, target, data=data, **step_options)
         record("pruned")
         if _finetune(model, train_data, finetune_epochs, lr, batch_size, seed, quiet):
             record("fine-tuned")
     elif schedule == "iterative":
         targets = [target] if gran.local else _round_targets(target, rounds)
         for r, t in enumerate(targets):
-            masks = prune_step(model, importance, gran, t, scope=scope, normalize=normalize, exclude=exclude,
-                               data=data)
+            masks = prune_step(model, importance, gran, t, data=data, **step_options)
             record(f"round {r + 1} pruned", target=t if not isinstance(t, dict) else None)
             if _finetune(model, train_data, finetune_epochs, lr, batch_size, seed + r, quiet):
                 record(f"round {r + 1} fine-tuned")
@@ -156,8 +171,8 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
         def on_step(step):
             if step % freq == 0 and step <= begin + n_steps * freq:
                 s = polynomial_sparsity(step, initial=0.0, final=target, begin=begin, steps=n_steps, frequency=freq)
-                state["masks"] = prune_step(model, importance, gran, s, scope=scope, normalize=normalize,
-                                            exclude=exclude, data=None if tracker else data)
+                state["masks"] = prune_step(model, importance, gran, s, data=None if tracker else data,
+                                            **step_options)
                 entry = {"stage": f"step {step}", "target": s, "sparsity": _model_sparsity(model, exclude)}
                 if val_data is not None:
                     entry["val_accuracy"] = evaluate(model, *val_data)["accuracy"]
@@ -166,14 +181,20 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
         _finetune(model, train_data, finetune_epochs, lr, batch_size, seed, quiet,
                   hook=tracker.observe if tracker else None, on_step=on_step)
         if state["masks"] is None or _model_sparsity(model, exclude) < target - 1e-9:
-            state["masks"] = prune_step(model, importance, gran, target, scope=scope, normalize=normalize,
-                                        exclude=exclude, data=None if tracker else data)
+            state["masks"] = prune_step(model, importance, gran, target, data=None if tracker else data,
+                                        **step_options)
         masks = state["masks"]
         record("final")
     result = PruneResult(method=importance.name, granularity=gran.name, scope=scope, schedule=schedule,
                          target=target, masks=masks, history=history)
-    result.layers = {n: {"target": float(target[n] if isinstance(target, dict) else target),
-                         "reached": sparsity_of(m)} for n, m in masks.items()}
+    if gran.structured and isinstance(model, Graph):  # per group: its channels before and after
+        result.layers = {n: {**g, "target": float(target[n] if isinstance(target, dict) else target),
+                             "reached": 1.0 - g["after"] / g["before"]}
+                         for n, g in group_report(model, gran.kinds).items()
+                         if not isinstance(target, dict) or n in target}
+    else:
+        result.layers = {n: {"target": float(target[n] if isinstance(target, dict) else target),
+                             "reached": sparsity_of(m)} for n, m in masks.items()}
     model.meta["pruning"] = result.to_dict()
     return result
 
@@ -192,8 +213,9 @@ def _model_sparsity(model, exclude=()) -> float:
 
 
 def compiled(model, formats="auto", *, batch_size: int = 64, **options):
-    """A compiled copy of `model`, really smaller: dead units physically removed (structured pruning,
-    `remove_dead_units`), then every weighted layer stored in a real format. `model` is left exactly
+    """A compiled copy of `model`, really smaller: dead units physically removed (structured pruning:
+    `remove_dead_units` for a Sequential, `sparsenet.prune.groups.remove_dead_channels` for a Graph),
+    then every weighted layer stored in a real format. `model` is left exactly
     as it was (weights, masks, mode), so the two can be compared; build the copy's optimiser on it.
 
     formats: ``"auto"`` (each layer's forward timed on this CPU in every plausible format, then the
@@ -211,10 +233,11 @@ def compiled(model, formats="auto", *, batch_size: int = 64, **options):
     """
     from ..nn import Graph, Sequential
     from .compiler import _store_formats
+    from .groups import remove_dead_channels
     from .surgery import remove_dead_units
 
-    if isinstance(model, Graph):  # units are not removed from graphs yet (see masks.require_chain)
-        result, removed = copy.deepcopy(model), {}
+    if isinstance(model, Graph):  # the dead channels of its dependency groups
+        result, removed = remove_dead_channels(model)
     elif isinstance(model, Sequential):
         result, removed = remove_dead_units(model)
     else:

@@ -55,10 +55,16 @@ class Block(Granularity):
 
 class Units(Granularity):
     """Whole output units: a Linear layer's neurons or a Conv2d layer's filters (rows of the weight).
-    Structured: pruned units are physically removed by `remove_dead_units`."""
+    Structured: pruned units are physically removed (`compiled`). On a Graph, units are the channels
+    of dependency groups (`sparsenet.prune.groups`) of the kinds in `kinds`: "filters" and "neurons"
+    (the default), "heads" (attention heads: granularity "head"), "dims" (embedding dimensions:
+    granularity "dim")."""
 
     name = "units"
     structured = True
+
+    def __init__(self, kinds=("filters", "neurons"), name: str = "units"):
+        self.kinds, self.name = tuple(kinds), name
 
     def group_ids(self, shape):
         return np.repeat(np.arange(shape[0], dtype=np.int64)[:, None], shape[1], axis=1)
@@ -98,11 +104,15 @@ class NM(Granularity):
 
 
 _ALIASES = {"unstructured": Unstructured, "neuron": Units, "neurons": Units, "filter": Units,
-            "filters": Units, "units": Units, "structured": Units, "channel": Units, "channels": Units}
+            "filters": Units, "units": Units, "structured": Units, "channel": Units, "channels": Units,
+            "head": lambda: Units(("heads",), "head"), "heads": lambda: Units(("heads",), "head"),
+            "dim": lambda: Units(("dims",), "dim"), "dims": lambda: Units(("dims",), "dim"),
+            "embedding-dim": lambda: Units(("dims",), "dim")}
 
 
 def make_granularity(spec) -> Granularity:
-    """From a name: 'unstructured', 'neuron'/'filter'/'structured', 'block4x4' (any RxC), '2:4' (any N:M)."""
+    """From a name: 'unstructured', 'neuron'/'filter'/'structured', 'head', 'dim' (embedding
+    dimensions), 'block4x4' (any RxC), '2:4' (any N:M)."""
     if isinstance(spec, Granularity):
         return spec
     spec = str(spec).lower()
@@ -114,5 +124,5 @@ def make_granularity(spec) -> Granularity:
     m = re.fullmatch(r"(\d+):(\d+)", spec)
     if m:
         return NM(int(m.group(1)), int(m.group(2)))
-    raise ConfigError(f"unknown granularity {spec!r}: expected 'unstructured', 'neuron', 'filter', "
-                      f"'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")
+    raise ConfigError(f"unknown granularity {spec!r}: expected 'unstructured', 'neuron', 'filter', 'head', "
+                      f"'dim', 'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")

@@ -282,6 +282,16 @@ class BNScale(Importance):
             scores[n] = np.repeat((gamma / l.weight.shape[1])[:, None], l.weight.shape[1], axis=1)
         return scores
 
+    def group_scores(self, model, group) -> np.ndarray:
+        """A dependency group's channels (`sparsenet.prune.groups`) scored by the mean |gamma| of the
+        group's BatchNorms."""
+        bns = [(get_layer(model, node), index) for node, kind, index in group.members if kind == "bn"]
+        if not bns:
+            raise ConfigError(f"slimming: group {group.name!r} ({group.kind} of {group.nodes[:6]}) has no BatchNorm; "
+                              f"exclude its layer or use another criterion")
+        return np.mean([[np.abs(bn.weight.data[i].astype(np.float64)).mean() for i in index] for bn, index in bns],
+                       axis=0)
+
 
 def slimming_penalty(strength: float):
     """An `after_backward` hook adding the L1 subgradient strength * sign(gamma) to every BatchNorm

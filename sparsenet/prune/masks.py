@@ -49,13 +49,13 @@ def set_layer(model, name: str, layer) -> None:
 
 
 def require_chain(model, what: str) -> None:
-    """Structured pruning (removing whole units) follows a unit to the layers that read it, which in
-    a Graph needs its dependency groups (a residual Add ties the units of every branch): not
-    supported on graphs yet; a `ConfigError` says so."""
+    """For what follows a unit along a chain only (lottery tickets and sensitivity scans of whole
+    units, `unit_followers`): on a Graph, a `ConfigError` says so (`prune` and `compiled` remove a
+    Graph's units through its dependency groups, `sparsenet.prune.groups`)."""
     if isinstance(model, Graph):
-        raise ConfigError(f"{what}: removing whole units from a Graph is not supported yet (a residual Add or a "
-                          f"Concat ties units across nodes); use an unstructured, block or N:M granularity, or a "
-                          f"Sequential")
+        raise ConfigError(f"{what}: whole units (neuron / filter granularity) are not supported on a Graph yet "
+                          f"here (`prune` and `compiled` remove a Graph's units by its dependency groups); use "
+                          f"an unstructured, block or N:M granularity, or a Sequential")
 
 
 def prunable_layers(model, exclude=()) -> dict[str, WeightedLayer]:

@@ -1,0 +1,835 @@
+"""Dependency groups: which channels of a graph must be removed together, and their removal.
+
+Removing output channel r of a convolution is only half of it: whatever reads that channel must lose
+it too (the next convolution's input columns, a BatchNorm's statistics), and on a graph one channel
+is rarely alone: a residual `Add` ties the channels of every branch that feeds it, a depthwise
+convolution ties its outputs to its inputs, an attention head is rows of Q, K and V plus columns of
+the output projection. Torch-Pruning's DepGraph (Fang et al., CVPR 2023) is the reference; this is
+our own formulation of it.
+
+How it is computed (`analyze`): every channel a layer creates is an *atom* (a Linear's or a
+convolution's output rows, an Embedding's dimensions; a model input's channels are atoms that can
+never go). One zero sample is traced through the graph for shapes; each value carries a *key
+tensor*: for every position of one sample (the batch axis kept as size 1), the atom it belongs to,
+with size-1 axes where the atom does not depend on the position (spatial axes, tokens). Each op
+says how its output's keys follow from its inputs' (layout ops move keys as they move values) and
+which atoms it ties together (union-find):
+
+- element-wise ops with broadcasting (`Add`, `Sub`, `Mul`, `Div`), `Concat` along a non-channel
+  axis: the inputs' atoms at the same position are one;
+- `Concat` along the channel axis: the output's channel ranges are the inputs' (no tie);
+- a depthwise convolution: each output channel is its input channel; a grouped one ties the
+  same in-group position of every group (each group must keep as many channels as the others);
+- `MatMul` of two activations (attention): the contracted positions are tied, and so is everything
+  at one position of the batch axes, so that one head of Q, K, V and of the output projection's
+  input is one atom;
+- `Reshape`, `Transpose`, `Flatten`, `Slice` move keys; a `Linear`, a convolution or an `Embedding`
+  starts new atoms for its outputs.
+
+A *class* (union-find root) is one channel of a group; a *group* is the classes that live in the
+same places (the same members: weight rows, weight columns, per-channel parameters). A class is
+*blocked*, with the reason kept, when removing it would change what the model computes or cannot be
+written: a model input's or output's channels, an op that maps 0 to something else before a layer
+reads it (`Sigmoid`, a `Softmax` over channels, a `Pad2d` with a non-zero value), a normalisation
+over the channels (`LayerNorm`: removing a feature changes the others' mean and variance), an op
+this module does not know.
+
+Removal (`remove_channels`) is exact: a class whose sources are zero (its weight rows and bias, its
+BatchNorm's gamma and beta, an Embedding's columns, a `Shift`'s entries) carries zeros everywhere,
+so dropping it, with the columns that read it, changes no output beyond float rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, SparsenetError
+from ..nn import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Clip, Concat, Conv2d, Div, Dropout, Embedding,
+                  Flatten, GlobalAvgPool2d, Graph, HardSigmoid, HardSwish, Identity, LayerNorm, LeakyReLU, Linear,
+                  MatMul, MaxPool2d, Mean, Mul, Pad2d, Parameter, ReLU, ReLU6, Reshape, Scale, Sequential, Shift,
+                  Sigmoid, SiLU, Slice, Softmax, Sub, Tanh, Transpose)
+
+__all__ = ["Group", "Member", "DependencyAnalysis", "analyze", "dependency_groups", "remove_channels",
+           "dead_classes"]
+
+# element-wise ops with f(0) == 0 (exact types: a subclass may compute something else)
+_ZERO_PRESERVING = (ReLU, LeakyReLU, Tanh, GELU, SiLU, ReLU6, HardSwish, Identity, Dropout)
+# element-wise ops with f(0) != 0: a removed channel would carry f(0) to its readers
+_ZERO_CHANGING = (Sigmoid, HardSigmoid)
+
+
+@dataclass
+class Member:
+    """One place a group's channels live: `kind` is "rows" (a Linear's or convolution's output rows
+    and bias), "columns" (a reader's weight columns), "depthwise" (a depthwise or grouped
+    convolution's rows and bias that follow its input channels), "bn" (a BatchNorm's per-channel
+    parameters and statistics), "norm" (a LayerNorm's affine parameters), "table" (an Embedding's
+    columns), "value" (a Shift's or Scale's entries along `axis`). `atoms[i]` is the atom of index i
+    along the member's axis."""
+
+    node: str
+    kind: str
+    atoms: np.ndarray
+    axis: int = 0
+
+
+@dataclass
+class Group:
+    """Channels removed together. `classes[c]` is channel c's class; `members` are (node, kind,
+    [indices of channel c in that member's axis for every c]); `kind` is "filters" (convolution
+    outputs), "neurons" (Linear outputs), "heads" (attention heads), "dims" (embedding dimensions);
+    `blocked[c]` says why channel c cannot be removed (None: it can)."""
+
+    name: str
+    kind: str
+    classes: list
+    members: list = field(repr=False)
+    blocked: list = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.classes)
+
+    @property
+    def prunable(self) -> bool:
+        return any(b is None for b in self.blocked)
+
+    @property
+    def reason(self) -> str | None:
+        """Why no channel of the group can be removed (None when some can)."""
+        return None if self.prunable else next(b for b in self.blocked if b is not None)
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(dict.fromkeys(m[0] for m in self.members))
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "channels": self.size, "nodes": self.nodes,
+                "prunable": sum(b is None for b in self.blocked), "reason": self.reason}
+
+
+def _compress(keys: np.ndarray) -> np.ndarray:
+    """Axes along which the keys do not change become size 1."""
+    for a in range(keys.ndim):
+        if keys.shape[a] > 1 and np.all(keys == keys.take([0], axis=a)):
+            keys = keys.take([0], axis=a)
+    return keys
+
+
+class DependencyAnalysis:
+    """The atoms, ties, members and key tensors of one graph (see the module docstring)."""
+
+    def __init__(self, graph: Graph):
+        if any(s is None for s in graph.input_shapes.values()):
+            raise ConfigError(f"dependency groups need every input's shape; inputs "
+                              f"{[k for k, s in graph.input_shapes.items() if s is None]} have none "
+                              f"(set model.input_shape, or build the model with build_model)")
+        self.graph = graph
+        self.parent: list[int] = []
+        self._blocks: dict[int, str] = {}
+        self.members: list[Member] = []
+        self.keys: dict[str, np.ndarray] = {}   # value name -> key tensor (atoms)
+        self.shapes: dict[str, tuple] = {}      # value name -> one sample's shape
+        self._rules: list = []                  # (rule, input names, output name) for the zero pass
+        self.heads: set[int] = set()            # atoms tied through a MatMul's batch axes
+        self.input_atoms: dict[int, str] = {}   # atom -> the model input it is a channel of
+        record: dict = {}
+        graph.trace(record=record)
+        for name, shape in graph.input_shapes.items():
+            self.shapes[name] = tuple(shape)
+            if name in graph.input_dtypes:  # indices: no channels
+                self.keys[name] = np.full((1,) * (len(shape) + 1), -1, np.int64)
+            else:
+                axis = 1 if len(shape) == 3 else len(shape)  # [C, H, W]: channels; else the last axis
+                atoms = self.new(shape[axis - 1])
+                self.input_atoms.update((int(a), name) for a in atoms)
+                self.keys[name] = self._along(atoms, len(shape) + 1, axis)
+                self.block(self.keys[name], f"input {name!r}'s channels (a model's inputs are never pruned)")
+        for node in graph.nodes:
+            ins, out = record[node.name]
+            self.shapes[node.name] = tuple(out)
+            keys = [self.keys[r] for r in node.inputs]
+            try:
+                self.keys[node.name], rule = self._op(node, keys, [tuple(s) for s in ins], tuple(out))
+                self._rules.append((rule, node.inputs, node.name))
+            except SparsenetError:
+                raise
+            except Exception as e:  # pragma: no cover - a bug here must name the node
+                raise SparsenetError(f"dependency analysis of node {node.name!r} ({type(node.op).__name__}) "
+                                     f"failed: {e}") from e
+        for o in graph.outputs:
+            self.block(self.keys[o], f"output {o!r}'s channels (a model's outputs are never pruned)")
+        self._finish()
+
+    # -- union-find ---------------------------------------------------------------------------------
+    def new(self, n: int) -> np.ndarray:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def roots(self, atoms: np.ndarray) -> np.ndarray:
+        flat = np.asarray(atoms).ravel()
+        out = np.array([self.find(int(a)) if a >= 0 else -1 for a in flat], dtype=np.int64)
+        return out.reshape(np.shape(atoms))
+
+    def union(self, a: np.ndarray, b: np.ndarray, reason_if_none: str = "") -> None:
+        """Tie a[i] to b[i] (broadcast); a position with an atom against one without blocks the atom."""
+        a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+        pairs = np.unique(np.stack([a.ravel(), b.ravel()], axis=1), axis=0)
+        for x, y in pairs:
+            if x < 0 or y < 0:
+                if x >= 0 or y >= 0:
+                    self.block(np.array([max(x, y)]), reason_if_none or "meets a value without channels")
+                continue
+            rx, ry = self.find(int(x)), self.find(int(y))
+            if rx != ry:
+                self.parent[max(rx, ry)] = min(rx, ry)
+
+    def block(self, atoms, reason: str) -> None:
+        for a in np.unique(np.asarray(atoms)):
+            if a >= 0:
+                self._blocks.setdefault(int(a), reason)
+
+    @staticmethod
+    def _along(atoms: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+        shape = [1] * ndim
+        shape[axis] = len(atoms)
+        return atoms.reshape(shape)
+
+    def _member(self, node, kind, atoms, axis=0) -> None:
+        self.members.append(Member(node, kind, np.asarray(atoms, np.int64).ravel(), axis))
+
+    # -- ops ----------------------------------------------------------------------------------------
+    def _op(self, node, keys, ins, out):
+        """The output's key tensor and the node's zero rule: "pass" (a zero class stays zero),
+        "taint" (0 maps to a non-zero value), "product" (zero when any factor is zero), "sink" (a
+        weighted layer reads the input), "new" (fresh atoms)."""
+        op, name = node.op, node.name
+        kind = type(op)
+        nd = len(out) + 1
+        k = keys[0]
+        if kind in _ZERO_PRESERVING:
+            return k, "pass"
+        if kind in (MaxPool2d, AvgPool2d, Pad2d):
+            self._free(k, (2, 3), name, "a window over channels" if kind is not Pad2d else "padding over channels")
+            return k, "taint" if kind is Pad2d and op.value != 0 else "pass"
+        if kind in _ZERO_CHANGING or (kind is Clip and not op.low <= 0 <= op.high):
+            return k, "taint"
+        if kind in (BatchNorm1d, BatchNorm2d):
+            if not self._only(k, (1,)):
+                self.block(k, f"node {name!r} ({kind.__name__}) normalises positions that are not its features")
+            else:
+                self._member(name, "bn", np.broadcast_to(k, (1, *ins[0])).reshape(1, ins[0][0], -1)[0, :, 0])
+            return k, "pass"
+        if kind is LayerNorm:
+            axes = tuple(range(nd - len(op.normalized_shape), nd))
+            if any(k.shape[a] > 1 for a in axes):
+                self.block(k, f"node {name!r} (LayerNorm) normalises over these features: removing one changes "
+                              f"the others' mean and variance")
+                if op.elementwise_affine and len(axes) == 1 and self._only(k, axes):
+                    self._member(name, "norm", k.reshape(-1))
+            return k, "pass"
+        if kind is Softmax:
+            if k.shape[op.axis % nd] > 1:
+                self.block(k, f"node {name!r} (Softmax) normalises over these channels")
+            return k, "taint"
+        if kind in (Add, Sub, Mul, Div):
+            if kind is Div:
+                self.block(keys[1], f"node {name!r} (Div) divides by these channels")
+            return self._unify(keys, nd, name), "product" if kind in (Mul, Div) else "pass"
+        if kind is Concat:
+            return self._concat(op.axis % nd, keys, ins, nd, name), "pass"
+        if kind in (Shift, Scale):
+            return self._constant(op, k, ins[0], name)
+        if kind is Linear:
+            if not self._only(k, (nd - 1,)):
+                self.block(k, f"node {name!r} (Linear) reads channels on an axis other than its last")
+            self._member(name, "columns", np.broadcast_to(k, (1, *ins[0])).reshape(-1, ins[0][-1])[0])
+            atoms = self.new(op.out_features)
+            self._member(name, "rows", atoms)
+            return self._along(atoms, nd, nd - 1), "sink"
+        if kind is Conv2d:
+            return self._conv(op, k, ins[0], name)
+        if kind is Embedding:
+            atoms = self.new(op.embedding_dim)
+            self._member(name, "table", atoms)
+            return self._along(atoms, nd, nd - 1), "new"
+        if kind is GlobalAvgPool2d:
+            self._free(k, (2, 3), name, "an average over channels")
+            return k[:, :, 0, 0], "pass"
+        if kind is Mean:
+            axes = tuple(sorted(a % k.ndim for a in op.axes))
+            self._free(k, axes, name, "a mean over these channels")
+            for a in axes:
+                k = k.take([0], axis=a)
+            return (k if op.keepdims else k.reshape([s for a, s in enumerate(k.shape) if a not in axes])), "pass"
+        if kind is MatMul:
+            return self._matmul(keys, nd, name), "product"
+        if kind in (Reshape, Transpose, Slice, Flatten):
+            full = np.broadcast_to(k, (1, *ins[0]))
+            if kind is Reshape:
+                k = full.reshape(op.shape)
+            elif kind is Transpose:
+                k = full.transpose(op.perm)
+            elif kind is Slice:
+                k = full[op._index(full)]
+            else:
+                k = full.reshape(1, -1)
+            return _compress(np.ascontiguousarray(k)), "pass"
+        # an op this module does not know: nothing through it is removed
+        reason = f"node {name!r} ({kind.__name__}) is not known to the dependency analysis"
+        for x in keys:
+            self.block(x, reason)
+        atoms = self.new(1)
+        self.block(atoms, reason)
+        return atoms.reshape((1,) * nd), "new"
+
+    @staticmethod
+    def _only(k, axes) -> bool:
+        """Whether the keys vary along `axes` only."""
+        return all(k.shape[a] == 1 for a in range(k.ndim) if a not in axes)
+
+    def _free(self, k, axes, name, what) -> None:
+        """Block the atoms that vary along `axes` (an op that mixes those positions)."""
+        if any(a < k.ndim and k.shape[a] > 1 for a in axes):
+            self.block(k, f"node {name!r} computes {what}")
+
+    def _unify(self, keys, nd, name):
+        """Broadcast the inputs' keys (NumPy's rules) and tie each position's atoms."""
+        ks = [k.reshape((1,) * (nd - k.ndim) + k.shape) for k in keys]
+        shape = tuple(max(k.shape[a] for k in ks) for a in range(nd))
+        ks = [np.broadcast_to(k, shape) for k in ks]
+        for k in ks[1:]:
+            self.union(ks[0], k, f"node {name!r} combines these channels with a value that has none")
+        return np.ascontiguousarray(ks[0])
+
+    def _concat(self, axis, keys, ins, nd, name):
+        channel = [k.shape[axis] > 1 or s[axis - 1] == 1 for k, s in zip(keys, ins)]
+        if all(channel):  # along the channels: the output's ranges are the inputs'
+            shape = [max(k.shape[a] for k in keys) for a in range(nd)]
+            parts = []
+            for k, s in zip(keys, ins):
+                shape[axis] = s[axis - 1]
+                parts.append(np.broadcast_to(k, tuple(shape)))
+            return _compress(np.concatenate(parts, axis=axis))
+        if not any(k.shape[axis] > 1 for k in keys):  # along positions (tokens): one channel each
+            return self._unify(keys, nd, name)
+        reason = f"node {name!r} (Concat) joins channels with positions that are not channels"
+        for k in keys:
+            self.block(k, reason)
+        atoms = self.new(1)
+        self.block(atoms, reason)
+        return atoms.reshape((1,) * nd)
+
+    def _constant(self, op, k, shape, name):
+        """``x + value`` / ``x * value``: the value's entries along the channel axis are a member."""
+        value = op.array
+        nd = len(shape) + 1
+        lead = nd - value.ndim
+        vshape = (1,) * lead + value.shape
+        shift = type(op) is Shift
+        axes = [a for a in range(nd) if k.shape[a] > 1]
+        for a in axes:
+            if vshape[a] == 1:  # one value for every channel: a Shift turns a zero channel into it
+                if shift and np.any(value != 0):
+                    self.block(k, f"node {name!r} (Shift) adds one value to all these channels")
+            elif self._only(k, (a,)):
+                index = [0] * nd
+                index[a] = slice(None)
+                self._member(name, "value", np.broadcast_to(k, (1, *shape))[tuple(index)], axis=a - lead)
+            else:
+                self.block(k, f"node {name!r} ({type(op).__name__}) has a value over several channel axes")
+        return k, "taint" if shift and not axes and np.any(value != 0) else "pass"
+
+    def _conv(self, op, k, shape, name):
+        if not self._only(k, (1,)):
+            self.block(k, f"node {name!r} (Conv2d) mixes channels with spatial positions")
+        cin = shape[0]
+        taps = op.kernel_size[0] * op.kernel_size[1]
+        inputs = np.broadcast_to(k, (1, cin, 1, 1))[0, :, 0, 0] if self._only(k, (1,)) else np.full(cin, -1)
+        inputs = np.asarray(inputs, np.int64)
+        g = op.groups
+        if op.depthwise:  # output channel o follows input channel o // multiplier
+            atoms = np.repeat(inputs, op.out_channels // cin)
+            self._member(name, "depthwise", atoms)
+            return self._along(atoms, 4, 1), "pass"
+        a, b = cin // g, op.out_channels // g
+        per = inputs.reshape(g, a)
+        for j in range(1, g):  # grouped: the same in-group position of every group goes together
+            self.union(per[0], per[j])
+        self._member(name, "columns", np.repeat(per[0], taps))
+        atoms = self.new(op.out_channels)
+        rows = atoms.reshape(g, b)
+        for j in range(1, g):
+            self.union(rows[0], rows[j])
+        self._member(name, "rows", atoms)
+        return self._along(atoms, 4, 1), "sink"
+
+    def _matmul(self, keys, nd, name):
+        """A product of two activations: everything at one position of a batch axis along which keys
+        vary (an attention head) is one class; otherwise the two inputs' channels are blocked."""
+        ka, kb = (k.reshape((1,) * (nd - k.ndim) + k.shape) for k in keys)
+        shape = tuple(max(ka.shape[a], kb.shape[a]) for a in range(nd - 2))
+        if all(s == 1 for s in shape):
+            reason = f"node {name!r} (MatMul) mixes the channels of two activations"
+            self.block(ka, reason)
+            self.block(kb, reason)
+            atoms = self.new(1)
+            self.block(atoms, reason)
+            return atoms.reshape((1,) * nd)
+        fa = np.broadcast_to(ka, shape + ka.shape[-2:])
+        fb = np.broadcast_to(kb, shape + kb.shape[-2:])
+        heads = np.empty(shape, np.int64)
+        for pos in np.ndindex(*shape):
+            atoms = np.concatenate([fa[pos].ravel(), fb[pos].ravel()])
+            atoms = atoms[atoms >= 0]
+            heads[pos] = atoms[0] if atoms.size else -1
+            self.union(atoms[:1], atoms[1:])
+            self.heads.update(int(x) for x in atoms)
+        return heads.reshape(shape + (1, 1))
+
+    # -- after the walk -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        self.blocked: dict[int, str] = {}
+        for a, reason in self._blocks.items():
+            self.blocked.setdefault(self.find(a), reason)
+        self._zero_pass()
+        self._check_slabs()
+        self.head_roots = {self.find(a) for a in self.heads}
+        self.input_roots = {self.find(a): n for a, n in self.input_atoms.items()}
+
+    def _zero_pass(self) -> None:
+        """Classes that would carry a non-zero value after their sources are zeroed (`taint`), into a
+        reader that multiplies it by a weight or into an output: blocked."""
+        tainted: dict[str, set] = {n: set() for n in self.keys}
+        for rule, inputs, out in self._rules:
+            sets = [tainted[r] for r in inputs]
+            present = set(self.roots(np.unique(self.keys[out])).tolist()) - {-1}
+            if rule == "pass":
+                tainted[out] = set().union(*sets) & present
+            elif rule == "taint":
+                tainted[out] = present
+            elif rule == "product":  # zero when any factor is zero
+                ins = [set(self.roots(np.unique(self.keys[r])).tolist()) for r in inputs]
+                tainted[out] = {r for r in present if all(r in t or r not in s for t, s in zip(sets, ins))}
+            else:  # "sink": a weighted layer reads its input; "new": fresh atoms
+                if rule == "sink":
+                    for r in sets[0]:
+                        self.blocked.setdefault(r, f"node {out!r} reads these channels after an op that maps 0 "
+                                                   f"to a non-zero value")
+                tainted[out] = set()
+        for o in self.graph.outputs:
+            for r in tainted[o]:
+                self.blocked.setdefault(r, "reaches an output")
+
+    def _check_slabs(self) -> None:
+        """A class spread over several channel axes of a value (an attention head's [H, dh]) must be
+        whole slices of it, or its removal could not be written as smaller axes."""
+        for name, k in self.keys.items():
+            if sum(s > 1 for s in k.shape) < 2:
+                continue
+            r = self.roots(k)
+            for root in np.unique(r):
+                if root < 0 or root in self.blocked:
+                    continue
+                mask = r == root
+                slabs = np.zeros_like(mask)
+                for a in range(mask.ndim):
+                    if mask.shape[a] == 1:
+                        continue
+                    other = tuple(b for b in range(mask.ndim) if b != a)
+                    whole = mask.all(axis=other, keepdims=True)
+                    slabs |= np.broadcast_to(whole, mask.shape)
+                if not np.array_equal(slabs, mask):
+                    self.blocked[int(root)] = f"its channels are not whole slices of value {name!r}"
+
+    # -- groups -------------------------------------------------------------------------------------
+    def groups(self) -> list[Group]:
+        """The classes that live in the same members, as groups, in graph order."""
+        mroots = [self.roots(m.atoms) for m in self.members]
+        footprint: dict[int, list] = {}
+        for i, r in enumerate(mroots):
+            for root in np.unique(r):
+                if root >= 0:
+                    footprint.setdefault(int(root), []).append(i)
+        by_key: dict[tuple, list[int]] = {}
+        for root, ms in footprint.items():
+            by_key.setdefault(tuple(ms), []).append(root)
+        out = []
+        for key, roots in by_key.items():
+            first = self.members[key[0]]
+            order = {int(root): int(np.flatnonzero(mroots[key[0]] == root)[0]) for root in roots}
+            roots = sorted(roots, key=lambda r: order[r])
+            members = [(self.members[i].node, self.members[i].kind,
+                        [np.flatnonzero(mroots[i] == root) for root in roots]) for i in key]
+            sources = [self.members[i] for i in key if self.members[i].kind in ("rows", "table")]
+            src = sources[0] if sources else first
+            op = _node_op(self.graph, src.node)
+            inputs = [self.input_roots[r] for r in roots if r in self.input_roots]
+            if inputs:
+                kind, src = "inputs", Member(inputs[0], "input", np.zeros(0, np.int64))
+            elif any(r in self.head_roots for r in roots):
+                kind = "heads"
+            elif isinstance(op, Conv2d):
+                kind = "filters"
+            elif isinstance(op, Embedding):
+                kind = "dims"
+            else:
+                kind = "neurons"
+            blocked = [self.blocked.get(r) if sources else self.blocked.get(r, "no layer produces these channels")
+                       for r in roots]
+            out.append(Group(src.node, kind, roots, members, blocked))
+        names = {}
+        for g in out:  # unique names: a node that heads two groups (a grouped convolution) numbers them
+            n = names.get(g.name, 0)
+            names[g.name] = n + 1
+            if n:
+                g.name = f"{g.name}#{n}"
+        position = {n.name: i for i, n in enumerate(self.graph.nodes)}
+        return sorted(out, key=lambda g: (position.get(g.name.split("#")[0], -1), g.name))
+
+
+def _node_op(graph, name):
+    return next(n.op for n in graph.nodes if n.name == name)
+
+
+def _as_graph(model) -> Graph:
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, Sequential):
+        if model.input_shape is None:
+            raise ConfigError("dependency groups of a Sequential need its input_shape (model.input_shape = ...)")
+        return Graph.from_sequential(model)  # the same layers
+    raise ConfigError(f"dependency groups: expected a Graph or a Sequential, found {type(model).__name__}")
+
+
+def analyze(model) -> DependencyAnalysis:
+    """The dependency analysis of `model` (a Graph, or a Sequential seen as one)."""
+    return DependencyAnalysis(_as_graph(model))
+
+
+def dependency_groups(model) -> list[Group]:
+    """The channel groups of `model`: what must be removed together (see the module docstring).
+
+    >>> import sparsenet as sn
+    >>> groups = dependency_groups(sn.build_model("resnet", seed=0))
+    >>> [(g.name, g.size, g.prunable) for g in groups][:2]
+    [('stem', 16, True), ('s1b1_conv1', 16, True)]
+    """
+    return analyze(model).groups()
+
+
+# -- which classes are dead -------------------------------------------------------------------------
+def dead_classes(analysis: DependencyAnalysis, groups=None) -> set[int]:
+    """Classes whose sources are all zero (weight rows and bias, table columns, BatchNorm gamma and
+    beta, Shift entries, a depthwise filter's bias) and that are not blocked; each group keeps at
+    least one channel."""
+    graph = analysis.graph
+    ops = {n.name: n.op for n in graph.nodes}
+    zero: dict[int, bool] = {}
+    for m in analysis.members:
+        op = ops[m.node]
+        roots = analysis.roots(m.atoms)
+        if m.kind == "rows":
+            w = op.weight.to_dense()
+            z = ~np.any(w != 0, axis=1)
+            if op.bias is not None:
+                z &= op.bias.data == 0
+        elif m.kind == "table":
+            z = ~np.any(op.weight.to_dense() != 0, axis=0)
+        elif m.kind == "bn":
+            z = (op.weight.data == 0) & (op.bias.data == 0)
+        elif m.kind == "depthwise":
+            z = op.bias.data == 0 if op.bias is not None else np.ones(len(roots), bool)
+        elif m.kind == "value" and type(op) is Shift:
+            v = np.moveaxis(np.asarray(op.array), m.axis, 0).reshape(len(roots), -1) if op.array.ndim else None
+            z = ~np.any(v != 0, axis=1)
+        else:
+            continue
+        for r, zz in zip(roots.tolist(), z.tolist()):
+            if r >= 0:
+                zero[r] = zero.get(r, True) and bool(zz)
+    sources = set()
+    for m in analysis.members:
+        if m.kind in ("rows", "table"):
+            sources.update(analysis.roots(m.atoms).tolist())
+    dead = {r for r, z in zero.items() if z and r in sources and r not in analysis.blocked}
+    for g in groups if groups is not None else analysis.groups():
+        if g.classes and all(c in dead for c in g.classes):
+            dead.discard(g.classes[0])  # a group keeps at least one channel
+    return dead
+
+
+# -- removal ----------------------------------------------------------------------------------------
+def _kept_along(roots: np.ndarray, removed: set, axis: int) -> np.ndarray:
+    """Bool per position of `axis`: False where every class of that slice is removed."""
+    gone = np.isin(roots, list(removed)) if removed else np.zeros(roots.shape, bool)
+    other = tuple(a for a in range(roots.ndim) if a != axis)
+    return ~gone.all(axis=other)
+
+
+def remove_channels(model, removed, analysis: DependencyAnalysis | None = None):
+    """A copy of `model` (a Graph) without the classes `removed` (a set of class roots of
+    `analysis`, by default the analysis of `model`), and {group name: {"kind", "nodes", "before",
+    "after", "removed": [channel indices]}} for the groups that lost channels. `model` is untouched.
+    Blocked classes in `removed` raise a `ConfigError` naming why."""
+    from .surgery import _remove_rows, _set_weight, _slice_batchnorm
+
+    if not isinstance(model, Graph):
+        raise ConfigError(f"remove_channels: expected a Graph, found {type(model).__name__}")
+    analysis = analysis if analysis is not None else analyze(model)
+    removed = {int(r) for r in removed}
+    for r in removed:
+        if r in analysis.blocked:
+            raise ConfigError(f"cannot remove a channel: {analysis.blocked[r]}")
+    groups = analysis.groups()
+    report = {}
+    for g in groups:
+        gone = [c for c, r in enumerate(g.classes) if r in removed]
+        if len(gone) == g.size:
+            raise ConfigError(f"group {g.name!r}: removing all its {g.size} channels would leave no value")
+        if gone:
+            report[g.name] = {"kind": g.kind, "nodes": g.nodes, "before": g.size, "after": g.size - len(gone),
+                              "removed": gone}
+    if not removed:
+        return copy.deepcopy(model), report
+    new = copy.deepcopy(model)
+    ops = {n.name: n.op for n in new.nodes}
+    old = {n.name: n for n in model.nodes}
+    for m in analysis.members:
+        op = ops[m.node]
+        keep = ~np.isin(analysis.roots(m.atoms), list(removed))
+        if keep.all():
+            continue
+        idx = np.flatnonzero(keep)
+        if m.kind == "rows":
+            _remove_rows(op, idx)
+        elif m.kind == "columns":
+            _set_weight(op, None, idx)
+            if isinstance(op, Conv2d):  # the columns of one group's inputs, kh * kw per channel
+                op.in_channels = len(idx) // (op.kernel_size[0] * op.kernel_size[1]) * op.groups
+            else:
+                op.in_features = len(idx)
+        elif m.kind == "depthwise":
+            cin_keep = len(idx) // (op.out_channels // op.in_channels)
+            _remove_rows(op, idx)
+            op.in_channels = op.groups = cin_keep
+        elif m.kind == "bn":
+            _slice_batchnorm(op, idx)
+        elif m.kind == "table":
+            _set_weight(op, None, idx)
+            op.embedding_dim = len(idx)
+        elif m.kind == "value":
+            if op.trainable:
+                p = op.value
+                q = Parameter(np.ascontiguousarray(np.take(p.data, idx, axis=m.axis)))
+                if p.mask is not None:
+                    q.mask = np.ascontiguousarray(np.take(p.mask, idx, axis=m.axis))
+                op.value = q
+            else:
+                op.value = np.ascontiguousarray(np.take(op.value, idx, axis=m.axis))
+        elif m.kind == "norm":  # pragma: no cover - LayerNorm's classes are blocked
+            raise SparsenetError(f"node {m.node!r}: a LayerNorm's features cannot be removed")
+    for name, op in ops.items():  # ops whose attributes hold sizes
+        node = old[name]
+        if isinstance(op, Reshape):
+            k = analysis.roots(analysis.keys[name])
+            shape = list(op.shape)
+            for a, s in enumerate(shape):
+                if s != -1 and a < k.ndim and k.shape[a] > 1:
+                    shape[a] = int(_kept_along(k, removed, a).sum())
+            op.shape = tuple(shape)
+        elif isinstance(op, Slice):
+            src = node.inputs[0]
+            k = np.broadcast_to(analysis.roots(analysis.keys[src]), (1, *analysis.shapes[src]))
+            axis = op.axis % k.ndim
+            if k.shape[axis] > 1:
+                kept = _kept_along(k, removed, axis)
+                lo, hi, _ = slice(op.start, op.stop).indices(len(kept))
+                op.start, op.stop = int(kept[:lo].sum()), int(kept[:hi].sum())
+    g = Graph(dict(new.input_shapes), [(n.name, n.op, list(n.inputs)) for n in new.nodes], list(new.outputs),
+              input_dtypes=dict(new.input_dtypes) or None)
+    g.meta = copy.deepcopy(model.meta)
+    g.train(model.training)
+    return g, report
+
+
+# -- masking ----------------------------------------------------------------------------------------
+def mask_classes(model, classes, analysis: DependencyAnalysis | None = None) -> dict[str, np.ndarray]:
+    """Zero and pin (Parameter masks) everything of `classes` in `model` (a Graph, or a Sequential
+    seen as one): weight rows and bias, readers' weight columns, depthwise filters, BatchNorm gamma and
+    beta, Embedding columns, Shift and Scale entries. The model then computes exactly what the model
+    without those channels computes (`remove_channels`). Returns the weighted layers' new masks."""
+    from .masks import apply_masks, get_layer, layer_mask
+
+    analysis = analysis if analysis is not None else analyze(model)
+    classes = {int(c) for c in classes}
+    for c in classes:
+        if c in analysis.blocked:
+            raise ConfigError(f"cannot prune a channel: {analysis.blocked[c]}")
+    masks: dict[str, np.ndarray] = {}
+    for m in analysis.members:
+        gone = np.isin(analysis.roots(m.atoms), list(classes))
+        if not gone.any():
+            continue
+        op = get_layer(model, m.node)
+        if m.kind in ("rows", "columns", "depthwise", "table"):
+            mask = masks.get(m.node)
+            mask = layer_mask(op) if mask is None else mask
+            if m.kind in ("rows", "depthwise"):
+                mask[gone] = False
+            else:
+                mask[:, gone] = False
+            masks[m.node] = mask
+            if m.kind in ("rows", "depthwise") and op.bias is not None:
+                _pin(op.bias, ~gone)
+        elif m.kind == "bn":
+            _pin(op.weight, ~gone)
+            _pin(op.bias, ~gone)
+        elif m.kind == "value":
+            keep = np.moveaxis(np.broadcast_to(~gone, np.moveaxis(np.zeros(op.array.shape), m.axis, -1).shape),
+                               -1, m.axis)
+            if op.trainable:
+                _pin(op.value, keep)
+            else:
+                op.value = op.value * keep
+    apply_masks(model, masks)
+    return masks
+
+
+def _pin(p: Parameter, keep: np.ndarray) -> None:
+    """Zero `p` where `keep` is False and pin it there (with its current mask)."""
+    keep = np.asarray(keep, bool) if p.mask is None else p.mask & keep
+    p.data *= keep.astype(p.data.dtype)
+    p.mask = keep.copy()
+
+
+# -- pruning by groups ------------------------------------------------------------------------------
+REDUCTIONS = ("mean", "sum", "max")
+
+
+def group_scores(model, importance, groups, analysis, data=None, reduce: str = "mean") -> dict[str, np.ndarray]:
+    """{group name: float64 [channels]}: each channel's importance, its members' scores reduced.
+
+    A member's score for a channel is the mean of the criterion's scores over that channel's entries
+    in a Linear's or convolution's weight (its rows, or the columns that read it); the channel's score
+    is the `reduce` ("mean", "sum" or "max") of its members' scores. A criterion may score channels
+    itself (`group_scores`, as network slimming does with BatchNorm scales)."""
+    from .masks import get_layer
+
+    if reduce not in REDUCTIONS:
+        raise ConfigError(f"unknown group reduction {reduce!r}: expected one of {REDUCTIONS}")
+    if hasattr(importance, "group_scores"):
+        return {g.name: importance.group_scores(model, g) for g in groups}
+    layers = {}
+    for g in groups:
+        for node, kind, _ in g.members:
+            op = get_layer(model, node)
+            if kind in ("rows", "columns", "depthwise") and isinstance(op, (Linear, Conv2d)):
+                layers[node] = op
+    scores = importance(model, layers, data)
+    out = {}
+    for g in groups:
+        per = []
+        for node, kind, index in g.members:
+            if node not in scores or kind not in ("rows", "columns", "depthwise"):
+                continue
+            s = np.asarray(scores[node], np.float64)
+            s = s.mean(axis=1) if kind != "columns" else s.mean(axis=0)
+            per.append([s[i].mean() for i in index])
+        if not per:
+            raise ConfigError(f"group {g.name!r} ({g.kind}) has no Linear or convolution weight to score it by "
+                              f"criterion {importance.name!r}")
+        per = np.array(per)
+        out[g.name] = {"mean": per.mean, "sum": per.sum, "max": per.max}[reduce](axis=0)
+    return out
+
+
+def prune_groups(model, importance, granularity, sparsity, *, scope="layer", normalize="none", exclude=(),
+                 data=None, reduce="mean") -> tuple[dict, dict]:
+    """One importance -> selection -> masking pass over the dependency groups of `model` whose kind
+    `granularity` prunes (`granularity.kinds`): `sparsity` is the fraction of each group's channels
+    (scope "layer"; a dict {group name: fraction} for per-group targets) or of all of them ("global",
+    scores normalised per group as `normalize` says). Channels already pruned stay pruned; every group
+    keeps at least one channel. A group whose source layer (the Linear, convolution or Embedding that
+    makes its channels) is in `exclude` is left alone. Returns (the weighted layers' masks,
+    {group name: {"kind", "nodes", "before", "after"}})."""
+    from .granularity import Unstructured
+    from .masks import prunable_layers
+    from .selection import select_masks
+
+    analysis = analyze(model)
+    excluded = set(prunable_layers(model)) - set(prunable_layers(model, exclude))
+    every = analysis.groups()
+    candidates = [g for g in every if g.kind in granularity.kinds]
+    groups = [g for g in candidates if g.prunable and not any(
+        node in excluded for node, kind, _ in g.members if kind in ("rows", "table"))]
+    if not groups:
+        why = "; ".join(f"{g.name}: {g.reason}" for g in candidates if g.reason)[:600]
+        raise ConfigError(f"granularity {granularity.name!r}: no group of kind {'/'.join(granularity.kinds)} can be "
+                          f"pruned in this model (kinds found: {sorted({g.kind for g in every})})"
+                          + (f"; blocked: {why}" if why else ""))
+    if isinstance(sparsity, dict):
+        unknown = set(sparsity) - {g.name for g in groups}
+        if unknown:
+            raise ConfigError(f"sparsity targets name {sorted(unknown)}, which are not prunable groups of kind "
+                              f"{'/'.join(granularity.kinds)}; groups: {[g.name for g in groups]}"[:600])
+        groups = [g for g in groups if g.name in sparsity]
+    dead = dead_classes(analysis, every)
+    raw = group_scores(model, importance, groups, analysis, data, reduce)
+    free = {g.name: [c for c, b in enumerate(g.blocked) if b is None] for g in groups}
+    scores = {n: raw[n][idx][:, None] for n, idx in free.items()}
+    prior = {g.name: np.array([g.classes[c] not in dead for c in free[g.name]])[:, None] for g in groups}
+    keep = select_masks(scores, Unstructured(), sparsity, scope=scope, normalize=normalize, prior=prior)
+    gone, report = set(), {}
+    for g in groups:
+        pruned = [free[g.name][i] for i in np.flatnonzero(~keep[g.name][:, 0])]
+        gone.update(g.classes[c] for c in pruned)
+        report[g.name] = {"kind": g.kind, "nodes": g.nodes, "before": g.size, "after": g.size - len(pruned)}
+    masks = mask_classes(model, gone, analysis)
+    return masks, report
+
+
+def group_report(model, kinds=None) -> dict:
+    """{group name: {"kind", "nodes", "before", "after"}} for the prunable groups of `model` (of
+    `kinds`, default all): channels before, and after removing the dead ones."""
+    analysis = analyze(model)
+    groups = analysis.groups()
+    dead = dead_classes(analysis, groups)
+    return {g.name: {"kind": g.kind, "nodes": g.nodes, "before": g.size,
+                     "after": g.size - sum(c in dead for c in g.classes)}
+            for g in groups if g.prunable and (kinds is None or g.kind in kinds)}
+
+
+def remove_dead_channels(model):
+    """A copy of `model` (a Graph) without its dead channels (`dead_classes`), and the report of
+    `remove_channels` ({group name: {"kind", "nodes", "before", "after", "removed"}}, channel indices
+    in the original numbering). Repeated until nothing more dies: a channel whose only non-zero
+    weights read removed channels (and whose bias is zero) goes in the next pass. `model` is not
+    modified."""
+    analysis = analyze(model)
+    current, report = remove_channels(model, dead_classes(analysis), analysis)
+    while True:
+        analysis = analyze(current)
+        dead = dead_classes(analysis)
+        if not dead:
+            return current, report
+        current, more = remove_channels(current, dead, analysis)
+        for name, r in more.items():  # renumber into the original channels
+            first = report.get(name)
+            if first is None:
+                report[name] = r
+                continue
+            alive = [c for c in range(first["before"]) if c not in set(first["removed"])]
+            first["removed"] = sorted(first["removed"] + [alive[c] for c in r["removed"]])
+            first["after"] = first["before"] - len(first["removed"])
