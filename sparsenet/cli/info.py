@@ -17,6 +17,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..io import load_model
+    from ..prune.report import format_groups
     from ..summary import summarize
 
     model = load_model(args.model)
@@ -33,5 +34,6 @@ def run(args) -> int:
     lines.append(f"total: {t['params']} parameters, {t['stored_params']} stored, {t['nonzero_params']} nonzero; "
                  f"{t['total_bytes']} bytes ({t['total_bytes'] / max(t['dense_bytes'], 1):.1%} of dense "
                  f"{t['dense_bytes']})")
-    emit(args, payload, "\n".join(lines))
+    groups = format_groups(model.meta.get("compile", {}).get("removed_units"))
+    emit(args, payload, "\n".join(lines) + (f"\n{groups}" if groups else ""))
     return 0

@@ -24,7 +24,11 @@ def register(subparsers) -> None:
     pr.add_argument("--method", default="magnitude", help="magnitude, l2, random, taylor, snip, synflow, movement, "
                                                            "obd, slimming, wanda (default: magnitude)")
     pr.add_argument("--granularity", default="unstructured",
-                    help="unstructured, neuron/filter, blockRxC (e.g. block4x4), N:M (e.g. 2:4)")
+                    help="unstructured, neuron/filter, head, dim (embedding dimensions), blockRxC (e.g. block4x4), "
+                         "N:M (e.g. 2:4); on a graph, neurons, filters, heads and dimensions follow its dependency "
+                         "groups")
+    pr.add_argument("--group-reduce", default="mean", choices=["mean", "sum", "max"],
+                    help="how a dependency group's channel score combines its members' scores (default: mean)")
     pr.add_argument("--scope", default="layer", choices=["layer", "global"])
     pr.add_argument("--normalize", default="mean", choices=["none", "mean", "l2"],
                     help="how the global scope compares layers (default: mean)")
@@ -50,7 +54,7 @@ def run(args) -> int:
     from ..data import load_dataset
     from ..io import load_model, save_model
     from ..prune import compiled as compiled_copy, prune
-    from ..prune.report import format_report, pruning_report
+    from ..prune.report import format_groups, format_report, pruning_report
     from ..train import evaluate
 
     model = load_model(args.model)
@@ -63,7 +67,7 @@ def run(args) -> int:
                    sparsity=sparsity_targets(args.sparsity), schedule=args.schedule, rounds=args.rounds,
                    exclude=args.exclude or (), normalize=args.normalize, train_data=train,
                    data=(ds.x_train[: args.calibration], ds.y_train[: args.calibration]) if ds is not None else None,
-                   finetune_epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
+                   finetune_epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, group_reduce=args.group_reduce,
                    quiet=args.quiet or args.json)
     compiled = compiled_copy(model, args.format, batch_size=args.batch_size)
     report = pruning_report(before, compiled)
@@ -75,6 +79,9 @@ def run(args) -> int:
     save_model(compiled, args.output)
     payload["output"] = args.output
     text = format_report(report)
+    groups = format_groups(compiled.meta["compile"].get("removed_units"))
+    payload["removed_units"] = compiled.meta["compile"].get("removed_units")
+    text += f"\n{groups}" if groups else ""
     if ds is not None:
         text += f"\ntest accuracy {payload['accuracy_before']:.4f} -> {payload['accuracy_after']:.4f}"
     emit(args, payload, text + f"\nsaved to {args.output}")

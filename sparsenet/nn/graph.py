@@ -223,12 +223,13 @@ class Graph(Module):
             raise ConfigError(f"Graph: {unused[:10]} lead to no output (remove them, or name them as outputs)")
         return order
 
-    def trace(self, record: dict | None = None) -> tuple[np.ndarray, ...]:
+    def trace(self, record: dict | None = None, *, whole: bool = False) -> tuple[np.ndarray, ...]:
         """The outputs for one zero sample of the declared input shapes (each ``[1, ...]``, in the
         order of `outputs`), computed node by node in evaluation mode: a node that does not accept its
         inputs' shapes raises `ShapeError` naming it, and so does a graph whose values would grow past
         the trace's bounds (see `_TRACE_VALUES`). Needs every input's shape. With `record` (a dict),
-        fills it with ``{node: ([one sample's shape per input], output shape)}``."""
+        fills it with ``{node: ([one sample's shape per input], output shape)}``; with `whole`, the
+        traced arrays' whole shapes instead (the batch of 1 included, wherever a layout op put it)."""
         if any(s is None for s in self.input_shapes.values()):
             raise ConfigError(f"Graph.trace: inputs {[k for k, s in self.input_shapes.items() if s is None]} "
                               f"have no shape")
@@ -256,7 +257,8 @@ class Graph(Module):
                                      f"inputs of shapes {[list(v.shape[1:]) for v in ins]} (one sample): "
                                      f"{e}") from None
                 if record is not None:
-                    record[node.name] = ([tuple(v.shape[1:]) for v in ins], tuple(out.shape[1:]))
+                    cut = 0 if whole else 1
+                    record[node.name] = ([tuple(v.shape[cut:]) for v in ins], tuple(out.shape[cut:]))
                 live += out.size
                 work += out.size
                 for name in self._free_after[i]:

@@ -132,14 +132,14 @@ class DependencyAnalysis:
         self._blocks: dict[int, str] = {}
         self.members: list[Member] = []
         self.keys: dict[str, np.ndarray] = {}   # value name -> key tensor (atoms)
-        self.shapes: dict[str, tuple] = {}      # value name -> one sample's shape
+        self.shapes: dict[str, tuple] = {}      # value name -> whole shape of the traced batch of 1
         self._rules: list = []                  # (rule, input names, output name) for the zero pass
         self.heads: set[int] = set()            # atoms tied through a MatMul's batch axes
         self.input_atoms: dict[int, str] = {}   # atom -> the model input it is a channel of
         record: dict = {}
-        graph.trace(record=record)
+        graph.trace(record=record, whole=True)  # whole shapes: a layout op may move the batch off axis 0
         for name, shape in graph.input_shapes.items():
-            self.shapes[name] = tuple(shape)
+            self.shapes[name] = (1, *shape)
             if name in graph.input_dtypes:  # indices: no channels
                 self.keys[name] = np.full((1,) * (len(shape) + 1), -1, np.int64)
             else:
@@ -153,13 +153,15 @@ class DependencyAnalysis:
             self.shapes[node.name] = tuple(out)
             keys = [self.keys[r] for r in node.inputs]
             try:
-                self.keys[node.name], rule = self._op(node, keys, [tuple(s) for s in ins], tuple(out))
-                self._rules.append((rule, node.inputs, node.name))
-            except SparsenetError:
-                raise
-            except Exception as e:  # pragma: no cover - a bug here must name the node
-                raise SparsenetError(f"dependency analysis of node {node.name!r} ({type(node.op).__name__}) "
-                                     f"failed: {e}") from e
+                k, rule = self._op(node, keys, [tuple(s) for s in ins], tuple(out))
+            except Exception as e:  # never a crash: what could not be followed cannot be pruned
+                k, rule = self._opaque(node, keys, len(out), f"node {node.name!r} ({type(node.op).__name__}) "
+                                                            f"could not be analysed ({type(e).__name__}: {e})"[:300])
+            if k.ndim != len(out) or any(a not in (1, b) for a, b in zip(k.shape, out)):
+                k, rule = self._opaque(node, keys, len(out), f"node {node.name!r} ({type(node.op).__name__}): "
+                                                            f"keys of shape {k.shape} for a value of {out}")
+            self.keys[node.name] = k
+            self._rules.append((rule, node.inputs, node.name))
         for o in graph.outputs:
             self.block(self.keys[o], f"output {o!r}'s channels (a model's outputs are never pruned)")
         self._finish()
@@ -216,7 +218,7 @@ class DependencyAnalysis:
         weighted layer reads the input), "new" (fresh atoms)."""
         op, name = node.op, node.name
         kind = type(op)
-        nd = len(out) + 1
+        nd = len(out)  # whole shapes (the batch of 1 included)
         k = keys[0]
         if kind in _ZERO_PRESERVING:
             return k, "pass"
@@ -229,7 +231,7 @@ class DependencyAnalysis:
             if not self._only(k, (1,)):
                 self.block(k, f"node {name!r} ({kind.__name__}) normalises positions that are not its features")
             else:
-                self._member(name, "bn", np.broadcast_to(k, (1, *ins[0])).reshape(1, ins[0][0], -1)[0, :, 0])
+                self._member(name, "bn", np.broadcast_to(k, ins[0]).reshape(1, ins[0][1], -1)[0, :, 0])
             return k, "pass"
         if kind is LayerNorm:
             axes = tuple(range(nd - len(op.normalized_shape), nd))
@@ -254,7 +256,7 @@ class DependencyAnalysis:
         if kind is Linear:
             if not self._only(k, (nd - 1,)):
                 self.block(k, f"node {name!r} (Linear) reads channels on an axis other than its last")
-            self._member(name, "columns", np.broadcast_to(k, (1, *ins[0])).reshape(-1, ins[0][-1])[0])
+            self._member(name, "columns", np.broadcast_to(k, ins[0]).reshape(-1, ins[0][-1])[0])
             atoms = self.new(op.out_features)
             self._member(name, "rows", atoms)
             return self._along(atoms, nd, nd - 1), "sink"
@@ -276,7 +278,7 @@ class DependencyAnalysis:
         if kind is MatMul:
             return self._matmul(keys, nd, name), "product"
         if kind in (Reshape, Transpose, Slice, Flatten):
-            full = np.broadcast_to(k, (1, *ins[0]))
+            full = np.broadcast_to(k, ins[0])
             if kind is Reshape:
                 k = full.reshape(op.shape)
             elif kind is Transpose:
@@ -286,8 +288,10 @@ class DependencyAnalysis:
             else:
                 k = full.reshape(1, -1)
             return _compress(np.ascontiguousarray(k)), "pass"
-        # an op this module does not know: nothing through it is removed
-        reason = f"node {name!r} ({kind.__name__}) is not known to the dependency analysis"
+        return self._opaque(node, keys, nd, f"node {name!r} ({kind.__name__}) is not known to the dependency analysis")
+
+    def _opaque(self, node, keys, nd, reason):
+        """An op this module does not follow: nothing through it is removed."""
         for x in keys:
             self.block(x, reason)
         atoms = self.new(1)
@@ -314,12 +318,12 @@ class DependencyAnalysis:
         return np.ascontiguousarray(ks[0])
 
     def _concat(self, axis, keys, ins, nd, name):
-        channel = [k.shape[axis] > 1 or s[axis - 1] == 1 for k, s in zip(keys, ins)]
+        channel = [k.shape[axis] > 1 or s[axis] == 1 for k, s in zip(keys, ins)]
         if all(channel):  # along the channels: the output's ranges are the inputs'
             shape = [max(k.shape[a] for k in keys) for a in range(nd)]
             parts = []
             for k, s in zip(keys, ins):
-                shape[axis] = s[axis - 1]
+                shape[axis] = s[axis]
                 parts.append(np.broadcast_to(k, tuple(shape)))
             return _compress(np.concatenate(parts, axis=axis))
         if not any(k.shape[axis] > 1 for k in keys):  # along positions (tokens): one channel each
@@ -334,7 +338,7 @@ class DependencyAnalysis:
     def _constant(self, op, k, shape, name):
         """``x + value`` / ``x * value``: the value's entries along the channel axis are a member."""
         value = op.array
-        nd = len(shape) + 1
+        nd = len(shape)
         lead = nd - value.ndim
         vshape = (1,) * lead + value.shape
         shift = type(op) is Shift
@@ -346,7 +350,7 @@ class DependencyAnalysis:
             elif self._only(k, (a,)):
                 index = [0] * nd
                 index[a] = slice(None)
-                self._member(name, "value", np.broadcast_to(k, (1, *shape))[tuple(index)], axis=a - lead)
+                self._member(name, "value", np.broadcast_to(k, shape)[tuple(index)], axis=a - lead)
             else:
                 self.block(k, f"node {name!r} ({type(op).__name__}) has a value over several channel axes")
         return k, "taint" if shift and not axes and np.any(value != 0) else "pass"
@@ -354,7 +358,7 @@ class DependencyAnalysis:
     def _conv(self, op, k, shape, name):
         if not self._only(k, (1,)):
             self.block(k, f"node {name!r} (Conv2d) mixes channels with spatial positions")
-        cin = shape[0]
+        cin = shape[1]
         taps = op.kernel_size[0] * op.kernel_size[1]
         inputs = np.broadcast_to(k, (1, cin, 1, 1))[0, :, 0, 0] if self._only(k, (1,)) else np.full(cin, -1)
         inputs = np.asarray(inputs, np.int64)
@@ -651,7 +655,7 @@ def remove_channels(model, removed, analysis: DependencyAnalysis | None = None):
             op.shape = tuple(shape)
         elif isinstance(op, Slice):
             src = node.inputs[0]
-            k = np.broadcast_to(analysis.roots(analysis.keys[src]), (1, *analysis.shapes[src]))
+            k = np.broadcast_to(analysis.roots(analysis.keys[src]), analysis.shapes[src])
             axis = op.axis % k.ndim
             if k.shape[axis] > 1:
                 kept = _kept_along(k, removed, axis)
@@ -718,19 +722,27 @@ def _pin(p: Parameter, keep: np.ndarray) -> None:
 REDUCTIONS = ("mean", "sum", "max")
 
 
+def scoreable(group) -> bool:
+    """Whether a criterion's weight scores reach the group: a Linear or convolution among its members
+    (an Embedding's dimensions that nothing reads have none)."""
+    return any(kind in ("rows", "columns", "depthwise") for _, kind, _ in group.members)
+
+
 def group_scores(model, importance, groups, analysis, data=None, reduce: str = "mean") -> dict[str, np.ndarray]:
     """{group name: float64 [channels]}: each channel's importance, its members' scores reduced.
 
     A member's score for a channel is the mean of the criterion's scores over that channel's entries
     in a Linear's or convolution's weight (its rows, or the columns that read it); the channel's score
     is the `reduce` ("mean", "sum" or "max") of its members' scores. A criterion may score channels
-    itself (`group_scores`, as network slimming does with BatchNorm scales)."""
+    itself (`group_scores`, as network slimming does with BatchNorm scales). Groups that are not
+    `scoreable` are left out."""
     from .masks import get_layer
 
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown group reduction {reduce!r}: expected one of {REDUCTIONS}")
     if hasattr(importance, "group_scores"):
         return {g.name: importance.group_scores(model, g) for g in groups}
+    groups = [g for g in groups if scoreable(g)]
     layers = {}
     for g in groups:
         for node, kind, _ in g.members:
@@ -747,9 +759,6 @@ def group_scores(model, importance, groups, analysis, data=None, reduce: str = "
             s = np.asarray(scores[node], np.float64)
             s = s.mean(axis=1) if kind != "columns" else s.mean(axis=0)
             per.append([s[i].mean() for i in index])
-        if not per:
-            raise ConfigError(f"group {g.name!r} ({g.kind}) has no Linear or convolution weight to score it by "
-                              f"criterion {importance.name!r}")
         per = np.array(per)
         out[g.name] = {"mean": per.mean, "sum": per.sum, "max": per.max}[reduce](axis=0)
     return out
@@ -772,8 +781,8 @@ def prune_groups(model, importance, granularity, sparsity, *, scope="layer", nor
     excluded = set(prunable_layers(model)) - set(prunable_layers(model, exclude))
     every = analysis.groups()
     candidates = [g for g in every if g.kind in granularity.kinds]
-    groups = [g for g in candidates if g.prunable and not any(
-        node in excluded for node, kind, _ in g.members if kind in ("rows", "table"))]
+    groups = [g for g in candidates if g.prunable and (scoreable(g) or hasattr(importance, "group_scores"))
+              and not any(node in excluded for node, kind, _ in g.members if kind in ("rows", "table"))]
     if not groups:
         why = "; ".join(f"{g.name}: {g.reason}" for g in candidates if g.reason)[:600]
         raise ConfigError(f"granularity {granularity.name!r}: no group of kind {'/'.join(granularity.kinds)} can be "

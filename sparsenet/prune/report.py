@@ -7,20 +7,27 @@ import numpy as np
 
 from ..nn._weighted import WeightedLayer
 from ..nn.conv import Conv2d
+from ..nn.embedding import Embedding
 from ..summary import summarize
 from .masks import named_layers
 from .trace import layer_shapes
 
-__all__ = ["pruning_report", "model_flops", "format_report"]
+__all__ = ["pruning_report", "model_flops", "format_report", "format_groups"]
 
 
 def _positions(layer, out_shape) -> int:
-    """Output positions per sample a weight row is applied at (1 for Linear, oh*ow for Conv2d)."""
-    return int(np.prod(out_shape[1:])) if isinstance(layer, Conv2d) else 1
+    """Output positions per sample a weight row is applied at: oh*ow for Conv2d, the leading axes for
+    Linear (1 for [features], the tokens of [tokens, features]), 0 for an Embedding (a lookup)."""
+    if isinstance(layer, Embedding):
+        return 0
+    if isinstance(layer, Conv2d):
+        return int(np.prod(out_shape[1:]))
+    return int(np.prod(out_shape[:-1]))
 
 
 def model_flops(model, input_shape=None) -> dict:
-    """Theoretical multiply-add FLOPs (2 per multiply-add) of the weighted layers for one sample:
+    """Theoretical multiply-add FLOPs (2 per multiply-add) of the weighted layers (Linear, Conv2d;
+    an Embedding's lookup counts none, nor do products of two activations) for one sample:
     {"dense": as if every weight were stored and nonzero, "sparse": counting nonzero weights only,
     "layers": {name: (dense, sparse)}}."""
     shapes = layer_shapes(model, input_shape)
@@ -91,4 +98,23 @@ def format_report(report: dict) -> str:
     lines.append(f"total: params {t['params_before']} -> {t['params_after']} ({t['params_ratio']:.1%}), "
                  f"bytes {t['bytes_before']} -> {t['bytes_after']} ({t['bytes_ratio']:.1%}), "
                  f"FLOPs {t['flops_before']} -> {t['flops_after']} ({t['flops_speedup']:.2f}x fewer)")
+    return "\n".join(lines)
+
+
+def format_groups(removed: dict) -> str:
+    """The units that structured pruning removed (``meta["compile"]["removed_units"]``) as text: per
+    dependency group of a Graph, its kind, nodes and channels before -> after; per layer of a
+    Sequential, its units before -> after. Empty when nothing was removed."""
+    rows = []
+    for name, r in (removed or {}).items():
+        after = r["after"] if "after" in r else r.get("kept")
+        if after is None or after == r["before"]:
+            continue
+        nodes = ", ".join(r.get("nodes", [name]))
+        rows.append((str(name), r.get("kind", "units"), f"{r['before']} -> {after}", nodes))
+    if not rows:
+        return ""
+    wn = max(8, *(len(r[0]) + 2 for r in rows))
+    lines = [f"{'group':<{wn}}{'kind':<9}{'channels':>12}  nodes"]
+    lines += [f"{n:<{wn}}{k:<9}{c:>12}  {nodes[:300]}" for n, k, c, nodes in rows]
     return "\n".join(lines)
