@@ -512,3 +512,18 @@ def test_imported_pytorch_graphs_prune_by_their_groups(arch, exporter):
     assert removed and all(r["after"] == r["before"] - r["before"] // 2 for r in removed.values())
     assert _params(small) < _params(model)
     np.testing.assert_allclose(small.predict(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "recommender"])
+def test_automatic_formats_time_index_models_with_indices(name):
+    """'auto' times an Embedding's lookup with indices and the whole graph with its own inputs (it
+    fed floats to both, and failed)."""
+    model = sn.build_model(name, seed=0)
+    prune(model, granularity="neuron", sparsity=0.5)
+    small = compiled(model, "auto", repeats=1, min_time=1e-4)
+    record = small.meta["compile"]
+    assert record["plan"] in ("chosen", "dense", "sparse")
+    assert {n for n, r in record["layers"].items() if "timings_us" in r} >= {
+        n.name for n in model.nodes if isinstance(n.op, Embedding)}
+    x = _inputs(model)
+    np.testing.assert_allclose(small.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)

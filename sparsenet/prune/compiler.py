@@ -24,9 +24,10 @@ from .._checks import check_int, check_nonnegative, check_seed
 from .._deprecation import warn_deprecated
 from ..errors import ConfigError, ShapeError, SparsenetError
 from ..formats import BSR, CSR, Dense, WeightFormat
-from ..nn import Sequential, model_dtype
+from ..nn import Embedding, Graph, Sequential, inference, model_dtype
 from ..nn._weighted import WeightedLayer
 from ..plan import build_plan
+from ..runtime import predict
 from ..timing import compare
 from .masks import get_layer, prunable_layers, set_layer
 from .trace import layer_shapes, model_input_shape
@@ -170,7 +171,10 @@ def _lazy(make):
 
 def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.ndarray:
     """A [batch_size, *in_shape] input as the layer gets it in a model: a 2-D input is the transposed
-    view of a feature-major array (what a preceding Linear returns), so that no copy is timed."""
+    view of a feature-major array (what a preceding Linear returns), so that no copy is timed; an
+    Embedding's, indices into its table."""
+    if isinstance(layer, Embedding):
+        return rng.integers(0, layer.num_embeddings, (batch_size, *in_shape))
     if len(in_shape) == 1:
         return rng.standard_normal((in_shape[0], batch_size)).astype(layer.dtype).T
     return rng.standard_normal((batch_size, *in_shape)).astype(layer.dtype)
@@ -199,12 +203,22 @@ def _with_weight(layer: WeightedLayer, weight: WeightFormat) -> WeightedLayer:
 
 def _timed_forward(layer: WeightedLayer, weight: WeightFormat, x):
     """A function running `layer` with `weight` on `x` as a compiled plan runs it: the kernels of the
-    layer's one-layer plan (a Linear's product with its bias fused; a convolution's forward)."""
+    layer's one-layer plan (a Linear's product with its bias fused; a convolution's forward; an
+    Embedding's lookup, the step a plan binds)."""
+    if isinstance(layer, Embedding):
+        trial = _with_weight(layer, weight)
+
+        def lookup():
+            with inference(trial):
+                trial.forward(x)
+        return lookup
     plan = build_plan(_with_weight(layer, weight), x.shape[1:])
     return plan.kernels_only(np.ascontiguousarray(x))
 
 
 def _plan_predict(model, x):
+    if isinstance(model, Graph):  # any inputs (indices, several of them): as a user calls it
+        return partial(predict, model, x)
     return partial(build_plan(model, x.shape[1:]).predict, x)
 
 
@@ -366,6 +380,8 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
 
     import numba  # already imported by the kernels; here only to report the thread count
 
+    from ..bench import sample_inputs
+
     model.meta["compile"] = {
         "batch_size": int(batch_size),
         "formats": dict(specs) if isinstance(formats, dict) else _spec(*parse_format_spec(formats)),
@@ -373,8 +389,10 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
         "threads": int(numba.get_num_threads()),
     }
     if plans["chosen"]:  # some layers were measured: check the whole model too
-        dtype = model_dtype(model)
-        x = rng.standard_normal((int(batch_size), *model_input_shape(model, input_shape))).astype(dtype)  # as a user passes it
+        if isinstance(model, Graph):
+            x = sample_inputs(model, int(batch_size), rng)  # floats, or indices below their tables' sizes
+        else:
+            x = rng.standard_normal((int(batch_size), *model_input_shape(model, input_shape))).astype(model_dtype(model))
         plan, timings = _check_whole_model(model, plans, x, int(repeats), float(min_time), clock)
         for name in plans[plan]:
             weight = get_layer(model, name).weight

@@ -46,7 +46,8 @@ def layer_shapes(model, input_shape=None) -> dict[str, tuple[tuple, tuple]]:
     """{layer name: (input shape, output shape)} of one sample, for every layer of a Sequential (names
     "0", "1"...) or every single-input node of a Graph (by node name)."""
     if isinstance(model, Graph):
-        model_input_shape(model, input_shape)  # checks
+        if input_shape is not None:
+            model_input_shape(model, input_shape)  # a single input's own shape, or an error
         record: dict = {}
         model.trace(record=record)
         return {name: (ins[0], out) for name, (ins, out) in record.items() if len(ins) == 1}
