@@ -1,6 +1,6 @@
 """sparsenet: a from-scratch neural-network engine (NumPy + Numba) in which pruning is real.
 
-Layers store weights as Dense, CSR or BSR matrices; sparse weights run through Numba kernels.
+Layers store weights as Dense, CSR, BSR or N:M matrices; sparse weights run through Numba kernels.
 """
 
 import sys
@@ -12,7 +12,7 @@ from . import formats, kernels, metrics, nn
 from ._deprecation import deprecated_alias
 from .errors import (ConfigError, DataError, DTypeError, FormatError, ModelFileError, ShapeError,
                      SparsenetError)
-from .formats import BSR, CSR, Dense, as_format
+from .formats import BSR, CSR, NM, Dense, as_format
 from .io import save_model
 from .runtime import get_num_threads, load, predict, set_num_threads
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -29,7 +29,7 @@ __all__ = [
     "__version__",
     "formats", "kernels", "metrics", "nn",
     "SparsenetError", "ConfigError", "FormatError", "ShapeError", "DTypeError", "DataError", "ModelFileError",
-    "Dense", "CSR", "BSR", "as_format",
+    "Dense", "CSR", "BSR", "NM", "as_format",
     "SoftmaxCrossEntropy", "MSELoss",
     "SGD", "Adam", "AdamW",
     "History", "fit", "evaluate", "predict",

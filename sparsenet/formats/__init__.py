@@ -1,4 +1,4 @@
-"""Weight formats: Dense, CSR and BSR (float), their int8 versions QDense, QCSR and QBSR, and
+"""Weight formats: Dense, CSR, BSR and N:M (float), the int8 versions QDense, QCSR, QBSR and QNM, and
 conversions between them."""
 
 from .base import WeightFormat
@@ -6,7 +6,8 @@ from .bsr import BSR
 from .convert import as_format, from_scipy
 from .csr import CSR
 from .dense import Dense
-from .quantized import QBSR, QCSR, QDense, quantize_weight
+from .nm import NM
+from .quantized import QBSR, QCSR, QNM, QDense, quantize_weight
 
-__all__ = ["WeightFormat", "Dense", "CSR", "BSR", "QDense", "QCSR", "QBSR", "quantize_weight", "as_format",
+__all__ = ["WeightFormat", "Dense", "CSR", "BSR", "NM", "QDense", "QCSR", "QBSR", "QNM", "quantize_weight", "as_format",
            "from_scipy"]

@@ -1,4 +1,4 @@
-"""int8 weights for inference: QDense, QCSR and QBSR store W ~ diag(scales) @ Q.
+"""int8 weights for inference: QDense, QCSR, QBSR and QNM store W ~ diag(scales) @ Q.
 
 Q holds int8 values in [-127, 127] (symmetric: -128 is never used), ``scales`` one positive float32
 per output row (per output channel for a convolution). Products read the int8 values directly
@@ -27,8 +27,9 @@ from .bsr import _validate as _validate_bsr
 from .csr import CSR, _check_shape
 from .csr import _validate as _validate_csr
 from .dense import Dense
+from .nm import NM, TILE, _check_nm, nm_mask, nm_product, nm_to_dense, validate_nm
 
-__all__ = ["QDense", "QCSR", "QBSR", "QuantizedFormat", "quantize_weight", "QMAX"]
+__all__ = ["QDense", "QCSR", "QBSR", "QNM", "QuantizedFormat", "quantize_weight", "QMAX"]
 
 QMAX = 127
 _COMPUTE_DTYPE = np.dtype(np.float32)
@@ -328,11 +329,89 @@ class QBSR(BlockPattern, QuantizedFormat):
                 f"density={self.density:.3f}, dtype=int8 -> {self.dtype}, nbytes={self.nbytes})")
 
 
-_QUANTIZERS = {"dense": QDense, "csr": QCSR, "bsr": QBSR}
+class QNM(QuantizedFormat):
+    """N:M with int8 values and per-row scales; the layout, the positions and their checks as in
+    `NM` (``data`` [tiles, S, 8] int8, ``codes`` [tiles, S]).
+
+    >>> w = QNM.from_float(NM.from_dense(np.array([[1, 0, 3, 0.5]], dtype=np.float32), 2, 4))
+    >>> w.spec, w.data[0, :, 0].tolist(), (w @ np.ones(4)).tolist()
+    ('qnm2:4', [42, 127], [3.992125988006592])
+    """
+
+    format_name = "qnm"
+
+    def __init__(self, data, codes, scales, shape, n, m, *, check: bool = True):
+        m_, k = _check_shape(shape, "QNM shape")
+        data, codes, scales = np.asarray(data), np.asarray(codes), np.asarray(scales)
+        if codes.dtype.kind != "u":
+            raise DTypeError(f"QNM codes: expected unsigned integers, found dtype {codes.dtype}")
+        self.n, self.m = _check_nm(n, m)
+        self.shape = (m_, k)
+        self.data, self.codes, self.scales = (np.ascontiguousarray(a) for a in (data, codes, scales))
+        self.bits = self.m.bit_length() - 1
+        self._validate(check)
+
+    def _validate(self, full: bool) -> None:
+        """The one place QNM invariants are enforced: the N:M layout, then int8 values and scales."""
+        _check_q_and_scales(self.data, self.scales, self.shape[0], "QNM", full=False)
+        validate_nm(self.data, self.codes, self.shape, self.n, self.m, full=full)
+        _check_q_and_scales(self.data, self.scales, self.shape[0], "QNM", full=full)
+
+    def check(self) -> None:
+        """Full validation; raises FormatError naming the first violation."""
+        self._validate(True)
+
+    @property
+    def spec(self) -> str:
+        return f"qnm{self.n}:{self.m}"
+
+    @classmethod
+    def from_float(cls, w: NM) -> "QNM":
+        """Quantise an NM weight row by row, keeping its positions (the padding rows stay 0)."""
+        if not isinstance(w, NM):
+            raise DTypeError(f"QNM.from_float: expected an NM weight, found {type(w).__name__}")
+        _finite_source(w, "QNM.from_float")
+        rows = w.shape[0]
+        tiles = w.data.shape[0]
+        per_row = np.abs(w.data.astype(np.float64)).max(axis=1).reshape(tiles * TILE) if w.data.size else \
+            np.zeros(tiles * TILE)
+        scales = _row_scales(per_row[:rows])
+        padded = np.concatenate([scales, np.ones(tiles * TILE - rows, np.float32)])
+        q = _quantize(w.data, padded.reshape(tiles, 1, TILE))
+        return cls(q, w.codes, scales, w.shape, w.n, w.m, check=False)
+
+    def to_dense(self) -> np.ndarray:
+        """The dequantised [M, K] float32 matrix."""
+        return nm_to_dense(self.data, self.codes, self.shape, self.n, self.m, np.float32) * self.scales[:, None]
+
+    def mask(self) -> np.ndarray:
+        return nm_mask(self.codes, self.shape, self.n, self.m)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.shape[0] * self.codes.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """True bytes held: int8 values + packed positions + float32 scales."""
+        return int(self.data.nbytes + self.codes.nbytes + self.scales.nbytes)
+
+    def with_data(self, data) -> "QNM":
+        return QNM(self._new_data(data), self.codes, self.scales, self.shape, self.n, self.m, check=False)
+
+    def product(self, batch: int):
+        """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product` (`formats.nm.nm_product`)."""
+        return nm_product(self, batch, self.scales)
+
+    def __repr__(self) -> str:
+        return f"QNM({self.n}:{self.m}, shape={self.shape}, dtype=int8 -> {self.dtype}, nbytes={self.nbytes})"
+
+
+_QUANTIZERS = {"dense": QDense, "csr": QCSR, "bsr": QBSR, "nm": QNM}
 
 
 def quantize_weight(w: WeightFormat) -> QuantizedFormat:
-    """int8 copy of a Dense, CSR or BSR weight in the matching quantised format (same pattern).
+    """int8 copy of a Dense, CSR, BSR or NM weight in the matching quantised format (same pattern).
 
     >>> quantize_weight(CSR.from_dense(np.eye(3, dtype=np.float32))).format_name
     'qcsr'
@@ -341,5 +420,5 @@ def quantize_weight(w: WeightFormat) -> QuantizedFormat:
         raise ConfigError(f"quantize_weight: the weight is already quantized ({w.format_name})")
     cls = _QUANTIZERS.get(getattr(w, "format_name", None))
     if cls is None:
-        raise DTypeError(f"quantize_weight: expected a Dense, CSR or BSR weight, found {type(w).__name__}")
+        raise DTypeError(f"quantize_weight: expected a Dense, CSR, BSR or NM weight, found {type(w).__name__}")
     return cls.from_float(w)

@@ -12,7 +12,14 @@ vector type and its SLP vectoriser is off, so this module gives kernels one: ``f
 - ``vstore(a, i, j, v)``: ``a[i, j:j + 8] = v``;
 - ``vload4x2(a, i, j)``: ``a[i, j:j + 4]`` twice (lanes 0-3 and 4-7), float32 only;
 - ``vmuladd(acc, u, v)``: ``acc + u * v`` lane by lane;
-- ``vsum4x2(v)``: the sums of lanes 0-3 and of lanes 4-7, as a pair of float32.
+- ``vsum4x2(v)``: the sums of lanes 0-3 and of lanes 4-7, as a pair of float32;
+- ``vpick(src, word, bits)``: lane l of the result is ``src[(word >> (bits * l)) & (2**bits - 1)]``:
+  eight packed in-group positions (an N:M weight's codes) select from one group of x (AVX2's
+  ``vpermps``; elsewhere a lane-by-lane shuffle);
+- ``vpick4(src, word, shift)``: lane l is ``src[(word >> (shift + 2 * l)) & 3]`` for a `src` whose two
+  halves hold the same four values (`vload4x2`): AVX's in-lane ``vpermilps``, which reads only
+  the two low bits of each index (no mask to apply);
+- ``vlane(v, l)``: lane l as a float32.
 
 Like every kernel here they do not bounds-check: ``j + 8 <= a.shape[1]`` is the caller's duty.
 With ``NUMBA_DISABLE_JIT=1`` the same names are plain NumPy functions, so kernels still run (slowly)
@@ -22,7 +29,8 @@ as Python and the no-JIT tests cover them.
 import numpy as np
 from numba.core import config
 
-__all__ = ["LANES", "vzero", "vload", "vfma", "vstore", "vload4x2", "vmuladd", "vsum4x2"]
+__all__ = ["LANES", "vzero", "vload", "vfma", "vstore", "vload4x2", "vmuladd", "vsum4x2", "vpick", "vpick4",
+           "vlane"]
 
 LANES = 8
 
@@ -48,6 +56,17 @@ if config.DISABLE_JIT:
 
     def vsum4x2(v):
         return np.float32(v[:4].sum()), np.float32(v[4:].sum())
+
+    def vpick(src, word, bits):
+        idx = (int(word) >> (int(bits) * np.arange(LANES))) & ((1 << int(bits)) - 1)
+        return src[idx].astype(np.float32)
+
+    def vpick4(src, word, shift):
+        idx = (int(word) >> (int(shift) + 2 * np.arange(LANES))) & 3
+        return src[idx].astype(np.float32)
+
+    def vlane(v, lane):
+        return np.float32(v[lane])
 
 else:
     from llvmlite import ir
@@ -169,3 +188,82 @@ else:
             hi = builder.fadd(builder.fadd(lane[4], lane[5]), builder.fadd(lane[6], lane[7]))
             return context.make_tuple(builder, pair, [lo, hi])
         return pair(f32x8), codegen
+
+    def _has_avx2() -> bool:
+        try:
+            import llvmlite.binding as llvm
+            return bool(llvm.get_host_cpu_features().get("avx2"))
+        except Exception:  # pragma: no cover - no host features: the portable shuffle
+            return False
+
+    _AVX2 = _has_avx2()
+    _I32 = ir.IntType(32)
+    _IDX = ir.VectorType(_I32, LANES)
+
+    @intrinsic
+    def vpick(typingctx, src, word, bits):
+        if not (src == f32x8 and isinstance(word, types.Integer) and isinstance(bits, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            w = builder.trunc(args[1], _I32) if sig.args[1].bitwidth > 32 else builder.zext(args[1], _I32) \
+                if sig.args[1].bitwidth < 32 else args[1]
+            b = builder.trunc(args[2], _I32) if sig.args[2].bitwidth > 32 else args[2]
+            undef = ir.Constant(_IDX, ir.Undefined)
+            splat = ir.Constant(_IDX, [0] * LANES)
+            ws = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(_I32, 0)), undef, splat)
+            bs = builder.shuffle_vector(builder.insert_element(undef, b, ir.Constant(_I32, 0)), undef, splat)
+            shifts = builder.mul(bs, ir.Constant(_IDX, list(range(LANES))))
+            mask = builder.sub(builder.shl(ir.Constant(_IDX, [1] * LANES), bs), ir.Constant(_IDX, [1] * LANES))
+            idx = builder.and_(builder.lshr(ws, shifts), mask)
+            if _AVX2:
+                fnty = ir.FunctionType(_VEC, [_VEC, _IDX])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx2.permps")
+                return builder.call(fn, [args[0], idx])
+            out = ir.Constant(_VEC, ir.Undefined)
+            for lane in range(LANES):
+                k = builder.extract_element(idx, ir.Constant(_I32, lane))
+                out = builder.insert_element(out, builder.extract_element(args[0], k), ir.Constant(_I32, lane))
+            return out
+        return f32x8(f32x8, word, bits), codegen
+
+    @intrinsic
+    def vpick4(typingctx, src, word, shift):
+        if not (src == f32x8 and isinstance(word, types.Integer) and isinstance(shift, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            w = _as_i32(builder, sig.args[1], args[1])
+            b = _as_i32(builder, sig.args[2], args[2])
+            undef = ir.Constant(_IDX, ir.Undefined)
+            splat = ir.Constant(_IDX, [0] * LANES)
+            ws = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(_I32, 0)), undef, splat)
+            bs = builder.shuffle_vector(builder.insert_element(undef, b, ir.Constant(_I32, 0)), undef, splat)
+            idx = builder.lshr(ws, builder.add(bs, ir.Constant(_IDX, [2 * lane for lane in range(LANES)])))
+            if _AVX2:
+                fnty = ir.FunctionType(_VEC, [_VEC, _IDX])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx.vpermilvar.ps.256")
+                return builder.call(fn, [args[0], idx])
+            idx = builder.and_(idx, ir.Constant(_IDX, [3] * LANES))
+            out = ir.Constant(_VEC, ir.Undefined)
+            for lane in range(LANES):  # lanes 4-7 read the upper half, which holds the same values
+                k = builder.extract_element(idx, ir.Constant(_I32, lane))
+                out = builder.insert_element(out, builder.extract_element(args[0], k), ir.Constant(_I32, lane))
+            return out
+        return f32x8(f32x8, word, shift), codegen
+
+    def _as_i32(builder, ty, value):
+        if ty.bitwidth > 32:
+            return builder.trunc(value, _I32)
+        return builder.zext(value, _I32) if ty.bitwidth < 32 else value
+
+    @intrinsic
+    def vlane(typingctx, v, lane):
+        if not (v == f32x8 and isinstance(lane, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            k = builder.trunc(args[1], _I32) if sig.args[1].bitwidth > 32 else builder.zext(args[1], _I32) \
+                if sig.args[1].bitwidth < 32 else args[1]
+            return builder.extract_element(args[0], k)
+        return types.float32(f32x8, lane), codegen

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelFileError
-from ..formats import BSR, CSR, Dense, WeightFormat
-from ..formats.quantized import QBSR, QCSR, QDense, QuantizedFormat
+from ..errors import ModelFileError, ShapeError
+from ..formats import BSR, CSR, NM, Dense, WeightFormat
+from ..formats.quantized import QBSR, QCSR, QNM, QDense, QuantizedFormat
 
 __all__ = ["field", "number", "int_list", "array", "float_vector", "encode_weight", "decode_weight"]
 
@@ -61,6 +61,9 @@ def float_vector(arrays, key, n, where) -> np.ndarray:
 def encode_weight(w: WeightFormat) -> tuple[dict, dict]:
     """(spec, arrays) of a weight in any format."""
     spec = {"format": w.format_name, "shape": list(w.shape), "dtype": str(w.dtype)}
+    if isinstance(w, QNM):
+        spec.update(n=w.n, m=w.m)
+        return spec, {"data": w.data, "codes": w.codes, "scales": w.scales}
     if isinstance(w, QuantizedFormat):  # int8 values + float32 per-row scales
         if isinstance(w, QBSR):
             spec["blocksize"] = list(w.blocksize)
@@ -69,6 +72,9 @@ def encode_weight(w: WeightFormat) -> tuple[dict, dict]:
         return spec, {"data": w.data, "indices": w.indices, "indptr": w.indptr, "scales": w.scales}
     if isinstance(w, Dense):
         return spec, {"data": w.data}
+    if isinstance(w, NM):
+        spec.update(n=w.n, m=w.m)
+        return spec, {"data": w.data, "codes": w.codes}
     if isinstance(w, BSR):
         spec["blocksize"] = list(w.blocksize)
     return spec, {"data": w.data, "indices": w.indices, "indptr": w.indptr}
@@ -87,8 +93,17 @@ def decode_weight(spec, arrays, where) -> WeightFormat:
         dense = Dense(data)
         dense.check()
         return dense
+    if fmt in ("nm", "qnm"):
+        n, m = field(spec, "n", int, where), field(spec, "m", int, where)
+        try:
+            if fmt == "qnm":
+                return QNM(data, array(arrays, "codes", where), array(arrays, "scales", where), shape, n, m,
+                           check=True)
+            return NM(data, array(arrays, "codes", where), shape, n, m, check=True)
+        except ShapeError as e:  # n:m itself out of range
+            raise ModelFileError(f"{where}: {e}") from None
     if fmt not in ("csr", "bsr", "qcsr", "qbsr"):
-        raise ModelFileError(f"{where}: expected weight format dense, csr, bsr, qdense, qcsr or qbsr, "
+        raise ModelFileError(f"{where}: expected weight format dense, csr, bsr, nm, qdense, qcsr, qbsr or qnm, "
                              f"found {fmt!r}")
     indices, indptr = array(arrays, "indices", where), array(arrays, "indptr", where)
     if fmt in ("bsr", "qbsr"):

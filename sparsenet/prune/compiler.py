@@ -23,7 +23,8 @@ import numpy as np
 from .._checks import check_int, check_nonnegative, check_seed
 from .._deprecation import warn_deprecated
 from ..errors import ConfigError, ShapeError, SparsenetError
-from ..formats import BSR, CSR, Dense, WeightFormat
+from ..formats import BSR, CSR, NM, Dense, WeightFormat
+from ..formats.nm import CODE_DTYPES, nm_fits
 from ..nn import Embedding, Graph, Sequential, inference, model_dtype
 from ..nn._weighted import WeightedLayer
 from ..plan import build_plan
@@ -44,7 +45,12 @@ _MAX_BLOCK_FILL = 1.5
 # Candidates within this fraction of the fastest count as equally fast; the smallest of them wins.
 _NOISE = 0.03
 _BSR_RE = re.compile(r"bsr(\d+)x(\d+)")
-_VALID_SPECS = "'auto', 'dense', 'csr' or 'bsrRxC' with R, C >= 1 (e.g. 'bsr4x4', 'bsr16x1')"
+_NM_RE = re.compile(r"nm(\d+):(\d+)")
+_VALID_SPECS = ("'auto', 'dense', 'csr', 'bsrRxC' with R, C >= 1 (e.g. 'bsr4x4', 'bsr16x1') or 'nmN:M' (e.g. "
+                "'nm2:4', 'nm4:8')")
+# N:M shapes "auto" tries, for a pattern that keeps at most N of every M columns (the fewest N of
+# each M that the pattern fits, up to half of the columns)
+_NM_SHAPES = (4, 8)
 
 
 # -- specs ----------------------------------------------------------------------------------------
@@ -63,10 +69,15 @@ def parse_format_spec(spec) -> tuple[str, tuple[int, int] | None]:
     m = _BSR_RE.fullmatch(s)
     if m and int(m.group(1)) >= 1 and int(m.group(2)) >= 1:
         return "bsr", (int(m.group(1)), int(m.group(2)))
+    m = _NM_RE.fullmatch(s)
+    if m and int(m.group(2)) in CODE_DTYPES and 1 <= int(m.group(1)) < int(m.group(2)):
+        return "nm", (int(m.group(1)), int(m.group(2)))
     raise ConfigError(f"format spec: expected {_VALID_SPECS}; found {spec!r}")
 
 
 def _spec(name: str, blocksize) -> str:
+    if name == "nm":
+        return f"nm{blocksize[0]}:{blocksize[1]}"
     return f"bsr{blocksize[0]}x{blocksize[1]}" if name == "bsr" else name
 
 
@@ -139,6 +150,16 @@ def _convert(values: np.ndarray, pattern: np.ndarray, name: str, blocksize):
         return Dense(values), (None if pattern.all() else pattern.copy())
     if name == "csr":
         return CSR.from_mask(values, pattern), None
+    if name == "nm":  # (n, m) in place of a block shape; a pattern that does not fit raises ShapeError
+        n, m = blocksize
+        weight = NM.from_mask(values, pattern, n, m)
+        kept = NM.from_mask(pattern.astype(values.dtype), pattern, n, m).data != 0
+        inside = np.zeros(kept.shape, dtype=bool)  # every slot of the logical rows
+        inside.reshape(-1, inside.shape[-1])[:] = True
+        rows = pattern.shape[0]
+        if rows % inside.shape[-1]:
+            inside[-1, :, rows % inside.shape[-1]:] = False
+        return weight, (None if np.array_equal(kept, inside) else kept)
     bmask = _block_mask(pattern, blocksize)
     weight = BSR.from_block_mask(values, bmask, blocksize)
     kept = BSR.from_block_mask(pattern.astype(values.dtype), bmask, blocksize).data != 0
@@ -181,7 +202,9 @@ def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.nd
 
 
 def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]:
-    """[(format name, blocksize)] worth timing: dense always, CSR and the BSR shapes that are not hopeless."""
+    """[(format name, blocksize)] worth timing: dense always, CSR and the BSR shapes that are not
+    hopeless, and N:M ((n, m) in place of a block shape) when the pattern keeps at most half of every
+    group of m columns."""
     size = pattern.size
     density = _density(pattern)
     out = [("dense", None)]
@@ -191,6 +214,12 @@ def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]
         stored = float(_block_mask(pattern, bs).sum()) * bs[0] * bs[1] / size if size else 0.0
         if stored <= _MAX_BLOCK_FILL * density and stored < _MAX_SPARSE_DENSITY:
             out.append(("bsr", bs))
+    rows, k = pattern.shape
+    for m in _NM_SHAPES:
+        if size and not nm_fits(pattern.shape, 1, m):
+            n = max(1, int(pattern.reshape(rows, k // m, m).sum(axis=2).max()))
+            if n <= m // 2:
+                out.append(("nm", (n, m)))
     return out
 
 
@@ -372,7 +401,10 @@ def _store_formats(model: Sequential, formats="auto", *, batch_size: int = 64,
             plans["dense"][name], plans["sparse"][name] = alternatives["dense"], alternatives["sparse"]
         else:
             fmt, bs = parse_format_spec(spec)
-            weight, mask = _convert(values, pattern, fmt, bs)
+            try:
+                weight, mask = _convert(values, pattern, fmt, bs)
+            except ShapeError as e:  # an N:M spec on a layer whose pattern or shape does not fit
+                raise ConfigError(f"compiled: layer {name!r} cannot be stored as {spec}: {e}") from None
         layer.weight = weight
         layer.weight_param.mask = mask
         record[name] = {"format": spec, "density": _density(pattern),

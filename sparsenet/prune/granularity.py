@@ -100,7 +100,7 @@ class NM(Granularity):
         keep = np.zeros_like(s, dtype=bool)
         np.put_along_axis(keep, order[:, :, : self.n], True, axis=2)
         keep &= s > -np.inf  # neither padding nor already-pruned entries are kept
-        return keep.reshape(rows, -1)[:, :k]
+        return keep.reshape(rows, runs * self.m)[:, :k]  # (explicit: -1 fails on zero rows)
 
 
 _ALIASES = {"unstructured": Unstructured, "neuron": Units, "neurons": Units, "filter": Units,
