@@ -148,12 +148,14 @@ def _row64(vflat, cflat, n, bits, lane, t, slots, x, out, r, b0, g0, g1, first):
     shift = np.uintp(bits) * np.uintp(lane)
     crow = np.uintp(t) * np.uintp(slots)
     ulane = np.uintp(lane)
-    for g in range(np.uintp(g0), np.uintp(g1)):
-        base = g * um
-        s0 = g * un
-        for s in range(s0, s0 + un):
-            k = base + ((np.uintp(cflat[crow + s]) >> shift) & mask)
-            w = vflat[(crow + s) * _LANES + ulane]
+    if n == 2:  # 2:4, the common case: both slots of a group in one pass (a loop of two ran 1.25x slower)
+        for g in range(np.uintp(g0), np.uintp(g1)):
+            base = g * um
+            s = crow + g * un
+            k = base + ((np.uintp(cflat[s]) >> shift) & mask)
+            w = vflat[s * _LANES + ulane]
+            k2 = base + ((np.uintp(cflat[s + _ONE]) >> shift) & mask)
+            w2 = vflat[(s + _ONE) * _LANES + ulane]
             a0 = vfma(a0, w, vload(x, k, b0))
             a1 = vfma(a1, w, vload(x, k, b0 + 8))
             a2 = vfma(a2, w, vload(x, k, b0 + 16))
@@ -162,6 +164,29 @@ def _row64(vflat, cflat, n, bits, lane, t, slots, x, out, r, b0, g0, g1, first):
             a5 = vfma(a5, w, vload(x, k, b0 + 40))
             a6 = vfma(a6, w, vload(x, k, b0 + 48))
             a7 = vfma(a7, w, vload(x, k, b0 + 56))
+            a0 = vfma(a0, w2, vload(x, k2, b0))
+            a1 = vfma(a1, w2, vload(x, k2, b0 + 8))
+            a2 = vfma(a2, w2, vload(x, k2, b0 + 16))
+            a3 = vfma(a3, w2, vload(x, k2, b0 + 24))
+            a4 = vfma(a4, w2, vload(x, k2, b0 + 32))
+            a5 = vfma(a5, w2, vload(x, k2, b0 + 40))
+            a6 = vfma(a6, w2, vload(x, k2, b0 + 48))
+            a7 = vfma(a7, w2, vload(x, k2, b0 + 56))
+    else:
+        for g in range(np.uintp(g0), np.uintp(g1)):
+            base = g * um
+            s0 = g * un
+            for s in range(s0, s0 + un):
+                k = base + ((np.uintp(cflat[crow + s]) >> shift) & mask)
+                w = vflat[(crow + s) * _LANES + ulane]
+                a0 = vfma(a0, w, vload(x, k, b0))
+                a1 = vfma(a1, w, vload(x, k, b0 + 8))
+                a2 = vfma(a2, w, vload(x, k, b0 + 16))
+                a3 = vfma(a3, w, vload(x, k, b0 + 24))
+                a4 = vfma(a4, w, vload(x, k, b0 + 32))
+                a5 = vfma(a5, w, vload(x, k, b0 + 40))
+                a6 = vfma(a6, w, vload(x, k, b0 + 48))
+                a7 = vfma(a7, w, vload(x, k, b0 + 56))
     vstore(out, r, b0, a0)
     vstore(out, r, b0 + 8, a1)
     vstore(out, r, b0 + 16, a2)
