@@ -212,3 +212,31 @@ def test_a_reader_that_goes_away_is_not_an_error(small_model_file):
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0 and "Broken pipe" not in err and "Error" not in err, err
+
+
+def test_prune_a_graph_by_its_groups_then_info_and_bench_against_the_original(tmp_path, capsys):
+    """`sparsenet prune --granularity filter` on a graph lists the groups it removed (nodes, channels
+    before -> after), `info` shows them again, `bench --baseline` times the pair; a transformer
+    prunes heads, its indices benchmarked as indices."""
+    original = tmp_path / "resnet.safetensors"
+    sn.save_model(sn.build_model("resnet", seed=0), original)
+    out = tmp_path / "half.safetensors"
+    assert main(["prune", str(original), "-o", str(out), "--granularity", "filter", "--sparsity", "0.5",
+                 "--format", "dense"]) == 0
+    text = capsys.readouterr().out
+    assert "group" in text and "stem" in text and "16 -> 8" in text and "s2b1_proj_bn" in text
+    assert main(["info", str(out)]) == 0
+    assert "s3b1_proj" in capsys.readouterr().out
+    assert main(["bench", str(out), "--baseline", str(original), "--batch", "2", "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["baseline"] == str(original) and result["batches"][0]["speedup"] > 0
+    t = tmp_path / "t.safetensors"
+    sn.save_model(sn.build_model("transformer", seed=0), t)
+    assert main(["prune", str(t), "-o", str(tmp_path / "t2.safetensors"), "--granularity", "head",
+                 "--sparsity", "0.5", "--format", "dense", "--json"]) == 0
+    removed = json.loads(capsys.readouterr().out)["removed_units"]
+    assert {k: (v["before"], v["after"]) for k, v in removed.items()} == {"l1_q": (2, 1), "l2_q": (2, 1)}
+    assert main(["bench", str(tmp_path / "t2.safetensors"), "--batch", "1", "--repeats", "1"]) == 0  # int inputs
+    capsys.readouterr()
+    assert main(["bench", str(tmp_path / "t2.safetensors"), "--baseline", str(original), "--batch", "1"]) == 1
+    assert "takes other inputs" in capsys.readouterr().err

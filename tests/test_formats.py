@@ -481,7 +481,7 @@ CONSTRUCTION_ERRORS = {
     "from_scipy unknown format": (lambda: from_scipy(sp.csr_array((2, 2)), "coo"), FormatError,
                                   "expected format 'dense', 'csr' or 'bsr', found 'coo'"),
     "as_format unknown format": (lambda: as_format(np.ones((2, 2)), "ell"), FormatError,
-                                 "expected format 'dense', 'csr' or 'bsr', found 'ell'"),
+                                 "expected format 'dense', 'csr', 'bsr' or 'nm', found 'ell'"),
 }
 
 

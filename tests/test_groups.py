@@ -20,7 +20,7 @@ from sparsenet.nn import (GELU, Add, BatchNorm1d, BatchNorm2d, Concat, Conv2d, D
 from sparsenet.prune import compiled, prune
 from sparsenet.prune.groups import (analyze, dead_classes, dependency_groups, group_scores, mask_classes,
                                     remove_channels, remove_dead_channels)
-from sparsenet.prune.importance import Magnitude
+from sparsenet.prune.importance import CRITERIA, Magnitude
 
 
 def _random_stats(model, seed=0):
@@ -527,3 +527,37 @@ def test_automatic_formats_time_index_models_with_indices(name):
         n.name for n in model.nodes if isinstance(n.op, Embedding)}
     x = _inputs(model)
     np.testing.assert_allclose(small.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# -- embedding rows, and every criterion over groups --------------------------------------------------
+def test_embedding_rows_are_pruned_by_table_and_stored_smaller():
+    model = sn.build_model("recommender", seed=0)
+    r = prune(model, granularity="embedding-row", sparsity=0.5)
+    ops = {n.name: n.op for n in model.nodes}
+    for name in ("user_emb", "item_emb"):
+        rows = ops[name].weight.to_dense()
+        kept = np.any(rows != 0, axis=1)
+        assert kept.sum() == rows.shape[0] - rows.shape[0] // 2  # 671 rows: 335 pruned (a tie goes to fewer)
+        assert r.layers[name]["reached"] == pytest.approx(0.5, abs=0.01)
+    assert set(r.layers) == {"user_emb", "item_emb"}  # only the tables
+    x = _inputs(model, 64)
+    small = compiled(model, "csr")
+    assert all({n.name: n.op for n in small.nodes}[t].weight.nbytes < ops[t].weight.nbytes for t in ("user_emb",
+                                                                                                    "item_emb"))
+    np.testing.assert_allclose(small.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="prunes Embedding layers; the model has none"):
+        prune(sn.build_model("lenet300", seed=0), granularity="embedding-row", sparsity=0.5)
+
+
+@pytest.mark.parametrize("method", sorted(set(CRITERIA) - {"movement", "slimming"}))
+def test_every_criterion_scores_groups(method):
+    """Each criterion's weight scores reach the channels of a graph's groups (data-driven ones with
+    calibration data); the compiled graph computes what the masked one computes."""
+    ds = load_dataset("digits")
+    model = _random_stats(sn.build_model("resnet", seed=0))
+    model.train()
+    r = prune(model, method=method, granularity="filter", sparsity=0.5, data=(ds.x_train[:64], ds.y_train[:64]))
+    assert r.layers and all(v["after"] == v["before"] - v["before"] // 2 for v in r.layers.values())
+    model.eval()
+    x = ds.x_test[:16]
+    np.testing.assert_allclose(compiled(model, "dense").predict(x), model.predict(x), rtol=1e-4, atol=1e-5)

@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     pr.add_argument("--method", default="magnitude", help="magnitude, l2, random, taylor, snip, synflow, movement, "
                                                            "obd, slimming, wanda (default: magnitude)")
     pr.add_argument("--granularity", default="unstructured",
-                    help="unstructured, neuron/filter, head, dim (embedding dimensions), blockRxC (e.g. block4x4), "
+                    help="unstructured, neuron/filter, head, dim (embedding dimensions), embedding-row, "
+                         "blockRxC (e.g. block4x4), "
                          "N:M (e.g. 2:4); on a graph, neurons, filters, heads and dimensions follow its dependency "
                          "groups")
     pr.add_argument("--group-reduce", default="mean", choices=["mean", "sum", "max"],

@@ -70,6 +70,12 @@ def prune_step(model, importance, granularity, sparsity, *, scope="layer", norma
             raise ConfigError(f"granularity {granularity.name!r}: a Sequential has only neurons and filters "
                               f"(heads and embedding dimensions are pruned on Graphs)")
     layers = prunable_layers(model, exclude)
+    only = getattr(granularity, "only", None)
+    if only is not None:  # a granularity of one kind of layer (embedding rows)
+        layers = {n: l for n, l in layers.items() if isinstance(l, only)}
+        if not layers:
+            raise ConfigError(f"granularity {granularity.name!r} prunes {'/'.join(c.__name__ for c in only)} "
+                              f"layers; the model has none (or all are excluded)")
     if importance.structured_only and not granularity.structured:
         raise ConfigError(f"method {importance.name!r} scores whole units: use granularity 'neuron'/'filter'")
     if granularity.structured:
@@ -101,7 +107,8 @@ def prune(model, *, method="magnitude", granularity="unstructured", scope="layer
 
     method: a criterion name (see `sparsenet.prune.CRITERIA`) or an Importance object.
     granularity: 'unstructured', 'blockRxC', 'N:M', or 'neuron'/'filter' (structured units), and on
-    Graphs 'head' (attention heads) and 'dim' (embedding dimensions). On a Graph, structured pruning
+    Graphs 'head' (attention heads), 'dim' (embedding dimensions) and 'embedding-row' (whole rows
+    of embedding tables: tokens, users, items; only Embedding layers are pruned). On a Graph, structured pruning
     removes channels of dependency groups (`sparsenet.prune.groups`): a residual Add's branches, a
     depthwise convolution's inputs and outputs, Q/K/V and the output projection of a head go together;
     `sparsity` is the fraction of each group's channels (a dict: {group name: fraction}),

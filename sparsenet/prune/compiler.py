@@ -204,7 +204,7 @@ def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.nd
 def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]:
     """[(format name, blocksize)] worth timing: dense always, CSR and the BSR shapes that are not
     hopeless, and N:M ((n, m) in place of a block shape) when the pattern keeps at most half of every
-    group of m columns."""
+    group of m columns and N:M would not store more than `_MAX_BLOCK_FILL` times its entries."""
     size = pattern.size
     density = _density(pattern)
     out = [("dense", None)]
@@ -218,7 +218,7 @@ def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]
     for m in _NM_SHAPES:
         if size and not nm_fits(pattern.shape, 1, m):
             n = max(1, int(pattern.reshape(rows, k // m, m).sum(axis=2).max()))
-            if n <= m // 2:
+            if n <= m // 2 and n / m <= _MAX_BLOCK_FILL * density:  # (a scattered pattern: mostly zeros)
                 out.append(("nm", (n, m)))
     return out
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Granularity", "Unstructured", "Block", "NM", "Units", "make_granularity"]
+__all__ = ["Granularity", "Unstructured", "Block", "NM", "Units", "TableRows", "make_granularity"]
 
 
 class Granularity:
@@ -70,6 +70,24 @@ class Units(Granularity):
         return np.repeat(np.arange(shape[0], dtype=np.int64)[:, None], shape[1], axis=1)
 
 
+class TableRows(Granularity):
+    """Whole rows of embedding tables: a vocabulary's tokens, a recommender's users or items. A
+    pruned row is zeroed and pinned (its lookups return zeros; indices stay valid, so the table keeps
+    its shape) and `compiled` stores the table so that it holds only its kept rows' values (CSR with
+    "auto" or "csr"). Applies to `Embedding` layers only (`only`)."""
+
+    name = "embedding-row"
+
+    @property
+    def only(self):
+        from ..nn import Embedding
+
+        return (Embedding,)
+
+    def group_ids(self, shape):
+        return np.repeat(np.arange(shape[0], dtype=np.int64)[:, None], shape[1], axis=1)
+
+
 class NM(Granularity):
     """N:M semi-structured sparsity: in every run of M consecutive inputs of a row, N are kept
     (2:4, 4:8...). A last partial run of length L keeps min(N, L)."""
@@ -107,12 +125,13 @@ _ALIASES = {"unstructured": Unstructured, "neuron": Units, "neurons": Units, "fi
             "filters": Units, "units": Units, "structured": Units, "channel": Units, "channels": Units,
             "head": lambda: Units(("heads",), "head"), "heads": lambda: Units(("heads",), "head"),
             "dim": lambda: Units(("dims",), "dim"), "dims": lambda: Units(("dims",), "dim"),
-            "embedding-dim": lambda: Units(("dims",), "dim")}
+            "embedding-dim": lambda: Units(("dims",), "dim"), "embedding-row": TableRows, "row": TableRows,
+            "rows": TableRows}
 
 
 def make_granularity(spec) -> Granularity:
     """From a name: 'unstructured', 'neuron'/'filter'/'structured', 'head', 'dim' (embedding
-    dimensions), 'block4x4' (any RxC), '2:4' (any N:M)."""
+    dimensions), 'embedding-row' (table rows), 'block4x4' (any RxC), '2:4' (any N:M)."""
     if isinstance(spec, Granularity):
         return spec
     spec = str(spec).lower()
@@ -125,4 +144,4 @@ def make_granularity(spec) -> Granularity:
     if m:
         return NM(int(m.group(1)), int(m.group(2)))
     raise ConfigError(f"unknown granularity {spec!r}: expected 'unstructured', 'neuron', 'filter', 'head', "
-                      f"'dim', 'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")
+                      f"'dim', 'embedding-row', 'blockRxC' (e.g. block4x4) or 'N:M' (e.g. 2:4)")
