@@ -180,9 +180,15 @@ class DependencyAnalysis:
         return a
 
     def roots(self, atoms: np.ndarray) -> np.ndarray:
-        flat = np.asarray(atoms).ravel()
-        out = np.array([self.find(int(a)) if a >= 0 else -1 for a in flat], dtype=np.int64)
-        return out.reshape(np.shape(atoms))
+        """The class (root) of each atom; -1 stays -1. After the walk, one lookup in a frozen table
+        (a ResNet-50's readers' columns are millions of atoms)."""
+        atoms = np.asarray(atoms, dtype=np.int64)
+        table = getattr(self, "_root", None)
+        if table is None:
+            flat = atoms.ravel()
+            out = np.array([self.find(int(a)) if a >= 0 else -1 for a in flat], dtype=np.int64)
+            return out.reshape(atoms.shape)
+        return np.where(atoms >= 0, table[np.maximum(atoms, 0)], -1)
 
     def union(self, a: np.ndarray, b: np.ndarray, reason_if_none: str = "") -> None:
         """Tie a[i] to b[i] (broadcast); a position with an atom against one without blocks the atom."""
@@ -404,6 +410,7 @@ class DependencyAnalysis:
 
     # -- after the walk -----------------------------------------------------------------------------
     def _finish(self) -> None:
+        self._root = np.array([self.find(a) for a in range(len(self.parent))], dtype=np.int64)
         self.blocked: dict[int, str] = {}
         for a, reason in self._blocks.items():
             self.blocked.setdefault(self.find(a), reason)
@@ -461,21 +468,24 @@ class DependencyAnalysis:
     def groups(self) -> list[Group]:
         """The classes that live in the same members, as groups, in graph order."""
         mroots = [self.roots(m.atoms) for m in self.members]
+        where: list[dict] = []  # per member: {root: its indices}, one sort each (not a scan per class)
         footprint: dict[int, list] = {}
         for i, r in enumerate(mroots):
-            for root in np.unique(r):
-                if root >= 0:
-                    footprint.setdefault(int(root), []).append(i)
+            order = np.argsort(r, kind="stable")
+            keys, starts = np.unique(r[order], return_index=True)
+            parts = dict(zip(keys.tolist(), np.split(order, starts[1:])))
+            parts.pop(-1, None)
+            where.append(parts)
+            for root in parts:
+                footprint.setdefault(int(root), []).append(i)
         by_key: dict[tuple, list[int]] = {}
         for root, ms in footprint.items():
             by_key.setdefault(tuple(ms), []).append(root)
         out = []
         for key, roots in by_key.items():
             first = self.members[key[0]]
-            order = {int(root): int(np.flatnonzero(mroots[key[0]] == root)[0]) for root in roots}
-            roots = sorted(roots, key=lambda r: order[r])
-            members = [(self.members[i].node, self.members[i].kind,
-                        [np.flatnonzero(mroots[i] == root) for root in roots]) for i in key]
+            roots = sorted(roots, key=lambda r: int(where[key[0]][r][0]))
+            members = [(self.members[i].node, self.members[i].kind, [where[i][root] for root in roots]) for i in key]
             sources = [self.members[i] for i in key if self.members[i].kind in ("rows", "table")]
             src = sources[0] if sources else first
             op = _node_op(self.graph, src.node)
@@ -527,8 +537,8 @@ def dependency_groups(model) -> list[Group]:
 
     >>> import sparsenet as sn
     >>> groups = dependency_groups(sn.build_model("resnet", seed=0))
-    >>> [(g.name, g.size, g.prunable) for g in groups][:2]
-    [('stem', 16, True), ('s1b1_conv1', 16, True)]
+    >>> [(g.name, g.size, g.prunable) for g in groups][:3]
+    [('x', 1, False), ('stem', 16, True), ('s1b1_conv1', 16, True)]
     """
     return analyze(model).groups()
 
@@ -827,7 +837,10 @@ def remove_dead_channels(model):
     weights read removed channels (and whose bias is zero) goes in the next pass. `model` is not
     modified."""
     analysis = analyze(model)
-    current, report = remove_channels(model, dead_classes(analysis), analysis)
+    dead = dead_classes(analysis)
+    current, report = remove_channels(model, dead, analysis)
+    if not dead:
+        return current, report
     while True:
         analysis = analyze(current)
         dead = dead_classes(analysis)
