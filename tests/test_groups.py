@@ -1,5 +1,5 @@
 """Dependency groups (`sparsenet.prune.groups`): which channels go together, why some cannot go, and
-removal that computes exactly what the masked model computes.
+removal that computes exactly what the masked model computes (`sparsenet.prune.channels`).
 
 The references are independent of the analysis: a channel removed by hand (weights sliced with
 NumPy into new layers, attention written out in NumPy) against `remove_channels`; the zoo's groups as
@@ -18,8 +18,8 @@ from sparsenet.nn import (GELU, Add, BatchNorm1d, BatchNorm2d, Concat, Conv2d, D
                           Graph, LayerNorm, Linear, MaxPool2d, Module, Mul, ReLU, Reshape, Shift, Sigmoid, Slice,
                           Softmax, Tanh)
 from sparsenet.prune import compiled, prune
-from sparsenet.prune.groups import (analyze, dead_classes, dependency_groups, group_scores, mask_classes,
-                                    remove_channels, remove_dead_channels)
+from sparsenet.prune.channels import dead_classes, group_scores, mask_classes, remove_channels, remove_dead_channels
+from sparsenet.prune.groups import analyze, dependency_groups
 from sparsenet.prune.importance import CRITERIA, Magnitude
 
 

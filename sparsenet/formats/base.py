@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..errors import DTypeError, ShapeError
+from ..kernels._blas import quiet_before
 
 __all__ = ["WeightFormat", "FLOAT_DTYPES", "check_float_dtype"]
 
@@ -87,7 +89,19 @@ class WeightFormat:
                              f"({self.shape[1]}, batch), found {x.shape}")
         return self.matmul(x)
 
-    def matmul(self, x) -> np.ndarray:  # pragma: no cover - abstract
+    def matmul(self, x) -> np.ndarray:
+        """W @ x for x [K, B] through this format's kernel (`product`), no bias nor activation.
+        Dense overrides it (NumPy's product)."""
+        x = self._as_input(x, self.shape[1], f"{type(self).__name__}.matmul x")
+        out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
+        kern, arrays = self.product(x.shape[1])
+        quiet_before(kern)
+        kernels.launch(kern, *arrays, x, out, kernels.no_bias(self.dtype), 0, 0.0)
+        return out
+
+    def product(self, batch: int):  # pragma: no cover - abstract
+        """(kernel, arrays) computing W @ x for `batch` columns: ``kernel(*arrays, x, out, bias, act,
+        alpha)`` (see `CSR.product`)."""
         raise NotImplementedError
 
     def tmatmul(self, dy) -> np.ndarray:  # pragma: no cover - abstract

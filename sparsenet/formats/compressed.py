@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..kernels._blas import quiet_before
 from ..errors import FormatError, ShapeError
 from .base import WeightFormat
 
@@ -71,15 +70,6 @@ class CompressedFormat(WeightFormat):
         this format's dtype) and the epilogue of `sparsenet.kernels.epilogue`. Batch 1 takes the
         gather-and-reduce ``spmv`` kernel."""
         return self._kernel("spmv" if batch == 1 else "spmm", batch), (self.data, self.indices, self.indptr)
-
-    def matmul(self, x) -> np.ndarray:
-        what = type(self).__name__
-        x = self._as_input(x, self.shape[1], f"{what}.matmul x")
-        out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        kern, arrays = self.product(x.shape[1])
-        quiet_before(kern)
-        kernels.launch(kern, *arrays, x, out, kernels.no_bias(self.dtype), 0, 0.0)
-        return out
 
     def tmatmul(self, dy) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], f"{type(self).__name__}.tmatmul dy")

@@ -18,7 +18,6 @@ import numpy as np
 
 from .. import kernels
 from ..errors import DTypeError, FormatError, ShapeError
-from ..kernels._blas import quiet_before
 from .base import WeightFormat, check_float_dtype
 
 __all__ = ["NM", "CODE_DTYPES", "nm_fits", "nm_product", "nm_columns", "nm_mask", "nm_to_dense",
@@ -254,14 +253,6 @@ class NM(WeightFormat):
     def product(self, batch: int):
         """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product` (`nm_product`)."""
         return nm_product(self, batch, kernels.no_bias(self.dtype))  # no scales: an empty array
-
-    def matmul(self, x) -> np.ndarray:
-        x = self._as_input(x, self.shape[1], "NM.matmul x")
-        out = np.empty((self.shape[0], x.shape[1]), dtype=self.dtype)
-        kern, arrays = self.product(x.shape[1])
-        quiet_before(kern)
-        kernels.launch(kern, *arrays, x, out, kernels.no_bias(self.dtype), 0, 0.0)
-        return out
 
     def tmatmul(self, dy) -> np.ndarray:
         dy = self._as_input(dy, self.shape[0], "NM.tmatmul dy")

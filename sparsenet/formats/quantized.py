@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..kernels._blas import quiet_before
 from ..errors import ConfigError, DTypeError, FormatError, ShapeError, SparsenetError
 from ..kernels import int8 as _i8
 from ._index import index_dtype, pointer_dtype
@@ -126,14 +125,6 @@ class QuantizedFormat(WeightFormat):
         if data.dtype != np.int8:
             raise DTypeError(f"{type(self).__name__}.with_data: expected int8 values, found {data.dtype}")
         return data
-
-    def matmul(self, x) -> np.ndarray:
-        x = self._as_input(x, self.shape[1], f"{type(self).__name__}.matmul x")
-        out = np.empty((self.shape[0], x.shape[1]), dtype=_COMPUTE_DTYPE)
-        kern, arrays = self.product(x.shape[1])
-        quiet_before(kern)
-        kernels.launch(kern, *arrays, x, out, kernels.no_bias(_COMPUTE_DTYPE), 0, 0.0)
-        return out
 
     def tmatmul(self, dy) -> np.ndarray:
         raise SparsenetError(f"{type(self).__name__}.tmatmul: {_INFERENCE_ONLY}")

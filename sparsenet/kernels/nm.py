@@ -129,19 +129,21 @@ _LANES = np.uintp(TILE)
 
 
 @numba.njit(inline="always", **OPTIONS)
+def _fma64(a0, a1, a2, a3, a4, a5, a6, a7, w, x, k, b0):
+    """The 8 sums of a 64-column tile plus w * x[k, b0:b0+64]."""
+    return (vfma(a0, w, vload(x, k, b0)), vfma(a1, w, vload(x, k, b0 + 8)), vfma(a2, w, vload(x, k, b0 + 16)),
+            vfma(a3, w, vload(x, k, b0 + 24)), vfma(a4, w, vload(x, k, b0 + 32)), vfma(a5, w, vload(x, k, b0 + 40)),
+            vfma(a6, w, vload(x, k, b0 + 48)), vfma(a7, w, vload(x, k, b0 + 56)))
+
+
+@numba.njit(inline="always", **OPTIONS)
 def _row64(vflat, cflat, n, bits, lane, t, slots, x, out, r, b0, g0, g1, first):
     """out[r, b0:b0+64] (+)= row r's slots of groups g0..g1 times x; `first`: start from zero."""
     if first:
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vzero()
     else:
-        a0 = vload(out, r, b0)
-        a1 = vload(out, r, b0 + 8)
-        a2 = vload(out, r, b0 + 16)
-        a3 = vload(out, r, b0 + 24)
-        a4 = vload(out, r, b0 + 32)
-        a5 = vload(out, r, b0 + 40)
-        a6 = vload(out, r, b0 + 48)
-        a7 = vload(out, r, b0 + 56)
+        a0, a1, a2, a3 = vload(out, r, b0), vload(out, r, b0 + 8), vload(out, r, b0 + 16), vload(out, r, b0 + 24)
+        a4, a5, a6, a7 = vload(out, r, b0 + 32), vload(out, r, b0 + 40), vload(out, r, b0 + 48), vload(out, r, b0 + 56)
     un = np.uintp(n)
     um = _ONE << np.uintp(bits)
     mask = um - _ONE
@@ -153,40 +155,19 @@ def _row64(vflat, cflat, n, bits, lane, t, slots, x, out, r, b0, g0, g1, first):
             base = g * um
             s = crow + g * un
             k = base + ((np.uintp(cflat[s]) >> shift) & mask)
-            w = vflat[s * _LANES + ulane]
             k2 = base + ((np.uintp(cflat[s + _ONE]) >> shift) & mask)
-            w2 = vflat[(s + _ONE) * _LANES + ulane]
-            a0 = vfma(a0, w, vload(x, k, b0))
-            a1 = vfma(a1, w, vload(x, k, b0 + 8))
-            a2 = vfma(a2, w, vload(x, k, b0 + 16))
-            a3 = vfma(a3, w, vload(x, k, b0 + 24))
-            a4 = vfma(a4, w, vload(x, k, b0 + 32))
-            a5 = vfma(a5, w, vload(x, k, b0 + 40))
-            a6 = vfma(a6, w, vload(x, k, b0 + 48))
-            a7 = vfma(a7, w, vload(x, k, b0 + 56))
-            a0 = vfma(a0, w2, vload(x, k2, b0))
-            a1 = vfma(a1, w2, vload(x, k2, b0 + 8))
-            a2 = vfma(a2, w2, vload(x, k2, b0 + 16))
-            a3 = vfma(a3, w2, vload(x, k2, b0 + 24))
-            a4 = vfma(a4, w2, vload(x, k2, b0 + 32))
-            a5 = vfma(a5, w2, vload(x, k2, b0 + 40))
-            a6 = vfma(a6, w2, vload(x, k2, b0 + 48))
-            a7 = vfma(a7, w2, vload(x, k2, b0 + 56))
+            a0, a1, a2, a3, a4, a5, a6, a7 = _fma64(a0, a1, a2, a3, a4, a5, a6, a7, vflat[s * _LANES + ulane],
+                                                    x, k, b0)
+            a0, a1, a2, a3, a4, a5, a6, a7 = _fma64(a0, a1, a2, a3, a4, a5, a6, a7,
+                                                    vflat[(s + _ONE) * _LANES + ulane], x, k2, b0)
     else:
         for g in range(np.uintp(g0), np.uintp(g1)):
             base = g * um
             s0 = g * un
             for s in range(s0, s0 + un):
                 k = base + ((np.uintp(cflat[crow + s]) >> shift) & mask)
-                w = vflat[(crow + s) * _LANES + ulane]
-                a0 = vfma(a0, w, vload(x, k, b0))
-                a1 = vfma(a1, w, vload(x, k, b0 + 8))
-                a2 = vfma(a2, w, vload(x, k, b0 + 16))
-                a3 = vfma(a3, w, vload(x, k, b0 + 24))
-                a4 = vfma(a4, w, vload(x, k, b0 + 32))
-                a5 = vfma(a5, w, vload(x, k, b0 + 40))
-                a6 = vfma(a6, w, vload(x, k, b0 + 48))
-                a7 = vfma(a7, w, vload(x, k, b0 + 56))
+                a0, a1, a2, a3, a4, a5, a6, a7 = _fma64(a0, a1, a2, a3, a4, a5, a6, a7,
+                                                        vflat[(crow + s) * _LANES + ulane], x, k, b0)
     vstore(out, r, b0, a0)
     vstore(out, r, b0 + 8, a1)
     vstore(out, r, b0 + 16, a2)

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..train import evaluate, fit
 from ..nn import Graph
 from .granularity import make_granularity
-from .groups import group_report
+from .channels import group_report
 from .importance import Movement, make_importance
 from .masks import apply_masks, layer_mask, prunable_layers, require_chain, sparsity_of
 from .schedule import SCHEDULES, iterative_targets, polynomial_sparsity
@@ -56,9 +56,9 @@ def prune_step(model, importance, granularity, sparsity, *, scope="layer", norma
                data=None, group_reduce="mean") -> dict:
     """One importance -> selection -> application pass. Already-pruned weights stay pruned.
     Returns the masks applied. Structured granularities on a Graph prune the channels of its
-    dependency groups (`sparsenet.prune.groups.prune_groups`; `group_reduce` combines the members'
+    dependency groups (`sparsenet.prune.channels.prune_groups`; `group_reduce` combines the members'
     scores)."""
-    from .groups import prune_groups
+    from .channels import prune_groups
 
     if granularity.structured and isinstance(model, Graph):
         masks, _ = prune_groups(model, importance, granularity, sparsity, scope=scope, normalize=normalize,
@@ -221,7 +221,7 @@ def _model_sparsity(model, exclude=()) -> float:
 
 def compiled(model, formats="auto", *, batch_size: int = 64, **options):
     """A compiled copy of `model`, really smaller: dead units physically removed (structured pruning:
-    `remove_dead_units` for a Sequential, `sparsenet.prune.groups.remove_dead_channels` for a Graph),
+    `remove_dead_units` for a Sequential, `sparsenet.prune.channels.remove_dead_channels` for a Graph),
     then every weighted layer stored in a real format. `model` is left exactly
     as it was (weights, masks, mode), so the two can be compared; build the copy's optimiser on it.
 
@@ -240,7 +240,7 @@ def compiled(model, formats="auto", *, batch_size: int = 64, **options):
     """
     from ..nn import Graph, Sequential
     from .compiler import _store_formats
-    from .groups import remove_dead_channels
+    from .channels import remove_dead_channels
     from .surgery import remove_dead_units
 
     if isinstance(model, Graph):  # the dead channels of its dependency groups
