@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..errors import DTypeError, FormatError, ShapeError
+from ..errors import FormatError, ShapeError
 from .base import WeightFormat, check_float_dtype
+from .csr import _check_shape
 
 __all__ = ["NM", "CODE_DTYPES", "nm_fits", "nm_product", "nm_columns", "nm_mask", "nm_to_dense",
            "validate_nm"]
@@ -135,17 +136,10 @@ class NM(WeightFormat):
     format_name = "nm"
 
     def __init__(self, data, codes, shape, n, m, *, check: bool = True):
-        try:
-            rows, k = (int(s) for s in shape)
-        except (TypeError, ValueError):
-            raise ShapeError(f"N:M shape: expected (rows, cols), found {shape!r}") from None
-        if rows < 0 or k < 0:
-            raise ShapeError(f"N:M shape: expected non-negative sizes, found {shape!r}")
+        rows, k = _check_shape(shape, "N:M shape")
         self.n, self.m = _check_nm(n, m)
         data, codes = np.asarray(data), np.asarray(codes)
         check_float_dtype(data.dtype, "N:M data")
-        if codes.dtype.kind != "u":
-            raise DTypeError(f"N:M codes: expected unsigned integers, found dtype {codes.dtype}")
         self.shape = (rows, k)
         self.data = np.ascontiguousarray(data)
         self.codes = np.ascontiguousarray(codes)

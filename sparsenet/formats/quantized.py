@@ -334,8 +334,6 @@ class QNM(QuantizedFormat):
     def __init__(self, data, codes, scales, shape, n, m, *, check: bool = True):
         m_, k = _check_shape(shape, "QNM shape")
         data, codes, scales = np.asarray(data), np.asarray(codes), np.asarray(scales)
-        if codes.dtype.kind != "u":
-            raise DTypeError(f"QNM codes: expected unsigned integers, found dtype {codes.dtype}")
         self.n, self.m = _check_nm(n, m)
         self.shape = (m_, k)
         self.data, self.codes, self.scales = (np.ascontiguousarray(a) for a in (data, codes, scales))
