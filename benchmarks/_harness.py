@@ -132,3 +132,26 @@ def write_json(path: str, payload: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=1)
     os.replace(tmp, path)
+
+
+def torch_mlp(model):
+    """PyTorch's twin of a sparsenet MLP (Linear, ReLU, Flatten layers), with the same weights, or a
+    string saying why there is none (torch missing, another layer)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch not installed"
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Linear":
+            lin = torch.nn.Linear(layer.in_features, layer.out_features)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(layer.weight.to_dense()))
+                lin.bias.copy_(torch.from_numpy(layer.bias.data))
+            layers.append(lin)
+        elif kind in ("ReLU", "Flatten"):
+            layers.append(getattr(torch.nn, kind)())
+        else:
+            return f"torch peer supports MLPs only (found {kind})"
+    return torch.nn.Sequential(*layers)

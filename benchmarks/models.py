@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from _harness import measure, threads
+from _harness import measure, threads, torch_mlp
 
 import sparsenet as sn
 from sparsenet.nn import Linear, ReLU, Sequential, no_grad
@@ -86,25 +86,12 @@ def _onnxruntime(model, x, n_threads, tmp):
 
 
 def _torch(model, x, n_threads):
-    try:
-        import torch
-    except ImportError:
-        return {"skipped": "torch not installed"}
-    layers = []
-    for layer in model.layers:
-        if isinstance(layer, Linear):
-            lin = torch.nn.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(layer.weight.to_dense()))
-                lin.bias.copy_(torch.from_numpy(layer.bias.data))
-            layers.append(lin)
-        elif isinstance(layer, ReLU):
-            layers.append(torch.nn.ReLU())
-        elif type(layer).__name__ == "Flatten":
-            layers.append(torch.nn.Flatten())
-        else:
-            return {"skipped": f"torch peer supports MLPs only (found {type(layer).__name__})"}
-    net = torch.nn.Sequential(*layers).eval()
+    net = torch_mlp(model)
+    if isinstance(net, str):
+        return {"skipped": net}
+    import torch
+
+    net = net.eval()
     torch.set_num_threads(n_threads)
     tx = torch.from_numpy(x)
     return lambda: net(tx)  # timed inside torch.inference_mode (`_torch_inference`)

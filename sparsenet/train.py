@@ -191,7 +191,7 @@ def fit(model: Module, x, y, *, epochs: int = 10, batch_size: int = 64, optimize
             total_loss += loss(out, yb) * len(idx)
             if labels:
                 correct += int(np.sum(np.argmax(out, axis=1) == yb))
-            model.backward(loss.backward())
+            model.backward_params(loss.backward())  # the input's own gradient is never needed
             if after_backward is not None:
                 after_backward(model)
             if lr_schedule == "cosine":

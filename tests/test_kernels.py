@@ -18,7 +18,7 @@ from strategies import (
     block_sparse_matrices, bsr_arrays, csr_arrays, index_dtypes, sparse_matrices,
 )
 
-OPS = ("spmm", "spmm_t", "sddmm")
+OPS = ("spmm", "spmm_t", "sddmm")  # spmm_t: W.T's pattern and values, then the forward kernels
 
 
 def _variants(fmt_name, op):
@@ -54,6 +54,18 @@ def _ops(fmt_name, op, dtype):
     return (op, f32) if dtype == np.float32 and hasattr(kernels, f"{fmt_name}_{f32}") else (op,)
 
 
+def _check_transposed(fmt_name, data, indices, indptr, n_cols, dy, ref, mag, n, dtype, what):
+    """W.T @ dy as the formats compute it: W.T's pattern (`csr_transpose_pattern`), each build of
+    `<fmt>_transpose_values`, then every forward kernel over W.T."""
+    indices_t, indptr_t, perm = kernels.csr_transpose_pattern(indices, indptr, n_cols)
+    shape = (data.shape[0], data.shape[2], data.shape[1]) if data.ndim == 3 else data.shape
+    for name, kern in _variants(fmt_name, "transpose_values"):
+        values = _garbage(shape, dtype)
+        kern(data, perm, values)
+        for fname, fwd in [v for op in _ops(fmt_name, "spmm", dtype) for v in _variants(fmt_name, op)]:
+            _check_forward(fwd, (values, indices_t, indptr_t), dy, ref, mag, n, dtype, f"{name} + {fname} {what}")
+
+
 def _run_spmv(fmt_name, data, indices, indptr, w, x):
     """The batch-1 kernels (1-D input and output) on the first column of x."""
     if x.shape[1] == 0:
@@ -79,16 +91,17 @@ def _run_csr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32)
     }
     for op in [o for base in OPS for o in _ops("csr", base, dtype)]:
         ref, mag, n = expected[op.removesuffix("_f32")]
+        if op == "spmm_t":
+            _check_transposed("csr", data, indices, indptr, k, dy, ref, mag, n, dtype,
+                              f"(shape {case.w.shape}, batch {batch})")
+            continue
         for name, kern in _variants("csr", op):
             what = f"{name} (shape {case.w.shape}, batch {batch})"
-            if op.startswith("spmm") and op != "spmm_t":
+            if op.startswith("spmm"):
                 _check_forward(kern, (data, indices, indptr), x, ref, mag, n, dtype, what)
                 continue
             out = _garbage(ref.shape, dtype)
-            if op == "sddmm":
-                kern(indices, indptr, dy, x, out)
-            else:
-                kern(data, indices, indptr, dy, out)
+            kern(indices, indptr, dy, x, out)
             assert_close(out, ref, mag, n, dtype, what)
     _run_spmv("csr", data, indices, indptr, case.w, x)
     for before, after in zip(inputs, (data, indices, indptr, x, dy)):
@@ -113,16 +126,17 @@ def _run_bsr_kernels(case, x, dy, index_dtype=np.uint16, pointer_dtype=np.int32,
     }
     for op in [o for base in OPS for o in _ops("bsr", base, dtype)]:
         ref, mag, n = expected[op.removesuffix("_f32")]
+        if op == "spmm_t":
+            _check_transposed("bsr", data, indices, indptr, -(-k // case.blocksize[1]), dy, ref, mag, n, dtype,
+                              f"(shape {case.w.shape}, batch {batch})")
+            continue
         for name, kern in _variants("bsr", op):
             what = f"{name} (shape {case.w.shape}, blocks {case.blocksize}, batch {batch})"
-            if op.startswith("spmm") and op != "spmm_t":
+            if op.startswith("spmm"):
                 _check_forward(kern, (data, indices, indptr), x, ref, mag, n, dtype, what)
                 continue
             out = _garbage(ref.shape, dtype)
-            if op == "sddmm":
-                kern(indices, indptr, dy, x, out)
-            else:
-                kern(data, indices, indptr, dy, out)
+            kern(indices, indptr, dy, x, out)
             assert_close(out, ref, mag, n, dtype, what)
     _run_spmv("bsr", data, indices, indptr, case.w, x)
 
@@ -264,7 +278,7 @@ def test_bsr_tiles_every_vector_path(blocksize, batch):
 
 # -- the formats' serial / parallel dispatch ---------------------------------------------------
 
-KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for base in OPS + ("spmv",)
+KERNEL_NAMES = [f"{f}_{op}" for f in ("csr", "bsr") for base in ("spmm", "spmv", "transpose_values", "sddmm")
                 for op in _ops(f, base, np.float32)]
 
 
@@ -317,9 +331,11 @@ def test_parallel_threshold_is_nnz_times_batch(fmt_name):
             x, dy = np.ones((5, batch), np.float32), np.ones((2, batch), np.float32)
             fmt @ x, fmt.tmatmul(dy), fmt.sampled_grad(dy, x)
             suffix = "" if parallel else "_serial"
-            # a float32 weight takes the register-tiled twin of the forward product
-            ops = ("spmm_f32",) + OPS[1:]
-            assert calls == [f"{fmt_name}_{op}{suffix}" for op in ops], (batch, calls)
+            # a float32 weight takes the register-tiled twin of the forward product, also over W.T
+            # for the input gradient, after W's values are put in W.T's order (nnz = 10: serial)
+            expected = [f"{fmt_name}_spmm_f32{suffix}", f"{fmt_name}_transpose_values_serial",
+                        f"{fmt_name}_spmm_f32{suffix}", f"{fmt_name}_sddmm{suffix}"]
+            assert calls == expected, (batch, calls)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

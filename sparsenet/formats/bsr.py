@@ -137,6 +137,12 @@ class BSR(BlockPattern, CompressedFormat):
         self.indices = np.ascontiguousarray(indices, dtype=index_dtype(_grid(self.shape, blocksize)[1]))
         self.indptr = np.ascontiguousarray(indptr, dtype=pointer_dtype(self.data.shape[0]))
 
+    def _grid(self) -> tuple[int, int]:
+        return _grid(self.shape, self.blocksize)
+
+    def _transposed_data_shape(self) -> tuple:
+        return (self.data.shape[0], self.blocksize[1], self.blocksize[0])
+
     def check(self) -> None:
         """Full validation; raises FormatError naming the first violation."""
         _validate(self.data, self.indices, self.indptr, self.shape, self.blocksize, full=True)

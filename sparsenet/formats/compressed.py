@@ -1,5 +1,5 @@
 """Products shared by the compressed formats (CSR and BSR): both keep (data, indices, indptr) and
-have kernels named ``<format>_spmv``, ``<format>_spmm``, ``<format>_spmm_t``, ``<format>_sddmm``,
+have kernels named ``<format>_spmv``, ``<format>_spmm``, ``<format>_transpose_values``, ``<format>_sddmm``,
 each with a ``_serial`` twin used below `kernels.PARALLEL_MIN_WORK` multiply-adds."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import numpy as np
 
 from .. import kernels
 from ..errors import FormatError, ShapeError
+from ..kernels._blas import quiet_before
+from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat
 
 __all__ = ["CompressedFormat", "check_compressed_structure"]
@@ -71,10 +73,40 @@ class CompressedFormat(WeightFormat):
         gather-and-reduce ``spmv`` kernel."""
         return self._kernel("spmv" if batch == 1 else "spmm", batch), (self.data, self.indices, self.indptr)
 
+    def _grid(self) -> tuple[int, int]:  # pragma: no cover - abstract
+        """(rows, columns) of the pattern: the shape for CSR, block rows and columns for BSR."""
+        raise NotImplementedError
+
+    def _transposed_data_shape(self) -> tuple:  # pragma: no cover - abstract
+        """The shape of W.T's values (`<format>_transpose_values`)."""
+        raise NotImplementedError
+
+    def _transposed_pattern(self):
+        """(indices, indptr, perm) of W.T's pattern (`kernels.csr_transpose_pattern`, over block
+        columns for BSR), built on the first input gradient and kept beside the format while its
+        pattern arrays stay the same objects (a format's pattern is never changed in place)."""
+        cached = self.__dict__.get("_transposed")
+        if cached is not None and cached[0] is self.indices and cached[1] is self.indptr:
+            return cached[2:]
+        indices_t, indptr_t, perm = kernels.csr_transpose_pattern(self.indices, self.indptr, self._grid()[1])
+        nnz = int(perm.shape[0])
+        t = (np.ascontiguousarray(indices_t, dtype=index_dtype(self._grid()[0])),
+             np.ascontiguousarray(indptr_t, dtype=pointer_dtype(nnz)),
+             np.ascontiguousarray(perm, dtype=pointer_dtype(nnz)))
+        self._transposed = (self.indices, self.indptr, *t)
+        return t
+
     def tmatmul(self, dy) -> np.ndarray:
+        """W.T @ dy (the input gradient): W's values put in the order of W.T's pattern (the CSC copy
+        of the pattern, `_transposed_pattern`), then the forward product's kernel over W.T."""
         dy = self._as_input(dy, self.shape[0], f"{type(self).__name__}.tmatmul dy")
+        indices_t, indptr_t, perm = self._transposed_pattern()
+        values = np.empty(self._transposed_data_shape(), dtype=self.dtype)
+        kernels.launch(self._kernel("transpose_values", 1), self.data, perm, values)
         out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        kernels.launch(self._kernel("spmm_t", dy.shape[1]), self.data, self.indices, self.indptr, dy, out)
+        kern = self._kernel("spmv" if dy.shape[1] == 1 else "spmm", dy.shape[1])
+        quiet_before(kern)
+        kernels.launch(kern, values, indices_t, indptr_t, dy, out, kernels.no_bias(self.dtype), 0, 0.0)
         return out
 
     def sampled_grad(self, dy, x) -> np.ndarray:
@@ -84,5 +116,7 @@ class CompressedFormat(WeightFormat):
         if dy.shape[1] != x.shape[1]:
             raise ShapeError(f"{what}.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
         out = np.empty_like(self.data)
-        kernels.launch(self._kernel("sddmm", x.shape[1]), self.indices, self.indptr, dy, x, out)
+        kern = self._kernel("sddmm", x.shape[1])
+        quiet_before(kern)
+        kernels.launch(kern, self.indices, self.indptr, dy, x, out)
         return out

@@ -154,6 +154,12 @@ class CSR(CompressedFormat):
     def nnz(self) -> int:
         return int(self.data.shape[0])
 
+    def _grid(self) -> tuple[int, int]:
+        return self.shape
+
+    def _transposed_data_shape(self) -> tuple:
+        return self.data.shape
+
     @property
     def nbytes(self) -> int:
         """True bytes held: values + column indices + row pointers."""

@@ -25,8 +25,8 @@ os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 from ._jit import PARALLEL_MIN_WORK, launch  # noqa: E402
 from .bsr import (  # noqa: E402
-    bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_f32, bsr_spmm_f32_serial, bsr_spmm_serial, bsr_spmm_t,
-    bsr_spmm_t_serial, bsr_spmv, bsr_spmv_f32, bsr_spmv_f32_serial, bsr_spmv_serial,
+    bsr_sddmm, bsr_sddmm_serial, bsr_spmm, bsr_spmm_f32, bsr_spmm_f32_serial, bsr_spmm_serial, bsr_spmv, bsr_spmv_f32, bsr_spmv_f32_serial, bsr_spmv_serial,
+    bsr_transpose_values, bsr_transpose_values_serial,
 )
 from .conv import dense_conv2d, dense_conv2d_serial  # noqa: E402
 from .dense import (  # noqa: E402
@@ -47,20 +47,24 @@ from .nm import (  # noqa: E402
     nm_sddmm, nm_sddmm_serial, nm_spmm, nm_spmm_f32, nm_spmm_f32_serial, nm_spmm_serial, nm_spmm_t, nm_spmm_t_serial,
     nm_spmv_f32, nm_spmv_f32_serial,
 )
+from .optim import (  # noqa: E402
+    dense_adam_update, dense_adam_update_serial, dense_sgd_update, dense_sgd_update_serial,
+)
 from .csr import (  # noqa: E402
-    csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_f32, csr_spmm_f32_serial, csr_spmm_serial, csr_spmm_t, csr_spmm_t_serial, csr_spmv,
-    csr_spmv_serial,
+    csr_sddmm, csr_sddmm_serial, csr_spmm, csr_spmm_f32, csr_spmm_f32_serial, csr_spmm_serial, csr_spmv, csr_spmv_serial,
+    csr_transpose_pattern, csr_transpose_values, csr_transpose_values_serial,
 )
 
 __all__ = [
     "PARALLEL_MIN_WORK", "launch", "no_bias",
+    "dense_adam_update", "dense_adam_update_serial", "dense_sgd_update", "dense_sgd_update_serial",
     "dense_spmm", "dense_spmm_serial", "dense_epilogue", "dense_epilogue_serial", "dense_epilogue_t", "dense_batchnorm",
     "dense_batchnorm_fold", "dense_conv2d", "dense_conv2d_serial", "dense_maxpool2d", "dense_add", "dense_global_avgpool", "dense_layernorm", "dense_mean_axis", "dense_softmax_rows", "dense_depthwise2d", "dense_depthwise2d_serial", "dense_depthwise2d_cl", "dense_depthwise2d_cl_serial", "depthwise_kernel", "dense_depthwise2d_grad_input",
     "dense_depthwise2d_grad_input_serial", "dense_depthwise2d_grad_weight", "dense_depthwise2d_grad_weight_serial",
     "csr_spmv", "csr_spmv_serial", "bsr_spmv", "bsr_spmv_serial",
-    "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_spmm_t", "csr_spmm_t_serial", "csr_sddmm", "csr_sddmm_serial",
+    "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_transpose_pattern", "csr_transpose_values", "csr_transpose_values_serial", "csr_sddmm", "csr_sddmm_serial",
     "bsr_spmm", "bsr_spmm_serial", "bsr_spmv_f32", "bsr_spmv_f32_serial", "bsr_spmm_f32", "bsr_spmm_f32_serial",
     "nm_spmv_f32", "nm_spmv_f32_serial", "nm_spmm_f32", "nm_spmm_f32_serial", "nm_spmm", "nm_spmm_serial",
     "nm_spmm_t", "nm_spmm_t_serial", "nm_sddmm", "nm_sddmm_serial",
-    "dense_i8_spmm", "dense_i8_spmm_serial", "csr_i8_spmm", "csr_i8_spmm_serial", "bsr_i8_spmm", "bsr_i8_spmm_serial", "bsr_spmm_t", "bsr_spmm_t_serial", "bsr_sddmm", "bsr_sddmm_serial",
+    "dense_i8_spmm", "dense_i8_spmm_serial", "csr_i8_spmm", "csr_i8_spmm_serial", "bsr_i8_spmm", "bsr_i8_spmm_serial", "bsr_transpose_values", "bsr_transpose_values_serial", "bsr_sddmm", "bsr_sddmm_serial",
 ]

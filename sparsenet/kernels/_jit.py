@@ -40,10 +40,12 @@ def _renamed(fn, suffix):
     return copy
 
 
-def serial_and_parallel(fn):
-    """Return (serial, parallel) Numba dispatchers compiled from `fn` (which uses numba.prange)."""
-    serial = numba.njit(**OPTIONS)(_renamed(fn, "_serial"))
-    parallel = numba.njit(parallel=True, **OPTIONS)(_renamed(fn, "_parallel"))
+def serial_and_parallel(fn, **options):
+    """Return (serial, parallel) Numba dispatchers compiled from `fn` (which uses numba.prange), with
+    `OPTIONS` updated by `options`."""
+    options = dict(OPTIONS, **options)
+    serial = numba.njit(**options)(_renamed(fn, "_serial"))
+    parallel = numba.njit(parallel=True, **options)(_renamed(fn, "_parallel"))
     PARALLEL.add(parallel)
     SERIAL_OF[parallel] = serial
     return serial, parallel

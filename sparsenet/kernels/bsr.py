@@ -6,7 +6,8 @@ entries beyond the logical shape are stored (as zeros) but never read or written
 Activations are feature-major ([K, B], batch contiguous); callers allocate outputs; inputs must have
 been validated (`sparsenet.formats.BSR.check`): these kernels do not bounds-check. The forward
 kernels end with ``bias, act, alpha``: the epilogue ``act(W @ x + bias)`` of
-`sparsenet.kernels.epilogue`, applied to each block row as soon as it is computed.
+`sparsenet.kernels.epilogue`, applied to each block row as soon as it is computed. The input
+gradient W.T @ dy is a forward product over W.T's blocks (`bsr_transpose_values`; see `csr`).
 """
 
 import numba
@@ -22,11 +23,10 @@ __all__ = [
     "bsr_spmv_f32", "bsr_spmv_f32_serial",
     "bsr_spmm", "bsr_spmm_serial",
     "bsr_spmm_f32", "bsr_spmm_f32_serial",
-    "bsr_spmm_t", "bsr_spmm_t_serial",
+    "bsr_transpose_values", "bsr_transpose_values_serial",
     "bsr_sddmm", "bsr_sddmm_serial",
 ]
 
-_T_CHUNK = 64
 _TILE = 64
 
 
@@ -139,52 +139,46 @@ def _bsr_spmm_f32(data, indices, indptr, x, out, bias, act, alpha):
         epilogue_rows(out, bi * r, min(m, bi * r + r), bias, act, alpha)
 
 
-def _bsr_spmm_t(data, indices, indptr, dy, out):
-    """out[K, B] = W.T @ dy[M, B]. Parallel over slices of the batch (no write conflicts)."""
-    m = dy.shape[0]
-    k_total = out.shape[0]
-    nb = out.shape[1]
+def _bsr_transpose_values(data, perm, out):
+    """out[j] = data[perm[j]].T: W's blocks in the order of W.T's block pattern
+    (`csr_transpose_pattern` over block columns), each transposed, so that the input gradient
+    W.T @ dy runs through the forward kernels with C x R blocks. out: [nblocks, C, R]."""
     r = data.shape[1]
     c = data.shape[2]
-    mb = indptr.shape[0] - 1
-    out[:, :] = 0
-    nchunks = (nb + _T_CHUNK - 1) // _T_CHUNK
-    for ch in prange(nchunks):
-        b0 = ch * _T_CHUNK
-        b1 = min(nb, b0 + _T_CHUNK)
-        for bi in range(mb):
-            r0 = bi * r
-            nr = min(r, m - r0)
-            for jj in range(indptr[bi], indptr[bi + 1]):
-                c0 = np.intp(indices[jj]) * c
-                nc = min(c, k_total - c0)
-                for rr in range(nr):
-                    for cc in range(nc):
-                        w = data[jj, rr, cc]
-                        for b in range(b0, b1):
-                            out[c0 + cc, b] += w * dy[r0 + rr, b]
+    for j in prange(perm.shape[0]):
+        src = np.uintp(perm[j])
+        for rr in range(r):
+            for cc in range(c):
+                out[j, cc, rr] = data[src, rr, cc]
 
 
 def _bsr_sddmm(indices, indptr, dy, x, out):
     """out[jj, rr, cc] = dot(dy[bi*R + rr, :], x[bj*C + cc, :]) for every stored block jj = (bi, bj);
-    entries beyond the logical shape are set to 0. out: [nblocks, R, C]. Parallel over block rows.
+    entries beyond the logical shape are set to 0. out: [nblocks, R, C]. Parallel over block rows;
+    each dot product runs along the contiguous batch with flat unsigned indexing and a sum in the
+    output's dtype (float32 lanes for float32), which LLVM vectorises.
     """
     m = dy.shape[0]
     k_total = x.shape[0]
-    nb = dy.shape[1]
+    nb = np.uintp(dy.shape[1])
     r = out.shape[1]
     c = out.shape[2]
     mb = indptr.shape[0] - 1
+    dyf = dy.ravel()
+    xf = x.ravel()
+    zero = np.zeros(1, out.dtype)[0]
     for bi in prange(mb):
         r0 = bi * r
-        for jj in range(indptr[bi], indptr[bi + 1]):
+        for jj in range(np.uintp(indptr[bi]), np.uintp(indptr[bi + 1])):
             c0 = np.intp(indices[jj]) * c
             for rr in range(r):
                 for cc in range(c):
-                    acc = 0.0
+                    acc = zero
                     if r0 + rr < m and c0 + cc < k_total:
+                        base = np.uintp(r0 + rr) * nb
+                        kb = np.uintp(c0 + cc) * nb
                         for b in range(nb):
-                            acc += dy[r0 + rr, b] * x[c0 + cc, b]
+                            acc += dyf[base + b] * xf[kb + b]
                     out[jj, rr, cc] = acc
 
 
@@ -192,5 +186,5 @@ bsr_spmv_serial, bsr_spmv = serial_and_parallel(_bsr_spmv)
 bsr_spmm_serial, bsr_spmm = serial_and_parallel(_bsr_spmm)
 bsr_spmv_f32_serial, bsr_spmv_f32 = serial_and_parallel(_bsr_spmv_f32)
 bsr_spmm_f32_serial, bsr_spmm_f32 = serial_and_parallel(_bsr_spmm_f32)
-bsr_spmm_t_serial, bsr_spmm_t = serial_and_parallel(_bsr_spmm_t)
+bsr_transpose_values_serial, bsr_transpose_values = serial_and_parallel(_bsr_transpose_values)
 bsr_sddmm_serial, bsr_sddmm = serial_and_parallel(_bsr_sddmm)

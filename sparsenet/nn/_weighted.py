@@ -50,6 +50,12 @@ class WeightedLayer(Module):
         The layer keeps its `weight_param` (its contents are replaced, see `Parameter.replace`), so an
         optimiser built before the assignment goes on updating this layer; it starts that parameter's
         state afresh (moments of the old values or of another format's layout would not line up)."""
+        self.set_weight(fmt)
+
+    def set_weight(self, fmt, carry=None) -> None:
+        """``layer.weight = fmt``, where `carry` (see `Parameter.replace`) may say which entry of the
+        old values each new one continues, so that an optimiser keeps their state (dynamic sparse
+        training, which moves a few entries of a pattern)."""
         if not isinstance(fmt, WeightFormat):
             fmt = Dense(np.array(fmt))
         current = getattr(self, "_weight", None)
@@ -62,7 +68,25 @@ class WeightedLayer(Module):
         if current is None:
             self.weight_param = Parameter(fmt.data)
         else:
-            self.weight_param.replace(fmt.data)
+            self.weight_param.replace(fmt.data, carry)
+
+    def _add_weight_grad(self, gt: np.ndarray, xt: np.ndarray) -> None:
+        """weight gradient += gt @ xt.T at the stored entries (gt [out, n], xt [fan_in, n]); also in
+        full into `dense_grad` while someone asks for it (`want_dense_grad`: RigL's regrowth)."""
+        self.weight_param.grad += self.weight.sampled_grad(gt, xt)
+        dense = self.__dict__.get("_dense_grad")
+        if dense is not None:
+            dense += gt @ xt.T
+
+    def want_dense_grad(self, on: bool = True) -> None:
+        """From now on (``on``), accumulate the gradient of every weight entry, stored or not, into
+        `dense_grad` (zeroed here); ``on=False`` stops and frees it. What RigL's regrowth reads."""
+        self.__dict__["_dense_grad"] = np.zeros(self.weight_shape, self.dtype) if on else None
+
+    @property
+    def dense_grad(self) -> np.ndarray | None:
+        """The dense weight gradient accumulated since `want_dense_grad`, or None."""
+        return self.__dict__.get("_dense_grad")
 
     @property
     def dtype(self) -> np.dtype:

@@ -104,6 +104,12 @@ class Conv2d(WeightedLayer):
         return out.reshape(self.out_channels, b, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
+        return self._backward(grad, True)
+
+    def backward_params(self, grad) -> None:
+        self._backward(grad, False)
+
+    def _backward(self, grad, need_input: bool):
         b, _, h, w = self._x_shape
         oh, ow = self.output_shape(h, w)
         grad = check_input(self, grad, 4, 1, self.out_channels, what="gradient")
@@ -117,7 +123,9 @@ class Conv2d(WeightedLayer):
         if self.bias is not None:
             self.bias.grad += gt.sum(axis=1)
         if self.groups == 1:
-            self.weight_param.grad += self.weight.sampled_grad(gt, self._cols)
+            self._add_weight_grad(gt, self._cols)
+            if not need_input:
+                return None
             dcols = self.weight.tmatmul(gt)
         else:
             g, opg = self.groups, self.out_channels // self.groups

@@ -337,22 +337,49 @@ class Graph(Module):
         if len(grads) != len(self.outputs):
             raise ConfigError(f"Graph.backward: expected {len(self.outputs)} gradients (one per output), "
                               f"found {len(grads)}")
+        out = self._backward(grads, None)
+        out = tuple(out.get(k) for k in self.input_shapes)  # None for an input without a gradient
+        return out[0] if len(out) == 1 else out
+
+    def backward_params(self, *grads) -> None:
+        """`backward` without the inputs' gradients: a node computes only the gradients that reach a
+        parameter (nodes with no parameter upstream are skipped; a node with parameters whose
+        inputs have none upstream computes its parameters' gradients only)."""
+        if len(grads) == 1 and isinstance(grads[0], tuple):
+            grads = grads[0]
+        if len(grads) != len(self.outputs):
+            raise ConfigError(f"Graph.backward_params: expected {len(self.outputs)} gradients (one per output), "
+                              f"found {len(grads)}")
+        wanted: set[str] = set()  # values with a parameter upstream: their gradients are needed
+        for node in self.nodes:
+            if node.op.parameters() or any(ref in wanted for ref in node.inputs):
+                wanted.add(node.name)
+        self._backward(grads, wanted)
+
+    def _backward(self, grads, wanted: set | None) -> dict:
+        """Gradients summed per value, nodes in reverse order; with `wanted`, only those of the
+        values it names (see `backward_params`). Returns what reached the graph's inputs."""
         acc: dict[str, np.ndarray] = {}
 
         def add(name, g):
-            if g is None:  # no gradient (an integer input of an Embedding)
-                return
+            if g is None or (wanted is not None and name not in wanted):
+                return  # no gradient (an integer input of an Embedding), or one nothing needs
             acc[name] = g if name not in acc else acc[name] + g  # never in place: g may be shared
 
         for name, g in zip(self.outputs, grads):
             add(name, g)
         for node in reversed(self.nodes):
-            g_in = node.op.backward(acc.pop(node.name))
+            g = acc.pop(node.name, None)
+            if g is None:
+                continue
+            if wanted is not None and not any(ref in wanted for ref in node.inputs):
+                node.op.backward_params(g)
+                continue
+            g_in = node.op.backward(g)
             g_in = g_in if isinstance(g_in, tuple) else (g_in,)
-            for ref, g in zip(node.inputs, g_in):
-                add(ref, g)
-        out = tuple(acc.get(k) for k in self.input_shapes)  # None for an input without a gradient
-        return out[0] if len(out) == 1 else out
+            for ref, gi in zip(node.inputs, g_in):
+                add(ref, gi)
+        return acc
 
     def predict(self, x, batch_size: int = 256):
         """``sparsenet.predict(self, x, batch_size)``: an array for a single-input graph, else

@@ -52,22 +52,29 @@ class Linear(WeightedLayer):
         return builder.product(self, self.weight, None if self.bias is None else self.bias.data, inputs[0])
 
     def backward(self, grad):
+        return self._backward(grad, True)
+
+    def backward_params(self, grad) -> None:
+        self._backward(grad, False)
+
+    def _backward(self, grad, need_input: bool):
         lead = self._lead
         if len(lead) != 1:
             grad = np.asarray(grad)
             if grad.shape != (*lead, self.out_features):
                 raise ShapeError(f"{self.name}: expected a gradient of shape {[*lead, self.out_features]}, found "
                                  f"{list(grad.shape)}")
-            return self._backward_rows(grad.reshape(-1, self.out_features)).reshape(*lead, self.in_features)
-        return self._backward_rows(grad)
+            dx = self._backward_rows(grad.reshape(-1, self.out_features), need_input)
+            return None if dx is None else dx.reshape(*lead, self.in_features)
+        return self._backward_rows(grad, need_input)
 
-    def _backward_rows(self, grad):
+    def _backward_rows(self, grad, need_input: bool):
         grad = check_input(self, grad, 2, 1, self.out_features, what="gradient")
         gt = np.ascontiguousarray(grad.T, dtype=self.dtype)  # [out, B]
-        self.weight_param.grad += self.weight.sampled_grad(gt, self._xt)
+        self._add_weight_grad(gt, self._xt)
         if self.bias is not None:
             self.bias.grad += gt.sum(axis=1)
-        return self.weight.tmatmul(gt).T
+        return self.weight.tmatmul(gt).T if need_input else None
 
     def spec(self):
         return self._spec_with_weights({"in_features": self.in_features, "out_features": self.out_features})

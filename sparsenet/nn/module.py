@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import SparsenetError
+from ..errors import ShapeError, SparsenetError
 
 __all__ = ["Parameter", "Module", "no_grad", "grad_enabled", "inference", "model_dtype", "generation"]
 
@@ -102,24 +102,37 @@ class Parameter:
 
     A layer whose weight is replaced (``layer.weight = CSR(...)``) keeps its Parameter and calls
     `replace`, so that an optimiser built before still updates it; `version` counts replacements, and
-    optimisers drop their state (momentum, Adam moments) for a parameter whose version changed.
+    optimisers drop their state (momentum, Adam moments) for a parameter whose version changed, or
+    carry it over where the replacement says how (`carry`: a sparse weight whose pattern changed).
     """
 
-    __slots__ = ("data", "grad", "mask", "version")
+    __slots__ = ("data", "grad", "mask", "version", "carry")
 
     def __init__(self, data: np.ndarray):
         self.data = data
         self.grad = _zero_gradient(data)
         self.mask: np.ndarray | None = None
         self.version = 0
+        self.carry: tuple[int, np.ndarray] | None = None
 
-    def replace(self, data: np.ndarray) -> None:
+    def replace(self, data: np.ndarray, carry: np.ndarray | None = None) -> None:
         """New contents (any shape): `data` itself (not a copy), a zero gradient, no mask; the version
-        is bumped so that optimiser state built for the old contents is dropped."""
+        is bumped so that optimiser state built for the old contents is dropped.
+
+        `carry` (for new contents that are mostly the old ones, rearranged: a sparse weight whose
+        pattern changed) gives, for each index along the new data's first axis, the index along the
+        old data's first axis it continues, or -1 for a new entry: optimisers then keep the state
+        of continued entries (moved to their new places) and start new ones from zero."""
+        if carry is not None:
+            carry = np.asarray(carry, dtype=np.int64)
+            if carry.shape != data.shape[:1] or (carry.size and carry.max() >= self.data.shape[0]):
+                raise ShapeError(f"Parameter.replace: expected carry of shape {data.shape[:1]} with indices below "
+                                 f"{self.data.shape[0]}, found shape {carry.shape}")
         self.data = data
         self.grad = _zero_gradient(data)
         self.mask = None
         self.version += 1
+        self.carry = None if carry is None else (self.version, carry)
         _GENERATION[0] += 1
 
     @property
@@ -154,6 +167,12 @@ class Module:
 
     def backward(self, grad: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def backward_params(self, grad) -> None:
+        """The parameters' gradients of `backward`, when the gradient with respect to the input is not
+        needed (the first layers of a model being trained, `fit`): layers with weights override it
+        to skip that product (W.T @ dy, and a convolution's col2im)."""
+        self.backward(grad)
 
     # Whether the output's axis 0 is the batch whenever the inputs' is (False for ops that may move
     # or merge it: Reshape, Transpose, Slice); a compiled plan probes the others at two batch sizes.

@@ -117,6 +117,16 @@ class Sequential(Module):
             grad = layer.backward(grad)
         return grad
 
+    def backward_params(self, grad) -> None:
+        """`backward` without the input's gradient: layers before the first one with parameters are
+        skipped, and that one computes its parameters' gradients only."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
+        if first is None:
+            return
+        for layer in reversed(self.layers[first + 1:]):
+            grad = layer.backward(grad)
+        self.layers[first].backward_params(grad)
+
     def __repr__(self) -> str:
         lines = [f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + "\n)"

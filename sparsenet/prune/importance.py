@@ -67,7 +67,7 @@ def _gradients(model, layers, data, batch_size, fn):
             model.zero_grad()
             out = model.forward(x[start:start + batch_size])
             loss(out, y[start:start + batch_size])
-            model.backward(loss.backward())
+            model.backward_params(loss.backward())
             for n, l in layers.items():
                 fn(n, dense_w[n], _dense_grad(l).astype(np.float64))
     finally:
