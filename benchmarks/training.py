@@ -7,8 +7,9 @@ Each model is trained through its public API, as a user's loop trains it: sparse
 ``History.seconds``), PyTorch's with the usual ``zero_grad / forward / CrossEntropyLoss / backward /
 Adam.step`` loop over the same shuffled minibatches. The sparse models are pruned by magnitude
 (`prune`, layer scope, the last 4096 x 10 layer excluded) and stored CSR (`compiled(model, "csr")`)
-before the first timed epoch; every epoch goes on training the same models, and the script checks
-that their weights are still CSR at the end. Epochs alternate between all implementations in each
+before the first timed epoch, and a second series is block-pruned and stored BSR (`--bsr 4x4`);
+every epoch goes on training the same models, and the script checks that their weights are still
+CSR (BSR) at the end. Epochs alternate between all implementations in each
 round with no pause; each figure is the median over `--rounds`, and the speedups are the medians of
 the per-round ratios. Issue 15's targets: at 90 % >= 3x sparsenet dense and >= 2x PyTorch dense;
 at 98 % >= 6x sparsenet dense.
@@ -27,7 +28,7 @@ import numpy as np
 from _harness import machine_info, threads, torch_mlp, write_json
 
 import sparsenet as sn
-from sparsenet.formats import CSR
+from sparsenet.formats import BSR, CSR
 from sparsenet.nn import Linear, ReLU, Sequential
 from sparsenet.prune import compiled, prune
 
@@ -71,10 +72,12 @@ def torch_epoch(net, opt, x, y, batch, rng):
     return time.perf_counter() - t0
 
 
-def sparse_model(sparsity):
+def sparse_model(sparsity, blocks=None):
+    """The MLP pruned by magnitude to `sparsity` in its two large layers, stored CSR, or block-pruned
+    and stored BSR with `blocks` ("4x4")."""
     model = mlp()
-    prune(model, sparsity=sparsity, exclude=["last"])
-    return compiled(model, "csr")
+    prune(model, sparsity=sparsity, exclude=["last"], granularity=f"block{blocks}" if blocks else "unstructured")
+    return compiled(model, f"bsr{blocks}" if blocks else "csr")
 
 
 def main():
@@ -83,6 +86,7 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--samples", type=int, default=1024)
     p.add_argument("--sparsities", default="0.5,0.7,0.8,0.9,0.95,0.98")
+    p.add_argument("--bsr", default="4x4", help="block shape of a BSR series too ('none': CSR only)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
@@ -98,6 +102,9 @@ def main():
         torch.set_num_threads(args.threads)
         models = {"sparsenet dense": mlp()}
         models.update({f"sparse {s:g}": sparse_model(s) for s in sparsities})
+        blocks = None if args.bsr == "none" else args.bsr
+        if blocks:
+            models.update({f"bsr{blocks} {s:g}": sparse_model(s, blocks) for s in sparsities})
         net = None if args.no_torch else torch_twin(models["sparsenet dense"])
         for model in models.values():  # compile the kernels, fault the pages in: not timed
             sn.fit(model, x[:2 * batch], y[:2 * batch], epochs=1, batch_size=batch, quiet=True)
@@ -113,25 +120,30 @@ def main():
             if net is not None:
                 times["pytorch dense"].append(torch_epoch(*net, x, y, batch, np.random.default_rng(r)))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f} ms" for k, v in times.items()), flush=True)
-        still_csr = {name: all(isinstance(layer.weight, CSR) for layer in model.layers[:-1] if isinstance(layer, Linear))
-                     for name, model in models.items() if name.startswith("sparse ")}
+        still_sparse = {name: all(isinstance(layer.weight, CSR if name.startswith("sparse ") else BSR)
+                                  for layer in model.layers[:-1] if isinstance(layer, Linear))
+                        for name, model in models.items() if name != "sparsenet dense"}
     dense = np.array(times["sparsenet dense"])
     rows = []
-    for s in sparsities:
-        t = np.array(times[f"sparse {s:g}"])
-        row = {"sparsity": s, "epoch_ms": float(np.median(t) * 1e3), "spread_ms": [float(t.min() * 1e3), float(t.max() * 1e3)],
-               "vs_sparsenet_dense": float(np.median(dense / t)), "still_csr": still_csr[f"sparse {s:g}"]}
-        if net is not None:
-            row["vs_pytorch_dense"] = float(np.median(np.array(times["pytorch dense"]) / t))
-        rows.append(row)
-    summary = {name: float(np.median(v) * 1e3) for name, v in times.items() if not name.startswith("sparse ")}
+    for series in ["sparse"] + ([f"bsr{blocks}"] if blocks else []):
+        for s in sparsities:
+            name = f"{series} {s:g}"
+            t = np.array(times[name])
+            row = {"format": "csr" if series == "sparse" else series, "sparsity": s, "epoch_ms": float(np.median(t) * 1e3),
+                   "spread_ms": [float(t.min() * 1e3), float(t.max() * 1e3)],
+                   "vs_sparsenet_dense": float(np.median(dense / t)), "still_sparse": still_sparse[name]}
+            if net is not None:
+                row["vs_pytorch_dense"] = float(np.median(np.array(times["pytorch dense"]) / t))
+            rows.append(row)
+    summary = {name: float(np.median(v) * 1e3) for name, v in times.items() if name in ("sparsenet dense", "pytorch dense")}
     print(f"\nepoch of {args.samples} samples, batch {batch}, {args.threads} threads; dense epochs (ms): "
           + ", ".join(f"{k} {v:.0f}" for k, v in summary.items()))
-    print(f"{'sparsity':>9} {'epoch ms':>9} {'x sparsenet dense':>18} {'x pytorch dense':>16} {'CSR after':>10}")
+    print(f"{'format':>8} {'sparsity':>9} {'epoch ms':>9} {'x sparsenet dense':>18} {'x pytorch dense':>16} "
+          f"{'still sparse':>13}")
     for row in rows:
         vs_torch = f"{row['vs_pytorch_dense']:.2f}" if "vs_pytorch_dense" in row else "-"
-        print(f"{row['sparsity']:>9.2f} {row['epoch_ms']:>9.0f} {row['vs_sparsenet_dense']:>18.2f} {vs_torch:>16} "
-              f"{str(row['still_csr']):>10}")
+        print(f"{row['format']:>8} {row['sparsity']:>9.2f} {row['epoch_ms']:>9.0f} {row['vs_sparsenet_dense']:>18.2f} "
+              f"{vs_torch:>16} {str(row['still_sparse']):>13}")
     payload = {"benchmark": "training", "machine": machine_info(), "threads": args.threads, "rounds": args.rounds,
                "samples": args.samples, "batch": batch, "dense_epoch_ms": summary, "rows": rows,
                "epoch_seconds": {k: list(map(float, v)) for k, v in times.items()}}
@@ -144,7 +156,9 @@ def main():
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["sparsity"] * 100 for r in rows], [r["epoch_ms"] for r in rows], "o-", label="sparsenet sparse (CSR)")
+        for fmt in dict.fromkeys(r["format"] for r in rows):
+            mine = [r for r in rows if r["format"] == fmt]
+            ax.plot([r["sparsity"] * 100 for r in mine], [r["epoch_ms"] for r in mine], "o-", label=f"sparsenet {fmt}")
         for (name, ms), style in zip(summary.items(), ("--", ":")):
             ax.axhline(ms, linestyle=style, color="grey" if style == "--" else "black", label=name)
         ax.set_yscale("log")

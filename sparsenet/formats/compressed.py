@@ -12,7 +12,7 @@ from ..kernels._blas import quiet_before
 from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat
 
-__all__ = ["CompressedFormat", "check_compressed_structure"]
+__all__ = ["CompressedFormat", "check_compressed_structure", "compressed_kernel", "transpose_pattern"]
 
 
 def check_compressed_structure(indices, indptr, n_cols: int, *, fmt: str, col: str, cols: str, row: str,
@@ -43,28 +43,45 @@ def check_compressed_structure(indices, indptr, n_cols: int, *, fmt: str, col: s
                           f"duplicates), found {item} {idx[j]} after {idx[j - 1]} in {row} {r}")
 
 
+# (format name, dtype, op, parallel) -> kernel name; building it took ~2 us per call, as long
+# as a small layer's kernel
+_KERNEL_NAMES: dict = {}
+
+
+def compressed_kernel(format_name: str, dtype, op: str, work: int):
+    """The kernel ``<format>_<op>`` for values of `dtype`, parallel when `work` (multiply-adds, or
+    entries moved) reaches `kernels.PARALLEL_MIN_WORK` (looked up at call time, by name, in
+    `sparsenet.kernels`). Float32 values use the register-tiled ``<format>_<op>_f32`` kernel where
+    one exists."""
+    parallel = work >= kernels.PARALLEL_MIN_WORK
+    key = (format_name, dtype, op, parallel)
+    name = _KERNEL_NAMES.get(key)
+    if name is None:
+        name = f"{format_name}_{op}"
+        if dtype == np.float32 and hasattr(kernels, name + "_f32"):
+            name += "_f32"
+        name = _KERNEL_NAMES[key] = name if parallel else name + "_serial"
+    return getattr(kernels, name)
+
+
+def transpose_pattern(indices, indptr, rows: int, cols: int):
+    """(indices, indptr, perm) of W.T's pattern for the (rows x cols) pattern of `indices` and
+    `indptr` (`kernels.csr_transpose_pattern`), in the narrow dtypes the formats store."""
+    indices_t, indptr_t, perm = kernels.csr_transpose_pattern(indices, indptr, cols)
+    nnz = int(perm.shape[0])
+    return (np.ascontiguousarray(indices_t, dtype=index_dtype(rows)),
+            np.ascontiguousarray(indptr_t, dtype=pointer_dtype(nnz)),
+            np.ascontiguousarray(perm, dtype=pointer_dtype(nnz)))
+
+
 class CompressedFormat(WeightFormat):
     data: np.ndarray
     indices: np.ndarray
     indptr: np.ndarray
 
-    # (format name, dtype, op, parallel) -> kernel name; building it took ~2 us per call, as long
-    # as a small layer's kernel
-    _KERNEL_NAMES: dict = {}
-
     def _kernel(self, op: str, batch: int):
-        """The kernel for `op`, parallel when nnz * batch is large enough (looked up at call time,
-        by name, in `sparsenet.kernels`). A float32 weight uses the register-tiled
-        ``<format>_<op>_f32`` kernel where one exists."""
-        parallel = self.nnz * max(batch, 1) >= kernels.PARALLEL_MIN_WORK
-        key = (self.format_name, self.data.dtype, op, parallel)
-        name = self._KERNEL_NAMES.get(key)
-        if name is None:
-            name = f"{self.format_name}_{op}"
-            if self.data.dtype == np.float32 and hasattr(kernels, name + "_f32"):
-                name += "_f32"
-            name = self._KERNEL_NAMES[key] = name if parallel else name + "_serial"
-        return getattr(kernels, name)
+        """`compressed_kernel` for `op` on this format, for nnz * batch multiply-adds."""
+        return compressed_kernel(self.format_name, self.data.dtype, op, self.nnz * max(batch, 1))
 
     def product(self, batch: int):
         """(kernel, arrays) computing W @ x for `batch` columns, as a compiled plan binds it once:
@@ -88,11 +105,7 @@ class CompressedFormat(WeightFormat):
         cached = self.__dict__.get("_transposed")
         if cached is not None and cached[0] is self.indices and cached[1] is self.indptr:
             return cached[2:]
-        indices_t, indptr_t, perm = kernels.csr_transpose_pattern(self.indices, self.indptr, self._grid()[1])
-        nnz = int(perm.shape[0])
-        t = (np.ascontiguousarray(indices_t, dtype=index_dtype(self._grid()[0])),
-             np.ascontiguousarray(indptr_t, dtype=pointer_dtype(nnz)),
-             np.ascontiguousarray(perm, dtype=pointer_dtype(nnz)))
+        t = transpose_pattern(self.indices, self.indptr, *self._grid())
         self._transposed = (self.indices, self.indptr, *t)
         return t
 

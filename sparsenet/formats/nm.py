@@ -18,7 +18,10 @@ import numpy as np
 
 from .. import kernels
 from ..errors import FormatError, ShapeError
+from ..kernels._blas import quiet_before
+from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat, check_float_dtype
+from .compressed import compressed_kernel, transpose_pattern
 from .csr import _check_shape
 
 __all__ = ["NM", "CODE_DTYPES", "nm_fits", "nm_product", "nm_columns", "nm_mask", "nm_to_dense",
@@ -248,26 +251,57 @@ class NM(WeightFormat):
         """(kernel, arrays) of W @ x for `batch` columns, as `CSR.product` (`nm_product`)."""
         return nm_product(self, batch, kernels.no_bias(self.dtype))  # no scales: an empty array
 
-    def tmatmul(self, dy) -> np.ndarray:
-        dy = self._as_input(dy, self.shape[0], "NM.tmatmul dy")
-        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        parallel = self.nnz * dy.shape[1] >= kernels.PARALLEL_MIN_WORK
-        kern = kernels.nm_spmm_t if parallel else kernels.nm_spmm_t_serial
+    def _csr_view(self):
+        """(indices, indptr, indices_t, indptr_t, perm): this pattern as CSR rows (S entries each,
+        columns increasing; entry r * S + s is slot s of row r), W.T's pattern, and for each entry of
+        W.T the flat position of its value in `data`. What the backward products run on, through
+        the CSR kernels (built on the first backward, kept while `codes` is the same array)."""
+        cached = self.__dict__.get("_csr")
+        if cached is not None and cached[0] is self.codes:
+            return cached[1:]
+        rows, k = self.shape
         tiles, slots = self.codes.shape
-        kernels.launch(kern, self.data.reshape(tiles * slots, TILE), self.codes, self.n, self.bits, dy, out)
+
+        def by_row(a):  # [tiles, S, 8] -> [rows, S]
+            return a.transpose(0, 2, 1).reshape(tiles * TILE, slots)[:rows]
+
+        indices = np.ascontiguousarray(by_row(nm_columns(self.codes, self.n, self.m)).reshape(-1),
+                                       dtype=index_dtype(k))
+        indptr = (np.arange(rows + 1, dtype=np.int64) * slots).astype(pointer_dtype(rows * slots))
+        slot = by_row(np.arange(tiles * slots * TILE, dtype=np.int64).reshape(tiles, slots, TILE)).reshape(-1)
+        indices_t, indptr_t, perm = transpose_pattern(indices, indptr, rows, k)
+        view = (indices, indptr, indices_t, indptr_t, slot[perm].astype(pointer_dtype(self.data.size)))
+        self._csr = (self.codes, *view)
+        return view
+
+    def tmatmul(self, dy) -> np.ndarray:
+        """W.T @ dy: the values in W.T's order, then the CSR forward kernel over W.T (`_csr_view`)."""
+        dy = self._as_input(dy, self.shape[0], "NM.tmatmul dy")
+        _, _, indices_t, indptr_t, perm = self._csr_view()
+        values = np.empty(perm.shape[0], dtype=self.dtype)
+        kernels.launch(compressed_kernel("csr", self.dtype, "transpose_values", self.nnz), self.data.reshape(-1),
+                       perm, values)
+        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
+        kern = compressed_kernel("csr", self.dtype, "spmv" if dy.shape[1] == 1 else "spmm", self.nnz * dy.shape[1])
+        quiet_before(kern)
+        kernels.launch(kern, values, indices_t, indptr_t, dy, out, kernels.no_bias(self.dtype), 0, 0.0)
         return out
 
     def sampled_grad(self, dy, x) -> np.ndarray:
+        """(dy @ x.T) at the stored entries, in `data`'s layout (padding rows 0): the CSR sampled
+        product over this pattern (`_csr_view`), moved to the tiles' order."""
         dy = self._as_input(dy, self.shape[0], "NM.sampled_grad dy")
         x = self._as_input(x, self.shape[1], "NM.sampled_grad x")
         if dy.shape[1] != x.shape[1]:
             raise ShapeError(f"NM.sampled_grad: dy has batch {dy.shape[1]}, x has batch {x.shape[1]}")
-        out = np.empty_like(self.data)
-        parallel = self.nnz * x.shape[1] >= kernels.PARALLEL_MIN_WORK
-        kern = kernels.nm_sddmm if parallel else kernels.nm_sddmm_serial
+        indices, indptr = self._csr_view()[:2]
+        rows = self.shape[0]
         tiles, slots = self.codes.shape
-        kernels.launch(kern, self.codes, self.n, self.bits, dy, x, out.reshape(tiles * slots, TILE))
-        return out
+        by_row = np.zeros((tiles * TILE, slots), dtype=self.dtype)
+        kern = compressed_kernel("csr", self.dtype, "sddmm", self.nnz * x.shape[1])
+        quiet_before(kern)
+        kernels.launch(kern, indices, indptr, dy, x, by_row[:rows].reshape(-1))
+        return np.ascontiguousarray(by_row.reshape(tiles, TILE, slots).transpose(0, 2, 1))
 
     def __repr__(self) -> str:
         return (f"NM({self.n}:{self.m}, shape={self.shape}, dtype={self.dtype}, nbytes={self.nbytes})")

@@ -44,7 +44,7 @@ from .int8 import (  # noqa: E402
     bsr_i8_spmm, bsr_i8_spmm_serial, csr_i8_spmm, csr_i8_spmm_serial, dense_i8_spmm, dense_i8_spmm_serial,
 )
 from .nm import (  # noqa: E402
-    nm_sddmm, nm_sddmm_serial, nm_spmm, nm_spmm_f32, nm_spmm_f32_serial, nm_spmm_serial, nm_spmm_t, nm_spmm_t_serial,
+    nm_spmm, nm_spmm_f32, nm_spmm_f32_serial, nm_spmm_serial,
     nm_spmv_f32, nm_spmv_f32_serial,
 )
 from .optim import (  # noqa: E402
@@ -65,6 +65,5 @@ __all__ = [
     "csr_spmm", "csr_spmm_serial", "csr_spmm_f32", "csr_spmm_f32_serial", "csr_transpose_pattern", "csr_transpose_values", "csr_transpose_values_serial", "csr_sddmm", "csr_sddmm_serial",
     "bsr_spmm", "bsr_spmm_serial", "bsr_spmv_f32", "bsr_spmv_f32_serial", "bsr_spmm_f32", "bsr_spmm_f32_serial",
     "nm_spmv_f32", "nm_spmv_f32_serial", "nm_spmm_f32", "nm_spmm_f32_serial", "nm_spmm", "nm_spmm_serial",
-    "nm_spmm_t", "nm_spmm_t_serial", "nm_sddmm", "nm_sddmm_serial",
     "dense_i8_spmm", "dense_i8_spmm_serial", "csr_i8_spmm", "csr_i8_spmm_serial", "bsr_i8_spmm", "bsr_i8_spmm_serial", "bsr_transpose_values", "bsr_transpose_values_serial", "bsr_sddmm", "bsr_sddmm_serial",
 ]

@@ -13,9 +13,10 @@ row (row l's at bits * l). The column of slot s of row 8t + l is (s // N) * M + 
   multiply-add per stored value and loaded row of x (feature-major x, batch contiguous), x swept in
   panels of columns that stay in L1.
 - ``nm_spmm`` (any float dtype and M, any batch): the same products in plain loops.
-- ``nm_spmm_t`` (W.T @ dy, the input gradient): parallel over groups of columns (a group's columns
-  are written by its own slots only: no write conflicts); ``nm_sddmm`` (dY @ X.T at the stored
-  entries, the weight gradient): parallel over tiles.
+- The backward products have no N:M kernels: `NM.tmatmul` and `NM.sampled_grad` run the CSR
+  kernels over the same pattern seen as CSR (4096 x 4096 at 2:4, batch 64: 28-30 ms and 33-34 ms,
+  against 38-40 and 63-65 for the N:M loops they replaced; numpy dense takes 14 and 16-17 ms, so
+  2:4 weights train slower than dense ones here).
 
 Kernels assume validated inputs; the caller allocates `out`; `scales` is empty (float values) or the
 [M] per-row scales of int8 values (`formats.QNM`), `bias` empty or [M]; `act`/`alpha` as
@@ -31,7 +32,7 @@ from ._simd import vfma, vlane, vload, vload4x2, vmuladd, vpick, vpick4, vstore,
 from .epilogue import activate, epilogue_rows
 
 __all__ = ["TILE", "nm_spmv_f32", "nm_spmv_f32_serial", "nm_spmm_f32", "nm_spmm_f32_serial", "nm_spmm",
-           "nm_spmm_serial", "nm_spmm_t", "nm_spmm_t_serial", "nm_sddmm", "nm_sddmm_serial"]
+           "nm_spmm_serial"]
 
 TILE = 8  # rows per tile: one vector lane each
 # bytes of x one panel of columns reads, kept in L1 with the values the panel's rows stream (at 2:4
@@ -292,53 +293,3 @@ def _nm_spmm(values, codes, n, bits, scales, x, out, bias, act, alpha):
 
 
 nm_spmm_serial, nm_spmm = serial_and_parallel(_nm_spmm)
-
-
-def _nm_spmm_t(values, codes, n, bits, dy, out):
-    """out [K, B] = W.T @ dy for dy [M, B]: parallel over groups of columns (each written by the
-    slots of its own group only)."""
-    ntiles, slots = codes.shape
-    rows, nb = dy.shape
-    m = 1 << bits
-    mask = m - 1
-    groups = slots // n if n else 0
-    for g in prange(groups):
-        for c in range(g * m, g * m + m):
-            for b in range(nb):
-                out[c, b] = 0
-        for t in range(ntiles):
-            for lane in range(TILE):
-                r = t * TILE + lane
-                if r >= rows:
-                    break
-                shift = bits * lane
-                for s in range(g * n, g * n + n):
-                    k = g * m + ((np.int64(codes[t, s]) >> shift) & mask)
-                    w = values[t * slots + s, lane]
-                    for b in range(nb):
-                        out[k, b] += w * dy[r, b]
-
-
-nm_spmm_t_serial, nm_spmm_t = serial_and_parallel(_nm_spmm_t)
-
-
-def _nm_sddmm(codes, n, bits, dy, x, out):
-    """out[t * S + s, l] = dy[8t + l] . x[column of slot s of row 8t + l] (rows past M: 0)."""
-    ntiles, slots = codes.shape
-    rows, nb = dy.shape
-    m = 1 << bits
-    mask = m - 1
-    for t in prange(ntiles):
-        for lane in range(TILE):
-            r = t * TILE + lane
-            shift = bits * lane
-            for s in range(slots):
-                acc = 0.0
-                if r < rows:
-                    k = (s // n) * m + ((np.int64(codes[t, s]) >> shift) & mask)
-                    for b in range(nb):
-                        acc += dy[r, b] * x[k, b]
-                out[t * slots + s, lane] = acc
-
-
-nm_sddmm_serial, nm_sddmm = serial_and_parallel(_nm_sddmm)

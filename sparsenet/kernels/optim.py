@@ -53,5 +53,9 @@ def _dense_sgd_update(p, g, buf, lr, momentum, wd, nesterov, first):
         p[j] = p[j] - lr * gj
 
 
-dense_adam_update_serial, dense_adam_update = serial_and_parallel(_dense_adam_update, fastmath=False)
-dense_sgd_update_serial, dense_sgd_update = serial_and_parallel(_dense_sgd_update, fastmath=False)
+# NumPy's error model: a division is not checked for zero (which kept the loop scalar: 30 000 values
+# 113 -> 25 us serial); vector division and square root round as the scalar ones do.
+dense_adam_update_serial, dense_adam_update = serial_and_parallel(_dense_adam_update, fastmath=False,
+                                                                  error_model="numpy")
+dense_sgd_update_serial, dense_sgd_update = serial_and_parallel(_dense_sgd_update, fastmath=False,
+                                                                error_model="numpy")
