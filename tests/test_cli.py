@@ -240,3 +240,19 @@ def test_prune_a_graph_by_its_groups_then_info_and_bench_against_the_original(tm
     capsys.readouterr()
     assert main(["bench", str(tmp_path / "t2.safetensors"), "--baseline", str(original), "--batch", "1"]) == 1
     assert "takes other inputs" in capsys.readouterr().err
+
+
+def test_train_sparse_from_scratch_saves_csr_at_the_sparsity(tmp_path, capsys):
+    out = tmp_path / "rigl.safetensors"
+    assert main(["train", "--model", "lenet300", "--epochs", "3", "--sparse-train", "rigl", "--sparsity", "0.8",
+                 "--delta-t", "20", "-o", str(out), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["sparse_training"]["method"] == "rigl" and figures["sparse_training"]["updates"] > 0
+    assert figures["test_accuracy"] > 0.5
+    model = sn.load(out)
+    layers = sn.prune.prunable_layers(model).values()
+    assert all(isinstance(layer.weight, sn.CSR) for layer in layers)
+    stored = sum(layer.weight.nnz for layer in layers)
+    total = sum(int(np.prod(layer.weight_shape)) for layer in layers)
+    assert stored / total == pytest.approx(0.2, abs=0.005)
+    assert model.meta["pruning"]["schedule"] == "dynamic"

@@ -373,3 +373,15 @@ def test_optimiser_state_holds_only_the_stored_entries():
         opt.step()
         assert all(v.shape == (200,) for v in opt.state[0].values() if isinstance(v, np.ndarray))
         assert opt.state[0], "no state kept"
+
+
+def test_sparse_train_a_cnn_keeps_its_convolutions_sparse():
+    rng = np.random.default_rng(5)
+    model = sn.build_model("cnn", seed=0)
+    x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    r = sparse_train(model, x, y, method="rigl", sparsity=0.8, epochs=2, batch_size=16, delta_t=2, seed=0)
+    convs = [layer for layer in model.layers if isinstance(layer, Conv2d)]
+    assert convs and all(isinstance(c.weight, CSR) for c in convs)
+    assert sum(sum(u["moved"].values()) for u in r.updates) > 0
+    assert np.isfinite(sn.predict(model, x)).all()

@@ -274,7 +274,7 @@ def sparse_train(model, x, y, *, method: str = "rigl", sparsity: float = 0.9, di
                  epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, delta_t: int = 100,
                  drop_fraction: float = 0.3, end_fraction: float = 0.75, blocksize=None, exclude=(),
                  seed: int = 0, x_val=None, y_val=None, optimizer=None, lr_schedule: str = "constant",
-                 quiet: bool = True, drop_last: bool = False) -> SparseTrainingResult:
+                 quiet: bool = True, drop_last: bool = False, augment=None) -> SparseTrainingResult:
     """Train `model` from scratch with SET or RigL at a fixed `sparsity` (see the module): its weighted
     layers (minus `exclude`) are made sparse first and stay CSR (BSR with `blocksize`) throughout.
     `delta_t`: steps between pattern updates; `drop_fraction`: the fraction moved at the first
@@ -299,7 +299,7 @@ def sparse_train(model, x, y, *, method: str = "rigl", sparsity: float = 0.9, di
     try:
         history = fit(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
                       x_val=x_val, y_val=y_val, quiet=quiet, on_step=dst.on_step, lr_schedule=lr_schedule,
-                      drop_last=drop_last)
+                      drop_last=drop_last, augment=augment)
     finally:
         dst._want(False)
     result = SparseTrainingResult(method, float(sparsity), distribution, dst.densities, history, dst.updates)
