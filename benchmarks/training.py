@@ -3,8 +3,8 @@ against its sparsity, for sparsenet dense, sparsenet sparse (CSR) and PyTorch's 
 on the same data with the same threads.
 
 Each model is trained through its public API, as a user's loop trains it: sparsenet's with
-``sparsenet.fit(model, x, y, epochs=1, batch_size=64)`` (Adam, lr 1e-3; its epoch time is
-``History.seconds``), PyTorch's with the usual ``zero_grad / forward / CrossEntropyLoss / backward /
+``sparsenet.fit(model, x, y, epochs=1, batch_size=64, optimizer=adam)`` (one Adam, lr 1e-3, per
+model for the whole run; the epoch time is ``History.seconds``), PyTorch's with the usual ``zero_grad / forward / CrossEntropyLoss / backward /
 Adam.step`` loop over the same shuffled minibatches. The sparse models are pruned by magnitude
 (`prune`, layer scope, the last 4096 x 10 layer excluded) and stored CSR (`compiled(model, "csr")`)
 before the first timed epoch, and a second series is block-pruned and stored BSR (`--bsr 4x4`);
@@ -97,17 +97,21 @@ def main():
     y = rng.integers(0, SIZES[-1], args.samples)
     batch = 64
     with threads(args.threads):
-        import torch
+        if not args.no_torch:
+            import torch
 
-        torch.set_num_threads(args.threads)
+            torch.set_num_threads(args.threads)
         models = {"sparsenet dense": mlp()}
         models.update({f"sparse {s:g}": sparse_model(s) for s in sparsities})
         blocks = None if args.bsr == "none" else args.bsr
         if blocks:
             models.update({f"bsr{blocks} {s:g}": sparse_model(s, blocks) for s in sparsities})
         net = None if args.no_torch else torch_twin(models["sparsenet dense"])
-        for model in models.values():  # compile the kernels, fault the pages in: not timed
-            sn.fit(model, x[:2 * batch], y[:2 * batch], epochs=1, batch_size=batch, quiet=True)
+        # one Adam per model for the whole run, as a training loop keeps it (PyTorch's too)
+        optimizers = {name: sn.Adam(model.parameters(), lr=1e-3) for name, model in models.items()}
+        for name, model in models.items():  # compile the kernels, fault the pages in: not timed
+            sn.fit(model, x[:2 * batch], y[:2 * batch], epochs=1, batch_size=batch, quiet=True,
+                   optimizer=optimizers[name])
         if net is not None:
             torch_epoch(*net, x[:2 * batch], y[:2 * batch], batch, rng)
         times = {name: [] for name in models}
@@ -115,7 +119,7 @@ def main():
             times["pytorch dense"] = []
         for r in range(args.rounds):
             for name, model in models.items():
-                h = sn.fit(model, x, y, epochs=1, batch_size=batch, seed=r, quiet=True)
+                h = sn.fit(model, x, y, epochs=1, batch_size=batch, seed=r, quiet=True, optimizer=optimizers[name])
                 times[name].append(h.seconds[0])
             if net is not None:
                 times["pytorch dense"].append(torch_epoch(*net, x, y, batch, np.random.default_rng(r)))

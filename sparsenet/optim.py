@@ -23,7 +23,7 @@ import numpy as np
 
 from . import kernels
 from ._checks import check_positive
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .kernels._blas import quiet_before
 from .nn.module import Parameter
 
@@ -38,8 +38,14 @@ PARALLEL_MIN_VALUES = 1 << 20
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
-    """`a` as a 1-D view (a C-contiguous array; parameters and their state always are)."""
+    """`a` as a 1-D view if it is C-contiguous (the state always is: `_zeros`), else a C-ordered copy
+    (a parameter made from a Fortran-ordered array: its values are written back, `_write_back`)."""
     return a.reshape(-1) if a.flags.c_contiguous else np.ravel(a)
+
+
+def _zeros(p: Parameter) -> np.ndarray:
+    """State for `p`: zeros of its shape and dtype, C-ordered whatever the order of `p.data`."""
+    return np.zeros(p.data.shape, p.data.dtype)
 
 
 class Optimizer:
@@ -61,20 +67,22 @@ class Optimizer:
         """The global L2 norm of the gradients (masked entries excluded)."""
         total = 0.0
         for p in self.params:
-            g = _flat(p.grad if p.mask is None else p.grad * p.mask)
-            total += float(np.dot(g, g))
+            g = _flat(p.grad if p.mask is None else p.grad * p.mask).astype(np.float64, copy=False)
+            total += float(np.dot(g, g))  # in float64: a float32 sum of squares overflows first
         return math.sqrt(total)
 
     def step(self) -> None:
         for i, (p, st) in enumerate(zip(self.params, self.state)):
             if p.version != self._versions[i]:  # replaced (new weight or format): carry or start afresh
-                self._carry(p, st)
+                self._carry(p, st, self._versions[i])
                 self._versions[i] = p.version
             if p.mask is not None:
                 p.grad *= p.mask
         scale = 1.0
         if self.max_grad_norm is not None:
             norm = self.grad_norm()
+            if not math.isfinite(norm):
+                raise DataError(f"{type(self).__name__}: expected finite gradients to clip, found a norm of {norm}")
             if norm > self.max_grad_norm:
                 scale = self.max_grad_norm / norm
         for p, st in zip(self.params, self.state):
@@ -84,10 +92,11 @@ class Optimizer:
             p.apply_mask()
 
     @staticmethod
-    def _carry(p: Parameter, st: dict) -> None:
-        """State for `p`'s new contents: moved along `p.carry` when the replacement gave one (arrays
-        of the old values' shape, entry by entry; new entries zero), else dropped."""
-        if p.carry is None or p.carry[0] != p.version or not st:
+    def _carry(p: Parameter, st: dict, version: int) -> None:
+        """State for `p`'s new contents: moved along `p.carry` when the replacement gave one and the
+        state is of the contents it replaced (`version`: one replacement ago; entry by entry, new
+        entries zero), else dropped."""
+        if p.carry is None or version != p.version - 1 or not st:
             st.clear()
             return
         src = p.carry[1]
@@ -130,7 +139,7 @@ class SGD(Optimizer):
     def _update(self, p, st):
         first = "momentum" not in st
         if self.momentum and first:
-            st["momentum"] = np.zeros_like(p.data)
+            st["momentum"] = _zeros(p)
         buf = st.get("momentum", p.grad)  # unused without momentum
         flat, f = _flat(p.data), p.data.dtype.type  # scalars in the values' dtype, as NumPy rounds
         kernels.launch(self._kernel("dense_sgd_update", p), flat, _flat(p.grad), _flat(buf), f(self.lr),
@@ -151,7 +160,7 @@ class Adam(Optimizer):
 
     def _update(self, p, st):
         if not st:
-            st["t"], st["m"], st["v"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
+            st["t"], st["m"], st["v"] = 0, _zeros(p), _zeros(p)
         st["t"] += 1
         t = st["t"]
         flat, f = _flat(p.data), p.data.dtype.type  # scalars in the values' dtype, as NumPy rounds

@@ -79,6 +79,9 @@ def _inputs(model, x, where: str):
         x = check_features(x, f"{where}: x")
         return x, len(x)
     names = list(getattr(model, "input_shapes", None) or [])
+    if not names:
+        raise ConfigError(f"{where}: expected an array of samples ({{input name: array}} is for a graph's "
+                          f"inputs), found a dict with keys {list(x)}")
     if sorted(x) != sorted(names):
         raise ConfigError(f"{where}: expected the graph's inputs {names}, found {list(x)}")
     xs = {k: check_features(x[k], f"{where}: x[{k!r}]", min_ndim=1) for k in names}

@@ -138,7 +138,7 @@ def _numpy_sgd(p, g, buf, lr, momentum, wd, nesterov):
 
 @pytest.mark.nojit
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
-@pytest.mark.parametrize("opt", ["adam", "adam-wd", "adamw", "sgd", "sgd-nesterov-wd"])
+@pytest.mark.parametrize("opt", ["adam", "adam-wd", "adamw", "sgd", "sgd-plain", "sgd-nesterov-wd"])
 @pytest.mark.parametrize("size", [0, 7, 70_000])  # 70 000 values: the parallel build (threshold lowered)
 def test_fused_updates_give_numpys_bits(opt, dtype, size, monkeypatch):
     monkeypatch.setattr(sn.optim, "PARALLEL_MIN_VALUES", 50_000)
@@ -149,6 +149,7 @@ def test_fused_updates_give_numpys_bits(opt, dtype, size, monkeypatch):
     make = {"adam": lambda ps: Adam(ps, lr=0.01), "adam-wd": lambda ps: Adam(ps, lr=0.01, weight_decay=0.1),
             "adamw": lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1),
             "sgd": lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+            "sgd-plain": lambda ps: SGD(ps, lr=0.1),
             "sgd-nesterov-wd": lambda ps: SGD(ps, lr=0.1, momentum=0.8, weight_decay=0.05, nesterov=True)}
     o = make[opt]([param])
     ref, m, v, buf = p0.copy(), np.zeros_like(p0), np.zeros_like(p0), None
@@ -199,6 +200,23 @@ def test_carried_state_follows_its_entries_and_new_entries_start_at_zero():
     assert opt.state[0]["t"] == 1
     with pytest.raises(ShapeError, match="carry of shape"):
         layer.set_weight(CSR.from_dense(np.ones((2, 3), np.float32)), carry=[0, 1])
+    before = layer.weight
+    with pytest.raises(ShapeError, match=r"holding -1 or indices below 6, found \[-2, 1\]"):
+        layer.set_weight(CSR.from_dense(np.ones((2, 3), np.float32)), carry=[0, 1, -2, 0, 0, 0])
+    assert layer.weight is before and layer.weight_param.data is before.data  # a refused carry changes nothing
+
+
+def test_state_is_carried_only_across_one_replacement():
+    layer = Linear(3, 2, seed=0)
+    layer.weight = CSR.from_dense(np.ones((2, 3), np.float32))
+    opt = Adam(layer.parameters(), lr=0.1)
+    layer.weight_param.grad[...] = 1
+    opt.step()
+    w = layer.weight
+    layer.set_weight(CSR(w.data.copy(), w.indices, w.indptr, w.shape), carry=np.arange(6))
+    layer.set_weight(CSR(w.data.copy(), w.indices, w.indptr, w.shape), carry=np.arange(6))
+    opt.step()  # the state describes the contents two replacements ago: dropped, not mis-carried
+    assert opt.state[0]["t"] == 1
 
 
 def test_dense_grad_is_the_full_weight_gradient():
@@ -251,10 +269,15 @@ def test_erk_caps_layers_at_dense_and_spreads_the_rest():
 
 
 def test_erk_counts_a_convolutions_kernel():
-    conv = Conv2d(4, 8, 3)
-    d_erk = layer_densities({"c": conv, "l": Linear(72, 8)}, 0.8, "erk")
-    d_er = layer_densities({"c": conv, "l": Linear(72, 8)}, 0.8, "er")
-    assert d_erk["c"] != d_er["c"]
+    conv, lin = Conv2d(4, 8, 3), Linear(36, 8)  # both hold 288 weights
+    d_erk = layer_densities({"c": conv, "l": lin}, 0.8, "erk")
+    d_er = layer_densities({"c": conv, "l": lin}, 0.8, "er")
+    # ER sees (out, in) only: the conv's (8, 4) scores (8 + 4) / 32, the linear's (8 + 36) / 288;
+    # ERK adds the kernel: (8 + 4 + 3 + 3) / 288, less than ER's 12 / 32
+    eps_er = 0.2 * 576 / (12 / 32 * 288 + 44 / 288 * 288)
+    assert d_er["c"] == pytest.approx(eps_er * 12 / 32)
+    eps_erk = 0.2 * 576 / (18 / 288 * 288 + 44 / 288 * 288)
+    assert d_erk["c"] == pytest.approx(eps_erk * 18 / 288) and d_erk["l"] == pytest.approx(eps_erk * 44 / 288)
 
 
 def _data(n=96, seed=0):
@@ -270,7 +293,11 @@ def test_sparse_train_keeps_csr_and_the_stored_count_while_the_pattern_moves(met
     r = sparse_train(model, x, y, method=method, sparsity=0.8, epochs=6, batch_size=16, delta_t=5,
                      drop_fraction=0.5, seed=3)
     layers = _layers(model)
+    assert r.dense == [n for n, d in r.densities.items() if d == 1.0]  # ERK's capped layers stay Dense
     for name, layer in layers.items():
+        if name in r.dense:
+            assert isinstance(layer.weight, sn.Dense), name
+            continue
         assert isinstance(layer.weight, CSR), name
         want = int(round(r.densities[name] * np.prod(layer.weight_shape)))
         assert layer.weight.nnz == max(want, 1), name
@@ -326,11 +353,16 @@ def test_rigl_grows_where_the_dense_gradient_is_largest_and_drops_the_smallest()
 def test_sparse_train_in_blocks_keeps_bsr():
     model = _mlp()
     x, y = _data()
-    sparse_train(model, x, y, method="rigl", sparsity=0.75, epochs=3, batch_size=16, delta_t=4, blocksize=(4, 4),
-                 seed=1)
-    for layer in _layers(model).values():
+    r = sparse_train(model, x, y, method="rigl", sparsity=0.75, epochs=3, batch_size=16, delta_t=4,
+                     blocksize=(4, 4), seed=1)
+    assert sum(sum(u["moved"].values()) for u in r.updates) > 0, "no block ever moved"
+    for name, layer in _layers(model).items():
+        if name in r.dense:
+            continue
         assert isinstance(layer.weight, BSR) and layer.weight.blocksize == (4, 4)
         layer.weight.check()  # edge blocks zero beyond the shape, sorted block columns
+        gm, gk = -(-layer.weight_shape[0] // 4), -(-layer.weight_shape[1] // 4)
+        assert layer.weight.nblocks == max(int(round(r.densities[name] * gm * gk)), 1), name
 
 
 def test_sparse_train_learns_the_digits():
@@ -358,11 +390,47 @@ def test_sparse_train_rejects_bad_settings(bad, match):
         sparse_train(_mlp(), x, y, epochs=1, **bad)
 
 
-def test_sparse_train_refuses_a_depthwise_convolution_by_name():
+def test_sparse_train_keeps_a_depthwise_convolution_dense():
     model = Sequential(Conv2d(2, 2, 3, groups=2), Flatten(), Linear(2 * 6 * 6, 3))
-    x = np.zeros((4, 2, 8, 8), np.float32)
-    with pytest.raises(ConfigError, match="layer 0 is a grouped or depthwise convolution"):
-        sparse_train(model, x, np.zeros(4, np.int64), epochs=1)
+    x = np.random.default_rng(0).standard_normal((8, 2, 8, 8)).astype(np.float32)
+    r = sparse_train(model, x, np.arange(8) % 3, epochs=2, batch_size=4, delta_t=1, sparsity=0.5)
+    assert r.dense == ["0"] and r.densities["0"] == 1.0 and isinstance(model[0].weight, sn.Dense)
+    assert isinstance(model[2].weight, CSR) and model[2].weight.nnz == 108
+    only_depthwise = Sequential(Conv2d(2, 2, 3, groups=2))
+    with pytest.raises(ConfigError, match=r"no weighted layer to make sparse \(grouped or depthwise convolutions \['0'\]"):
+        sparse_train(only_depthwise, x, np.zeros(8, np.int64), epochs=1)
+    with pytest.raises(ConfigError, match="keeps no dense weight gradient"):
+        model[0].want_dense_grad()
+
+
+def test_depthwise_and_grouped_backward_params_skip_the_input_gradient():
+    rng = np.random.default_rng(3)
+    for conv in (Conv2d(4, 4, 3, groups=4, padding=1), Conv2d(4, 6, 3, groups=2)):
+        x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+        out = conv.forward(x)
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        conv.zero_grad()
+        conv.backward(g)
+        want = _grads(conv)
+        conv.zero_grad()
+        conv.forward(x)
+        assert conv.backward_params(g) is None
+        for a, b in zip(want, _grads(conv)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bad_data_is_refused_before_the_model_is_touched():
+    model = _mlp()
+    before = type(model[0].weight)
+    x, y = _data()
+    for bad_x, bad_y, err in ((x, y[:-1], ShapeError), ({}, y, ConfigError), (np.float32(1.0), y, ShapeError),
+                              (x, y.astype(np.float32), sn.DataError)):
+        with pytest.raises(err):
+            sparse_train(model, bad_x, bad_y, epochs=1)
+        assert type(model[0].weight) is before
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        sparse_train(model, x, y, lr_schedule="linear")
+    assert type(model[0].weight) is before
 
 
 def test_optimiser_state_holds_only_the_stored_entries():
@@ -381,7 +449,49 @@ def test_sparse_train_a_cnn_keeps_its_convolutions_sparse():
     x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 10, 64)
     r = sparse_train(model, x, y, method="rigl", sparsity=0.8, epochs=2, batch_size=16, delta_t=2, seed=0)
-    convs = [layer for layer in model.layers if isinstance(layer, Conv2d)]
-    assert convs and all(isinstance(c.weight, CSR) for c in convs)
+    convs = {str(i): layer for i, layer in enumerate(model.layers) if isinstance(layer, Conv2d)}
+    assert r.dense == ["0", "11"]  # ERK gives the 1 -> 16 stem (144 weights) and the 64 -> 10 head all they hold
+    assert isinstance(convs["0"].weight, sn.Dense) and all(isinstance(c.weight, CSR) for n, c in convs.items() if n != "0")
     assert sum(sum(u["moved"].values()) for u in r.updates) > 0
     assert np.isfinite(sn.predict(model, x)).all()
+
+
+def test_state_of_a_fortran_ordered_parameter_accumulates():
+    rng = np.random.default_rng(0)
+    data = np.asfortranarray(rng.standard_normal((3, 4)))
+    p, ref = Parameter(data), data.copy()
+    opt = Adam([p], lr=0.01)
+    m, v = np.zeros_like(ref), np.zeros_like(ref)
+    for t in range(1, 4):
+        g = rng.standard_normal((3, 4))
+        p.grad[...] = g
+        opt.step()
+        _numpy_adam(ref, g, m, v, t, 0.01, 0.9, 0.999, 1e-8, 0.0, False)
+    np.testing.assert_allclose(p.data, ref, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[0]["m"], m, rtol=1e-12)
+
+
+def test_a_place_dropped_and_chosen_again_keeps_its_weight_and_state():
+    layer = Linear(4, 1, seed=0)
+    model = Sequential(layer)
+    dst = DynamicSparsity(model, method="rigl", sparsity=0.5, distribution="uniform", total_steps=10,
+                          delta_t=1, drop_fraction=0.5, end_fraction=1.0)
+    w = layer.weight
+    w.data[:] = [0.5, -0.25]
+    stored = np.flatnonzero(w.mask().reshape(-1))
+    opt = Adam(model.parameters(), lr=0.1)
+    layer.weight_param.grad[...] = [1.0, 2.0]
+    opt.step()
+    values, m = w.data.copy(), opt.state[0]["m"].copy()
+    layer.want_dense_grad()
+    grad = np.zeros((1, 4), np.float32)
+    grad[0, stored[1]] = 9.0  # the stored entry -0.25 is dropped (smallest) and regrown (largest gradient)
+    free = [c for c in range(4) if c not in stored]
+    grad[0, free[0]] = 5.0
+    layer.dense_grad[...] = grad
+    entry = dst.update(0)  # fraction 0.5 at step 0: one of the two is dropped
+    assert entry["moved"] == {"0": 0}  # and chosen again: not a move
+    np.testing.assert_array_equal(layer.weight.data, values)
+    layer.weight_param.grad[...] = 0
+    opt.step()
+    np.testing.assert_allclose(opt.state[0]["m"], m * 0.9, rtol=1e-6)

@@ -111,11 +111,14 @@ class CompressedFormat(WeightFormat):
 
     def tmatmul(self, dy) -> np.ndarray:
         """W.T @ dy (the input gradient): W's values put in the order of W.T's pattern (the CSC copy
-        of the pattern, `_transposed_pattern`), then the forward product's kernel over W.T."""
+        of the pattern, `_transposed_pattern`), then the forward product's kernel over W.T. The
+        pattern copy is training-only memory (about 6-8 bytes per stored value), not in `nbytes`."""
         dy = self._as_input(dy, self.shape[0], f"{type(self).__name__}.tmatmul dy")
         indices_t, indptr_t, perm = self._transposed_pattern()
         values = np.empty(self._transposed_data_shape(), dtype=self.dtype)
-        kernels.launch(self._kernel("transpose_values", 1), self.data, perm, values)
+        kern = self._kernel("transpose_values", 1)
+        quiet_before(kern)
+        kernels.launch(kern, self.data, perm, values)
         out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
         kern = self._kernel("spmv" if dy.shape[1] == 1 else "spmm", dy.shape[1])
         quiet_before(kern)

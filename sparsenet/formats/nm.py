@@ -279,8 +279,9 @@ class NM(WeightFormat):
         dy = self._as_input(dy, self.shape[0], "NM.tmatmul dy")
         _, _, indices_t, indptr_t, perm = self._csr_view()
         values = np.empty(perm.shape[0], dtype=self.dtype)
-        kernels.launch(compressed_kernel("csr", self.dtype, "transpose_values", self.nnz), self.data.reshape(-1),
-                       perm, values)
+        kern = compressed_kernel("csr", self.dtype, "transpose_values", self.nnz)
+        quiet_before(kern)
+        kernels.launch(kern, self.data.reshape(-1), perm, values)
         out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
         kern = compressed_kernel("csr", self.dtype, "spmv" if dy.shape[1] == 1 else "spmm", self.nnz * dy.shape[1])
         quiet_before(kern)

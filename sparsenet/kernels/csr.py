@@ -14,7 +14,7 @@ forward kernels multiply (the CSC copy of the pattern kept beside the CSR; a sca
 slices, the kernel before it, took 72 ms for 4096 x 4096 at 90 %, batch 64, against 3.4-4.0 ms).
 
 Each kernel exists as ``csr_<op>`` (parallel over rows or entries) and ``csr_<op>_serial`` (same
-code, one thread) for small problems.
+code, one thread) for small problems; `csr_transpose_pattern` is NumPy.
 """
 
 import numpy as np

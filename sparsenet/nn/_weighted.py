@@ -64,11 +64,11 @@ class WeightedLayer(Module):
                              f"(convert it with .astype({str(current.dtype)!r}))")
         if tuple(fmt.shape) != tuple(self.weight_shape):
             raise ShapeError(f"{self.name}: expected a weight of shape {self.weight_shape}, found {fmt.shape}")
-        self._weight = fmt
         if current is None:
             self.weight_param = Parameter(fmt.data)
         else:
-            self.weight_param.replace(fmt.data, carry)
+            self.weight_param.replace(fmt.data, carry)  # validates carry first: on an error nothing changed
+        self._weight = fmt
 
     def _add_weight_grad(self, gt: np.ndarray, xt: np.ndarray) -> None:
         """weight gradient += gt @ xt.T at the stored entries (gt [out, n], xt [fan_in, n]); also in

@@ -118,7 +118,7 @@ class Conv2d(WeightedLayer):
                              f"found {grad.shape}")
         kh, kw = self.kernel_size
         if self.depthwise:
-            return self._depthwise_backward(grad.astype(self.dtype, copy=False))
+            return self._depthwise_backward(grad.astype(self.dtype, copy=False), need_input)
         gt = np.ascontiguousarray(grad.transpose(1, 0, 2, 3), dtype=self.dtype).reshape(self.out_channels, -1)
         if self.bias is not None:
             self.bias.grad += gt.sum(axis=1)
@@ -133,11 +133,14 @@ class Conv2d(WeightedLayer):
             cols_g = self._cols.reshape(g, -1, self._cols.shape[1])
             gw = np.concatenate([gt[k * opg:(k + 1) * opg] @ cols_g[k].T for k in range(g)])
             self.weight_param.grad += self._at_stored(gw)
+            if not need_input:
+                return None
             dcols = np.concatenate([w_dense[k * opg:(k + 1) * opg].T @ gt[k * opg:(k + 1) * opg] for k in range(g)])
         return col2im(dcols, self._x_shape, kh, kw, self.stride, self.padding, self.dilation)
 
-    def _depthwise_backward(self, grad):
-        """Gradients of the depthwise forward by its two kernels (`kernels.dense_depthwise2d_grad_*`)."""
+    def _depthwise_backward(self, grad, need_input: bool = True):
+        """Gradients of the depthwise forward by its two kernels (`kernels.dense_depthwise2d_grad_*`);
+        the input's only when `need_input`."""
         x = np.ascontiguousarray(self._x)
         grad = np.ascontiguousarray(grad)
         kh, kw = self.kernel_size
@@ -149,10 +152,18 @@ class Conv2d(WeightedLayer):
         self.weight_param.grad += self._at_stored(gw)
         if self.bias is not None:
             self.bias.grad += grad.sum(axis=(0, 2, 3))
+        if not need_input:
+            return None
         dx = np.empty(x.shape, self.dtype)
         (kernels.dense_depthwise2d_grad_input if big else kernels.dense_depthwise2d_grad_input_serial)(
             grad, self._dense_taps(), dx, *geometry)
         return dx
+
+    def want_dense_grad(self, on: bool = True) -> None:
+        if on and self.groups != 1:
+            raise ConfigError(f"{self.name}: a grouped or depthwise convolution keeps no dense weight gradient "
+                              f"(its gradient is computed per group)")
+        super().want_dense_grad(on)
 
     def _dense_taps(self) -> np.ndarray:
         """The weight as a C-contiguous dense [out, kh*kw] array: a Dense weight's own, else a copy."""

@@ -350,11 +350,14 @@ class Graph(Module):
         if len(grads) != len(self.outputs):
             raise ConfigError(f"Graph.backward_params: expected {len(self.outputs)} gradients (one per output), "
                               f"found {len(grads)}")
-        wanted: set[str] = set()  # values with a parameter upstream: their gradients are needed
-        for node in self.nodes:
-            if node.op.parameters() or any(ref in wanted for ref in node.inputs):
-                wanted.add(node.name)
-        self._backward(grads, wanted)
+        cached = self.__dict__.get("_wanted")  # (generation, set): any change to the graph bumps it
+        if cached is None or cached[0] != _module.generation():
+            wanted: set[str] = set()  # values with a parameter upstream: their gradients are needed
+            for node in self.nodes:
+                if node.op.parameters() or any(ref in wanted for ref in node.inputs):
+                    wanted.add(node.name)
+            cached = self.__dict__["_wanted"] = (_module.generation(), wanted)
+        self._backward(grads, cached[1])
 
     def _backward(self, grads, wanted: set | None) -> dict:
         """Gradients summed per value, nodes in reverse order; with `wanted`, only those of the

@@ -125,9 +125,11 @@ class Parameter:
         of continued entries (moved to their new places) and start new ones from zero."""
         if carry is not None:
             carry = np.asarray(carry, dtype=np.int64)
-            if carry.shape != data.shape[:1] or (carry.size and carry.max() >= self.data.shape[0]):
-                raise ShapeError(f"Parameter.replace: expected carry of shape {data.shape[:1]} with indices below "
-                                 f"{self.data.shape[0]}, found shape {carry.shape}")
+            if carry.shape != data.shape[:1] or (carry.size and not -1 <= carry.min() <= carry.max() < self.data.shape[0]):
+                found = f"[{carry.min()}, {carry.max()}]" if carry.size and carry.shape == data.shape[:1] else \
+                    f"shape {carry.shape}"
+                raise ShapeError(f"Parameter.replace: expected carry of shape {data.shape[:1]} holding -1 or indices "
+                                 f"below {self.data.shape[0]}, found {found}")
         self.data = data
         self.grad = _zero_gradient(data)
         self.mask = None

@@ -4,12 +4,13 @@ A model's weighted layers start sparse (a random pattern at each layer's density
 sparse format (CSR, or BSR with ``blocksize``) for the whole of training: forward and backward run
 the sparse kernels, the optimiser's state has one entry per stored value. Every ``delta_t`` steps
 until ``end_fraction`` of training, each layer drops the fraction ``f(t)`` of its stored weights
-(or blocks) with the smallest magnitude and grows as many where none is stored after the drop (a
-place just dropped may come back, as in RigL's own code): at random (SET),
-or where the dense gradient of that step is largest (RigL: the full gradient is computed on that
-step only). ``f(t) = drop_fraction / 2 * (1 + cos(pi * t / t_end))``, RigL's cosine schedule; the
-number of stored entries never changes. Grown weights start at zero, with zero optimiser state;
-weights that stay keep their values and their state (``Parameter.replace(carry=...)``).
+(or blocks) with the smallest magnitude and grows as many where none is stored after the drop: at
+random (SET), or where the dense gradient of that step is largest (RigL: the full gradient is
+computed on that step only). ``f(t) = drop_fraction / 2 * (1 + cos(pi * t / t_end))``, RigL's
+cosine schedule; the number of stored entries never changes. Grown weights start at zero, with zero
+optimiser state; weights that stay keep their values and their state
+(``Parameter.replace(carry=...)``), and so does a place just dropped and chosen again (RigL's
+default; it does not count as moved).
 
 Per-layer densities (`layer_densities`) follow ``distribution``: 'uniform' (every layer at
 ``1 - sparsity``), 'er' (Erdős-Rényi: density proportional to ``(n_in + n_out) / (n_in * n_out)``)
@@ -29,7 +30,7 @@ from .._checks import check_fraction, check_int, check_seed
 from ..errors import ConfigError
 from ..formats import BSR, CSR
 from ..nn.conv import Conv2d
-from ..train import History, fit
+from ..train import History, _inputs, _labels_or_targets, fit
 from .masks import prunable_layers
 
 __all__ = ["METHODS", "DISTRIBUTIONS", "layer_densities", "DynamicSparsity", "SparseTrainingResult",
@@ -69,6 +70,18 @@ def layer_densities(layers: dict, sparsity: float, distribution: str = "erk") ->
             break
         dense.update(over)
     return {n: 1.0 if n in dense else raw[n] * eps for n in layers}
+
+
+def _check_blocksize(blocksize):
+    if blocksize is None:
+        return None
+    try:
+        r, c = (int(v) for v in blocksize)
+    except (TypeError, ValueError):
+        raise ConfigError(f"sparse training: expected a blocksize (R, C) of positive ints, found {blocksize!r}") from None
+    if min(r, c) < 1:
+        raise ConfigError(f"sparse training: expected a blocksize (R, C) of positive ints, found {blocksize!r}")
+    return r, c
 
 
 def _grid(layer, blocksize) -> tuple[int, int]:
@@ -136,8 +149,8 @@ def _smallest(scores: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass
 class SparseTrainingResult:
-    """What `sparse_train` did: the training `history`, each layer's `densities`, and per update
-    the step, the drop fraction and the units moved per layer (`updates`)."""
+    """What `sparse_train` did: the training `history`, each layer's `densities`, the layers left
+    `dense`, and per update the step, the drop fraction and the units moved per layer (`updates`)."""
 
     method: str
     sparsity: float
@@ -145,17 +158,22 @@ class SparseTrainingResult:
     densities: dict
     history: History
     updates: list = field(default_factory=list)
+    dense: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "sparsity": self.sparsity, "distribution": self.distribution,
-                "densities": dict(self.densities), "updates": list(self.updates)}
+                "densities": dict(self.densities), "dense": list(self.dense), "updates": list(self.updates)}
 
 
 class DynamicSparsity:
     """Drives SET or RigL through `fit`'s hooks (``on_step=self.on_step``): see the module.
 
     Construction makes each chosen layer sparse at its density (a random pattern from `seed`; the
-    values are the layer's own at those places) and stores it CSR (or BSR with `blocksize`)."""
+    values are the layer's own at those places) and stores it CSR (or BSR with `blocksize`); with
+    RigL it also asks for the dense gradient of the first update step if that is step 1. A layer
+    whose density comes out at 1 (ERK gives small layers more than they hold) stays as it is, and so
+    do grouped and depthwise convolutions (small, and without a sparse backward here: RigL's
+    MobileNets keep them dense too); `dense` names them, and `sparsity` counts the other layers."""
 
     def __init__(self, model, *, method: str = "rigl", sparsity: float = 0.9, distribution: str = "erk",
                  total_steps: int, delta_t: int = 100, drop_fraction: float = 0.3, end_fraction: float = 0.75,
@@ -168,28 +186,31 @@ class DynamicSparsity:
         self.total_steps = check_int(total_steps, "total_steps", "sparse training", low=0)
         self.drop_fraction = check_fraction(drop_fraction, "drop_fraction", "sparse training")
         self.end_step = int(check_fraction(end_fraction, "end_fraction", "sparse training") * self.total_steps)
-        self.blocksize = None if blocksize is None else tuple(int(v) for v in blocksize)
-        if self.blocksize is not None and (len(self.blocksize) != 2 or min(self.blocksize) < 1):
-            raise ConfigError(f"sparse training: expected a blocksize (R, C) of positive ints, found {blocksize!r}")
+        self.blocksize = _check_blocksize(blocksize)
         self.rng = np.random.default_rng(check_seed(seed, "sparse training"))
-        self.layers = prunable_layers(model, exclude)
-        for name, layer in self.layers.items():
-            if isinstance(layer, Conv2d) and layer.groups != 1:
-                raise ConfigError(f"sparse training: layer {name} is a grouped or depthwise convolution, which "
-                                  f"has no sparse backward here; exclude it (exclude=[{name!r}])")
-        if not self.layers:
-            raise ConfigError("sparse training: the model has no weighted layer to make sparse")
-        self.densities = layer_densities(self.layers, self.sparsity, distribution)
+        layers = prunable_layers(model, exclude)
+        grouped = [n for n, layer in layers.items() if isinstance(layer, Conv2d) and layer.groups != 1]
+        candidates = {n: layer for n, layer in layers.items() if n not in grouped}
+        if not candidates:
+            raise ConfigError("sparse training: the model has no weighted layer to make sparse"
+                              + (f" (grouped or depthwise convolutions {grouped} stay dense)" if grouped else ""))
+        self.densities = layer_densities(candidates, self.sparsity, distribution)
         self.distribution = distribution
         self.updates: list[dict] = []
-        for name, layer in self.layers.items():
-            self._sparsify(layer, self.densities[name])
+        self.layers = {n: layer for n, layer in candidates.items() if self._sparsify(layer, self.densities[n])}
+        self.dense = [n for n in layers if n not in self.layers]
+        self.densities.update({n: 1.0 for n in grouped})
+        if self.method == "rigl" and self._updates_at(1):
+            self._want(True)
 
-    def _sparsify(self, layer, density: float) -> None:
+    def _sparsify(self, layer, density: float) -> bool:
+        """Store `layer` sparse at `density` (True), or leave it as it is when that keeps every entry."""
         gm, gk = _grid(layer, self.blocksize)
         cells = gm * gk
         n = min(cells, max(int(round(density * cells)), 1 if cells else 0))
-        positions = np.sort(self.rng.choice(cells, size=n, replace=False)) if n < cells else np.arange(cells)
+        if n == cells:
+            return False
+        positions = np.sort(self.rng.choice(cells, size=n, replace=False))
         w = layer.weight.to_dense()
         if self.blocksize is None:
             values = w.reshape(-1)[positions]
@@ -199,6 +220,7 @@ class DynamicSparsity:
             padded[:w.shape[0], :w.shape[1]] = w
             values = padded.reshape(gm, r, gk, c).transpose(0, 2, 1, 3).reshape(gm * gk, r, c)[positions]
         layer.weight = _edge_zeros(layer, _build(layer, positions, np.ascontiguousarray(values), self.blocksize))
+        return True
 
     def fraction(self, step: int) -> float:
         """The drop fraction at `step` (RigL's cosine decay to 0 at the end step)."""
@@ -208,11 +230,6 @@ class DynamicSparsity:
 
     def _updates_at(self, step: int) -> bool:
         return step > 0 and step % self.delta_t == 0 and step <= self.end_step
-
-    def begin(self) -> None:
-        """Before training: RigL asks for the dense gradient of the first update step's backward."""
-        if self.method == "rigl" and self._updates_at(1):
-            self._want(True)
 
     def _want(self, on: bool) -> None:
         for layer in self.layers.values():
@@ -260,14 +277,16 @@ class DynamicSparsity:
         else:
             free = np.flatnonzero(~active)
             grown = np.sort(self.rng.choice(free, size=n, replace=False))
+        again = np.minimum(np.searchsorted(positions, grown), nnz - 1)
+        again = np.where(positions[again] == grown, again, -1)  # just dropped and chosen again: kept as it was
         new_pos = np.concatenate([kept_pos, grown])
-        src = np.concatenate([np.flatnonzero(keep), np.full(grown.size, -1, dtype=np.int64)])
+        src = np.concatenate([np.flatnonzero(keep), again])
         order = np.argsort(new_pos, kind="stable")
         new_pos, src = new_pos[order], src[order]
         values = np.zeros((new_pos.size, *weight.data.shape[1:]), weight.data.dtype)
         values[src >= 0] = weight.data[src[src >= 0]]
         layer.set_weight(_edge_zeros(layer, _build(layer, new_pos, values, self.blocksize)), carry=src)
-        return int(np.count_nonzero(src < 0))
+        return int(np.count_nonzero(again < 0))
 
 
 def sparse_train(model, x, y, *, method: str = "rigl", sparsity: float = 0.9, distribution: str = "erk",
@@ -284,24 +303,29 @@ def sparse_train(model, x, y, *, method: str = "rigl", sparsity: float = 0.9, di
     >>> from sparsenet.nn import Sequential, Linear, ReLU
     >>> m = Sequential(Linear(8, 16), ReLU(), Linear(16, 2))
     >>> x = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
-    >>> r = sparse_train(m, x, (x[:, 0] > 0).astype(int), sparsity=0.5, epochs=2, delta_t=2)
-    >>> type(m.layers[0].weight).__name__, round(1 - m.layers[0].weight.density, 2) >= 0.0
-    ('CSR', True)
+    >>> r = sparse_train(m, x, (x[:, 0] > 0).astype(int), sparsity=0.5, epochs=4, batch_size=8, delta_t=2)
+    >>> type(m.layers[0].weight).__name__, m.layers[0].weight.nnz, r.densities["0"], len(r.updates)
+    ('CSR', 48, 0.375, 6)
+    >>> r.dense, type(m.layers[2].weight).__name__  # ERK gives the small last layer all it holds
+    (['2'], 'Dense')
     """
     epochs = check_int(epochs, "epochs", "sparse_train", low=0)
     batch_size = check_int(batch_size, "batch_size", "sparse_train")
-    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    if lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"sparse_train: expected lr_schedule 'constant' or 'cosine', found {lr_schedule!r}")
+    x, n = _inputs(model, x, "sparse_train")  # the data is checked before the model is touched
+    _labels_or_targets(y, n, None)
     steps_per_epoch = n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
     dst = DynamicSparsity(model, method=method, sparsity=sparsity, distribution=distribution,
                           total_steps=epochs * steps_per_epoch, delta_t=delta_t, drop_fraction=drop_fraction,
                           end_fraction=end_fraction, blocksize=blocksize, exclude=exclude, seed=seed)
-    dst.begin()
     try:
         history = fit(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
                       x_val=x_val, y_val=y_val, quiet=quiet, on_step=dst.on_step, lr_schedule=lr_schedule,
                       drop_last=drop_last, augment=augment)
     finally:
         dst._want(False)
-    result = SparseTrainingResult(method, float(sparsity), distribution, dst.densities, history, dst.updates)
+    result = SparseTrainingResult(method, float(sparsity), distribution, dst.densities, history, dst.updates,
+                                  dst.dense)
     model.meta["pruning"] = {"schedule": "dynamic", **result.to_dict()}
     return result
