@@ -12,7 +12,8 @@ from ..kernels._blas import quiet_before
 from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat
 
-__all__ = ["CompressedFormat", "check_compressed_structure", "compressed_kernel", "transpose_pattern"]
+__all__ = ["CompressedFormat", "check_compressed_structure", "compressed_kernel", "transpose_pattern",
+           "transposed_product"]
 
 
 def check_compressed_structure(indices, indptr, n_cols: int, *, fmt: str, col: str, cols: str, row: str,
@@ -74,6 +75,24 @@ def transpose_pattern(indices, indptr, rows: int, cols: int):
             np.ascontiguousarray(perm, dtype=pointer_dtype(nnz)))
 
 
+def transposed_product(format_name: str, data, perm, indices_t, indptr_t, values_shape, dy, n_out: int):
+    """W.T @ dy for a W whose values are `data` and whose transposed pattern is (`indices_t`,
+    `indptr_t`, `perm`, `transpose_pattern`): the values put in W.T's order
+    (``<format>_transpose_values``, into an array of `values_shape`), then the forward product's
+    kernel over W.T; out [n_out, batch]. What CSR, BSR and N:M (over its CSR view) compute the
+    input gradient with."""
+    values = np.empty(values_shape, dtype=data.dtype)
+    kern = compressed_kernel(format_name, data.dtype, "transpose_values", values.size)
+    quiet_before(kern)
+    kernels.launch(kern, data, perm, values)
+    out = np.empty((n_out, dy.shape[1]), dtype=data.dtype)
+    batch = dy.shape[1]
+    kern = compressed_kernel(format_name, data.dtype, "spmv" if batch == 1 else "spmm", values.size * max(batch, 1))
+    quiet_before(kern)
+    kernels.launch(kern, values, indices_t, indptr_t, dy, out, kernels.no_bias(data.dtype), 0, 0.0)
+    return out
+
+
 class CompressedFormat(WeightFormat):
     data: np.ndarray
     indices: np.ndarray
@@ -115,15 +134,8 @@ class CompressedFormat(WeightFormat):
         pattern copy is training-only memory (about 6-8 bytes per stored value), not in `nbytes`."""
         dy = self._as_input(dy, self.shape[0], f"{type(self).__name__}.tmatmul dy")
         indices_t, indptr_t, perm = self._transposed_pattern()
-        values = np.empty(self._transposed_data_shape(), dtype=self.dtype)
-        kern = self._kernel("transpose_values", 1)
-        quiet_before(kern)
-        kernels.launch(kern, self.data, perm, values)
-        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        kern = self._kernel("spmv" if dy.shape[1] == 1 else "spmm", dy.shape[1])
-        quiet_before(kern)
-        kernels.launch(kern, values, indices_t, indptr_t, dy, out, kernels.no_bias(self.dtype), 0, 0.0)
-        return out
+        return transposed_product(self.format_name, self.data, perm, indices_t, indptr_t,
+                                  self._transposed_data_shape(), dy, self.shape[1])
 
     def sampled_grad(self, dy, x) -> np.ndarray:
         what = type(self).__name__

@@ -21,7 +21,7 @@ from ..errors import FormatError, ShapeError
 from ..kernels._blas import quiet_before
 from ._index import index_dtype, pointer_dtype
 from .base import WeightFormat, check_float_dtype
-from .compressed import compressed_kernel, transpose_pattern
+from .compressed import compressed_kernel, transpose_pattern, transposed_product
 from .csr import _check_shape
 
 __all__ = ["NM", "CODE_DTYPES", "nm_fits", "nm_product", "nm_columns", "nm_mask", "nm_to_dense",
@@ -278,15 +278,8 @@ class NM(WeightFormat):
         """W.T @ dy: the values in W.T's order, then the CSR forward kernel over W.T (`_csr_view`)."""
         dy = self._as_input(dy, self.shape[0], "NM.tmatmul dy")
         _, _, indices_t, indptr_t, perm = self._csr_view()
-        values = np.empty(perm.shape[0], dtype=self.dtype)
-        kern = compressed_kernel("csr", self.dtype, "transpose_values", self.nnz)
-        quiet_before(kern)
-        kernels.launch(kern, self.data.reshape(-1), perm, values)
-        out = np.empty((self.shape[1], dy.shape[1]), dtype=self.dtype)
-        kern = compressed_kernel("csr", self.dtype, "spmv" if dy.shape[1] == 1 else "spmm", self.nnz * dy.shape[1])
-        quiet_before(kern)
-        kernels.launch(kern, values, indices_t, indptr_t, dy, out, kernels.no_bias(self.dtype), 0, 0.0)
-        return out
+        return transposed_product("csr", self.data.reshape(-1), perm, indices_t, indptr_t, perm.shape, dy,
+                                  self.shape[1])
 
     def sampled_grad(self, dy, x) -> np.ndarray:
         """(dy @ x.T) at the stored entries, in `data`'s layout (padding rows 0): the CSR sampled

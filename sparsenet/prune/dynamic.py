@@ -248,12 +248,12 @@ class DynamicSparsity:
         f = self.fraction(step)
         moved = {}
         for name, layer in self.layers.items():
-            moved[name] = self._update_layer(layer, f)
+            moved[name] = self._update_layer(name, layer, f)
         entry = {"step": int(step), "fraction": f, "moved": moved}
         self.updates.append(entry)
         return entry
 
-    def _update_layer(self, layer, f: float) -> int:
+    def _update_layer(self, name: str, layer, f: float) -> int:
         weight = layer.weight
         positions = _positions(weight)
         nnz = positions.size
@@ -269,8 +269,8 @@ class DynamicSparsity:
         active[kept_pos] = True
         if self.method == "rigl":
             if layer.dense_grad is None:
-                raise ConfigError(f"sparse training: layer {layer.name} has no dense gradient at an update "
-                                  f"step (call on_step after every optimiser step)")
+                raise ConfigError(f"sparse training: layer {name} has no dense gradient at an update step "
+                                  f"(call on_step after every optimiser step)")
             scores = _grow_scores(layer, self.blocksize)
             scores[active] = -1.0  # never regrow what is stored
             grown = _smallest(-scores, n)  # the largest |gradient|, ties to the lower position
