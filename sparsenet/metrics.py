@@ -1,4 +1,5 @@
-"""Classification metrics in pure, vectorised NumPy (np.bincount; no Python loop over samples).
+"""Classification, regression and ranking metrics in pure, vectorised NumPy (np.bincount; no Python
+loop over samples).
 
 Inputs:
     y_true  (N,)    non-negative integer class labels
@@ -35,6 +36,9 @@ __all__ = [
     "precision_recall_f1",
     "macro_f1",
     "classification_report",
+    "rmse",
+    "ranking_candidates",
+    "hit_rate_ndcg",
 ]
 
 
@@ -221,3 +225,79 @@ def classification_report(y_true, y_pred, num_classes: int | None = None) -> dic
         },
         "confusion_matrix": cm.tolist(),
     }
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error of predictions `y_pred` against `y_true` (same number of values; an
+    ``[N, 1]`` prediction counts as ``[N]``), computed in float64.
+
+    >>> rmse([1.0, 2.0], [1.0, 4.0])
+    1.4142135623730951
+    """
+    t = np.asarray(y_true, np.float64).reshape(-1)
+    p = np.asarray(y_pred, np.float64).reshape(-1)
+    if t.size != p.size:
+        raise ShapeError(f"rmse: expected as many predictions as targets, found {p.size} and {t.size}")
+    if t.size == 0:
+        raise DataError("rmse: no values (N == 0)")
+    if not (np.isfinite(t).all() and np.isfinite(p).all()):
+        raise DataError("rmse: targets and predictions must be finite")
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def ranking_candidates(rated, users, positives, num_items: int, *, negatives: int = 99,
+                       seed: int = 0) -> np.ndarray:
+    """The candidates of a sampled ranking evaluation (He et al. 2017): for each test pair
+    (users[j], positives[j]), row j of the int64 result ``[len(users), 1 + negatives]`` holds the
+    positive item first, then `negatives` distinct items that user never rated (``rated[u]``: the
+    sorted items user u rated), drawn uniformly with `seed` (same seed, same rows).
+
+    >>> ranking_candidates([np.array([0, 1])], np.array([0]), np.array([1]), 5, negatives=3, seed=0).tolist()
+    [[1, 2, 3, 4]]
+    """
+    from ._checks import check_int, check_seed
+
+    negatives = check_int(negatives, "negatives", "ranking_candidates", low=1)
+    rng = np.random.default_rng(check_seed(seed, "ranking_candidates"))
+    users = np.asarray(users, np.int64).reshape(-1)
+    positives = np.asarray(positives, np.int64).reshape(-1)
+    if users.shape != positives.shape:
+        raise ShapeError(f"ranking_candidates: expected one positive per user, found {positives.size} "
+                         f"for {users.size}")
+    out = np.empty((users.size, 1 + negatives), np.int64)
+    out[:, 0] = positives
+    for j, u in enumerate(users.tolist()):
+        seen = np.asarray(rated[u], np.int64)
+        pool = num_items - seen.size
+        if pool < negatives:
+            raise DataError(f"ranking_candidates: user {u} rated {seen.size} of {num_items} items: fewer than "
+                            f"{negatives} unrated items remain to sample from")
+        # draw among the unrated items by their rank: position r -> r + (number of rated items <= it)
+        ranks = np.sort(rng.choice(pool, negatives, replace=False))
+        out[j, 1:] = ranks + np.searchsorted(seen - np.arange(seen.size), ranks, side="right")
+    return out
+
+
+def hit_rate_ndcg(scores, k: int = 10) -> dict:
+    """Top-k hit rate and NDCG of rows of candidate scores whose column 0 is the positive item
+    (see `ranking_candidates`). The positive's rank counts every candidate that scores as high or
+    higher (ties go against the model: a constant scorer hits nothing). Returns
+    ``{"hit_rate": HR@k, "ndcg": NDCG@k, "k": k, "num_users": rows}``; NDCG@k is
+    1/log2(rank + 2) for a positive of rank < k (rank 0 is first), else 0, averaged.
+
+    >>> hit_rate_ndcg(np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 2.0]]), k=2)["hit_rate"]
+    0.5
+    """
+    from ._checks import check_int
+
+    k = check_int(k, "k", "hit_rate_ndcg", low=1)
+    s = np.asarray(scores, np.float64)
+    if s.ndim != 2 or s.shape[1] < 2 or s.shape[0] == 0:
+        raise ShapeError(f"hit_rate_ndcg: expected scores [users, 1 + negatives] with at least one user "
+                         f"and one negative, found shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise DataError("hit_rate_ndcg: scores must be finite")
+    rank = (s[:, 1:] >= s[:, :1]).sum(axis=1)
+    hit = rank < k
+    return {"hit_rate": float(hit.mean()), "ndcg": float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean()),
+            "k": k, "num_users": int(s.shape[0])}

@@ -12,7 +12,7 @@ import numpy as np
 from ._checks import check_int, check_seed
 from ._deprecation import deprecated_alias
 from .errors import ConfigError, DataError, DTypeError, ShapeError
-from .losses import MSELoss, SoftmaxCrossEntropy
+from .losses import SoftmaxCrossEntropy
 from .nn.module import Module
 from .optim import Adam, Optimizer
 from .plan import plan_for
@@ -92,9 +92,10 @@ def _inputs(model, x, where: str):
 
 
 def _labels_or_targets(y, n: int, loss):
-    """(y checked, the loss, whether y holds class labels): with an `MSELoss`, y are regression
-    targets; otherwise integer class labels (softmax cross-entropy by default)."""
-    if isinstance(loss, MSELoss):
+    """(y checked, the loss, whether y holds class labels): with a loss of real-valued targets (its
+    class says ``targets = True``: `MSELoss`, `RatingInteractionLoss`), y are regression targets;
+    otherwise integer class labels (softmax cross-entropy by default)."""
+    if getattr(loss, "targets", False):
         return check_targets(y, n), loss, False
     return check_labels(y, n), loss or SoftmaxCrossEntropy(), True
 

@@ -121,7 +121,7 @@ def _ratings(model, n=600, seed=0):
 def test_the_zoo_recommender_trains_saves_and_exports(tmp_path):
     model = sn.build_model("recommender", seed=1)
     assert set(model.input_dtypes) == {"user", "item"}
-    small = sn.zoo.recommender(30, 40, seed=1, dim=8, hidden=(16,))
+    small = sn.zoo.recommender(30, 40, seed=1, dim=8, hidden=(16,), outputs=1)
     x, y = _ratings(small)
     before = sn.evaluate(small, x, y, loss=MSELoss())["loss"]
     history = sn.fit(small, x, y, epochs=30, batch_size=32, lr=3e-3, loss=MSELoss(), quiet=True)
@@ -147,7 +147,7 @@ def test_the_zoo_recommender_trains_saves_and_exports(tmp_path):
 
 
 def test_a_pruned_csr_table_predicts_as_the_masked_dense_one(tmp_path):
-    small = sn.zoo.recommender(30, 40, seed=2, dim=8, hidden=(16,))
+    small = sn.zoo.recommender(30, 40, seed=2, dim=8, hidden=(16,), outputs=1)
     x, _ = _ratings(small)
     emb = small.nodes[0].op
     w = emb.weight.to_dense()

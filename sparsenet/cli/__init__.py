@@ -16,13 +16,13 @@ import os
 import sys
 
 from ..errors import SparsenetError
-from . import bench, convert, demo, info, onnx, predict, prune, quantize, sweep, train
+from . import bench, convert, datasets, demo, info, onnx, predict, prune, quantize, sweep, train
 from ._common import BAD_INPUT, INTERRUPTED
 
 __all__ = ["main", "build_parser"]
 
 # in the order of `sparsenet --help` (onnx registers import-onnx and export-onnx)
-_COMMANDS = (demo, train, prune, quantize, onnx, predict, bench, sweep, info, convert)
+_COMMANDS = (demo, train, prune, quantize, onnx, predict, bench, sweep, info, convert, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,13 @@
 """`Dataset`: a train/test split of one classification dataset, ready to feed to a model.
 
 Shapes:
-    x_train  float32 (N_train, *input_shape), C-contiguous
+    x_train  float32 (N_train, *input_shape), C-contiguous; or int64 token ids (N_train, length)
     y_train  int64   (N_train,)  class indices in [0, num_classes)
-    x_test   float32 (N_test, *input_shape), C-contiguous
+    x_test   float32 or int64 like x_train (N_test, *input_shape), C-contiguous
     y_test   int64   (N_test,)
+
+A text dataset's x holds token ids (int64, for an Embedding) and its `tokenizer` turns texts into
+such ids (`Tokenizer.encode`) and back; `classes` names the classes when the data has names.
 
 Example:
     >>> import numpy as np
@@ -16,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +43,8 @@ class Dataset:
     y_test: np.ndarray
     name: str
     num_classes: int
+    tokenizer: object = None
+    classes: tuple = field(default=())
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, (int, np.integer)) or isinstance(self.num_classes, bool) \
@@ -49,10 +54,10 @@ class Dataset:
         for split in ("train", "test"):
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
-            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous:
+            if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.int64) or not x.flags.c_contiguous:
                 found = f"{type(x).__name__} {getattr(x, 'dtype', '')}".strip()
-                raise DTypeError(f"Dataset {self.name!r}: x_{split} must be a C-contiguous float32 "
-                                 f"ndarray (np.ascontiguousarray(x, dtype=np.float32)), found {found}")
+                raise DTypeError(f"Dataset {self.name!r}: x_{split} must be a C-contiguous float32 ndarray "
+                                 f"(np.ascontiguousarray(x, dtype=np.float32)) or int64 token ids, found {found}")
             if not isinstance(y, np.ndarray) or y.dtype != np.int64:
                 found = f"{type(y).__name__} {getattr(y, 'dtype', '')}".strip()
                 raise DTypeError(f"Dataset {self.name!r}: y_{split} must be an int64 ndarray, "
@@ -66,6 +71,12 @@ class Dataset:
             if y.size and (y.min() < 0 or y.max() >= self.num_classes):
                 raise DataError(f"Dataset {self.name!r}: y_{split} labels must lie in "
                                 f"[0, {self.num_classes}), found range [{y.min()}, {y.max()}]")
+        if self.x_train.dtype != self.x_test.dtype:
+            raise DTypeError(f"Dataset {self.name!r}: x_train and x_test must have the same dtype, "
+                             f"found {self.x_train.dtype} and {self.x_test.dtype}")
+        if self.classes and len(self.classes) != self.num_classes:
+            raise DataError(f"Dataset {self.name!r}: expected {self.num_classes} class names, "
+                            f"found {len(self.classes)}")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ShapeError(f"Dataset {self.name!r}: train and test samples must have the same shape, "
                              f"found {self.x_train.shape[1:]} (train) and {self.x_test.shape[1:]} (test)")

@@ -1,4 +1,5 @@
-"""`load_dataset`: one entry point for the embedded digits and for user-supplied array files.
+"""`load_dataset`: one entry point for the embedded datasets (`DATASETS`: the digits, the census
+first names, the MovieLens ratings) and for user-supplied array files.
 
 Example:
     >>> ds = load_dataset("digits", flatten=True)
@@ -19,9 +20,24 @@ from .dataset import Dataset
 from .digits import load_digits
 from .split import train_test_split
 
-__all__ = ["load_dataset", "BUILTIN_DATASETS"]
+__all__ = ["load_dataset", "BUILTIN_DATASETS", "DATASETS"]
 
-BUILTIN_DATASETS = ("digits",)
+# Every embedded dataset: what `sparsenet datasets` lists. The licence files lie next to the data.
+DATASETS = {
+    "digits": {"task": "image classification, 10 classes (8x8 handwritten digits)", "samples": 1797,
+               "split": "stratified, test_fraction 0.25", "licence": "CC BY 4.0 (UCI, Alpaydin & Kaynak 1998)",
+               "licence_file": "DIGITS_LICENSE.txt", "default_for": ["mlp", "lenet300", "cnn", "resnet", "mobilenet"]},
+    "names": {"task": "text classification, 2 classes (is a first name more often a woman's or a man's; "
+                      "characters)", "samples": 5160, "split": "stratified, test_fraction 0.25",
+              "licence": "public domain (1990 US Census, via the MIT package names 0.3.0)",
+              "licence_file": "CENSUS_NAMES_LICENSE.txt", "default_for": ["transformer"]},
+    "movielens": {"task": "ratings 0.5-5 stars and top-k recommendation (671 users, 9 066 movies)",
+                  "samples": 100_004, "split": "per user, leave-last-out (each user's latest rating tests)",
+                  "licence": "MovieLens terms: research use, credit Harper & Konstan 2015, redistribution "
+                             "under the same terms; no commercial use", "licence_file": "MOVIELENS_LICENSE.txt",
+                  "default_for": ["recommender"]},
+}
+BUILTIN_DATASETS = tuple(DATASETS)
 
 
 def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 0.25,
@@ -29,7 +45,10 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
     """Load a dataset by name or from files and return it split into train and test parts.
 
     Args:
-        name_or_path: ``"digits"`` (the embedded 8x8 digits, x (N, 1, 8, 8) in [0, 1]); a path to
+        name_or_path: ``"digits"`` (the embedded 8x8 digits, x (N, 1, 8, 8) in [0, 1]); ``"names"``
+            (census first names as character ids, `load_names`); ``"movielens"`` (a
+            `RatingsDataset`, `load_movielens`: its split is per user, and `flatten`/`test_fraction`
+            do not apply); a path to
             an ``.npz`` archive holding ``x``/``y`` or ``x_train``/``y_train``/``x_test``/``y_test``;
             or a pair ``(x_path, y_path)`` of ``.npy`` files. See `load_arrays`.
         flatten: reshape every sample to a vector: x becomes (N, features).
@@ -45,7 +64,15 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
         ConfigError: unknown name, bad split settings (test_fraction, seed).
         DataError: unreadable or invalid files (see `load_arrays`).
     """
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN_DATASETS:
+    if isinstance(name_or_path, str) and name_or_path == "names":
+        from .names import load_names
+
+        return load_names(test_fraction=test_fraction, seed=seed)
+    if isinstance(name_or_path, str) and name_or_path == "movielens":
+        from .movielens import load_movielens
+
+        return load_movielens(seed=seed)
+    if isinstance(name_or_path, str) and name_or_path == "digits":
         x, y = load_digits(flatten=flatten)
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_fraction=test_fraction, seed=seed)
         return Dataset(x_tr, y_tr, x_te, y_te, name=name_or_path, num_classes=int(y.max()) + 1)
