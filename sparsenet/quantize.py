@@ -31,8 +31,11 @@ __all__ = ["quantize_model", "compression_summary", "format_compression_table", 
 SCHEME = "int8 symmetric per output channel"
 
 
-def quantize_model(model: Sequential | Graph) -> Sequential | Graph:
-    """A deep copy of `model` with every weighted layer's weight quantised to int8 (see module doc).
+def quantize_model(model: Sequential | Graph, *, layers=None) -> Sequential | Graph:
+    """A deep copy of `model` with every weighted layer's weight quantised to int8 (see module doc);
+    `layers` (names, as `named_modules` gives them) limits it to those layers: a recommender's
+    embedding tables, say, whose int8 rows are a quarter of the bytes and as fast to look up, while
+    its small dense layers run slower in int8 than through BLAS (BENCHMARKS.md, "Text and ratings").
 
     Layers already quantised are left as they are. ``meta["quantization"]`` records the scheme and,
     per layer, the format and the largest absolute rounding error (at most half the row's scale).
@@ -40,10 +43,19 @@ def quantize_model(model: Sequential | Graph) -> Sequential | Graph:
     """
     if not isinstance(model, (Sequential, Graph)):
         raise ConfigError(f"quantize_model: expected a Sequential or a Graph, found {type(model).__name__}")
+    wanted = None if layers is None else {str(n) for n in ([layers] if isinstance(layers, str) else layers)}
+    if wanted is not None:
+        weighted = {n for n, m in model.named_modules() if isinstance(m, WeightedLayer)}
+        unknown = sorted(wanted - weighted)
+        if unknown:
+            raise ConfigError(f"quantize_model: no weighted layer named {', '.join(unknown)}; the model's are "
+                              f"{', '.join(sorted(weighted))}")
     out = copy.deepcopy(model)
     layers = {}
     for name, layer in out.named_modules():
         if not isinstance(layer, WeightedLayer) or isinstance(layer.weight, QuantizedFormat):
+            continue
+        if wanted is not None and name not in wanted:
             continue
         w = layer.weight
         if w.dtype != np.float32:

@@ -231,3 +231,36 @@ def test_the_checked_dense_gather_reads_nothing_outside_the_table(rows, bad):
         np.testing.assert_array_equal(out, w[r])
     else:
         assert np.isnan(out).all()
+
+
+@pytest.mark.nojit
+@SETTINGS
+@given(case=sparse_matrices(), fmt=st.sampled_from(sorted(TABLE_FORMATS)), seed=st.integers(0, 2**31),
+       n=st.sampled_from([0, 1, 5, 33]), outside=st.booleans())
+def test_every_checked_gather_zeroes_its_rows_and_reads_nothing_outside(case, fmt, seed, n, outside):
+    """The plan's one-call gathers (a dense, CSR, int8 or int8-CSR table): every output row written
+    whole (`out` starts as NaN: a stored-entries-only kernel must zero the rest), the rows of the
+    dense table; a row outside [0, M) returns its position and writes nothing."""
+    m, d = case.w.shape
+    if m == 0 or d == 0:
+        return
+    w = TABLE_FORMATS[fmt](case.w)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, m, n).astype(np.intp)
+    if outside and n:
+        rows[rng.integers(0, n)] = m if rng.random() < 0.5 else -1
+    bad = int(np.flatnonzero((rows < 0) | (rows >= m))[0]) if ((rows < 0) | (rows >= m)).any() else -1
+    out = np.full((n, d), np.nan, w.dtype)
+    if fmt == "dense":
+        got = gather.dense_gather_checked(w.data, rows, out)
+    elif fmt == "csr":
+        got = gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
+    elif fmt == "qdense":
+        got = gather.dense_i8_gather_checked(w.data, w.scales, rows, out)
+    else:
+        got = gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)
+    assert got == bad
+    if bad < 0:
+        np.testing.assert_allclose(out, gather.gather_ref(w.to_dense(), rows), rtol=1e-6, atol=1e-6)
+    else:
+        assert np.isnan(out).all()

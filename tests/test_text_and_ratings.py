@@ -342,3 +342,35 @@ def test_sparsenet_train_runs_the_text_and_ratings_recipes(tmp_path, capsys):
     assert f["baselines"]["matrix_factorization"]["test_rmse"] < f["baselines"]["popularity"]["test_rmse"]
     assert main(["train", "--model", "recommender", "--dataset", "digits"]) == 1
     assert "expected a ratings dataset" in capsys.readouterr().err
+
+
+# -- pruning the tables ------------------------------------------------------------------------------
+def test_frequency_prunes_the_rarest_rows_and_auto_keeps_tables_in_row_formats():
+    from sparsenet.prune import compiled, prune
+    from sparsenet.quantize import quantize_model
+
+    ds = _toy_ratings()
+    model = sn.zoo.recommender(ds.num_users, ds.num_items, seed=0, dim=8, hidden=(16,))
+    r = prune(model, method="frequency", granularity="embedding-row", sparsity=0.5, data=(ds.inputs("train"),))
+    assert set(r.layers) == {"user_emb", "item_emb"}
+    items = {n.name: n.op for n in model.nodes}["item_emb"].weight.to_dense()
+    kept = np.any(items != 0, axis=1)
+    counts = np.bincount(ds.train_item, minlength=ds.num_items)
+    assert kept.sum() == 20 and counts[kept].min() >= counts[~kept].max()  # the most looked-up half stays
+    x = ds.inputs("test")
+    want = model.predict(x)
+    small = compiled(model, "auto", repeats=1, min_time=1e-5)  # it tried BSR on a table, and failed
+    tables = {n.name: n.op.weight.format_name for n in small.nodes if n.name.endswith("_emb")}
+    assert set(tables.values()) <= {"dense", "csr"}
+    np.testing.assert_allclose(small.predict(x), want, rtol=1e-5, atol=1e-6)
+    q = quantize_model(small, layers=["user_emb", "item_emb"])
+    assert {n.name: n.op.weight.format_name for n in q.nodes if hasattr(n.op, "weight")}["fc1"] == "dense"
+    assert {n.name: n.op.weight.format_name[0] for n in q.nodes if n.name.endswith("_emb")} == {
+        "user_emb": "q", "item_emb": "q"}
+    np.testing.assert_allclose(q.predict(x), want, rtol=0.05, atol=0.05)
+    with pytest.raises(ConfigError, match="no weighted layer named nope"):
+        quantize_model(small, layers=["nope"])
+    with pytest.raises(ConfigError, match="are not Embedding layers"):
+        prune(sn.build_model("lenet300"), method="frequency", sparsity=0.5, data=(np.zeros((4, 64), np.float32),))
+    with pytest.raises(ConfigError, match="pass data"):
+        prune(model, method="frequency", granularity="embedding-row", sparsity=0.5)

@@ -14,8 +14,9 @@ import numpy as np
 
 from ._jit import OPTIONS
 
-__all__ = ["first_row_outside", "dense_gather", "dense_gather_checked", "csr_gather", "dense_i8_gather", "csr_i8_gather", "dense_scatter_add",
-           "csr_scatter_add", "gather_ref", "scatter_add_ref"]
+__all__ = ["first_row_outside", "dense_gather", "dense_gather_checked", "csr_gather", "csr_gather_checked",
+           "dense_i8_gather", "dense_i8_gather_checked", "csr_i8_gather", "csr_i8_gather_checked",
+           "dense_scatter_add", "csr_scatter_add", "gather_ref", "scatter_add_ref"]
 
 
 @numba.njit(**OPTIONS)
@@ -77,6 +78,52 @@ def csr_i8_gather(data, indices, indptr, scales, rows, out):
         s = scales[i]
         for p in range(indptr[i], indptr[i + 1]):
             out[r, np.uintp(indices[p])] = s * data[p]
+
+
+@numba.njit(**OPTIONS)
+def csr_gather_checked(data, indices, indptr, rows, out):
+    """`first_row_outside` then, if every row lies in the table, out[r, :] = W[rows[r], :] for W in
+    CSR, zeroing each output row first (`out` need not be zero): one kernel entry per lookup, as
+    `dense_gather_checked`. Returns the position of the first row outside (-1: none; then nothing
+    is written)."""
+    bad = first_row_outside(rows, indptr.shape[0] - 1)
+    if bad < 0:
+        d = np.uintp(out.shape[1])
+        for r in range(rows.shape[0]):
+            dst = out[r]
+            for j in range(np.uintp(0), d):
+                dst[j] = 0
+            i = np.uintp(rows[r])
+            for p in range(indptr[i], indptr[i + 1]):
+                dst[np.uintp(indices[p])] = data[p]
+    return bad
+
+
+@numba.njit(**OPTIONS)
+def dense_i8_gather_checked(q, scales, rows, out):
+    """`dense_i8_gather` after `first_row_outside(rows, q.shape[0])`, in one call (see
+    `dense_gather_checked`)."""
+    bad = first_row_outside(rows, q.shape[0])
+    if bad < 0:
+        dense_i8_gather(q, scales, rows, out)
+    return bad
+
+
+@numba.njit(**OPTIONS)
+def csr_i8_gather_checked(data, indices, indptr, scales, rows, out):
+    """`csr_gather_checked` for int8 values with one float32 scale per row."""
+    bad = first_row_outside(rows, indptr.shape[0] - 1)
+    if bad < 0:
+        d = np.uintp(out.shape[1])
+        for r in range(rows.shape[0]):
+            dst = out[r]
+            for j in range(np.uintp(0), d):
+                dst[j] = 0
+            i = np.uintp(rows[r])
+            s = scales[i]
+            for p in range(indptr[i], indptr[i + 1]):
+                dst[np.uintp(indices[p])] = s * data[p]
+    return bad
 
 
 @numba.njit(**OPTIONS)

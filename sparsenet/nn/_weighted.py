@@ -18,6 +18,9 @@ class WeightedLayer(Module):
     """A layer whose weight is a [out, fan_in] matrix in any format (Dense, CSR, BSR)."""
 
     weight_shape: tuple[int, int]
+    # The float formats its weight may take (format names; None: every one): what `compiled(..., "auto")`
+    # times for it.
+    float_formats: tuple[str, ...] | None = None
 
     def _init_params(self, seed, fan_in, dtype, has_bias, weight=None, bias_value=None) -> None:
         """Seeded He initialisation, unless explicit `weight` / `bias_value` are given."""

@@ -48,6 +48,8 @@ class Embedding(WeightedLayer):
         self._init_params(seed, self.embedding_dim, dtype, False, weight)
         self._rows = self._index_shape = None
 
+    float_formats = ("dense", "csr")  # a block or an N:M group spans several rows
+
     @WeightedLayer.weight.setter
     def weight(self, fmt) -> None:
         if isinstance(fmt, WeightFormat) and not isinstance(fmt, _TABLE_FORMATS):
@@ -139,12 +141,21 @@ class Embedding(WeightedLayer):
 
 def _gather_into(layer, rows, out):
     """A plan's Embedding call: `rows` (the bound integer input) checked against the table, then
-    gathered (an index outside the table raises DataError, as the layer's forward does)."""
+    gathered, in one kernel entry for every table format (an index outside the table raises
+    DataError, as the layer's forward does)."""
     w = layer.weight
-    if type(w) is Dense:  # both in one kernel call
-        if gather.dense_gather_checked(w.data, rows, out) >= 0:
-            layer._check_indices(rows)  # raises the layer's error, naming the index
-        return
-    if gather.first_row_outside(rows, layer.num_embeddings) >= 0:
+    kind = type(w)
+    if kind is Dense:
+        bad = gather.dense_gather_checked(w.data, rows, out)
+    elif kind is CSR:
+        bad = gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
+    elif kind is QDense:
+        bad = gather.dense_i8_gather_checked(w.data, w.scales, rows, out)
+    elif kind is QCSR:
+        bad = gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)
+    else:  # a subclass of a table format: the general path
+        bad = gather.first_row_outside(rows, layer.num_embeddings)
+        if bad < 0:
+            layer._gather(rows, out)
+    if bad >= 0:
         layer._check_indices(rows)  # raises the layer's error, naming the index
-    layer._gather(rows, out)

@@ -201,10 +201,13 @@ def _random_input(layer: WeightedLayer, in_shape, batch_size: int, rng) -> np.nd
     return rng.standard_normal((batch_size, *in_shape)).astype(layer.dtype)
 
 
-def _candidates(pattern, blocksizes) -> list[tuple[str, tuple[int, int] | None]]:
+def _candidates(pattern, blocksizes, allowed=None) -> list[tuple[str, tuple[int, int] | None]]:
     """[(format name, blocksize)] worth timing: dense always, CSR and the BSR shapes that are not
     hopeless, and N:M ((n, m) in place of a block shape) when the pattern keeps at most half of every
-    group of m columns and N:M would not store more than `_MAX_BLOCK_FILL` times its entries."""
+    group of m columns and N:M would not store more than `_MAX_BLOCK_FILL` times its entries; of
+    those, the formats in `allowed` (a layer's `float_formats`; None: all)."""
+    if allowed is not None:
+        return [c for c in _candidates(pattern, blocksizes) if c[0] in allowed]
     size = pattern.size
     density = _density(pattern)
     out = [("dense", None)]
@@ -266,7 +269,7 @@ def _choose(layer, values, pattern, x, blocksizes, repeats, min_time, clock):
     a candidate within `_NOISE` of it and holding fewer bytes is preferred.
     """
     candidates = {_spec(name, bs): _convert(values, pattern, name, bs)
-                  for name, bs in _candidates(pattern, blocksizes)}
+                  for name, bs in _candidates(pattern, blocksizes, layer.float_formats)}
     fns = {spec: _lazy(partial(_timed_forward, layer, weight, x)) for spec, (weight, _) in candidates.items()}
     settle = _BLAS_SETTLE if len(fns) > 1 else 0.0  # dense alone: no other pool to wait for
     measured = compare(fns, baseline="dense", rounds=repeats, min_time=min_time, settle=settle, **clock)

@@ -332,6 +332,55 @@ class ActivationAware(Importance):
                 for n, l in layers.items()}
 
 
+class Frequency(Importance):
+    """How often each row of an Embedding table is looked up in the calibration inputs (rare tokens,
+    cold users and items score low): with granularity 'embedding-row' it prunes the rows that the
+    data uses least. ``data`` is (x, y) or (x,), x an array or ``{input name: array}`` (y is not
+    used). Rows looked up equally often (never, say) are ordered by their norm: every element of a
+    row scores count + |w| / (2 max |w|), below the next count. Scores Embedding layers only; use
+    ``normalize="none"`` with scope 'global' (counts compare across tables as they are)."""
+
+    name = "frequency"
+    needs_data = True
+
+    def __init__(self, batch_size: int = 4096):
+        self.batch_size = batch_size
+
+    def __call__(self, model, layers, data=None):
+        from ..nn import Embedding
+
+        others = [n for n, l in layers.items() if not isinstance(l, Embedding)]
+        if others:
+            raise ConfigError(f"importance 'frequency' scores Embedding rows; {', '.join(others)} are not "
+                              f"Embedding layers (use granularity 'embedding-row', or exclude them)")
+        if data is None:
+            raise ConfigError("importance 'frequency' counts lookups in calibration data: pass data=(x, y)")
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+        if n == 0:
+            raise DataError("importance 'frequency': calibration data is empty")
+        counts = {name: np.zeros(l.num_embeddings) for name, l in layers.items()}
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, n, self.batch_size):
+                if isinstance(x, dict):
+                    model.forward(**{k: np.asarray(v)[start:start + self.batch_size] for k, v in x.items()})
+                else:
+                    model.forward(np.asarray(x)[start:start + self.batch_size])
+                for name, layer in layers.items():  # each table keeps the rows it looked up
+                    counts[name] += np.bincount(layer._rows, minlength=layer.num_embeddings)
+        finally:
+            model.train(was_training)
+        scores = {}
+        for name, layer in layers.items():
+            w = np.abs(layer.weight.to_dense().astype(np.float64))
+            norm = np.linalg.norm(w, axis=1)
+            tie = norm / (2 * norm.max()) if norm.size and norm.max() > 0 else np.zeros_like(norm)
+            scores[name] = np.repeat((counts[name] + tie)[:, None], w.shape[1], axis=1)
+        return scores
+
+
 CRITERIA = {
     "magnitude": lambda seed: Magnitude(1),
     "l1": lambda seed: Magnitude(1),
@@ -344,6 +393,7 @@ CRITERIA = {
     "obd": lambda seed: OBD(),
     "slimming": lambda seed: BNScale(),
     "wanda": lambda seed: ActivationAware(),
+    "frequency": lambda seed: Frequency(),
 }
 
 
