@@ -264,3 +264,20 @@ def test_every_checked_gather_zeroes_its_rows_and_reads_nothing_outside(case, fm
         np.testing.assert_allclose(out, gather.gather_ref(w.to_dense(), rows), rtol=1e-6, atol=1e-6)
     else:
         assert np.isnan(out).all()
+
+
+@pytest.mark.nojit
+@pytest.mark.parametrize("fmt", ["csr", "qcsr"])
+def test_a_row_pruned_table_gathers_full_rows_densely_and_empty_rows_as_zeros(fmt):
+    """Full rows take the dense copy, empty rows the zero fill, a partly filled row the scatter."""
+    w = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    w[[1, 4]] = 0  # pruned rows
+    w[2, [0, 3]] = 0  # a partly stored row
+    t = TABLE_FORMATS[fmt](w)
+    rows = np.array([0, 1, 2, 3, 4, 5, 2, 0], np.intp)
+    out = np.full((rows.size, 5), np.nan, np.float32)
+    if fmt == "csr":
+        assert gather.csr_gather_checked(t.data, t.indices, t.indptr, rows, out) == -1
+    else:
+        assert gather.csr_i8_gather_checked(t.data, t.indices, t.indptr, t.scales, rows, out) == -1
+    np.testing.assert_allclose(out, gather.gather_ref(t.to_dense(), rows), rtol=1e-6, atol=1e-6)

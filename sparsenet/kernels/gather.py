@@ -83,19 +83,26 @@ def csr_i8_gather(data, indices, indptr, scales, rows, out):
 @numba.njit(**OPTIONS)
 def csr_gather_checked(data, indices, indptr, rows, out):
     """`first_row_outside` then, if every row lies in the table, out[r, :] = W[rows[r], :] for W in
-    CSR, zeroing each output row first (`out` need not be zero): one kernel entry per lookup, as
-    `dense_gather_checked`. Returns the position of the first row outside (-1: none; then nothing
-    is written)."""
+    CSR, each output row written whole (`out` need not be zero): one kernel entry per lookup, as
+    `dense_gather_checked`. A row that stores all D entries holds columns 0..D-1 in order (the
+    format's invariant: strictly increasing indices), so it is copied as a dense row, and an empty
+    row is zeros: a row-pruned table (every row full or empty) gathers as fast as a dense one.
+    Returns the position of the first row outside (-1: none; then nothing is written)."""
     bad = first_row_outside(rows, indptr.shape[0] - 1)
     if bad < 0:
         d = np.uintp(out.shape[1])
         for r in range(rows.shape[0]):
             dst = out[r]
-            for j in range(np.uintp(0), d):
-                dst[j] = 0
             i = np.uintp(rows[r])
-            for p in range(indptr[i], indptr[i + 1]):
-                dst[np.uintp(indices[p])] = data[p]
+            lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
+            if hi - lo == d:
+                for j in range(np.uintp(0), d):
+                    dst[j] = data[lo + j]
+            else:
+                for j in range(np.uintp(0), d):
+                    dst[j] = 0
+                for p in range(lo, hi):
+                    dst[np.uintp(indices[p])] = data[p]
     return bad
 
 
@@ -111,18 +118,24 @@ def dense_i8_gather_checked(q, scales, rows, out):
 
 @numba.njit(**OPTIONS)
 def csr_i8_gather_checked(data, indices, indptr, scales, rows, out):
-    """`csr_gather_checked` for int8 values with one float32 scale per row."""
+    """`csr_gather_checked` for int8 values with one float32 scale per row (full rows copied as
+    dense rows, empty rows zeros)."""
     bad = first_row_outside(rows, indptr.shape[0] - 1)
     if bad < 0:
         d = np.uintp(out.shape[1])
         for r in range(rows.shape[0]):
             dst = out[r]
-            for j in range(np.uintp(0), d):
-                dst[j] = 0
             i = np.uintp(rows[r])
             s = scales[i]
-            for p in range(indptr[i], indptr[i + 1]):
-                dst[np.uintp(indices[p])] = s * data[p]
+            lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
+            if hi - lo == d:
+                for j in range(np.uintp(0), d):
+                    dst[j] = s * data[lo + j]
+            else:
+                for j in range(np.uintp(0), d):
+                    dst[j] = 0
+                for p in range(lo, hi):
+                    dst[np.uintp(indices[p])] = s * data[p]
     return bad
 
 
