@@ -374,3 +374,14 @@ def test_frequency_prunes_the_rarest_rows_and_auto_keeps_tables_in_row_formats()
         prune(sn.build_model("lenet300"), method="frequency", sparsity=0.5, data=(np.zeros((4, 64), np.float32),))
     with pytest.raises(ConfigError, match="pass data"):
         prune(model, method="frequency", granularity="embedding-row", sparsity=0.5)
+
+
+def test_commands_that_need_classes_refuse_ratings(tmp_path, capsys):
+    path = tmp_path / "m.safetensors"
+    sn.save_model(sn.build_model("lenet300"), path)
+    assert main(["prune", str(path), "-o", str(tmp_path / "p.safetensors"), "--dataset", "movielens"]) == 1
+    err = capsys.readouterr().err
+    assert "sparsenet prune --dataset: expected a classification dataset" in err and "sparsenet.recommend" in err
+    from sparsenet.data import classification_dataset
+
+    assert classification_dataset("names", "here").num_classes == 2

@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import copy
 
-    from ..data import load_dataset
+    from ..data import classification_dataset
     from ..io import load_model, save_model
     from ..prune import compiled as compiled_copy, prune
     from ..prune.report import format_groups, format_report, pruning_report
@@ -60,7 +60,7 @@ def run(args) -> int:
 
     model = load_model(args.model)
     before = copy.deepcopy(model)
-    ds = load_dataset(args.dataset, seed=args.seed) if args.dataset else None
+    ds = classification_dataset(args.dataset, "sparsenet prune --dataset", seed=args.seed) if args.dataset else None
     if args.finetune_epochs and ds is None:
         raise ConfigError("--finetune-epochs needs --dataset to fine-tune on")
     train = (ds.x_train, ds.y_train) if ds is not None else None

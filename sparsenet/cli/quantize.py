@@ -22,14 +22,15 @@ def run(args) -> int:
     """`sparsenet quantize MODEL -o OUT [--dataset NAME] [--json]`: load, quantise, save, report."""
     import os
 
-    from ..data import load_dataset
+    from ..data import classification_dataset
     from ..io import load_model, save_model
     from ..quantize import SCHEME, quantize_model
     from ..summary import summarize
     from ..train import evaluate
 
     model = load_model(args.model)
-    ds = load_dataset(args.dataset, seed=getattr(args, "seed", 0)) if getattr(args, "dataset", None) else None
+    ds = (classification_dataset(args.dataset, "sparsenet quantize --dataset", seed=getattr(args, "seed", 0))
+          if getattr(args, "dataset", None) else None)
     quantized = quantize_model(model)
     payload = {"input": args.model, "output": args.output, "scheme": SCHEME,
                "bytes_before": summarize(model)["totals"]["total_bytes"],

@@ -14,9 +14,9 @@ from .dataset import Dataset
 from .digits import load_digits
 from .movielens import RatingsDataset, load_movielens
 from .names import load_names
-from .registry import DATASETS, load_dataset
+from .registry import DATASETS, classification_dataset, load_dataset
 from .split import train_test_split
 from .text import Tokenizer
 
 __all__ = ["load_digits", "load_names", "load_movielens", "train_test_split", "load_arrays", "load_dataset",
-           "Dataset", "RatingsDataset", "Tokenizer", "DATASETS", "random_shift"]
+           "classification_dataset", "Dataset", "RatingsDataset", "Tokenizer", "DATASETS", "random_shift"]

@@ -20,7 +20,7 @@ from .dataset import Dataset
 from .digits import load_digits
 from .split import train_test_split
 
-__all__ = ["load_dataset", "BUILTIN_DATASETS", "DATASETS"]
+__all__ = ["load_dataset", "classification_dataset", "BUILTIN_DATASETS", "DATASETS"]
 
 # Every embedded dataset: what `sparsenet datasets` lists. The licence files lie next to the data.
 DATASETS = {
@@ -103,3 +103,14 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     return Dataset(np.ascontiguousarray(x_tr), y_tr, np.ascontiguousarray(x_te), y_te,
                    name=name, num_classes=num_classes)
+
+
+def classification_dataset(name_or_path, where: str, **options) -> Dataset:
+    """`load_dataset(name_or_path, **options)` for a caller that needs classes and labels (pruning,
+    fine-tuning, sweeps, evaluation by accuracy): a ratings dataset raises ConfigError naming
+    `where` (a recommender is trained and evaluated by `sparsenet.recommend`)."""
+    ds = load_dataset(name_or_path, **options)
+    if not isinstance(ds, Dataset):
+        raise ConfigError(f"{where}: expected a classification dataset (x, y), found {ds!r}: ratings train and "
+                          f"evaluate with sparsenet.recommend (sparsenet train --model recommender)")
+    return ds

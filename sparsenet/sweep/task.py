@@ -50,9 +50,9 @@ def _single_threaded():
 
 @functools.lru_cache(maxsize=4)
 def _dataset(name: str, split_seed: int, test_fraction: float):
-    from ..data import load_dataset
+    from ..data import classification_dataset
 
-    return load_dataset(name, seed=split_seed, test_fraction=test_fraction)
+    return classification_dataset(name, "sweep dataset", seed=split_seed, test_fraction=test_fraction)
 
 
 def _load(point):
