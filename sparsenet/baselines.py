@@ -33,6 +33,8 @@ class BagOfNgrams:
 
         if level not in ("chars", "words"):
             raise ConfigError(f"BagOfNgrams: expected level 'chars' or 'words', found {level!r}")
+        if not isinstance(ngrams, (tuple, list)) or len(ngrams) != 2:
+            raise ConfigError(f"BagOfNgrams: expected ngrams (low, high), found {ngrams!r}")
         lo, hi = (check_int(n, "n-gram length", "BagOfNgrams") for n in ngrams)
         if hi < lo:
             raise ConfigError(f"BagOfNgrams: expected ngrams (low, high) with low <= high, found {ngrams}")
@@ -53,7 +55,7 @@ class BagOfNgrams:
 
     def fit(self, texts) -> "BagOfNgrams":
         counts = Counter()
-        for text in texts:
+        for text in _texts(texts, "BagOfNgrams.fit"):
             counts.update(self.grams(text))
         kept = sorted((g for g, c in counts.items() if c >= self.min_count), key=lambda g: (-counts[g], g))
         self.vocabulary = {g: j for j, g in enumerate(kept[:self.max_features])}
@@ -65,7 +67,7 @@ class BagOfNgrams:
         """float32 [len(texts), features]: 1 where the text holds the n-gram."""
         if not self.vocabulary:
             raise ConfigError("BagOfNgrams.transform: call fit(texts) first")
-        texts = list(texts)
+        texts = _texts(texts, "BagOfNgrams.transform")
         out = np.zeros((len(texts), len(self.vocabulary)), np.float32)
         for row, text in enumerate(texts):
             cols = [self.vocabulary[g] for g in self.grams(text) if g in self.vocabulary]
@@ -91,7 +93,7 @@ class NgramLogisticRegression:
         from .optim import AdamW
         from .train import check_labels, fit
 
-        texts = list(texts)
+        texts = _texts(texts, "NgramLogisticRegression.fit")
         y = check_labels(np.asarray(y), len(texts))
         x = self.features.fit(texts).transform(texts)
         self.num_classes = int(y.max()) + 1 if y.size else 1
@@ -111,6 +113,18 @@ class NgramLogisticRegression:
         return self.scores(texts).argmax(axis=1)
 
 
+def _texts(texts, where: str) -> list:
+    if isinstance(texts, str) or texts is None:
+        raise DataError(f"{where}: expected a sequence of texts, found {type(texts).__name__}"
+                        + (" (wrap one text in a list)" if isinstance(texts, str) else ""))
+    return list(texts)
+
+
+def _fitted(obj, attr: str, where: str):
+    if not hasattr(obj, attr):
+        raise ConfigError(f"{where}: call fit(dataset) first")
+
+
 def _pairs(users, items, where: str) -> tuple[np.ndarray, np.ndarray]:
     users, items = np.asarray(users), np.asarray(items)
     if users.shape != items.shape or users.dtype.kind not in "iu" or items.dtype.kind not in "iu":
@@ -124,15 +138,20 @@ class Popularity:
     of He et al. 2017); its rating prediction is the training mean."""
 
     def fit(self, ds) -> "Popularity":
+        from .recommend import _ratings_dataset
+
+        _ratings_dataset(ds, "Popularity.fit")
         self.counts = np.bincount(ds.train_item, minlength=ds.num_items).astype(np.float64)
         self.mean = float(np.mean(ds.train_rating)) if ds.n_train else 0.0
         return self
 
     def rank_scores(self, users, items) -> np.ndarray:
+        _fitted(self, "counts", "Popularity.rank_scores")
         _, items = _pairs(users, items, "Popularity.rank_scores")
         return self.counts[items]
 
     def ratings(self, users, items) -> np.ndarray:
+        _fitted(self, "counts", "Popularity.ratings")
         _, items = _pairs(users, items, "Popularity.ratings")
         return np.full(items.shape, self.mean)
 
@@ -144,11 +163,18 @@ class MatrixFactorization:
 
     def __init__(self, dim: int = 32, *, reg: float = 5.0, iterations: int = 10, seed: int = 0):
         self.dim = check_int(dim, "dim", "MatrixFactorization")
+        if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg > 0:
+            raise ConfigError(f"MatrixFactorization: expected a penalty reg > 0, found {reg!r}")
         self.reg = float(reg)
         self.iterations = check_int(iterations, "iterations", "MatrixFactorization", low=0)
         self.seed = check_seed(seed, "MatrixFactorization")
 
     def fit(self, ds) -> "MatrixFactorization":
+        from .recommend import _ratings_dataset
+
+        _ratings_dataset(ds, "MatrixFactorization.fit")
+        if ds.n_train == 0:
+            raise DataError("MatrixFactorization.fit: the training part holds no ratings")
         rng = np.random.default_rng(self.seed)
         u, i = ds.train_user, ds.train_item
         r = ds.train_rating.astype(np.float64)
@@ -159,6 +185,9 @@ class MatrixFactorization:
         for _ in range(self.iterations):
             users = self._solve(u, i, r, users, items, k)
             items = self._solve(i, u, r, items, users, k)
+        # a user or item with no training rating keeps no random factors: it is predicted by the rest
+        users[np.bincount(u, minlength=ds.num_users) == 0] = 0
+        items[np.bincount(i, minlength=ds.num_items) == 0] = 0
         self.user_factors, self.user_bias = users[:, :-1], users[:, -1]
         self.item_factors, self.item_bias = items[:, :-1], items[:, -1]
         return self
@@ -184,6 +213,7 @@ class MatrixFactorization:
         return out
 
     def ratings(self, users, items) -> np.ndarray:
+        _fitted(self, "user_factors", "MatrixFactorization.ratings")
         users, items = _pairs(users, items, "MatrixFactorization.ratings")
         return (self.mean + self.user_bias[users] + self.item_bias[items]
                 + np.sum(self.user_factors[users] * self.item_factors[items], axis=-1))

@@ -1,5 +1,5 @@
-"""Classification, regression and ranking metrics in pure, vectorised NumPy (np.bincount; no Python
-loop over samples).
+"""Classification, regression and ranking metrics in NumPy (vectorised: np.bincount, no Python loop
+over samples; `ranking_candidates` draws each user's candidates in a loop over users).
 
 Inputs:
     y_true  (N,)    non-negative integer class labels
@@ -264,10 +264,17 @@ def ranking_candidates(rated, users, positives, num_items: int, *, negatives: in
     if users.shape != positives.shape:
         raise ShapeError(f"ranking_candidates: expected one positive per user, found {positives.size} "
                          f"for {users.size}")
+    if users.size and (users.min() < 0 or users.max() >= len(rated)):
+        raise DataError(f"ranking_candidates: users must lie in [0, {len(rated)}), found range "
+                        f"[{users.min()}, {users.max()}]")
+    if positives.size and (positives.min() < 0 or positives.max() >= num_items):
+        raise DataError(f"ranking_candidates: items must lie in [0, {num_items}), found range "
+                        f"[{positives.min()}, {positives.max()}]")
     out = np.empty((users.size, 1 + negatives), np.int64)
     out[:, 0] = positives
     for j, u in enumerate(users.tolist()):
-        seen = np.asarray(rated[u], np.int64)
+        # sorted and distinct, the positive included (never drawn as a negative)
+        seen = np.union1d(np.asarray(rated[u], np.int64), positives[j:j + 1])
         pool = num_items - seen.size
         if pool < negatives:
             raise DataError(f"ranking_candidates: user {u} rated {seen.size} of {num_items} items: fewer than "

@@ -43,7 +43,10 @@ def quantize_model(model: Sequential | Graph, *, layers=None) -> Sequential | Gr
     """
     if not isinstance(model, (Sequential, Graph)):
         raise ConfigError(f"quantize_model: expected a Sequential or a Graph, found {type(model).__name__}")
-    wanted = None if layers is None else {str(n) for n in ([layers] if isinstance(layers, str) else layers)}
+    if layers is not None and not isinstance(layers, str) and not (
+            isinstance(layers, (list, tuple, set, frozenset)) and all(isinstance(n, str) for n in layers)):
+        raise ConfigError(f"quantize_model: expected layers as layer names, found {layers!r}")
+    wanted = None if layers is None else ({layers} if isinstance(layers, str) else set(layers))
     if wanted is not None:
         weighted = {n for n, m in model.named_modules() if isinstance(m, WeightedLayer)}
         unknown = sorted(wanted - weighted)

@@ -25,17 +25,29 @@ import math
 import numpy as np
 
 from ._checks import check_int, check_seed
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .losses import MSELoss, RatingInteractionLoss
 from .metrics import hit_rate_ndcg, ranking_candidates, rmse
 
 __all__ = ["train_recommender", "evaluate_recommender", "sample_unrated"]
 
 
-def _outputs(model) -> int:
-    """Numbers per (user, item) pair: the width of one prediction."""
+def _outputs(model, where: str) -> int:
+    """Numbers per (user, item) pair: the width of one prediction; ConfigError unless it is 1 or 2
+    (a prediction of shape [N, 1] or [N, 2])."""
     out = model.predict({"user": np.zeros(1, np.int64), "item": np.zeros(1, np.int64)})
-    return int(out.shape[1]) if out.ndim == 2 else 1
+    if out.ndim != 2 or out.shape[1] not in (1, 2):
+        raise ConfigError(f"{where}: expected a model of 1 or 2 outputs per pair (predictions [N, 1] or [N, 2]), "
+                          f"found predictions of shape {list(out.shape)}")
+    return int(out.shape[1])
+
+
+def _ratings_dataset(ds, where: str) -> None:
+    from .data.movielens import RatingsDataset
+
+    if not isinstance(ds, RatingsDataset):
+        raise ConfigError(f"{where}: expected a RatingsDataset (sparsenet.data.load_movielens), found "
+                          f"{type(ds).__name__}")
 
 
 def sample_unrated(users, known_codes, num_items: int, rng: np.random.Generator, *, rounds: int = 20) -> np.ndarray:
@@ -52,8 +64,8 @@ def sample_unrated(users, known_codes, num_items: int, rng: np.random.Generator,
         if not bad.any():
             return items
         items[bad] = rng.integers(0, num_items, int(bad.sum()))
-    raise ConfigError(f"sample_unrated: after {rounds} draws some users still drew rated items "
-                      f"(a user rated nearly all {num_items} items)")
+    raise DataError(f"sample_unrated: after {rounds} draws some users still drew rated items "
+                    f"(a user rated nearly all {num_items} items)")
 
 
 def train_recommender(model, ds, *, epochs: int = 10, batch_size: int = 256, lr: float = 1e-3,
@@ -70,15 +82,15 @@ def train_recommender(model, ds, *, epochs: int = 10, batch_size: int = 256, lr:
     from .optim import Adam
     from .train import History, fit
 
+    _ratings_dataset(ds, "train_recommender")
     epochs = check_int(epochs, "epochs", "train_recommender", low=0)
     negatives = check_int(negatives, "negatives", "train_recommender", low=0)
     seed = check_seed(seed, "train_recommender")
     if lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"train_recommender: expected lr_schedule 'constant' or 'cosine', found {lr_schedule!r}")
-    width = _outputs(model)
-    if width not in (1, 2):
-        raise ConfigError(f"train_recommender: expected a model of 1 or 2 outputs per pair, found {width}")
-    two = width == 2
+    if not interaction_weight >= 0:
+        raise ConfigError(f"train_recommender: expected interaction_weight >= 0, found {interaction_weight!r}")
+    two = _outputs(model, "train_recommender") == 2
     optimizer = optimizer or Adam(model.parameters(), lr=lr)
     base_lr = optimizer.lr
     x = ds.inputs("train")
@@ -115,6 +127,9 @@ def evaluate_recommender(model, ds, *, k: int = 10, negatives: int = 99, seed: i
     with ``ratings(users, items)`` and ``rank_scores(users, items)`` (`sparsenet.baselines`).
     Returns ``{"rmse", "hit_rate", "ndcg", "k", "negatives", "num_users"}`` (plain floats and ints).
     """
+    _ratings_dataset(ds, "evaluate_recommender")
+    if not hasattr(model, "rank_scores"):
+        _outputs(model, "evaluate_recommender")
     cand = ranking_candidates(ds.rated(), ds.test_user, ds.test_item, ds.num_items, negatives=negatives, seed=seed)
     users = np.repeat(ds.test_user, cand.shape[1])
     if hasattr(model, "rank_scores"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_int
 from .errors import ConfigError
 from .nn import (GELU, Add, BatchNorm2d, Concat, Conv2d, Dropout, Embedding, Flatten, GlobalAvgPool2d, Graph,
                  HardSwish, LayerNorm, Linear, MatMul, MaxPool2d, Mean, ReLU, ReLU6, Reshape, Scale, Sequential, Shift,
@@ -164,7 +165,7 @@ def recommender(num_users: int = 671, num_items: int = 9066, *, seed: int = 0, d
         x = b.add(f"relu{k}", ReLU(), b.add(f"fc{k}", Linear(cin, width, seed=b.next_seed()), x))
         x = drop(f"relu{k}_drop", x)
         cin = width
-    b.add("score", Linear(cin, int(outputs), seed=b.next_seed()), x)
+    b.add("score", Linear(cin, check_int(outputs, "outputs", "recommender"), seed=b.next_seed()), x)
     return Graph({"user": (), "item": ()}, b.nodes, "score", input_dtypes={"user": "int64", "item": "int64"})
 
 
@@ -255,7 +256,7 @@ def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=
     MLPs flatten any input; the image models need (channels, height, width); the index models take
     their sizes from `options`, the zoo function's own arguments (`transformer`: vocab_size, dim,
     heads, layers, ffn, dropout, and seq_len, which a 1-D `input_shape` also gives; `recommender`:
-    num_users, num_items, dim, hidden, outputs; `num_classes` does not apply to it).
+    num_users, num_items, dim, hidden, outputs, dropout; `num_classes` does not apply to it).
 
     >>> build_model("lenet300").layers[1].weight.shape
     (300, 64)
@@ -264,10 +265,9 @@ def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=
     """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
-    input_shape = tuple(int(s) for s in input_shape)
     if name in _INDEX_MODELS:  # their inputs are indices: sized by their own arguments
         if name == "transformer":
-            if len(input_shape) == 1:
+            if input_shape is not None and len(tuple(input_shape)) == 1:
                 options.setdefault("seq_len", input_shape[0])
             options.setdefault("num_classes", num_classes)
         try:
@@ -278,6 +278,7 @@ def build_model(name: str, *, seed: int = 0, num_classes: int = 10, input_shape=
         return model
     if options:
         raise ConfigError(f"{name}: takes no options, found {sorted(options)}")
+    input_shape = tuple(int(s) for s in input_shape)
     if name in _IMAGE_MODELS:
         if len(input_shape) != 3:
             raise ConfigError(f"{name}: expected input shape (channels, height, width), found {input_shape}")
@@ -322,11 +323,12 @@ def train_recipe(name: str, dataset=None, *, epochs=None, batch_size=None, lr=No
         raise ConfigError(f"{name}: expected a classification dataset, found {ds!r}")
     options = dict(architecture)
     if name == "transformer":
-        if ds.x_train.dtype != np.int64 or ds.x_train.ndim != 2:
-            raise ConfigError(f"transformer: expected a text dataset of token ids [N, length], found "
-                              f"{ds.x_train.dtype} {ds.x_train.shape}")
-        options["vocab_size"] = ds.tokenizer.vocab_size if ds.tokenizer is not None else int(
-            max(ds.x_train.max(), ds.x_test.max())) + 1
+        if ds.tokenizer is None or ds.x_train.dtype != np.int64 or ds.x_train.ndim != 2:
+            raise ConfigError(f"transformer: expected a text dataset of token ids [N, length] with its tokenizer "
+                              f"(such as 'names'), found {ds.name!r}: {ds.x_train.dtype} {ds.x_train.shape}")
+        options["vocab_size"] = ds.tokenizer.vocab_size
+    elif ds.x_train.dtype == np.int64:
+        raise ConfigError(f"{name}: {ds.name!r} holds token ids, not features: train the 'transformer' on it")
     model = build_model(name, seed=seed, num_classes=ds.num_classes, input_shape=ds.x_train.shape[1:], **options)
     return _train_classifier_recipe(name, model, ds, recipe, seed, quiet, sparse, baselines)
 

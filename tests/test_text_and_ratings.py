@@ -274,7 +274,7 @@ def test_sampled_negatives_are_never_known_pairs():
     users = np.repeat(ds.train_user, 4)
     items = sample_unrated(users, known, ds.num_items, np.random.default_rng(0))
     assert not np.isin(users * ds.num_items + items, known).any()
-    with pytest.raises(ConfigError, match="rated nearly all"):
+    with pytest.raises(DataError, match="rated nearly all"):
         sample_unrated(np.zeros(5, np.int64), np.arange(40), 40, np.random.default_rng(0))
 
 
@@ -385,3 +385,68 @@ def test_commands_that_need_classes_refuse_ratings(tmp_path, capsys):
     from sparsenet.data import classification_dataset
 
     assert classification_dataset("names", "here").num_classes == 2
+
+
+def test_recommender_tools_refuse_what_they_cannot_use():
+    from sparsenet.quantize import quantize_model
+    from sparsenet.zoo import train_recipe
+
+    ds = _toy_ratings()
+    with pytest.raises(ConfigError, match="expected a RatingsDataset"):
+        evaluate_recommender(Popularity(), load_dataset("names"))
+    with pytest.raises(ConfigError, match="call fit"):
+        Popularity().rank_scores(np.array([0]), np.array([0]))
+    with pytest.raises(ConfigError, match="reg > 0"):
+        MatrixFactorization(reg=0)
+    three = sn.zoo.recommender(ds.num_users, ds.num_items, dim=4, hidden=(8,), outputs=3)
+    with pytest.raises(ConfigError, match="1 or 2 outputs per pair"):
+        evaluate_recommender(three, ds)
+    one = sn.zoo.recommender(ds.num_users, ds.num_items, dim=4, hidden=(8,), outputs=1)
+    assert evaluate_recommender(one, ds, k=5, negatives=10)["num_users"] == 30  # one number per pair: ranks by it
+    model = sn.zoo.recommender(ds.num_users, ds.num_items, seed=0, dim=4, hidden=(8,))
+    before = model.predict(ds.inputs("test"))
+    assert train_recommender(model, ds, epochs=0).loss == []
+    np.testing.assert_array_equal(model.predict(ds.inputs("test")), before)
+    with pytest.raises(ConfigError, match="interaction_weight >= 0"):
+        train_recommender(model, ds, epochs=1, interaction_weight=-1.0)
+    with pytest.raises(ConfigError, match="flatten does not apply"):
+        load_dataset("movielens", flatten=True)
+    with pytest.raises(ConfigError, match="holds token ids"):
+        train_recipe("lenet300", "names")
+    assert sn.build_model("recommender", input_shape=None, num_users=3, num_items=4, dim=2,
+                          hidden=(2,)).predict({"user": np.array([2]), "item": np.array([3])}).shape == (1, 2)
+    with pytest.raises(ConfigError, match="expected layers as layer names"):
+        quantize_model(model, layers=5)
+
+
+def test_ranking_candidates_check_users_and_never_draw_the_positive():
+    with pytest.raises(DataError, match=r"users must lie in \[0, 1\)"):
+        ranking_candidates([np.array([0])], np.array([-1]), np.array([0]), 10, negatives=2)
+    # the positive missing from the user's rated items is still never drawn as a negative
+    cand = ranking_candidates([np.array([], np.int64)], np.zeros(50, np.int64), np.full(50, 3), 5, negatives=4)
+    assert np.all(cand[:, 0] == 3) and not np.any(cand[:, 1:] == 3)
+
+
+def test_a_tokenizer_description_with_bad_fields_is_refused():
+    good = Tokenizer("chars").fit(["AB"]).to_dict()
+    for bad, match in ((dict(good, lower="yes"), "'lower' true or false"), (dict(good, level="bytes"), "level"),
+                       (dict(good, extra=1), "expected a dict"), (dict(good, max_size=3), "exceeds its max_size")):
+        with pytest.raises(DataError, match=match):
+            Tokenizer.from_dict(bad)
+    with pytest.raises(DataError, match="ragged rows"):
+        Tokenizer.from_dict(good).decode([[1, 2], [1]])
+
+
+def test_frequency_counts_lookups_inside_no_grad_too():
+    from sparsenet.nn.module import no_grad
+    from sparsenet.prune.importance import Frequency
+
+    ds = _toy_ratings()
+    model = sn.zoo.recommender(ds.num_users, ds.num_items, seed=0, dim=4, hidden=(8,))
+    layers = {n.name: n.op for n in model.nodes if n.name.endswith("_emb")}
+    with no_grad():
+        scores = Frequency(batch_size=7)(model, layers, (ds.inputs("train"),))
+    counts = np.bincount(ds.train_item, minlength=ds.num_items)
+    np.testing.assert_array_equal(np.floor(scores["item_emb"][:, 0]), counts)
+    with pytest.raises(ConfigError, match="batch_size"):
+        Frequency(batch_size=0)

@@ -37,7 +37,7 @@ from .text import Tokenizer
 __all__ = ["load_names", "census_names", "NAMES_LENGTH"]
 
 _RESOURCE = "census_names.npz"
-NAMES_LENGTH = 12  # the longest name has 11 letters: every name ends in at least one PAD
+NAMES_LENGTH = 12  # the longest name has 11 letters: every name, right-aligned, starts with a PAD
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,7 +67,8 @@ def load_names(*, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """The census first names as a 2-class text `Dataset` of character ids (int64 [N, 12]), split
     with stratification (`train_test_split`); the character `Tokenizer` is fitted on the training
     names only. Names are right-aligned (``pad="left"``: a name's last letter always sits at
-    position 11); ``ds.tokenizer.encode(["ALEX"], 12, pad="left")`` encodes new ones."""
+    position 11); ``ds.tokenizer.encode(["ALEX"], 12, pad="left")`` encodes new ones (upper case:
+    the census lists are, and the tokenizer keeps case: "Alex" would be A and three unknowns)."""
     names, female, male = census_names()
     keep = female != male
     texts = np.array(names, dtype=object)[keep]

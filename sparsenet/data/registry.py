@@ -41,7 +41,7 @@ BUILTIN_DATASETS = tuple(DATASETS)
 
 
 def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 0.25,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0):
     """Load a dataset by name or from files and return it split into train and test parts.
 
     Args:
@@ -57,7 +57,8 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
             (same seed -> identical Dataset). Both are ignored for pre-split archives.
 
     Returns:
-        A `Dataset`: x float32 C-contiguous, y int64; num_classes = largest label + 1.
+        A `Dataset`: x float32 C-contiguous (int64 token ids for "names"), y int64; num_classes =
+        largest label + 1. For "movielens", a `RatingsDataset`.
         Its name is the dataset name, or the stem of the (x) file.
 
     Raises:
@@ -71,7 +72,9 @@ def load_dataset(name_or_path, *, flatten: bool = False, test_fraction: float = 
     if isinstance(name_or_path, str) and name_or_path == "movielens":
         from .movielens import load_movielens
 
-        return load_movielens(seed=seed)
+        if flatten:
+            raise ConfigError("load_dataset: 'movielens' holds (user, item, rating) triples: flatten does not apply")
+        return load_movielens(seed=seed)  # per-user split: load_movielens(split="random", ...) for another
     if isinstance(name_or_path, str) and name_or_path == "digits":
         x, y = load_digits(flatten=flatten)
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_fraction=test_fraction, seed=seed)

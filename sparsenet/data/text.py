@@ -111,7 +111,10 @@ class Tokenizer:
 
     def decode(self, ids) -> list[str]:
         """The texts of rows of ids (padding dropped; words joined by spaces)."""
-        ids = np.asarray(ids)
+        try:
+            ids = np.asarray(ids)
+        except ValueError:  # ragged rows
+            raise DataError("Tokenizer.decode: expected a 2-D integer array, found ragged rows") from None
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise DataError(f"Tokenizer.decode: expected a 2-D integer array, found {ids.dtype} {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
@@ -129,15 +132,25 @@ class Tokenizer:
     @classmethod
     def from_dict(cls, d) -> "Tokenizer":
         """The tokenizer that `to_dict` described; a malformed description raises DataError."""
-        if not isinstance(d, dict) or not isinstance(d.get("vocabulary"), list):
+        if not isinstance(d, dict) or not isinstance(d.get("vocabulary"), list) \
+                or set(d) - {"level", "min_count", "max_size", "lower", "vocabulary"}:
             raise DataError(f"Tokenizer.from_dict: expected a dict with a 'vocabulary' list, found {d!r:.80}")
         vocab = d["vocabulary"]
         if vocab[:2] != list(_SPECIAL) or not all(isinstance(t, str) for t in vocab) \
                 or len(set(vocab)) != len(vocab):
             raise DataError("Tokenizer.from_dict: the vocabulary must be distinct strings starting with "
                             f"{list(_SPECIAL)}, found {vocab[:4]}...")
-        tok = cls(d.get("level", "words"), min_count=d.get("min_count", 1), max_size=d.get("max_size"),
-                  lower=d.get("lower", False))
+        lower = d.get("lower", False)
+        if not isinstance(lower, bool):
+            raise DataError(f"Tokenizer.from_dict: expected 'lower' true or false, found {lower!r}")
+        try:
+            tok = cls(d.get("level", "words"), min_count=d.get("min_count", 1), max_size=d.get("max_size"),
+                      lower=lower)
+        except ConfigError as e:
+            raise DataError(f"Tokenizer.from_dict: {e}") from None
+        if tok.max_size is not None and len(vocab) > tok.max_size:
+            raise DataError(f"Tokenizer.from_dict: a vocabulary of {len(vocab)} ids exceeds its max_size "
+                            f"{tok.max_size}")
         tok.vocabulary = list(vocab)
         tok._ids = {t: i for i, t in enumerate(vocab)}
         return tok
@@ -149,4 +162,7 @@ class Tokenizer:
 def _texts(texts) -> list:
     if isinstance(texts, str):
         raise DataError("Tokenizer: expected a sequence of texts, found one str (wrap it in a list)")
-    return list(texts)
+    try:
+        return list(texts)
+    except TypeError:
+        raise DataError(f"Tokenizer: expected a sequence of texts, found {type(texts).__name__}") from None

@@ -2,8 +2,8 @@
 format: ``out[r] = W[rows[r]]`` and ``grad_W[rows[r]] += g[r]``.
 
 Pure functions over validated arrays (the format's own check, and `rows` already checked to lie in
-``[0, M)``: no bounds checks here); callers allocate `out` (zeroed where a kernel only writes the
-stored entries). Rows are unsigned machine integers inside the loops (PERF-NOTES, trick 1). The
+``[0, M)``, or checked by the ``*_checked`` kernels themselves in one pass); callers allocate `out`
+(every output row is written whole). Rows are unsigned machine integers inside the loops (PERF-NOTES, trick 1). The
 ``*_ref`` functions are the plain NumPy references the property tests compare against.
 
 Gathers are memory-bound and a model looks up a few hundred rows per call: every kernel is serial.
@@ -14,8 +14,8 @@ import numpy as np
 
 from ._jit import OPTIONS
 
-__all__ = ["first_row_outside", "dense_gather", "dense_gather_checked", "csr_gather", "csr_gather_checked",
-           "dense_i8_gather", "dense_i8_gather_checked", "csr_i8_gather", "csr_i8_gather_checked",
+__all__ = ["first_row_outside", "dense_gather", "dense_gather_checked", "csr_gather_checked",
+           "dense_i8_gather", "dense_i8_gather_checked", "csr_i8_gather_checked",
            "dense_scatter_add", "csr_scatter_add", "gather_ref", "scatter_add_ref"]
 
 
@@ -51,15 +51,6 @@ def dense_gather_checked(w, rows, out):
 
 
 @numba.njit(**OPTIONS)
-def csr_gather(data, indices, indptr, rows, out):
-    """out[r, :] = W[rows[r], :] for W in CSR; `out` [R, D] must be zero (only stored entries are written)."""
-    for r in range(rows.shape[0]):
-        i = np.uintp(rows[r])
-        for p in range(indptr[i], indptr[i + 1]):
-            out[r, np.uintp(indices[p])] = data[p]
-
-
-@numba.njit(**OPTIONS)
 def dense_i8_gather(q, scales, rows, out):
     """out[r, :] = scales[rows[r]] * q[rows[r], :] (int8 values, one float32 scale per row)."""
     d = q.shape[1]
@@ -68,16 +59,6 @@ def dense_i8_gather(q, scales, rows, out):
         s = scales[i]
         for j in range(d):
             out[r, j] = s * q[i, j]
-
-
-@numba.njit(**OPTIONS)
-def csr_i8_gather(data, indices, indptr, scales, rows, out):
-    """out[r, :] = scales[rows[r]] * Q[rows[r], :] for int8 Q in CSR; `out` must be zero."""
-    for r in range(rows.shape[0]):
-        i = np.uintp(rows[r])
-        s = scales[i]
-        for p in range(indptr[i], indptr[i + 1]):
-            out[r, np.uintp(indices[p])] = s * data[p]
 
 
 @numba.njit(**OPTIONS)

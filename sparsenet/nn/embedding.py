@@ -63,18 +63,18 @@ class Embedding(WeightedLayer):
         p.apply_mask()
 
     def _gather(self, rows, out) -> None:
-        """out[r] = table[rows[r]] for checked rows, in the table's format."""
+        """out[r] = table[rows[r]] for checked rows, in the table's format: the kernels a compiled
+        plan runs (`_gather_into`), so that `compiled(..., "auto")`, which times this forward,
+        times what inference will run."""
         w = self.weight
         if isinstance(w, Dense):
             gather.dense_gather(w.data, rows, out)
         elif isinstance(w, CSR):
-            out[...] = 0
-            gather.csr_gather(w.data, w.indices, w.indptr, rows, out)
+            gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
         elif isinstance(w, QDense):
             gather.dense_i8_gather(w.data, w.scales, rows, out)
         else:  # QCSR
-            out[...] = 0
-            gather.csr_i8_gather(w.data, w.indices, w.indptr, w.scales, rows, out)
+            gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)
 
     def _check_indices(self, x) -> np.ndarray:
         x = np.asarray(x)

@@ -50,6 +50,23 @@ def no_grad():
         _local.grad = previous
 
 
+@contextmanager
+def enable_grad():
+    """Inside this block (in this thread) layers keep what backward needs even within `no_grad`:
+    what a criterion that reads the layers' saved inputs needs (`Frequency` reads the looked-up rows).
+
+    >>> with no_grad(), enable_grad():
+    ...     grad_enabled()
+    True
+    """
+    previous = grad_enabled()
+    _local.grad = True
+    try:
+        yield
+    finally:
+        _local.grad = previous
+
+
 _RUNTIME_PREDICT: list = []
 
 

@@ -337,17 +337,21 @@ class Frequency(Importance):
     cold users and items score low): with granularity 'embedding-row' it prunes the rows that the
     data uses least. ``data`` is (x, y) or (x,), x an array or ``{input name: array}`` (y is not
     used). Rows looked up equally often (never, say) are ordered by their norm: every element of a
-    row scores count + |w| / (2 max |w|), below the next count. Scores Embedding layers only; use
+    row scores count + ||w_row|| / (2 max ||w_row||) (L2 norms), below the next count. Scores
+    Embedding layers only; use
     ``normalize="none"`` with scope 'global' (counts compare across tables as they are)."""
 
     name = "frequency"
     needs_data = True
 
     def __init__(self, batch_size: int = 4096):
-        self.batch_size = batch_size
+        from .._checks import check_int
+
+        self.batch_size = check_int(batch_size, "batch_size", "Frequency")
 
     def __call__(self, model, layers, data=None):
         from ..nn import Embedding
+        from ..nn.module import enable_grad
 
         others = [n for n, l in layers.items() if not isinstance(l, Embedding)]
         if others:
@@ -363,13 +367,17 @@ class Frequency(Importance):
         was_training = model.training
         model.eval()
         try:
-            for start in range(0, n, self.batch_size):
-                if isinstance(x, dict):
-                    model.forward(**{k: np.asarray(v)[start:start + self.batch_size] for k, v in x.items()})
-                else:
-                    model.forward(np.asarray(x)[start:start + self.batch_size])
-                for name, layer in layers.items():  # each table keeps the rows it looked up
-                    counts[name] += np.bincount(layer._rows, minlength=layer.num_embeddings)
+            with enable_grad():  # each table keeps the rows it looked up (also inside no_grad)
+                for start in range(0, n, self.batch_size):
+                    for layer in layers.values():
+                        layer._rows = None  # a table this batch does not reach counts nothing
+                    if isinstance(x, dict):
+                        model.forward(**{k: np.asarray(v)[start:start + self.batch_size] for k, v in x.items()})
+                    else:
+                        model.forward(np.asarray(x)[start:start + self.batch_size])
+                    for name, layer in layers.items():
+                        if layer._rows is not None:
+                            counts[name] += np.bincount(layer._rows, minlength=layer.num_embeddings)
         finally:
             model.train(was_training)
         scores = {}
