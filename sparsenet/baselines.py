@@ -16,6 +16,7 @@ from collections import Counter
 import numpy as np
 
 from ._checks import check_int, check_seed
+from .data.text import _texts
 from .errors import ConfigError, DataError, ShapeError
 
 __all__ = ["BagOfNgrams", "NgramLogisticRegression", "Popularity", "MatrixFactorization"]
@@ -111,13 +112,6 @@ class NgramLogisticRegression:
 
     def predict(self, texts) -> np.ndarray:
         return self.scores(texts).argmax(axis=1)
-
-
-def _texts(texts, where: str) -> list:
-    if isinstance(texts, str) or texts is None:
-        raise DataError(f"{where}: expected a sequence of texts, found {type(texts).__name__}"
-                        + (" (wrap one text in a list)" if isinstance(texts, str) else ""))
-    return list(texts)
 
 
 def _fitted(obj, attr: str, where: str):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_int, check_seed
 from .errors import DataError, ShapeError
 
 __all__ = [
@@ -255,8 +256,6 @@ def ranking_candidates(rated, users, positives, num_items: int, *, negatives: in
     >>> ranking_candidates([np.array([0, 1])], np.array([0]), np.array([1]), 5, negatives=3, seed=0).tolist()
     [[1, 2, 3, 4]]
     """
-    from ._checks import check_int, check_seed
-
     negatives = check_int(negatives, "negatives", "ranking_candidates", low=1)
     rng = np.random.default_rng(check_seed(seed, "ranking_candidates"))
     users = np.asarray(users, np.int64).reshape(-1)
@@ -295,8 +294,6 @@ def hit_rate_ndcg(scores, k: int = 10) -> dict:
     >>> hit_rate_ndcg(np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 2.0]]), k=2)["hit_rate"]
     0.5
     """
-    from ._checks import check_int
-
     k = check_int(k, "k", "hit_rate_ndcg", low=1)
     s = np.asarray(scores, np.float64)
     if s.ndim != 2 or s.shape[1] < 2 or s.shape[0] == 0:

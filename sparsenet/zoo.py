@@ -312,8 +312,8 @@ def train_recipe(name: str, dataset=None, *, epochs=None, batch_size=None, lr=No
     if name not in TRAINING:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(TRAINING))}")
     recipe = dict(TRAINING[name])
-    dataset = recipe.pop("dataset") if dataset is None else dataset
-    recipe.pop("dataset", None)
+    default = recipe.pop("dataset")
+    dataset = default if dataset is None else dataset
     architecture = recipe.pop("architecture", {})
     recipe.update({k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None})
     ds = load_dataset(dataset, seed=seed)
@@ -334,10 +334,13 @@ def train_recipe(name: str, dataset=None, *, epochs=None, batch_size=None, lr=No
 
 
 def _optimizer(model, recipe):
+    """(AdamW with the recipe's weight decay, or None when it has none: the trainer's own Adam),
+    and the recipe's other arguments (what the trainer takes)."""
     from .optim import AdamW
 
-    wd = recipe.pop("weight_decay", None)
-    return None if wd is None else AdamW(model.parameters(), lr=recipe["lr"], weight_decay=wd)
+    args = {k: v for k, v in recipe.items() if k != "weight_decay"}
+    wd = recipe.get("weight_decay")
+    return (None if wd is None else AdamW(model.parameters(), lr=recipe["lr"], weight_decay=wd)), args
 
 
 def _train_classifier_recipe(name, model, ds, recipe, seed, quiet, sparse, baselines):
@@ -361,11 +364,9 @@ def _train_classifier_recipe(name, model, ds, recipe, seed, quiet, sparse, basel
                                **sparse, **recipe)
         history = dynamic.history
     else:
-        optimizer = _optimizer(model, recipe)
+        optimizer, args = _optimizer(model, recipe)
         history = fit(model, ds.x_train, ds.y_train, seed=seed, quiet=quiet, augment=augment, optimizer=optimizer,
-                      **recipe)
-        if optimizer is not None:
-            recipe["weight_decay"] = optimizer.weight_decay
+                      **args)
     seconds = time.perf_counter() - t0
     report = classification_report(ds.y_test, model.predict(ds.x_test), num_classes=ds.num_classes)
     figures = {
@@ -415,11 +416,9 @@ def _train_recommender_recipe(ds, architecture, recipe, seed, quiet, sparse, bas
     if sparse:
         raise ConfigError("recommender: --sparse-train trains classifiers; prune the recommender instead")
     model = build_model("recommender", seed=seed, num_users=ds.num_users, num_items=ds.num_items, **architecture)
-    optimizer = _optimizer(model, recipe)
+    optimizer, args = _optimizer(model, recipe)
     t0 = time.perf_counter()
-    train_recommender(model, ds, seed=seed, quiet=quiet, optimizer=optimizer, **recipe)
-    if optimizer is not None:
-        recipe["weight_decay"] = optimizer.weight_decay
+    train_recommender(model, ds, seed=seed, quiet=quiet, optimizer=optimizer, **args)
     seconds = time.perf_counter() - t0
     scores = evaluate_recommender(model, ds, seed=seed)
     figures = {"model": "recommender", "dataset": ds.name, "split": ds.split, "epochs": recipe["epochs"],

@@ -159,10 +159,11 @@ class Tokenizer:
         return f"Tokenizer({self.level!r}, vocab_size={self.vocab_size}, min_count={self.min_count})"
 
 
-def _texts(texts) -> list:
+def _texts(texts, where: str = "Tokenizer") -> list:
+    """`texts` as a list, refusing one str (a sequence of characters) and what is not a sequence."""
     if isinstance(texts, str):
-        raise DataError("Tokenizer: expected a sequence of texts, found one str (wrap it in a list)")
+        raise DataError(f"{where}: expected a sequence of texts, found one str (wrap it in a list)")
     try:
         return list(texts)
     except TypeError:
-        raise DataError(f"Tokenizer: expected a sequence of texts, found {type(texts).__name__}") from None
+        raise DataError(f"{where}: expected a sequence of texts, found {type(texts).__name__}") from None
