@@ -62,19 +62,19 @@ class Embedding(WeightedLayer):
         p.data[...] = rng.standard_normal(p.data.shape).astype(p.data.dtype)
         p.apply_mask()
 
-    def _gather(self, rows, out) -> None:
-        """out[r] = table[rows[r]] for checked rows, in the table's format: the kernels a compiled
-        plan runs (`_gather_into`), so that `compiled(..., "auto")`, which times this forward,
-        times what inference will run."""
+    def _gather(self, rows, out) -> int:
+        """out[r] = table[rows[r]] in the table's format, in one kernel entry that also checks the
+        rows (what a compiled plan runs, `_gather_into`, and what `compiled(..., "auto")` times
+        through this forward): returns the position of the first row outside the table, -1 if
+        none (then every output row is written; otherwise nothing is)."""
         w = self.weight
         if isinstance(w, Dense):
-            gather.dense_gather(w.data, rows, out)
-        elif isinstance(w, CSR):
-            gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
-        elif isinstance(w, QDense):
-            gather.dense_i8_gather(w.data, w.scales, rows, out)
-        else:  # QCSR
-            gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)
+            return gather.dense_gather_checked(w.data, rows, out)
+        if isinstance(w, CSR):
+            return gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
+        if isinstance(w, QDense):
+            return gather.dense_i8_gather_checked(w.data, w.scales, rows, out)
+        return gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)  # QCSR
 
     def _check_indices(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -140,22 +140,8 @@ class Embedding(WeightedLayer):
 
 
 def _gather_into(layer, rows, out):
-    """A plan's Embedding call: `rows` (the bound integer input) checked against the table, then
-    gathered, in one kernel entry for every table format (an index outside the table raises
-    DataError, as the layer's forward does)."""
-    w = layer.weight
-    kind = type(w)
-    if kind is Dense:
-        bad = gather.dense_gather_checked(w.data, rows, out)
-    elif kind is CSR:
-        bad = gather.csr_gather_checked(w.data, w.indices, w.indptr, rows, out)
-    elif kind is QDense:
-        bad = gather.dense_i8_gather_checked(w.data, w.scales, rows, out)
-    elif kind is QCSR:
-        bad = gather.csr_i8_gather_checked(w.data, w.indices, w.indptr, w.scales, rows, out)
-    else:  # a subclass of a table format: the general path
-        bad = gather.first_row_outside(rows, layer.num_embeddings)
-        if bad < 0:
-            layer._gather(rows, out)
-    if bad >= 0:
+    """A plan's Embedding call: `rows` (the bound integer input) checked against the table and
+    gathered in one kernel entry (an index outside the table raises DataError, as the layer's
+    forward does)."""
+    if layer._gather(rows, out) >= 0:
         layer._check_indices(rows)  # raises the layer's error, naming the index
